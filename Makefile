@@ -1,0 +1,49 @@
+# relevo - the two commands (`make run`, `make test`) and their friends.
+# Everything real happens in CMake (CMakeLists.txt) and scripts/.
+
+BUILD      ?= build
+BUILD_ASAN ?= build-asan
+JOBS       ?= $(shell nproc)
+CMAKE_FLAGS ?= -DCMAKE_BUILD_TYPE=RelWithDebInfo
+
+.PHONY: all deps build run test test-unit test-e2e asan fuzz bench clean format
+
+all: build
+
+deps:
+	@scripts/deps.sh
+
+$(BUILD)/Makefile: CMakeLists.txt | deps
+	cmake -S . -B $(BUILD) $(CMAKE_FLAGS) $(if $(CI),-DRELEVO_WERROR=ON)
+
+build: deps $(BUILD)/Makefile
+	@cmake --build $(BUILD) -j $(JOBS)
+
+$(BUILD_ASAN)/Makefile: CMakeLists.txt | deps
+	cmake -S . -B $(BUILD_ASAN) -DCMAKE_BUILD_TYPE=Debug -DRELEVO_SANITIZE=ON -DRELEVO_WERROR=ON
+
+asan: deps $(BUILD_ASAN)/Makefile
+	@cmake --build $(BUILD_ASAN) -j $(JOBS)
+
+# make run - build, then start relevo on loopback with a demo configuration.
+run: build
+	@scripts/run-demo.sh $(BUILD)/relevo
+
+# make test - every test: the source check, unit tests and fuzz-corpus replay under
+# ASan/UBSan, and the end-to-end suite against the sanitizer-built daemon.
+test: build asan
+	@scripts/check-source.sh
+	cd $(BUILD) && ctest --output-on-failure -E '^e2e$$'
+	cd $(BUILD_ASAN) && ctest --output-on-failure
+
+fuzz: deps
+	@scripts/fuzz.sh $(FUZZ_SECONDS)
+
+bench: build
+	@bench/run.sh
+
+format:
+	clang-format -i src/*/*.c src/*/*.h tests/unit/*.c tests/fuzz/*.c
+
+clean:
+	rm -rf $(BUILD) $(BUILD_ASAN) build-fuzz

@@ -1,0 +1,23 @@
+/*
+ * cli.h - the `relevo` subcommands. Each takes the arguments after its name
+ * (argv[0] is the subcommand) and the config path from -c, and returns the
+ * process exit status: 0 success, 1 failure, 2 usage error.
+ */
+#ifndef RELEVO_CLI_H
+#define RELEVO_CLI_H
+
+struct conf;
+
+int cli_serve(int argc, char **argv, const char *conf_path);
+int cli_check_config(int argc, char **argv, const char *conf_path);
+int cli_user(int argc, char **argv, const char *conf_path);
+int cli_queue(int argc, char **argv, const char *conf_path);
+
+/* cli_load_conf - load the config or print every error to stderr; NULL on failure. */
+struct conf *cli_load_conf(const char *path);
+
+/* cli_read_secret - read the first line of standard input (no echo handling: the
+ * caller pipes it in); strips the line ending. Returns a heap string or NULL. */
+char *cli_read_secret(void);
+
+#endif

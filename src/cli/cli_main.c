@@ -1,0 +1,98 @@
+/*
+ * cli_main.c - `relevo SUBCOMMAND [args] [-c FILE]`: argument dispatch.
+ *
+ * -c FILE (or --config FILE) may appear anywhere on the line; it defaults to
+ * /etc/relevo/relevo.yaml. Everything else is passed to the subcommand.
+ */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "cli/cli.h"
+#include "conf/conf.h"
+#include "core/core.h"
+
+static const struct {
+	const char *name;
+	int (*fn)(int argc, char **argv, const char *conf_path);
+	const char *help;
+} cli_commands[] = {
+	{"serve", cli_serve, "run the daemon in the foreground"},
+	{"check-config", cli_check_config, "validate the configuration file"},
+	{"user", cli_user, "add|list|del|passwd sending accounts"},
+	{"queue", cli_queue, "list|show|delete queued messages"},
+};
+
+static void usage(FILE *out)
+{
+	fprintf(out, "usage: relevo COMMAND [ARGS] [-c FILE]\n\ncommands:\n");
+	for (size_t i = 0; i < ARRAY_LEN(cli_commands); i++)
+		fprintf(out, "  %-14s %s\n", cli_commands[i].name, cli_commands[i].help);
+	fprintf(out, "\n-c FILE defaults to %s\n", CONF_DEFAULT_PATH);
+}
+
+int main(int argc, char **argv)
+{
+	const char *conf_path = CONF_DEFAULT_PATH;
+	char **args = xcalloc((size_t)argc + 1, sizeof *args);
+	int nargs = 0;
+	for (int i = 1; i < argc; i++) {
+		if (strcmp(argv[i], "-c") == 0 || strcmp(argv[i], "--config") == 0) {
+			if (i + 1 >= argc) {
+				fprintf(stderr, "relevo: %s needs a file name\n", argv[i]);
+				free(args);
+				return 2;
+			}
+			conf_path = argv[++i];
+		} else if (strncmp(argv[i], "--config=", 9) == 0) {
+			conf_path = argv[i] + 9;
+		} else {
+			args[nargs++] = argv[i];
+		}
+	}
+	if (nargs == 0 || strcmp(args[0], "help") == 0 || strcmp(args[0], "--help") == 0 ||
+	    strcmp(args[0], "-h") == 0) {
+		usage(nargs == 0 ? stderr : stdout);
+		free(args);
+		return nargs == 0 ? 2 : 0;
+	}
+	for (size_t i = 0; i < ARRAY_LEN(cli_commands); i++) {
+		if (strcmp(args[0], cli_commands[i].name) == 0) {
+			int rc = cli_commands[i].fn(nargs, args, conf_path);
+			free(args);
+			return rc;
+		}
+	}
+	fprintf(stderr, "relevo: unknown command '%s'\n", args[0]);
+	usage(stderr);
+	free(args);
+	return 2;
+}
+
+/* cli_load_conf - load the config or explain every error; NULL on failure. */
+struct conf *cli_load_conf(const char *path)
+{
+	struct conf *c = NULL;
+	char *errs = NULL;
+	enum rc rc = conf_load(path, &c, &errs);
+	if (rc != RC_OK) {
+		fprintf(stderr, "relevo: %s: configuration is not valid:\n%s", path,
+			errs ? errs : "unknown error\n");
+		free(errs);
+		return NULL;
+	}
+	return c;
+}
+
+/* cli_read_secret - first line of stdin, without its line ending. */
+char *cli_read_secret(void)
+{
+	char buf[1024];
+	if (fgets(buf, sizeof buf, stdin) == NULL)
+		return NULL;
+	size_t n = strcspn(buf, "\r\n");
+	buf[n] = '\0';
+	char *s = xstrdup(buf);
+	explicit_bzero(buf, sizeof buf);
+	return s;
+}

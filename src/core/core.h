@@ -1,0 +1,123 @@
+/*
+ * core.h - the ground every relevo module stands on: result codes, logging,
+ * allocation that aborts on failure, message ids, time and small string helpers.
+ *
+ * Invariants: nothing here does I/O except the logger (one write(2) per line to
+ * stderr, so lines from different threads never interleave). All functions are
+ * thread-safe unless their comment says otherwise.
+ */
+#ifndef RELEVO_CORE_H
+#define RELEVO_CORE_H
+
+#include <stdarg.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <sys/types.h>
+
+/* One result enum for the whole project (STYLE.md "Errors"). */
+enum rc {
+	RC_OK = 0,
+	RC_AGAIN,	/* incomplete input: call again with more */
+	RC_TEMPFAIL,	/* try again later (4xx) */
+	RC_PERMFAIL,	/* never going to work (5xx) */
+	RC_NOMEM,
+	RC_IO,		/* read/write/fsync/rename failed */
+	RC_PROTO,	/* peer violated the protocol */
+	RC_NOTFOUND,
+	RC_EXISTS,
+	RC_INVALID,	/* bad argument or malformed data */
+	RC_LIMIT,	/* a configured or RFC limit was exceeded */
+	RC__COUNT
+};
+const char *rc_name(enum rc rc);
+
+/* Logging: one line per event, "key=value" pairs, starting with the subject id. */
+enum log_level { LOG_LV_DEBUG, LOG_LV_INFO, LOG_LV_WARN, LOG_LV_ERR };
+void log_set_level(enum log_level lv);
+void log_set_prog(const char *prog);
+void log_msg(enum log_level lv, const char *fmt, ...)
+	__attribute__((format(printf, 2, 3)));
+#define log_debug(...) log_msg(LOG_LV_DEBUG, __VA_ARGS__)
+#define log_info(...) log_msg(LOG_LV_INFO, __VA_ARGS__)
+#define log_warn(...) log_msg(LOG_LV_WARN, __VA_ARGS__)
+#define log_err(...) log_msg(LOG_LV_ERR, __VA_ARGS__)
+/* fatal - log and abort: for broken internal invariants only. */
+_Noreturn void fatal(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+
+/* Allocation that aborts on failure. */
+void *xmalloc(size_t n);
+void *xcalloc(size_t nmemb, size_t n);
+void *xrealloc(void *p, size_t n);
+char *xstrdup(const char *s);
+char *xstrndup(const char *s, size_t n);
+char *xasprintf(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+
+/* Time. */
+int64_t time_now_ms(void);	/* CLOCK_REALTIME, milliseconds */
+int64_t time_mono_ms(void);	/* CLOCK_MONOTONIC, milliseconds */
+/* time_rfc5322 - format t (unix seconds) as an RFC 5322 date-time in local time. */
+void time_rfc5322(int64_t t, char *out, size_t outsz);
+
+/*
+ * Message ids: 64-bit, time-ordered (unix seconds in the top 36 bits, a counter
+ * below). Printed as 16 upper-case hex digits. id_bump() makes sure ids never go
+ * backwards across restarts: the spool calls it with the largest id it recovered.
+ */
+#define ID_STR_LEN 16
+uint64_t id_next(void);
+void id_bump(uint64_t seen);
+void id_format(uint64_t id, char out[ID_STR_LEN + 1]);
+bool id_parse(const char *s, uint64_t *out);
+
+/* Strings. */
+/* str_lcpy - strlcpy: copies at most n-1 bytes, always terminates, returns strlen(src). */
+size_t str_lcpy(char *dst, const char *src, size_t n);
+bool str_ieq(const char *a, const char *b);
+bool str_has_prefix_ci(const char *s, const char *prefix);
+void str_lower(char *s);
+/* str_to_u64 - parse a whole decimal string; false on junk, overflow or empty. */
+bool str_to_u64(const char *s, uint64_t *out);
+
+/* Files. */
+/* file_fsync_dir - fsync the directory containing path (after create/rename/unlink). */
+enum rc file_fsync_dir(const char *dir);
+/* file_write_all - write(2) until done or error (EINTR retried). */
+enum rc file_write_all(int fd, const void *buf, size_t len);
+/* file_read_all - read a whole (small) file into a NUL-terminated heap buffer. */
+enum rc file_read_all(const char *path, size_t max, char **out, size_t *outlen);
+/* file_mkdir_p - create a directory and its parents with the given mode. */
+enum rc file_mkdir_p(const char *path, mode_t mode);
+
+/*
+ * Fault injection seam (STYLE.md "Tests"): RELEVO_FAULT="fsync:3,write:10" makes
+ * the Nth call of that operation fail. fault_hit() returns true when the caller
+ * must pretend the operation failed (it then sets errno to EIO or ENOSPC).
+ */
+bool fault_hit(const char *op);
+
+#define ARRAY_LEN(a) (sizeof(a) / sizeof((a)[0]))
+#define MIN(a, b) ((a) < (b) ? (a) : (b))
+#define MAX(a, b) ((a) > (b) ? (a) : (b))
+
+#endif
+
+/*
+ * Work queue: a small pool of threads for blocking work (password hashing, store
+ * queries) that must never run on an event loop. work(arg) runs on a pool thread;
+ * done(arg) then runs on the event_base given at submit time, which must have
+ * been created after core_threads_init(). arg belongs to the job: done frees it.
+ * A completion finds its session by id (arg carries it), never by pointer.
+ */
+struct event_base;
+struct workq;
+typedef void (*workq_fn)(void *arg);
+/* core_threads_init - enable libevent's pthread locking; call once at start. */
+void core_threads_init(void);
+struct workq *workq_new(unsigned nthreads, size_t max_pending);
+/* workq_submit - RC_LIMIT when max_pending jobs are already waiting. */
+enum rc workq_submit(struct workq *wq, struct event_base *base, workq_fn work,
+		     workq_fn done, void *arg);
+/* workq_free - finish queued work (their done callbacks still run when their
+ * loops run), stop the threads. */
+void workq_free(struct workq *wq);

@@ -1,0 +1,42 @@
+/*
+ * policy.h - who may send what: credentials and sender domains (later: quotas,
+ * suppression, filters).
+ *
+ * Password hashes are argon2id (libsodium crypto_pwhash_str); imported crypt(3)
+ * hashes ($6$, $5$, $2b$, $y$) are verified with libcrypt. Verification is slow on
+ * purpose (tens of ms, tens of MB): callers run it on a worker thread, never on an
+ * event loop. Comparisons of secrets are constant-time.
+ */
+#ifndef RELEVO_POLICY_H
+#define RELEVO_POLICY_H
+
+#include <stdbool.h>
+#include <stddef.h>
+
+#include "core/core.h"
+
+struct store;
+struct store_user;
+
+/* policy_password_hash - a new argon2id hash string of pass, heap-allocated. */
+enum rc policy_password_hash(const char *pass, char **out);
+
+/* policy_password_verify - does pass match hash (argon2id or crypt(3))? */
+bool policy_password_verify(const char *hash, const char *pass);
+
+/*
+ * policy_auth_user - blocking: look the user up and verify the password.
+ * RC_OK and *out (the user, with domains) on success; RC_PERMFAIL for an unknown
+ * user or a wrong password (indistinguishable, and taking the same time: an
+ * unknown user is checked against a dummy hash); RC_TEMPFAIL if the store failed.
+ */
+enum rc policy_auth_user(struct store *st, const char *name, const char *pass,
+			 struct store_user **out);
+
+/* policy_domain_valid - is d a syntactically valid domain name for a sender? */
+bool policy_domain_valid(const char *d);
+
+/* policy_user_owns - may user u send as domain (exact match, case-insensitive)? */
+bool policy_user_owns(const struct store_user *u, const char *domain);
+
+#endif

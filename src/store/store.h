@@ -1,0 +1,48 @@
+/*
+ * store.h - relevo's persistent state other than the spool: users and their
+ * sending domains (later: DKIM keys, events, suppression, statistics).
+ *
+ * One interface, several backends: SQLite (WAL, data_dir/relevo.db) is the
+ * embedded default; PostgreSQL comes later behind the same functions.
+ * Threads: a struct store may be used from any thread; calls are serialised by an
+ * internal mutex. Calls block (disk I/O): event loops call them from worker
+ * threads only.
+ * Ownership: out-parameters are new heap objects the caller frees with the
+ * matching _free.
+ */
+#ifndef RELEVO_STORE_H
+#define RELEVO_STORE_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "core/core.h"
+
+struct store;
+
+/* store_open - open (creating and migrating) the store under data_dir. */
+enum rc store_open(const char *data_dir, struct store **out);
+void store_close(struct store *st);
+
+struct store_user {
+	char *name;
+	char *pwhash;		/* argon2id (libsodium) or crypt(3) string */
+	int64_t created;	/* unix seconds */
+	size_t ndomains;
+	char **domains;		/* lower-cased */
+};
+void store_user_free(struct store_user *u);
+
+/* store_user_add - RC_EXISTS if the name is taken. */
+enum rc store_user_add(struct store *st, const char *name, const char *pwhash,
+		       const char *const *domains, size_t ndomains);
+/* store_user_get - RC_NOTFOUND if there is no such user. */
+enum rc store_user_get(struct store *st, const char *name, struct store_user **out);
+enum rc store_user_del(struct store *st, const char *name);
+enum rc store_user_set_password(struct store *st, const char *name, const char *pwhash);
+/* store_user_list - fn for each user in name order; stop when fn returns false. */
+enum rc store_user_list(struct store *st,
+			bool (*fn)(void *arg, const struct store_user *u), void *arg);
+
+#endif
