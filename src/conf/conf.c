@@ -1,0 +1,924 @@
+/*
+ * conf.c - load relevo's YAML configuration into struct conf.
+ *
+ * The schema is data. Every accepted key is one row of a conf_key table: name,
+ * type, the offset of its field in struct conf, default, bounds. A section
+ * (smtp:, tls:) is a row of type mapping with its own table; a list (listen:)
+ * is a row of type list with one row describing an entry. One walker checks
+ * the libyaml document against the tables, so adding a key is adding a row
+ * (and its field in conf.h). Whole-config rules that span keys (listener
+ * clashes, TLS needed by submission, relay needs trusted_networks) run after
+ * the walk, from the conf_checks table.
+ *
+ * Failure model: nothing stops at the first problem. Each one becomes a line
+ * "key.path: explanation" (at most CONF_MAX_ERRORS lines) and the walk goes on;
+ * a configuration with any error is freed, never returned. Text from the file
+ * quoted in a message is escaped and cut (conf_shown) so a line stays a line.
+ *
+ * Ownership: struct conf owns every string and array it points to. Each type
+ * knows how to set its default (init) and free its field (release), so
+ * conf_free() walks the same tables. A finished struct conf is read-only and
+ * may be shared by threads; loading is not thread-safe only in that it calls
+ * gethostname() and access().
+ */
+#include <errno.h>
+#include <limits.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+#include <arpa/inet.h>
+#include <yaml.h>
+
+#include "conf/conf.h"
+
+#define CONF_MAX_FILE   (1024 * 1024)        /* bytes of YAML read by conf_load */
+#define CONF_MAX_ERRORS 50                   /* error lines kept; more are counted, not shown */
+#define CONF_MAX_KEYS   32                   /* rows in one section table */
+#define CONF_MAX_VALUE  4096                 /* longest string value */
+#define CONF_SHOWN      64                   /* bytes of file text quoted in a message */
+#define CONF_SHOWN_BUF  (CONF_SHOWN * 4 + 4) /* ... once escaped, plus "..." */
+
+/* One load in progress: the document being walked and the errors so far. */
+struct conf_ctx {
+	yaml_document_t *doc;
+	const char *name; /* file name, for errors with no key path */
+	char *errs;       /* "path: text\n" lines; owned until handed to the caller */
+	size_t errlen;
+	unsigned nerr;
+};
+
+struct conf_key;
+typedef void conf_parse_fn(struct conf_ctx *ctx, const struct conf_key *k, yaml_node_t *node,
+                           void *base, const char *path);
+typedef void conf_field_fn(const struct conf_key *k, void *base);
+
+/* A value type: how to parse a node into the field, set the default, free it. */
+struct conf_type {
+	conf_parse_fn *parse;
+	conf_field_fn *init;          /* default; NULL: the zero from calloc */
+	conf_field_fn *release;       /* NULL: nothing owned */
+	bool (*valid)(const char *s); /* string types: is the text acceptable? */
+	const char *expect;           /* what valid() wants, for the message */
+};
+
+/* One accepted key. A table of them ends with a row whose name is NULL. */
+struct conf_key {
+	const char *name;
+	const struct conf_type *type;
+	size_t off;                 /* the field, from the start of base */
+	uint64_t def;               /* numbers and enums: default */
+	const char *def_str;        /* strings: default, NULL for none */
+	uint64_t min, max;          /* numbers: bounds; lists: entry count bounds;
+	                             * enums: max is the number of names */
+	bool required;              /* error when the key is absent */
+	const struct conf_key *sub; /* mapping: its table; list: the entry's row */
+	size_t count_off;           /* lists: the size_t count field */
+	size_t elem_size;           /* lists: bytes per entry */
+	const char *const *names;   /* enums: value names */
+};
+
+#define CONF_FIELD(base, k, T) ((T *)(void *)((char *)(base) + (k)->off))
+/* clang-format off */
+#define CONF_END {.name = NULL}
+/* One schema row: KEY("name", type, offset, .def = ..., .min = ..., .max = ...). */
+#define KEY(n, t, o, ...) {.name = (n), .type = &(t), .off = (o), __VA_ARGS__}
+/* clang-format on */
+
+/* ---- errors ---- */
+
+/* conf_err_line - append one error line (printf format, newline added). */
+static void conf_err_line(struct conf_ctx *ctx, const char *fmt, ...)
+    __attribute__((format(printf, 2, 3)));
+static void conf_err_line(struct conf_ctx *ctx, const char *fmt, ...)
+{
+	if (ctx->nerr++ > CONF_MAX_ERRORS)
+		return;
+	char *line;
+	if (ctx->nerr > CONF_MAX_ERRORS) {
+		line = xasprintf("%s: too many errors, the rest are not shown\n", ctx->name);
+	} else {
+		va_list ap;
+		va_start(ap, fmt);
+		if (vasprintf(&line, fmt, ap) < 0)
+			fatal("event=oom where=conf_err_line");
+		va_end(ap);
+	}
+	size_t n = strlen(line);
+	ctx->errs = xrealloc(ctx->errs, ctx->errlen + n + 2);
+	memcpy(ctx->errs + ctx->errlen, line, n);
+	ctx->errlen += n;
+	if (n == 0 || line[n - 1] != '\n')
+		ctx->errs[ctx->errlen++] = '\n';
+	ctx->errs[ctx->errlen] = '\0';
+	free(line);
+}
+
+/* conf_err - "path: explanation"; the file name stands in for an empty path. */
+static void conf_err(struct conf_ctx *ctx, const char *path, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+static void conf_err(struct conf_ctx *ctx, const char *path, const char *fmt, ...)
+{
+	char *msg;
+	va_list ap;
+	va_start(ap, fmt);
+	if (vasprintf(&msg, fmt, ap) < 0)
+		fatal("event=oom where=conf_err");
+	va_end(ap);
+	conf_err_line(ctx, "%s: %s", path[0] ? path : ctx->name, msg);
+	free(msg);
+}
+
+/* Escape s[0..len) for a message: printable ASCII kept, the rest \xNN, cut. */
+static const char *conf_shown(const char *s, size_t len, char out[CONF_SHOWN_BUF])
+{
+	static const char hex[] = "0123456789abcdef";
+	size_t o = 0;
+	for (size_t i = 0; i < len && i < CONF_SHOWN; i++) {
+		unsigned char ch = (unsigned char)s[i];
+		if (ch >= 0x20 && ch < 0x7f && ch != '\\') {
+			out[o++] = (char)ch;
+			continue;
+		}
+		out[o++] = '\\';
+		out[o++] = 'x';
+		out[o++] = hex[ch >> 4];
+		out[o++] = hex[ch & 15];
+	}
+	if (len > CONF_SHOWN)
+		for (int i = 0; i < 3; i++)
+			out[o++] = '.';
+	out[o] = '\0';
+	return out;
+}
+
+/* Is there already an error about prefix or a key under it ("tls", "tls.cert")?
+ * Whole-config checks use it not to pile a second complaint on a broken key. */
+static bool conf_has_err(const struct conf_ctx *ctx, const char *prefix)
+{
+	size_t n = strlen(prefix);
+	for (const char *line = ctx->errs; line != NULL && *line != '\0';) {
+		if (strncmp(line, prefix, n) == 0 && line[n] != '\0' &&
+		    strchr(":.[", line[n]) != NULL)
+			return true;
+		const char *nl = strchr(line, '\n');
+		line = nl ? nl + 1 : NULL;
+	}
+	return false;
+}
+
+/* ---- nodes ---- */
+
+static yaml_node_t *conf_node(struct conf_ctx *ctx, int index)
+{
+	return yaml_document_get_node(ctx->doc, index);
+}
+
+/* A missing node, or a plain scalar spelling YAML's null (`key:`, ~, null). */
+static bool conf_is_null(const yaml_node_t *node)
+{
+	static const char *const nulls[] = {"", "~", "null", "Null", "NULL"};
+	if (node == NULL)
+		return true;
+	if (node->type != YAML_SCALAR_NODE || node->data.scalar.style != YAML_PLAIN_SCALAR_STYLE)
+		return false;
+	for (size_t i = 0; i < ARRAY_LEN(nulls); i++)
+		if (strcmp((const char *)node->data.scalar.value, nulls[i]) == 0)
+			return true;
+	return false;
+}
+
+static const char *conf_kind(const yaml_node_t *node)
+{
+	if (node->type == YAML_MAPPING_NODE)
+		return "a mapping";
+	if (node->type == YAML_SEQUENCE_NODE)
+		return "a list";
+	return "a single value";
+}
+
+/* The text of a scalar node, or NULL after saying why there is none. */
+static const char *conf_scalar(struct conf_ctx *ctx, const yaml_node_t *node, const char *path,
+                               const char *want)
+{
+	if (conf_is_null(node)) {
+		conf_err(ctx, path, "missing value, expected %s", want);
+		return NULL;
+	}
+	if (node->type != YAML_SCALAR_NODE) {
+		conf_err(ctx, path, "must be %s, not %s", want, conf_kind(node));
+		return NULL;
+	}
+	const char *s = (const char *)node->data.scalar.value;
+	size_t len = node->data.scalar.length;
+	if (memchr(s, '\0', len) != NULL) {
+		conf_err(ctx, path, "must not contain NUL characters");
+		return NULL;
+	}
+	if (len > CONF_MAX_VALUE) {
+		conf_err(ctx, path, "too long (at most %d bytes)", CONF_MAX_VALUE);
+		return NULL;
+	}
+	return s;
+}
+
+/* ---- strings ---- */
+
+static void conf_str_init(const struct conf_key *k, void *base)
+{
+	if (k->def_str != NULL)
+		*CONF_FIELD(base, k, char *) = xstrdup(k->def_str);
+}
+
+static void conf_str_release(const struct conf_key *k, void *base)
+{
+	char **field = CONF_FIELD(base, k, char *);
+	free(*field);
+	*field = NULL;
+}
+
+/* A string, checked by the type's valid(); replaces the default. */
+static void conf_str_parse(struct conf_ctx *ctx, const struct conf_key *k, yaml_node_t *node,
+                           void *base, const char *path)
+{
+	char shown[CONF_SHOWN_BUF];
+	const char *expect = k->type->expect ? k->type->expect : "a string";
+	const char *s = conf_scalar(ctx, node, path, expect);
+	if (s == NULL)
+		return;
+	if (s[0] == '\0') {
+		conf_err(ctx, path, "must not be empty");
+		return;
+	}
+	if (k->type->valid != NULL && !k->type->valid(s)) {
+		conf_err(ctx, path, "must be %s, not \"%s\"", expect,
+		         conf_shown(s, strlen(s), shown));
+		return;
+	}
+	conf_str_release(k, base);
+	*CONF_FIELD(base, k, char *) = xstrdup(s);
+}
+
+static bool conf_valid_abs_path(const char *s)
+{
+	return s[0] == '/';
+}
+
+/* RFC 1123 host name: dot-separated labels of letters, digits and inner hyphens. */
+static bool conf_valid_hostname(const char *s)
+{
+	size_t len = strlen(s), label = 0;
+	if (len == 0 || len > 253)
+		return false;
+	for (size_t i = 0; i <= len; i++) {
+		char ch = s[i];
+		if (ch == '.' || ch == '\0') {
+			if (label == 0 || label > 63 || s[i - 1] == '-')
+				return false;
+			label = 0;
+		} else if ((ch >= 'a' && ch <= 'z') || (ch >= 'A' && ch <= 'Z') ||
+		           (ch >= '0' && ch <= '9') || (ch == '-' && label > 0)) {
+			label++;
+		} else {
+			return false;
+		}
+	}
+	return true;
+}
+
+/* "IP" or "IP@port", IPv4 or IPv6, numeric. */
+static bool conf_valid_resolver(const char *s)
+{
+	char ip[INET6_ADDRSTRLEN];
+	uint8_t addr[16];
+	uint64_t port;
+	const char *at = strchr(s, '@');
+	size_t iplen = at ? (size_t)(at - s) : strlen(s);
+	if (iplen == 0 || iplen >= sizeof ip)
+		return false;
+	memcpy(ip, s, iplen);
+	ip[iplen] = '\0';
+	if (inet_pton(AF_INET, ip, addr) != 1 && inet_pton(AF_INET6, ip, addr) != 1)
+		return false;
+	if (at == NULL)
+		return true;
+	const char *p = at + 1;
+	return p[0] != '0' && strlen(p) <= 5 && str_to_u64(p, &port) && port >= 1 && port <= 65535;
+}
+
+/* The host name defaults to gethostname(). */
+static void conf_hostname_init(const struct conf_key *k, void *base)
+{
+	char buf[HOST_NAME_MAX + 1];
+	if (gethostname(buf, sizeof buf) != 0 || buf[0] == '\0')
+		str_lcpy(buf, "localhost", sizeof buf);
+	buf[sizeof buf - 1] = '\0';
+	*CONF_FIELD(base, k, char *) = xstrdup(buf);
+}
+
+/* A file relevo must be able to read (certificates, keys). */
+static void conf_file_parse(struct conf_ctx *ctx, const struct conf_key *k, yaml_node_t *node,
+                            void *base, const char *path)
+{
+	unsigned before = ctx->nerr;
+	conf_str_parse(ctx, k, node, base, path);
+	const char *file = *CONF_FIELD(base, k, char *);
+	if (ctx->nerr != before || file == NULL || access(file, R_OK) == 0)
+		return;
+	char buf[128], shown[CONF_SHOWN_BUF];
+	conf_err(ctx, path, "cannot read \"%s\": %s", conf_shown(file, strlen(file), shown),
+	         strerror_r(errno, buf, sizeof buf));
+}
+
+static const struct conf_type conf_t_str = {.parse = conf_str_parse,
+                                            .init = conf_str_init,
+                                            .release = conf_str_release,
+                                            .expect = "a string"};
+static const struct conf_type conf_t_path = {.parse = conf_str_parse,
+                                             .init = conf_str_init,
+                                             .release = conf_str_release,
+                                             .valid = conf_valid_abs_path,
+                                             .expect = "an absolute path"};
+static const struct conf_type conf_t_file = {.parse = conf_file_parse,
+                                             .init = conf_str_init,
+                                             .release = conf_str_release,
+                                             .expect = "a file name"};
+static const struct conf_type conf_t_hostname = {.parse = conf_str_parse,
+                                                 .init = conf_hostname_init,
+                                                 .release = conf_str_release,
+                                                 .valid = conf_valid_hostname,
+                                                 .expect = "a host name"};
+static const struct conf_type conf_t_resolver = {.parse = conf_str_parse,
+                                                 .init = conf_str_init,
+                                                 .release = conf_str_release,
+                                                 .valid = conf_valid_resolver,
+                                                 .expect = "an IP address with an optional @port"};
+
+/* ---- numbers and enums ---- */
+
+/* A whole number in [k->min, max]: plain digits, no sign, no leading zero. */
+static bool conf_number(struct conf_ctx *ctx, const struct conf_key *k, yaml_node_t *node,
+                        const char *path, uint64_t max, uint64_t *out)
+{
+	char shown[CONF_SHOWN_BUF];
+	uint64_t v;
+	const char *s = conf_scalar(ctx, node, path, "a whole number");
+	if (s == NULL)
+		return false;
+	if (node->data.scalar.style != YAML_PLAIN_SCALAR_STYLE || !str_to_u64(s, &v) ||
+	    (s[0] == '0' && s[1] != '\0')) {
+		conf_err(ctx, path, "must be a whole number (digits only), not \"%s\"",
+		         conf_shown(s, strlen(s), shown));
+		return false;
+	}
+	if (v < k->min || v > max) {
+		if (max == UINT64_MAX)
+			conf_err(ctx, path, "must be at least %llu", (unsigned long long)k->min);
+		else
+			conf_err(ctx, path, "must be between %llu and %llu",
+			         (unsigned long long)k->min, (unsigned long long)max);
+		return false;
+	}
+	*out = v;
+	return true;
+}
+
+static void conf_uint_init(const struct conf_key *k, void *base)
+{
+	*CONF_FIELD(base, k, unsigned) = (unsigned)k->def;
+}
+
+static void conf_uint_parse(struct conf_ctx *ctx, const struct conf_key *k, yaml_node_t *node,
+                            void *base, const char *path)
+{
+	uint64_t v;
+	if (conf_number(ctx, k, node, path, MIN(k->max, (uint64_t)UINT_MAX), &v))
+		*CONF_FIELD(base, k, unsigned) = (unsigned)v;
+}
+
+static void conf_u64_init(const struct conf_key *k, void *base)
+{
+	*CONF_FIELD(base, k, uint64_t) = k->def;
+}
+
+static void conf_u64_parse(struct conf_ctx *ctx, const struct conf_key *k, yaml_node_t *node,
+                           void *base, const char *path)
+{
+	uint64_t v;
+	if (conf_number(ctx, k, node, path, k->max, &v))
+		*CONF_FIELD(base, k, uint64_t) = v;
+}
+
+/* An enum stored as unsigned: one of k->names[0 .. k->max). */
+static void conf_enum_parse(struct conf_ctx *ctx, const struct conf_key *k, yaml_node_t *node,
+                            void *base, const char *path)
+{
+	char choices[256] = "", shown[CONF_SHOWN_BUF];
+	for (size_t i = 0; i < k->max; i++) {
+		size_t n = strlen(choices);
+		snprintf(choices + n, sizeof choices - n, "%s%s", i ? ", " : "", k->names[i]);
+	}
+	const char *s = conf_scalar(ctx, node, path, choices);
+	if (s == NULL)
+		return;
+	for (size_t i = 0; i < k->max; i++) {
+		if (strcmp(s, k->names[i]) == 0) {
+			*CONF_FIELD(base, k, unsigned) = (unsigned)i;
+			return;
+		}
+	}
+	conf_err(ctx, path, "must be one of %s, not \"%s\"", choices,
+	         conf_shown(s, strlen(s), shown));
+}
+
+static const struct conf_type conf_t_uint = {.parse = conf_uint_parse, .init = conf_uint_init};
+static const struct conf_type conf_t_u64 = {.parse = conf_u64_parse, .init = conf_u64_init};
+static const struct conf_type conf_t_enum = {.parse = conf_enum_parse, .init = conf_uint_init};
+
+/* ---- addresses ---- */
+
+/* listen[i].address: base is the struct conf_listen; keeps the text and the sockaddr. */
+static void conf_listen_addr_parse(struct conf_ctx *ctx, const struct conf_key *k,
+                                   yaml_node_t *node, void *base, const char *path)
+{
+	struct conf_listen *l = base;
+	char shown[CONF_SHOWN_BUF];
+	const char *want = "a numeric address and port (0.0.0.0:587, [::1]:587)";
+	const char *s = conf_scalar(ctx, node, path, want);
+	if (s == NULL)
+		return;
+	if (!conf_parse_hostport(s, &l->sa, &l->salen)) {
+		conf_err(ctx, path, "must be %s, not \"%s\"", want,
+		         conf_shown(s, strlen(s), shown));
+		return;
+	}
+	free(l->address);
+	l->address = xstrdup(s);
+}
+
+static void conf_listen_addr_release(const struct conf_key *k, void *base)
+{
+	struct conf_listen *l = base;
+	free(l->address);
+	l->address = NULL;
+}
+
+/* A trusted_networks entry: base is the struct conf_net. */
+static void conf_cidr_parse(struct conf_ctx *ctx, const struct conf_key *k, yaml_node_t *node,
+                            void *base, const char *path)
+{
+	char shown[CONF_SHOWN_BUF];
+	const char *want = "a network (10.0.0.0/8, ::1/128, 192.0.2.7) with no host bits set";
+	const char *s = conf_scalar(ctx, node, path, want);
+	if (s != NULL && !conf_parse_cidr(s, CONF_FIELD(base, k, struct conf_net)))
+		conf_err(ctx, path, "must be %s, not \"%s\"", want,
+		         conf_shown(s, strlen(s), shown));
+}
+
+static const struct conf_type conf_t_listen_addr = {.parse = conf_listen_addr_parse,
+                                                    .release = conf_listen_addr_release};
+static const struct conf_type conf_t_cidr = {.parse = conf_cidr_parse};
+
+/* ---- mappings and lists ---- */
+
+static size_t conf_table_len(const struct conf_key *tbl)
+{
+	size_t n = 0;
+	while (tbl[n].name != NULL)
+		n++;
+	if (n > CONF_MAX_KEYS)
+		fatal("event=bug where=conf_table_len keys=%zu max=%d", n, CONF_MAX_KEYS);
+	return n;
+}
+
+/* The row named by the scalar key node, or the table's end row. */
+static size_t conf_table_find(const struct conf_key *tbl, const yaml_node_t *key)
+{
+	size_t i;
+	for (i = 0; tbl[i].name != NULL; i++)
+		if (strlen(tbl[i].name) == key->data.scalar.length &&
+		    memcmp(tbl[i].name, key->data.scalar.value, key->data.scalar.length) == 0)
+			break;
+	return i;
+}
+
+static char *conf_path_key(const char *parent, const yaml_node_t *key)
+{
+	char shown[CONF_SHOWN_BUF];
+	conf_shown((const char *)key->data.scalar.value, key->data.scalar.length, shown);
+	return parent[0] ? xasprintf("%s.%s", parent, shown) : xstrdup(shown);
+}
+
+static void conf_map_init(const struct conf_key *k, void *base)
+{
+	for (const struct conf_key *r = k->sub; r->name != NULL; r++)
+		if (r->type->init != NULL)
+			r->type->init(r, base);
+}
+
+static void conf_map_release(const struct conf_key *k, void *base)
+{
+	for (const struct conf_key *r = k->sub; r->name != NULL; r++)
+		if (r->type->release != NULL)
+			r->type->release(r, base);
+}
+
+/* One key: value pair of a section; seen[] catches duplicates. */
+static void conf_map_pair(struct conf_ctx *ctx, const struct conf_key *k, yaml_node_pair_t *pair,
+                          void *base, const char *path, bool *seen)
+{
+	yaml_node_t *key = conf_node(ctx, pair->key);
+	if (key == NULL || key->type != YAML_SCALAR_NODE) {
+		conf_err(ctx, path, "keys must be plain strings");
+		return;
+	}
+	size_t i = conf_table_find(k->sub, key);
+	char *child = conf_path_key(path, key);
+	if (k->sub[i].name == NULL)
+		conf_err(ctx, child, "unknown key");
+	else if (seen[i])
+		conf_err(ctx, child, "duplicate key");
+	else
+		k->sub[i].type->parse(ctx, &k->sub[i], conf_node(ctx, pair->value), base, child);
+	if (k->sub[i].name != NULL)
+		seen[i] = true;
+	free(child);
+}
+
+/* A section: every key must be in k->sub, once; required ones must be there.
+ * An empty section (`tls:`) counts as a mapping with no keys. */
+static void conf_map_parse(struct conf_ctx *ctx, const struct conf_key *k, yaml_node_t *node,
+                           void *base, const char *path)
+{
+	bool seen[CONF_MAX_KEYS] = {false};
+	size_t n = conf_table_len(k->sub);
+	if (!conf_is_null(node) && node->type != YAML_MAPPING_NODE) {
+		conf_err(ctx, path, "must be a mapping, not %s", conf_kind(node));
+		return;
+	}
+	if (!conf_is_null(node))
+		for (yaml_node_pair_t *p = node->data.mapping.pairs.start;
+		     p < node->data.mapping.pairs.top; p++)
+			conf_map_pair(ctx, k, p, base, path, seen);
+	for (size_t i = 0; i < n; i++) {
+		if (!k->sub[i].required || seen[i])
+			continue;
+		char *child =
+		    path[0] ? xasprintf("%s.%s", path, k->sub[i].name) : xstrdup(k->sub[i].name);
+		conf_err(ctx, child, "missing (required)");
+		free(child);
+	}
+}
+
+/* A list of k->min..k->max entries, each parsed by the row k->sub. */
+static void conf_list_parse(struct conf_ctx *ctx, const struct conf_key *k, yaml_node_t *node,
+                            void *base, const char *path)
+{
+	size_t n = 0;
+	if (!conf_is_null(node) && node->type != YAML_SEQUENCE_NODE) {
+		conf_err(ctx, path, "must be a list, not %s", conf_kind(node));
+		return;
+	}
+	if (!conf_is_null(node))
+		n = (size_t)(node->data.sequence.items.top - node->data.sequence.items.start);
+	if (n < k->min || n > k->max) {
+		conf_err(ctx, path, "must have %llu to %llu entries, not %zu",
+		         (unsigned long long)k->min, (unsigned long long)k->max, n);
+		return;
+	}
+	if (n == 0)
+		return;
+	char *elems = xcalloc(n, k->elem_size);
+	*CONF_FIELD(base, k, void *) = elems;
+	*(size_t *)(void *)((char *)base + k->count_off) = n;
+	for (size_t i = 0; i < n; i++) {
+		void *elem = elems + i * k->elem_size;
+		char *child = xasprintf("%s[%zu]", path, i);
+		if (k->sub->type->init != NULL)
+			k->sub->type->init(k->sub, elem);
+		k->sub->type->parse(ctx, k->sub, conf_node(ctx, node->data.sequence.items.start[i]),
+		                    elem, child);
+		free(child);
+	}
+}
+
+static void conf_list_release(const struct conf_key *k, void *base)
+{
+	char **elems = CONF_FIELD(base, k, char *);
+	size_t *count = (size_t *)(void *)((char *)base + k->count_off);
+	for (size_t i = 0; *elems != NULL && i < *count; i++)
+		if (k->sub->type->release != NULL)
+			k->sub->type->release(k->sub, *elems + i * k->elem_size);
+	free(*elems);
+	*elems = NULL;
+	*count = 0;
+}
+
+static const struct conf_type conf_t_map = {
+    .parse = conf_map_parse, .init = conf_map_init, .release = conf_map_release};
+static const struct conf_type conf_t_list = {.parse = conf_list_parse,
+                                             .release = conf_list_release};
+
+/* ---- the schema ---- */
+
+static const char *const conf_listen_mode_names[] = {
+    [CONF_LISTEN_SUBMISSION] = "submission",
+    [CONF_LISTEN_SUBMISSIONS] = "submissions",
+    [CONF_LISTEN_RELAY] = "relay",
+};
+_Static_assert(ARRAY_LEN(conf_listen_mode_names) == CONF_LISTEN__COUNT,
+               "conf_listen_mode_names must name every conf_listen_mode");
+_Static_assert(sizeof(enum conf_listen_mode) == sizeof(unsigned),
+               "conf_t_enum stores enums as unsigned");
+
+#define LF(f) offsetof(struct conf_listen, f)
+static const struct conf_key conf_listen_keys[] = {
+    KEY("address", conf_t_listen_addr, 0, .required = true),
+    /* CONF_LISTEN__COUNT until set: the whole-config checks skip such entries */
+    KEY("mode", conf_t_enum, LF(mode), .def = CONF_LISTEN__COUNT, .max = CONF_LISTEN__COUNT,
+        .names = conf_listen_mode_names, .required = true),
+    CONF_END,
+};
+static const struct conf_key conf_listen_entry = KEY("", conf_t_map, 0, .sub = conf_listen_keys);
+static const struct conf_key conf_net_entry = KEY("", conf_t_cidr, 0);
+
+#define CF(f) offsetof(struct conf, f)
+static const struct conf_key conf_tls_keys[] = {
+    KEY("cert", conf_t_file, CF(tls_cert), .required = true),
+    KEY("key", conf_t_file, CF(tls_key), .required = true),
+    CONF_END,
+};
+
+static const struct conf_key conf_smtp_keys[] = {
+    KEY("max_message_size", conf_t_u64, CF(smtp.max_message_size), .def = 26214400, .min = 1,
+        .max = UINT64_MAX),
+    KEY("max_recipients", conf_t_uint, CF(smtp.max_recipients), .def = 1000, .min = 1,
+        .max = 1000000),
+    KEY("max_connections", conf_t_uint, CF(smtp.max_connections), .def = 1000, .min = 1,
+        .max = 1000000),
+    KEY("max_connections_per_ip", conf_t_uint, CF(smtp.max_connections_per_ip), .def = 50, .min = 1,
+        .max = 1000000),
+    KEY("max_errors", conf_t_uint, CF(smtp.max_errors), .def = 10, .min = 1, .max = 1000),
+    KEY("max_auth_failures", conf_t_uint, CF(smtp.max_auth_failures), .def = 3, .min = 1,
+        .max = 1000),
+    KEY("timeout_command", conf_t_uint, CF(smtp.timeout_command), .def = 300, .min = 1,
+        .max = 86400),
+    KEY("timeout_data", conf_t_uint, CF(smtp.timeout_data), .def = 180, .min = 1, .max = 86400),
+    KEY("greeting_delay_ms", conf_t_uint, CF(smtp.greeting_delay_ms), .def = 0, .min = 0,
+        .max = 60000),
+    CONF_END,
+};
+
+static const struct conf_key conf_dns_keys[] = {
+    KEY("resolver", conf_t_resolver, CF(dns.resolver)),
+    CONF_END,
+};
+
+static const struct conf_key conf_delivery_keys[] = {
+    KEY("port", conf_t_uint, CF(delivery.port), .def = 25, .min = 1, .max = 65535),
+    CONF_END,
+};
+
+static const struct conf_key conf_server_keys[] = {
+    KEY("workers", conf_t_uint, CF(server.workers), .def = 0, .min = 0, .max = 1024),
+    CONF_END,
+};
+
+static const struct conf_key conf_root_keys[] = {
+    KEY("hostname", conf_t_hostname, CF(hostname)),
+    KEY("data_dir", conf_t_path, CF(data_dir), .def_str = "/var/lib/relevo"),
+    KEY("run_as", conf_t_str, CF(run_as)),
+    KEY("listen", conf_t_list, CF(listen), .min = 1, .max = 64, .required = true,
+        .sub = &conf_listen_entry, .count_off = CF(nlisten),
+        .elem_size = sizeof(struct conf_listen)),
+    KEY("trusted_networks", conf_t_list, CF(trusted), .min = 0, .max = 1024, .sub = &conf_net_entry,
+        .count_off = CF(ntrusted), .elem_size = sizeof(struct conf_net)),
+    KEY("tls", conf_t_map, 0, .sub = conf_tls_keys),
+    KEY("smtp", conf_t_map, 0, .sub = conf_smtp_keys),
+    KEY("dns", conf_t_map, 0, .sub = conf_dns_keys),
+    KEY("delivery", conf_t_map, 0, .sub = conf_delivery_keys),
+    KEY("server", conf_t_map, 0, .sub = conf_server_keys),
+    CONF_END,
+};
+static const struct conf_key conf_root = KEY("", conf_t_map, 0, .sub = conf_root_keys);
+
+/* conf_listen_mode_name - "submission", "submissions", "relay". */
+const char *conf_listen_mode_name(enum conf_listen_mode m)
+{
+	return (unsigned)m < CONF_LISTEN__COUNT ? conf_listen_mode_names[m] : "unknown";
+}
+
+/* ---- whole-config checks ---- */
+
+static bool conf_listen_needs_tls(const struct conf_listen *l)
+{
+	return l->mode == CONF_LISTEN_SUBMISSION || l->mode == CONF_LISTEN_SUBMISSIONS;
+}
+
+/* Submission needs STARTTLS, submissions is TLS: both need tls.cert and tls.key. */
+static void conf_check_tls(struct conf_ctx *ctx, const struct conf *c)
+{
+	for (size_t i = 0; i < c->nlisten; i++) {
+		if (!conf_listen_needs_tls(&c->listen[i]))
+			continue;
+		if (c->tls_cert == NULL && c->tls_key == NULL && !conf_has_err(ctx, "tls"))
+			conf_err(ctx, "tls", "missing, required by listen[%zu] (%s)", i,
+			         conf_listen_mode_name(c->listen[i].mode));
+		return;
+	}
+}
+
+/* A relay listener accepts without AUTH from trusted_networks only: it needs some. */
+static void conf_check_relay(struct conf_ctx *ctx, const struct conf *c)
+{
+	char path[64];
+	if (c->ntrusted > 0 || conf_has_err(ctx, "trusted_networks"))
+		return;
+	for (size_t i = 0; i < c->nlisten; i++) {
+		if (c->listen[i].mode != CONF_LISTEN_RELAY)
+			continue;
+		snprintf(path, sizeof path, "listen[%zu].mode", i);
+		conf_err(ctx, path, "relay needs trusted_networks");
+	}
+}
+
+/* Port and address bytes of a parsed listener address. */
+static void conf_sa_parts(const struct conf_listen *l, uint16_t *port, const uint8_t **addr,
+                          size_t *alen)
+{
+	if (l->sa.ss_family == AF_INET) {
+		const struct sockaddr_in *sin = (const struct sockaddr_in *)&l->sa;
+		*port = sin->sin_port;
+		*addr = (const uint8_t *)&sin->sin_addr;
+		*alen = 4;
+	} else {
+		const struct sockaddr_in6 *sin6 = (const struct sockaddr_in6 *)&l->sa;
+		*port = sin6->sin6_port;
+		*addr = (const uint8_t *)&sin6->sin6_addr;
+		*alen = 16;
+	}
+}
+
+/* 0: a and b can both bind; 1: same address; 2: one is the wildcard of the other. */
+static int conf_listen_clash(const struct conf_listen *a, const struct conf_listen *b)
+{
+	static const uint8_t any[16];
+	uint16_t pa, pb;
+	const uint8_t *aa, *ab;
+	size_t la, lb;
+	if (a->salen == 0 || b->salen == 0 || a->sa.ss_family != b->sa.ss_family)
+		return 0;
+	conf_sa_parts(a, &pa, &aa, &la);
+	conf_sa_parts(b, &pb, &ab, &lb);
+	if (pa != pb)
+		return 0;
+	if (memcmp(aa, ab, la) == 0)
+		return 1;
+	return memcmp(aa, any, la) == 0 || memcmp(ab, any, lb) == 0 ? 2 : 0;
+}
+
+/* Two listeners that cannot both bind (same address, or inside a wildcard). */
+static void conf_check_clash(struct conf_ctx *ctx, const struct conf *c)
+{
+	char path[64];
+	for (size_t i = 0; i < c->nlisten; i++) {
+		for (size_t j = 0; j < i; j++) {
+			int clash = conf_listen_clash(&c->listen[i], &c->listen[j]);
+			if (clash == 0)
+				continue;
+			snprintf(path, sizeof path, "listen[%zu].address", i);
+			conf_err(ctx, path, "%s listen[%zu] (%s)",
+			         clash == 1 ? "same address as" : "overlaps", j,
+			         c->listen[j].address);
+			break;
+		}
+	}
+}
+
+static void (*const conf_checks[])(struct conf_ctx *ctx, const struct conf *c) = {
+    conf_check_tls,
+    conf_check_relay,
+    conf_check_clash,
+};
+
+/* ---- loading ---- */
+
+/* Report a libyaml failure with its line and column. The reader (bad bytes)
+ * reports only an offset: line and column are counted from the input. */
+static void conf_yaml_error(struct conf_ctx *ctx, const yaml_parser_t *p, const char *yaml,
+                            size_t len)
+{
+	const char *problem = p->problem ? p->problem : "cannot parse";
+	if (p->error == YAML_MEMORY_ERROR)
+		fatal("event=oom where=conf_yaml_error");
+	if (p->error == YAML_READER_ERROR) {
+		size_t line = 1, col = 1;
+		for (size_t i = 0; i < p->problem_offset && i < len; i++, col++)
+			if (yaml[i] == '\n') {
+				line++;
+				col = 0;
+			}
+		conf_err_line(ctx, "%s:%zu:%zu: YAML syntax error: %s", ctx->name, line, col,
+		              problem);
+		return;
+	}
+	if (p->context != NULL)
+		conf_err_line(ctx, "%s:%zu:%zu: YAML syntax error: %s (%s at line %zu, column %zu)",
+		              ctx->name, p->problem_mark.line + 1, p->problem_mark.column + 1,
+		              problem, p->context, p->context_mark.line + 1,
+		              p->context_mark.column + 1);
+	else
+		conf_err_line(ctx, "%s:%zu:%zu: YAML syntax error: %s", ctx->name,
+		              p->problem_mark.line + 1, p->problem_mark.column + 1, problem);
+}
+
+/* Parse the one document of the stream into doc; false (errors reported) if none. */
+static bool conf_yaml_load(struct conf_ctx *ctx, const char *yaml, size_t len, yaml_document_t *doc)
+{
+	yaml_parser_t parser;
+	yaml_document_t extra;
+	bool ok = false;
+	if (!yaml_parser_initialize(&parser))
+		fatal("event=oom where=conf_yaml_load");
+	yaml_parser_set_input_string(&parser, (const unsigned char *)yaml, len);
+	if (!yaml_parser_load(&parser, doc)) {
+		conf_yaml_error(ctx, &parser, yaml, len);
+	} else if (!yaml_parser_load(&parser, &extra)) {
+		conf_yaml_error(ctx, &parser, yaml, len);
+		yaml_document_delete(doc);
+	} else {
+		ok = yaml_document_get_root_node(&extra) == NULL;
+		if (!ok) {
+			conf_err_line(ctx, "%s:%zu: only one YAML document is allowed", ctx->name,
+			              extra.start_mark.line + 1);
+			yaml_document_delete(doc);
+		}
+		yaml_document_delete(&extra);
+	}
+	yaml_parser_delete(&parser);
+	return ok;
+}
+
+/* conf_load_string - parse and validate yaml[0..len); see conf.h. */
+enum rc conf_load_string(const char *yaml, size_t len, const char *name, struct conf **out,
+                         char **errs)
+{
+	struct conf_ctx ctx = {.name = name ? name : "(config)"};
+	struct conf *c = xcalloc(1, sizeof *c);
+	yaml_document_t doc;
+	c->path = xstrdup(ctx.name);
+	conf_root.type->init(&conf_root, c);
+	if (conf_yaml_load(&ctx, yaml, len, &doc)) {
+		ctx.doc = &doc;
+		yaml_node_t *root = yaml_document_get_root_node(&doc);
+		if (root != NULL && root->type != YAML_MAPPING_NODE && !conf_is_null(root))
+			conf_err(&ctx, "", "must be a mapping of keys, not %s", conf_kind(root));
+		else
+			conf_root.type->parse(&ctx, &conf_root, root, c, "");
+		yaml_document_delete(&doc);
+		for (size_t i = 0; i < ARRAY_LEN(conf_checks); i++)
+			conf_checks[i](&ctx, c);
+	}
+	*out = NULL;
+	if (errs != NULL)
+		*errs = ctx.errs;
+	else
+		free(ctx.errs);
+	if (ctx.nerr > 0) {
+		conf_free(c);
+		return RC_INVALID;
+	}
+	*out = c;
+	return RC_OK;
+}
+
+/* conf_load - read path (at most CONF_MAX_FILE bytes) and load it; see conf.h. */
+enum rc conf_load(const char *path, struct conf **out, char **errs)
+{
+	char *buf = NULL, ebuf[128];
+	size_t len = 0;
+	*out = NULL;
+	enum rc rc = file_read_all(path, CONF_MAX_FILE, &buf, &len);
+	if (rc != RC_OK) {
+		const char *why = rc == RC_LIMIT      ? "file is larger than 1 MiB"
+		                  : rc == RC_NOTFOUND ? "no such file"
+		                                      : strerror_r(errno, ebuf, sizeof ebuf);
+		if (errs != NULL)
+			*errs = xasprintf("%s: cannot read: %s\n", path, why);
+		return rc == RC_LIMIT ? RC_INVALID : RC_IO;
+	}
+	rc = conf_load_string(buf, len, path, out, errs);
+	free(buf);
+	return rc;
+}
+
+/* conf_free - release c and everything it owns; NULL is a no-op. */
+void conf_free(struct conf *c)
+{
+	if (c == NULL)
+		return;
+	conf_root.type->release(&conf_root, c);
+	free(c->path);
+	free(c);
+}

@@ -1,0 +1,184 @@
+/*
+ * conf_net.c - addresses in the configuration: numeric "ip:port" listener
+ * addresses, CIDR blocks of trusted_networks, and the peer-in-network test.
+ *
+ * Numeric only (inet_pton), so a configuration never depends on DNS. Pure
+ * functions: no I/O, no allocation, thread-safe.
+ *
+ * IPv4 and IPv4-mapped IPv6 (::ffff:a.b.c.d, what a dual-stack socket reports
+ * for an IPv4 client) are the same host: a peer is tested in both forms, so
+ * 192.0.2.0/24 trusts ::ffff:192.0.2.7 and ::ffff:192.0.2.0/120 trusts
+ * 192.0.2.7 (RFC 4291 section 2.5.5.2).
+ */
+#include <arpa/inet.h>
+#include <string.h>
+
+#include "conf/conf.h"
+
+#define CONF_PORT_DIGITS   5 /* "65535" */
+#define CONF_PREFIX_DIGITS 3 /* "128" */
+
+/* Parse a run of at most maxdigits decimal digits into [min, max]. */
+static bool net_parse_uint(const char *s, size_t maxdigits, uint64_t min, uint64_t max,
+                           uint64_t *out)
+{
+	uint64_t v;
+	size_t len = strlen(s);
+	if (len == 0 || len > maxdigits || (s[0] == '0' && len > 1))
+		return false;
+	if (!str_to_u64(s, &v) || v < min || v > max)
+		return false;
+	*out = v;
+	return true;
+}
+
+/* Copy s[0..len) into a terminated buffer of size cap; false if it does not fit. */
+static bool net_copy(char *dst, size_t cap, const char *s, size_t len)
+{
+	if (len == 0 || len >= cap)
+		return false;
+	memcpy(dst, s, len);
+	dst[len] = '\0';
+	return true;
+}
+
+static bool net_fill_v4(const char *host, uint64_t port, struct sockaddr_storage *sa,
+                        socklen_t *salen)
+{
+	struct sockaddr_in sin = {.sin_family = AF_INET, .sin_port = htons((uint16_t)port)};
+	if (inet_pton(AF_INET, host, &sin.sin_addr) != 1)
+		return false;
+	memset(sa, 0, sizeof *sa);
+	memcpy(sa, &sin, sizeof sin);
+	*salen = sizeof sin;
+	return true;
+}
+
+static bool net_fill_v6(const char *host, uint64_t port, struct sockaddr_storage *sa,
+                        socklen_t *salen)
+{
+	struct sockaddr_in6 sin6 = {.sin6_family = AF_INET6, .sin6_port = htons((uint16_t)port)};
+	if (inet_pton(AF_INET6, host, &sin6.sin6_addr) != 1)
+		return false;
+	memset(sa, 0, sizeof *sa);
+	memcpy(sa, &sin6, sizeof sin6);
+	*salen = sizeof sin6;
+	return true;
+}
+
+/* conf_parse_hostport - "1.2.3.4:25" or "[::1]:25" (numeric, port 1..65535). */
+bool conf_parse_hostport(const char *s, struct sockaddr_storage *sa, socklen_t *salen)
+{
+	char host[INET6_ADDRSTRLEN];
+	uint64_t port;
+	if (s[0] == '[') {
+		const char *close = strchr(s, ']');
+		if (close == NULL || close[1] != ':' ||
+		    !net_copy(host, sizeof host, s + 1, (size_t)(close - s - 1)))
+			return false;
+		if (!net_parse_uint(close + 2, CONF_PORT_DIGITS, 1, 65535, &port))
+			return false;
+		return net_fill_v6(host, port, sa, salen);
+	}
+	const char *colon = strchr(s, ':');
+	if (colon == NULL || !net_copy(host, sizeof host, s, (size_t)(colon - s)))
+		return false;
+	if (!net_parse_uint(colon + 1, CONF_PORT_DIGITS, 1, 65535, &port))
+		return false;
+	return net_fill_v4(host, port, sa, salen);
+}
+
+/* Are the first prefix bits of a and b equal? */
+static bool net_prefix_eq(const uint8_t *a, const uint8_t *b, unsigned prefix)
+{
+	unsigned full = prefix / 8, rest = prefix % 8;
+	if (memcmp(a, b, full) != 0)
+		return false;
+	if (rest == 0)
+		return true;
+	uint8_t mask = (uint8_t)(0xff << (8 - rest));
+	return (a[full] & mask) == (b[full] & mask);
+}
+
+/* Are all bits of addr from bit prefix up to bit bits zero? */
+static bool net_host_bits_zero(const uint8_t *addr, unsigned bits, unsigned prefix)
+{
+	for (unsigned b = prefix; b < bits; b++)
+		if (addr[b / 8] & (0x80 >> (b % 8)))
+			return false;
+	return true;
+}
+
+/* conf_parse_cidr - "127.0.0.0/8", "::1/128", a bare address (/32 or /128);
+ * host bits after the prefix must be zero. */
+bool conf_parse_cidr(const char *s, struct conf_net *out)
+{
+	char host[INET6_ADDRSTRLEN];
+	const char *slash = strchr(s, '/');
+	size_t hlen = slash ? (size_t)(slash - s) : strlen(s);
+	struct conf_net n = {0};
+	uint64_t prefix;
+	if (!net_copy(host, sizeof host, s, hlen))
+		return false;
+	if (inet_pton(AF_INET, host, n.addr) == 1)
+		n.family = AF_INET;
+	else if (inet_pton(AF_INET6, host, n.addr) == 1)
+		n.family = AF_INET6;
+	else
+		return false;
+	unsigned bits = n.family == AF_INET ? 32 : 128;
+	prefix = bits;
+	if (slash && !net_parse_uint(slash + 1, CONF_PREFIX_DIGITS, 0, bits, &prefix))
+		return false;
+	n.prefix = (unsigned)prefix;
+	if (!net_host_bits_zero(n.addr, bits, n.prefix))
+		return false;
+	*out = n;
+	return true;
+}
+
+/* A peer in both its forms: IPv4 (if it is or maps one) and IPv6. */
+struct net_peer {
+	bool has4;
+	uint8_t a4[4];
+	uint8_t a6[16];
+};
+
+static bool net_peer_of(const struct sockaddr *sa, struct net_peer *p)
+{
+	static const uint8_t mapped[12] = {0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff};
+	if (sa->sa_family == AF_INET) {
+		struct sockaddr_in sin;
+		memcpy(&sin, sa, sizeof sin);
+		memcpy(p->a4, &sin.sin_addr, 4);
+		memcpy(p->a6, mapped, 12);
+		memcpy(p->a6 + 12, p->a4, 4);
+		p->has4 = true;
+		return true;
+	}
+	if (sa->sa_family == AF_INET6) {
+		struct sockaddr_in6 sin6;
+		memcpy(&sin6, sa, sizeof sin6);
+		memcpy(p->a6, &sin6.sin6_addr, 16);
+		p->has4 = memcmp(p->a6, mapped, 12) == 0;
+		memcpy(p->a4, p->a6 + 12, 4);
+		return true;
+	}
+	return false;
+}
+
+/* conf_is_trusted - is sa (AF_INET or AF_INET6, mapped or not) in trusted_networks? */
+bool conf_is_trusted(const struct conf *c, const struct sockaddr *sa)
+{
+	struct net_peer p;
+	if (c == NULL || sa == NULL || !net_peer_of(sa, &p))
+		return false;
+	for (size_t i = 0; i < c->ntrusted; i++) {
+		const struct conf_net *n = &c->trusted[i];
+		if (n->family == AF_INET && p.has4 && net_prefix_eq(n->addr, p.a4, n->prefix))
+			return true;
+		if (n->family == AF_INET6 && net_prefix_eq(n->addr, p.a6, n->prefix))
+			return true;
+	}
+	return false;
+}

@@ -1,0 +1,871 @@
+/*
+ * test_conf.c - the configuration loader: defaults, every key, every class of
+ * error (each as the exact line a user sees), address and CIDR parsing, and
+ * trusted-network matching for IPv4, IPv6 and IPv4-mapped peers.
+ *
+ * Cases are tables with a label each. YAML text may contain "@DIR@", replaced
+ * by a temporary directory holding readable cert.pem and key.pem files
+ * (created by the group setup, removed by its teardown).
+ */
+#include <stdarg.h>
+#include <stddef.h>
+#include <setjmp.h>
+#include <cmocka.h>
+
+#include <arpa/inet.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "conf/conf.h"
+
+static char tmpdir[64];
+
+/* The smallest valid configuration: one relay listener and its networks. The
+ * listen list comes last so that a case can append "  - {...}" listeners. */
+#define RELAY                                                                                      \
+	"trusted_networks: [127.0.0.0/8]\nlisten:\n  - {address: 127.0.0.1:2525, mode: relay}\n"
+/* A valid submission setup, using the test's certificate files. */
+#define SUBM                                                                                       \
+	"tls: {cert: @DIR@/cert.pem, key: @DIR@/key.pem}\n"                                        \
+	"listen:\n  - {address: 127.0.0.1:2587, mode: submission}\n"
+
+/* Replace every "@DIR@" in s with tmpdir, into a new string. */
+static char *expand(const char *s)
+{
+	size_t cap = strlen(s) * 2 + 256, o = 0;
+	char *out = xmalloc(cap);
+	while (*s) {
+		if (strncmp(s, "@DIR@", 5) == 0) {
+			o += str_lcpy(out + o, tmpdir, cap - o);
+			s += 5;
+		} else {
+			out[o++] = *s++;
+		}
+	}
+	out[o] = '\0';
+	return out;
+}
+
+static enum rc load(const char *yaml, struct conf **c, char **errs)
+{
+	char *text = expand(yaml);
+	enum rc rc = conf_load_string(text, strlen(text), "test.yaml", c, errs);
+	free(text);
+	return rc;
+}
+
+/* Does errs hold exactly this line? */
+static bool has_line(const char *errs, const char *line)
+{
+	size_t n = strlen(line);
+	for (const char *p = errs; p && *p;) {
+		const char *nl = strchr(p, '\n');
+		size_t len = nl ? (size_t)(nl - p) : strlen(p);
+		if (len == n && memcmp(p, line, n) == 0)
+			return true;
+		p = nl ? nl + 1 : NULL;
+	}
+	return false;
+}
+
+static size_t count_lines(const char *s)
+{
+	size_t n = 0;
+	for (; s && *s; s++)
+		n += *s == '\n';
+	return n;
+}
+
+static void write_file(const char *name, const char *text)
+{
+	char path[128];
+	snprintf(path, sizeof path, "%s/%s", tmpdir, name);
+	FILE *f = fopen(path, "w");
+	assert_non_null(f);
+	fputs(text, f);
+	fclose(f);
+}
+
+static int group_setup(void **state)
+{
+	str_lcpy(tmpdir, "/tmp/relevo-test-conf-XXXXXX", sizeof tmpdir);
+	if (mkdtemp(tmpdir) == NULL)
+		return -1;
+	write_file("cert.pem", "cert\n");
+	write_file("key.pem", "key\n");
+	write_file("unreadable.pem", "key\n");
+	char path[128];
+	snprintf(path, sizeof path, "%s/unreadable.pem", tmpdir);
+	return chmod(path, 0);
+}
+
+static int group_teardown(void **state)
+{
+	static const char *const files[] = {"cert.pem", "key.pem", "unreadable.pem", "relevo.yaml"};
+	char path[128];
+	for (size_t i = 0; i < ARRAY_LEN(files); i++) {
+		snprintf(path, sizeof path, "%s/%s", tmpdir, files[i]);
+		unlink(path);
+	}
+	return rmdir(tmpdir);
+}
+
+/* ---- defaults and values ---- */
+
+/* A numeric field of struct conf: where it is, how wide, what it should hold. */
+struct num_case {
+	const char *label;
+	size_t off;
+	size_t size;
+	uint64_t want;
+};
+#define NUM(label, field, want)                                                                    \
+	{                                                                                          \
+		label, offsetof(struct conf, field), sizeof(((struct conf *)0)->field), want       \
+	}
+
+static void check_nums(const struct conf *c, const struct num_case *cases, size_t n)
+{
+	for (size_t i = 0; i < n; i++) {
+		const char *p = (const char *)c + cases[i].off;
+		uint64_t got;
+		if (cases[i].size == sizeof(uint64_t)) {
+			memcpy(&got, p, sizeof got);
+		} else {
+			unsigned u;
+			memcpy(&u, p, sizeof u);
+			got = u;
+		}
+		if (got != cases[i].want)
+			fail_msg("%s: got %llu, want %llu", cases[i].label, (unsigned long long)got,
+			         (unsigned long long)cases[i].want);
+	}
+}
+
+static void test_defaults(void **state)
+{
+	static const struct num_case nums[] = {
+	    NUM("smtp.max_message_size default", smtp.max_message_size, 26214400),
+	    NUM("smtp.max_recipients default", smtp.max_recipients, 1000),
+	    NUM("smtp.max_connections default", smtp.max_connections, 1000),
+	    NUM("smtp.max_connections_per_ip default", smtp.max_connections_per_ip, 50),
+	    NUM("smtp.max_errors default", smtp.max_errors, 10),
+	    NUM("smtp.max_auth_failures default", smtp.max_auth_failures, 3),
+	    NUM("smtp.timeout_command default", smtp.timeout_command, 300),
+	    NUM("smtp.timeout_data default", smtp.timeout_data, 180),
+	    NUM("smtp.greeting_delay_ms default", smtp.greeting_delay_ms, 0),
+	    NUM("delivery.port default", delivery.port, 25),
+	    NUM("server.workers default", server.workers, 0),
+	};
+	struct conf *c;
+	char *errs, host[256] = "";
+	assert_int_equal(load(RELAY, &c, &errs), RC_OK);
+	assert_null(errs);
+	check_nums(c, nums, ARRAY_LEN(nums));
+	gethostname(host, sizeof host - 1);
+	assert_string_equal(c->hostname, host);
+	assert_string_equal(c->data_dir, "/var/lib/relevo");
+	assert_string_equal(c->path, "test.yaml");
+	assert_null(c->run_as);
+	assert_null(c->tls_cert);
+	assert_null(c->tls_key);
+	assert_null(c->dns.resolver);
+	assert_int_equal(c->nlisten, 1);
+	assert_string_equal(c->listen[0].address, "127.0.0.1:2525");
+	assert_int_equal(c->listen[0].mode, CONF_LISTEN_RELAY);
+	assert_int_equal(c->listen[0].sa.ss_family, AF_INET);
+	assert_int_equal(c->listen[0].salen, sizeof(struct sockaddr_in));
+	assert_int_equal(c->ntrusted, 1);
+	conf_free(c);
+}
+
+static const char full_yaml[] = "# every key, none at its default\n"
+                                "hostname: relay.example.net\n"
+                                "data_dir: /srv/relevo\n"
+                                "run_as: relevo\n"
+                                "listen:\n"
+                                "  - address: 0.0.0.0:587\n"
+                                "    mode: submission\n"
+                                "  - {address: \"[::1]:465\", mode: submissions}\n"
+                                "  - {address: 10.1.2.3:25, mode: relay}\n"
+                                "trusted_networks: [127.0.0.0/8, \"::1/128\", 10.0.0.0/8]\n"
+                                "tls: {cert: @DIR@/cert.pem, key: @DIR@/key.pem}\n"
+                                "smtp:\n"
+                                "  max_message_size: 52428800\n"
+                                "  max_recipients: 100\n"
+                                "  max_connections: 200\n"
+                                "  max_connections_per_ip: 5\n"
+                                "  max_errors: 7\n"
+                                "  max_auth_failures: 2\n"
+                                "  timeout_command: 60\n"
+                                "  timeout_data: 90\n"
+                                "  greeting_delay_ms: 1500\n"
+                                "dns:\n"
+                                "  resolver: 127.0.0.1@5353\n"
+                                "delivery:\n"
+                                "  port: 2525\n"
+                                "server:\n"
+                                "  workers: 4\n";
+
+static void test_every_key(void **state)
+{
+	static const struct num_case nums[] = {
+	    NUM("smtp.max_message_size", smtp.max_message_size, 52428800),
+	    NUM("smtp.max_recipients", smtp.max_recipients, 100),
+	    NUM("smtp.max_connections", smtp.max_connections, 200),
+	    NUM("smtp.max_connections_per_ip", smtp.max_connections_per_ip, 5),
+	    NUM("smtp.max_errors", smtp.max_errors, 7),
+	    NUM("smtp.max_auth_failures", smtp.max_auth_failures, 2),
+	    NUM("smtp.timeout_command", smtp.timeout_command, 60),
+	    NUM("smtp.timeout_data", smtp.timeout_data, 90),
+	    NUM("smtp.greeting_delay_ms", smtp.greeting_delay_ms, 1500),
+	    NUM("delivery.port", delivery.port, 2525),
+	    NUM("server.workers", server.workers, 4),
+	    NUM("nlisten", nlisten, 3),
+	    NUM("ntrusted", ntrusted, 3),
+	};
+	struct conf *c;
+	char *errs, cert[128];
+	assert_int_equal(load(full_yaml, &c, &errs), RC_OK);
+	assert_null(errs);
+	check_nums(c, nums, ARRAY_LEN(nums));
+	assert_string_equal(c->hostname, "relay.example.net");
+	assert_string_equal(c->data_dir, "/srv/relevo");
+	assert_string_equal(c->run_as, "relevo");
+	snprintf(cert, sizeof cert, "%s/cert.pem", tmpdir);
+	assert_string_equal(c->tls_cert, cert);
+	assert_string_equal(c->dns.resolver, "127.0.0.1@5353");
+	assert_int_equal(c->listen[0].mode, CONF_LISTEN_SUBMISSION);
+	assert_int_equal(c->listen[1].mode, CONF_LISTEN_SUBMISSIONS);
+	assert_int_equal(c->listen[2].mode, CONF_LISTEN_RELAY);
+	assert_string_equal(c->listen[1].address, "[::1]:465");
+	assert_int_equal(c->listen[1].sa.ss_family, AF_INET6);
+	assert_int_equal(ntohs(((struct sockaddr_in6 *)&c->listen[1].sa)->sin6_port), 465);
+	assert_int_equal(c->trusted[1].family, AF_INET6);
+	assert_int_equal(c->trusted[1].prefix, 128);
+	conf_free(c);
+}
+
+/* Other spellings that must be accepted. */
+static void test_valid_variants(void **state)
+{
+	static const struct {
+		const char *label;
+		const char *yaml;
+	} cases[] = {
+	    {"empty sections are allowed", RELAY "smtp:\ndns: ~\ndelivery: null\nserver: {}\n"},
+	    {"bare host in trusted_networks", "listen: [{address: 127.0.0.1:25, mode: relay}]\n"
+	                                      "trusted_networks: [192.0.2.7, \"2001:db8::1\"]\n"},
+	    {"relay beside submission", SUBM "  - {address: 127.0.0.1:25, mode: relay}\n"
+	                                     "trusted_networks: [10.0.0.0/8]\n"},
+	    {"resolver IPv6 with port", RELAY "dns: {resolver: \"::1@53\"}\n"},
+	    {"resolver without port", RELAY "dns: {resolver: 192.0.2.53}\n"},
+	    {"anchors and aliases", RELAY "  - {address: 127.0.0.1:25, mode: &m relay}\n"
+	                                  "  - {address: 127.0.0.1:26, mode: *m}\n"},
+	    {"same port, different addresses",
+	     RELAY "  - {address: 127.0.0.2:2525, mode: relay}\n"},
+	    {"same port, other family wildcard",
+	     "listen: [{address: 0.0.0.0:25, mode: relay}, {address: \"[::]:25\", mode: relay}]\n"
+	     "trusted_networks: [0.0.0.0/0]\n"},
+	    {"max_message_size above 4 GiB", RELAY "smtp: {max_message_size: 8589934592}\n"},
+	    {"explicit document markers", "---\n" RELAY "...\n"},
+	    {"zero where allowed", RELAY "server: {workers: 0}\nsmtp: {greeting_delay_ms: 0}\n"},
+	};
+	for (size_t i = 0; i < ARRAY_LEN(cases); i++) {
+		struct conf *c = NULL;
+		char *errs = NULL;
+		if (load(cases[i].yaml, &c, &errs) != RC_OK)
+			fail_msg("%s: rejected:\n%s", cases[i].label, errs);
+		conf_free(c);
+		free(errs);
+	}
+}
+
+/* ---- errors ---- */
+
+struct err_case {
+	const char *label;
+	const char *yaml;
+	const char *line; /* the exact line expected among the errors */
+};
+
+static const struct err_case err_cases[] = {
+    /* unknown keys, at each level */
+    {"unknown key at the top", RELAY "hostnme: relay.example.net\n", "hostnme: unknown key"},
+    {"unknown key in smtp", RELAY "smtp:\n  max_mesage_size: 5\n",
+     "smtp.max_mesage_size: unknown key"},
+    {"unknown key in tls (flow)",
+     "listen: [{address: 127.0.0.1:1, mode: submission}]\n"
+     "tls: {cert: @DIR@/cert.pem, key: @DIR@/key.pem, ca: x}\n",
+     "tls.ca: unknown key"},
+    {"unknown key in dns", RELAY "dns: {resolvers: 127.0.0.1}\n", "dns.resolvers: unknown key"},
+    {"unknown key in delivery", RELAY "delivery: {prot: 25}\n", "delivery.prot: unknown key"},
+    {"unknown key in server", RELAY "server: {worker: 2}\n", "server.worker: unknown key"},
+    {"unknown key in a listener",
+     "listen:\n  - {address: 127.0.0.1:25, mode: relay}\n  - {address: 127.0.0.1:26, "
+     "mode: relay, tls: yes}\ntrusted_networks: [127.0.0.1]\n",
+     "listen[1].tls: unknown key"},
+    {"unprintable key is escaped", RELAY "\"a\\x01b\": 1\n", "a\\x01b: unknown key"},
+    {"key case matters", RELAY "Hostname: x\n", "Hostname: unknown key"},
+    /* wrong types */
+    {"section as a scalar", RELAY "smtp: 5\n", "smtp: must be a mapping, not a single value"},
+    {"section as a list", RELAY "dns: [a]\n", "dns: must be a mapping, not a list"},
+    {"list as a mapping", "listen: {address: 127.0.0.1:25, mode: relay}\n",
+     "listen: must be a list, not a mapping"},
+    {"list as a scalar",
+     "listen: [{address: 127.0.0.1:25, mode: relay}]\n"
+     "trusted_networks: 10.0.0.0/8\n",
+     "trusted_networks: must be a list, not a single value"},
+    {"listener as a scalar", "listen: [127.0.0.1:25]\n",
+     "listen[0]: must be a mapping, not a single value"},
+    {"number as a mapping", RELAY "smtp: {max_recipients: {a: 1}}\n",
+     "smtp.max_recipients: must be a whole number, not a mapping"},
+    {"string as a list", RELAY "hostname: [a, b]\n", "hostname: must be a host name, not a list"},
+    {"root is a list", "- a\n", "test.yaml: must be a mapping of keys, not a list"},
+    {"root is a scalar", "hello\n", "test.yaml: must be a mapping of keys, not a single value"},
+    {"key is not a string", RELAY "? [a]\n: b\n", "test.yaml: keys must be plain strings"},
+    /* numbers */
+    {"number with junk", RELAY "smtp: {max_errors: 12abc}\n",
+     "smtp.max_errors: must be a whole number (digits only), not \"12abc\""},
+    {"negative number", RELAY "delivery: {port: -25}\n",
+     "delivery.port: must be a whole number (digits only), not \"-25\""},
+    {"number with plus", RELAY "delivery: {port: +25}\n",
+     "delivery.port: must be a whole number (digits only), not \"+25\""},
+    {"fraction", RELAY "smtp: {timeout_data: 1.5}\n",
+     "smtp.timeout_data: must be a whole number (digits only), not \"1.5\""},
+    {"hexadecimal", RELAY "smtp: {max_errors: 0x10}\n",
+     "smtp.max_errors: must be a whole number (digits only), not \"0x10\""},
+    {"leading zero", RELAY "smtp: {max_errors: 010}\n",
+     "smtp.max_errors: must be a whole number (digits only), not \"010\""},
+    {"quoted number", RELAY "smtp: {max_errors: \"10\"}\n",
+     "smtp.max_errors: must be a whole number (digits only), not \"10\""},
+    {"size suffix", RELAY "smtp: {max_message_size: 25M}\n",
+     "smtp.max_message_size: must be a whole number (digits only), not \"25M\""},
+    {"overflowing number", RELAY "smtp: {max_message_size: 18446744073709551616}\n",
+     "smtp.max_message_size: must be a whole number (digits only), not "
+     "\"18446744073709551616\""},
+    {"missing number", RELAY "smtp: {max_errors: }\n",
+     "smtp.max_errors: missing value, expected a whole number"},
+    /* out of range */
+    {"zero message size", RELAY "smtp: {max_message_size: 0}\n",
+     "smtp.max_message_size: must be at least 1"},
+    {"zero recipients", RELAY "smtp: {max_recipients: 0}\n",
+     "smtp.max_recipients: must be between 1 and 1000000"},
+    {"port too large", RELAY "delivery: {port: 65536}\n",
+     "delivery.port: must be between 1 and 65535"},
+    {"port zero", RELAY "delivery: {port: 0}\n", "delivery.port: must be between 1 and 65535"},
+    {"too many workers", RELAY "server: {workers: 1025}\n",
+     "server.workers: must be between 0 and 1024"},
+    {"above unsigned range", RELAY "smtp: {timeout_command: 4294967296}\n",
+     "smtp.timeout_command: must be between 1 and 86400"},
+    {"greeting delay too long", RELAY "smtp: {greeting_delay_ms: 60001}\n",
+     "smtp.greeting_delay_ms: must be between 0 and 60000"},
+    /* strings */
+    {"bad host name", RELAY "hostname: relay_1.example.net\n",
+     "hostname: must be a host name, not \"relay_1.example.net\""},
+    {"host name with trailing dot", RELAY "hostname: relay.example.net.\n",
+     "hostname: must be a host name, not \"relay.example.net.\""},
+    {"relative data_dir", RELAY "data_dir: var/lib/relevo\n",
+     "data_dir: must be an absolute path, not \"var/lib/relevo\""},
+    {"empty run_as", RELAY "run_as: \"\"\n", "run_as: must not be empty"},
+    {"null run_as", RELAY "run_as:\n", "run_as: missing value, expected a string"},
+    {"NUL in a string", RELAY "run_as: \"re\\0levo\"\n", "run_as: must not contain NUL characters"},
+    {"resolver by name", RELAY "dns: {resolver: localhost}\n",
+     "dns.resolver: must be an IP address with an optional @port, not \"localhost\""},
+    {"resolver port zero", RELAY "dns: {resolver: 127.0.0.1@0}\n",
+     "dns.resolver: must be an IP address with an optional @port, not \"127.0.0.1@0\""},
+    {"resolver empty port", RELAY "dns: {resolver: 127.0.0.1@}\n",
+     "dns.resolver: must be an IP address with an optional @port, not \"127.0.0.1@\""},
+    {"resolver port too large", RELAY "dns: {resolver: 127.0.0.1@65536}\n",
+     "dns.resolver: must be an IP address with an optional @port, not \"127.0.0.1@65536\""},
+    /* listeners */
+    {"no listen", "hostname: relay.example.net\n", "listen: missing (required)"},
+    {"empty listen", "listen: []\n", "listen: must have 1 to 64 entries, not 0"},
+    {"null listen", "listen:\n", "listen: must have 1 to 64 entries, not 0"},
+    {"empty document", "", "listen: missing (required)"},
+    {"listener without address", "listen: [{mode: relay}]\ntrusted_networks: [10.0.0.0/8]\n",
+     "listen[0].address: missing (required)"},
+    {"listener without mode", "listen: [{address: 127.0.0.1:25}]\n",
+     "listen[0].mode: missing (required)"},
+    {"bad mode", "listen: [{address: 127.0.0.1:25, mode: smtp}]\n",
+     "listen[0].mode: must be one of submission, submissions, relay, not \"smtp\""},
+    {"address by name", "listen: [{address: \"localhost:25\", mode: relay}]\n",
+     "listen[0].address: must be a numeric address and port (0.0.0.0:587, [::1]:587), not "
+     "\"localhost:25\""},
+    {"address without port", "listen: [{address: 127.0.0.1, mode: relay}]\n",
+     "listen[0].address: must be a numeric address and port (0.0.0.0:587, [::1]:587), not "
+     "\"127.0.0.1\""},
+    {"IPv6 address without brackets", "listen: [{address: \"::1:25\", mode: relay}]\n",
+     "listen[0].address: must be a numeric address and port (0.0.0.0:587, [::1]:587), not "
+     "\"::1:25\""},
+    {"relay without trusted_networks",
+     SUBM "  - {address: 127.0.0.1:2588, mode: submissions}\n"
+          "  - {address: 127.0.0.1:25, mode: relay}\n",
+     "listen[2].mode: relay needs trusted_networks"},
+    {"relay with empty trusted_networks",
+     "listen: [{address: 127.0.0.1:25, mode: relay}]\ntrusted_networks: []\n",
+     "listen[0].mode: relay needs trusted_networks"},
+    {"same address twice", RELAY "  - {address: 127.0.0.1:2525, mode: relay}\n",
+     "listen[1].address: same address as listen[0] (127.0.0.1:2525)"},
+    {"same IPv6 address twice",
+     "listen: [{address: \"[::1]:25\", mode: relay}, {address: \"[0::1]:25\", mode: relay}]\n"
+     "trusted_networks: [\"::1\"]\n",
+     "listen[1].address: same address as listen[0] ([::1]:25)"},
+    {"address inside a wildcard", RELAY "  - {address: 0.0.0.0:2525, mode: relay}\n",
+     "listen[1].address: overlaps listen[0] (127.0.0.1:2525)"},
+    {"too many listeners",
+     "listen: ["
+     "{address: 127.0.0.1:1, mode: relay}, "
+     "{}, {}, {}, {}, {}, {}, {}, {}, {}, {}, {}, {}, {}, {}, {}, {}, {}, {}, {}, {}, {}, {}, "
+     "{}, {}, {}, {}, {}, {}, {}, {}, {}, {}, {}, {}, {}, {}, {}, {}, {}, {}, {}, {}, {}, {}, "
+     "{}, {}, {}, {}, {}, {}, {}, {}, {}, {}, {}, {}, {}, {}, {}, {}, {}, {}, {}, {}]\n",
+     "listen: must have 1 to 64 entries, not 65"},
+    /* trusted networks */
+    {"CIDR prefix too long",
+     "listen: [{address: 127.0.0.1:25, mode: relay}]\n"
+     "trusted_networks: [10.0.0.0/8, 10.0.0.0/33]\n",
+     "trusted_networks[1]: must be a network (10.0.0.0/8, ::1/128, 192.0.2.7) with no host "
+     "bits set, not \"10.0.0.0/33\""},
+    {"CIDR host bits set",
+     "listen: [{address: 127.0.0.1:25, mode: relay}]\n"
+     "trusted_networks: [10.1.2.3/8]\n",
+     "trusted_networks[0]: must be a network (10.0.0.0/8, ::1/128, 192.0.2.7) with no host "
+     "bits set, not \"10.1.2.3/8\""},
+    {"CIDR IPv6 prefix too long",
+     "listen: [{address: 127.0.0.1:25, mode: relay}]\n"
+     "trusted_networks: [\"::1/129\"]\n",
+     "trusted_networks[0]: must be a network (10.0.0.0/8, ::1/128, 192.0.2.7) with no host "
+     "bits set, not \"::1/129\""},
+    {"CIDR by name",
+     "listen: [{address: 127.0.0.1:25, mode: relay}]\n"
+     "trusted_networks: [localhost]\n",
+     "trusted_networks[0]: must be a network (10.0.0.0/8, ::1/128, 192.0.2.7) with no host "
+     "bits set, not \"localhost\""},
+    {"CIDR entry as a mapping",
+     "listen: [{address: 127.0.0.1:25, mode: relay}]\n"
+     "trusted_networks: [{net: 10.0.0.0/8}]\n",
+     "trusted_networks[0]: must be a network (10.0.0.0/8, ::1/128, 192.0.2.7) with no host "
+     "bits set, not a mapping"},
+    /* tls */
+    {"submission without tls", "listen: [{address: 127.0.0.1:587, mode: submission}]\n",
+     "tls: missing, required by listen[0] (submission)"},
+    {"submissions without tls", RELAY "  - {address: 127.0.0.1:465, mode: submissions}\n",
+     "tls: missing, required by listen[1] (submissions)"},
+    {"tls without key",
+     "listen: [{address: 127.0.0.1:587, mode: submission}]\n"
+     "tls: {cert: @DIR@/cert.pem}\n",
+     "tls.key: missing (required)"},
+    {"empty tls section", "listen: [{address: 127.0.0.1:587, mode: submission}]\ntls:\n",
+     "tls.cert: missing (required)"},
+    /* duplicates */
+    {"duplicate top-level key", RELAY "hostname: a.example\nhostname: b.example\n",
+     "hostname: duplicate key"},
+    {"duplicate section", RELAY "smtp: {max_errors: 5}\nsmtp: {max_errors: 6}\n",
+     "smtp: duplicate key"},
+    {"duplicate key in a section", RELAY "smtp:\n  max_errors: 5\n  max_errors: 6\n",
+     "smtp.max_errors: duplicate key"},
+    {"duplicate key in a listener",
+     "listen: [{address: 127.0.0.1:25, mode: relay, mode: submission}]\n"
+     "trusted_networks: [127.0.0.1]\n",
+     "listen[0].mode: duplicate key"},
+    /* YAML syntax */
+    {"unclosed flow list", "listen: [\n",
+     "test.yaml:2:1: YAML syntax error: did not find expected node content (while parsing a "
+     "flow node at line 2, column 1)"},
+    {"tab indentation", "smtp:\n\tmax_errors: 5\n",
+     "test.yaml:2:1: YAML syntax error: found character that cannot start any token (while "
+     "scanning for the next token at line 2, column 1)"},
+    {"bad indentation", "smtp:\n    max_errors: 5\n  timeout_data: 4\n",
+     "test.yaml:3:3: YAML syntax error: did not find expected key (while parsing a block "
+     "mapping at line 1, column 1)"},
+    {"invalid UTF-8", RELAY "run_as: \xc3\x28\n",
+     "test.yaml:4:10: YAML syntax error: invalid trailing UTF-8 octet"},
+    {"control character", RELAY "run_as: a\x01\n",
+     "test.yaml:4:10: YAML syntax error: control characters are not allowed"},
+    {"undefined alias", RELAY "run_as: *nobody\n",
+     "test.yaml:4:9: YAML syntax error: found undefined alias"},
+    {"two documents", RELAY "---\n" RELAY, "test.yaml:4: only one YAML document is allowed"},
+};
+
+static void test_errors(void **state)
+{
+	for (size_t i = 0; i < ARRAY_LEN(err_cases); i++) {
+		const struct err_case *t = &err_cases[i];
+		struct conf *c = (struct conf *)1;
+		char *errs = NULL;
+		enum rc rc = load(t->yaml, &c, &errs);
+		if (rc != RC_INVALID || c != NULL || errs == NULL)
+			fail_msg("%s: expected RC_INVALID and errors, got %s", t->label,
+			         rc_name(rc));
+		if (t->line != NULL && !has_line(errs, t->line))
+			fail_msg("%s: expected the line\n  %s\ngot\n%s", t->label, t->line, errs);
+		free(errs);
+	}
+}
+
+/* Errors that follow from an earlier one are not piled on it. */
+static void test_no_follow_on_errors(void **state)
+{
+	static const struct {
+		const char *label;
+		const char *yaml;
+		const char *errs; /* exactly these */
+	} cases[] = {
+	    {"broken tls is not also missing",
+	     "listen: [{address: 127.0.0.1:587, mode: submission}]\ntls: 5\n",
+	     "tls: must be a mapping, not a single value\n"},
+	    {"broken trusted_networks does not also fail the relay",
+	     "listen: [{address: 127.0.0.1:25, mode: relay}]\ntrusted_networks: 10.0.0.0/8\n",
+	     "trusted_networks: must be a list, not a single value\n"},
+	    {"a bad mode needs no tls", "listen: [{address: 127.0.0.1:25, mode: smtp}]\n",
+	     "listen[0].mode: must be one of submission, submissions, relay, not \"smtp\"\n"},
+	    {"a bad address does not clash", RELAY "  - {address: 127.0.0.1:99999, mode: relay}\n",
+	     "listen[1].address: must be a numeric address and port (0.0.0.0:587, [::1]:587), "
+	     "not \"127.0.0.1:99999\"\n"},
+	};
+	for (size_t i = 0; i < ARRAY_LEN(cases); i++) {
+		struct conf *c;
+		char *errs = NULL;
+		assert_int_equal(load(cases[i].yaml, &c, &errs), RC_INVALID);
+		if (strcmp(errs, cases[i].errs) != 0)
+			fail_msg("%s: expected\n%sgot\n%s", cases[i].label, cases[i].errs, errs);
+		free(errs);
+	}
+}
+
+/* Every problem is reported in one go, in document order, then the checks. */
+static void test_all_errors_together(void **state)
+{
+	static const char yaml[] = "hostnme: x\n"
+	                           "listen:\n"
+	                           "  - {address: 127.0.0.1:25, mode: relay}\n"
+	                           "  - {address: nowhere, mode: submission}\n"
+	                           "smtp:\n"
+	                           "  max_errors: 0\n"
+	                           "  max_mesage_size: 5\n"
+	                           "delivery: {port: 70000}\n"
+	                           "dns: {resolver: 127.0.0.1@5353, resolver: \"::1\"}\n";
+	static const char want[] =
+	    "hostnme: unknown key\n"
+	    "listen[1].address: must be a numeric address and port (0.0.0.0:587, [::1]:587), "
+	    "not \"nowhere\"\n"
+	    "smtp.max_errors: must be between 1 and 1000\n"
+	    "smtp.max_mesage_size: unknown key\n"
+	    "delivery.port: must be between 1 and 65535\n"
+	    "dns.resolver: duplicate key\n"
+	    "tls: missing, required by listen[1] (submission)\n"
+	    "listen[0].mode: relay needs trusted_networks\n";
+	struct conf *c;
+	char *errs = NULL;
+	assert_int_equal(load(yaml, &c, &errs), RC_INVALID);
+	assert_null(c);
+	assert_string_equal(errs, want);
+	free(errs);
+}
+
+/* A flood of errors stops being recorded after CONF_MAX_ERRORS (50). */
+static void test_error_cap(void **state)
+{
+	char yaml[4096] = RELAY;
+	for (int i = 0; i < 80; i++) {
+		size_t n = strlen(yaml);
+		snprintf(yaml + n, sizeof yaml - n, "junk%d: 1\n", i);
+	}
+	struct conf *c;
+	char *errs = NULL;
+	assert_int_equal(load(yaml, &c, &errs), RC_INVALID);
+	assert_int_equal(count_lines(errs), 51);
+	assert_true(has_line(errs, "junk0: unknown key"));
+	assert_true(has_line(errs, "junk49: unknown key"));
+	assert_false(has_line(errs, "junk50: unknown key"));
+	assert_true(has_line(errs, "test.yaml: too many errors, the rest are not shown"));
+	free(errs);
+}
+
+/* tls.cert and tls.key must name files relevo can read; the error says which. */
+static void test_tls_files(void **state)
+{
+	static const struct {
+		const char *label;
+		const char *tls;
+		const char *line; /* "@DIR@" expanded */
+		bool root_skips;  /* root reads anything: access() cannot fail */
+	} cases[] = {
+	    {"cert missing", "{cert: @DIR@/nope.pem, key: @DIR@/key.pem}",
+	     "tls.cert: cannot read \"@DIR@/nope.pem\": No such file or directory", false},
+	    {"key missing", "{cert: @DIR@/cert.pem, key: @DIR@/gone/key.pem}",
+	     "tls.key: cannot read \"@DIR@/gone/key.pem\": No such file or directory", false},
+	    {"key unreadable", "{cert: @DIR@/cert.pem, key: @DIR@/unreadable.pem}",
+	     "tls.key: cannot read \"@DIR@/unreadable.pem\": Permission denied", true},
+	    {"relative name, missing", "{cert: cert.pem, key: @DIR@/key.pem}",
+	     "tls.cert: cannot read \"cert.pem\": No such file or directory", false},
+	};
+	for (size_t i = 0; i < ARRAY_LEN(cases); i++) {
+		if (cases[i].root_skips && geteuid() == 0)
+			continue;
+		char *yaml = xasprintf("listen: [{address: 127.0.0.1:587, mode: submission}]\n"
+		                       "tls: %s\n",
+		                       cases[i].tls);
+		char *line = expand(cases[i].line);
+		struct conf *c;
+		char *errs = NULL;
+		assert_int_equal(load(yaml, &c, &errs), RC_INVALID);
+		if (!has_line(errs, line))
+			fail_msg("%s: expected\n  %s\ngot\n%s", cases[i].label, line, errs);
+		assert_int_equal(count_lines(errs), 1);
+		free(errs);
+		free(line);
+		free(yaml);
+	}
+}
+
+/* conf_load reads the file; a missing file is RC_IO with a message. */
+static void test_load_file(void **state)
+{
+	char path[128];
+	struct conf *c;
+	char *errs = NULL;
+	write_file("relevo.yaml", RELAY "hostname: mx.example.org\n");
+	snprintf(path, sizeof path, "%s/relevo.yaml", tmpdir);
+	assert_int_equal(conf_load(path, &c, &errs), RC_OK);
+	assert_null(errs);
+	assert_string_equal(c->path, path);
+	assert_string_equal(c->hostname, "mx.example.org");
+	conf_free(c);
+
+	snprintf(path, sizeof path, "%s/absent.yaml", tmpdir);
+	assert_int_equal(conf_load(path, &c, &errs), RC_IO);
+	assert_null(c);
+	char *want = xasprintf("%s: cannot read: no such file\n", path);
+	assert_string_equal(errs, want);
+	free(want);
+	free(errs);
+
+	/* errs may be NULL when the caller only wants the verdict */
+	assert_int_equal(conf_load_string("x: 1\n", 5, "t", &c, NULL), RC_INVALID);
+	assert_null(c);
+	conf_free(NULL);
+}
+
+/* ---- addresses ---- */
+
+static void test_parse_hostport(void **state)
+{
+	static const struct {
+		const char *label;
+		const char *s;
+		bool ok;
+		int family;
+		unsigned port;
+	} cases[] = {
+	    {"IPv4", "0.0.0.0:587", true, AF_INET, 587},
+	    {"IPv4 top port", "127.0.0.1:65535", true, AF_INET, 65535},
+	    {"IPv6", "[::1]:465", true, AF_INET6, 465},
+	    {"IPv6 wildcard", "[::]:25", true, AF_INET6, 25},
+	    {"IPv4-mapped IPv6", "[::ffff:127.0.0.1]:25", true, AF_INET6, 25},
+	    {"host name", "localhost:25", false, 0, 0},
+	    {"no port", "127.0.0.1", false, 0, 0},
+	    {"empty port", "127.0.0.1:", false, 0, 0},
+	    {"port zero", "127.0.0.1:0", false, 0, 0},
+	    {"port too large", "127.0.0.1:65536", false, 0, 0},
+	    {"port with sign", "127.0.0.1:+25", false, 0, 0},
+	    {"port with leading zero", "127.0.0.1:025", false, 0, 0},
+	    {"port with junk", "127.0.0.1:25x", false, 0, 0},
+	    {"IPv6 unbracketed", "::1:25", false, 0, 0},
+	    {"IPv6 no colon after bracket", "[::1]25", false, 0, 0},
+	    {"IPv6 unclosed", "[::1:25", false, 0, 0},
+	    {"empty brackets", "[]:25", false, 0, 0},
+	    {"IPv4 in brackets", "[127.0.0.1]:25", false, 0, 0},
+	    {"short IPv4", "10.1:25", false, 0, 0},
+	    {"empty", "", false, 0, 0},
+	    {"just a colon", ":25", false, 0, 0},
+	};
+	for (size_t i = 0; i < ARRAY_LEN(cases); i++) {
+		struct sockaddr_storage sa;
+		socklen_t salen = 0;
+		bool ok = conf_parse_hostport(cases[i].s, &sa, &salen);
+		if (ok != cases[i].ok)
+			fail_msg("%s: \"%s\" gave %d", cases[i].label, cases[i].s, ok);
+		if (!ok)
+			continue;
+		assert_int_equal(sa.ss_family, cases[i].family);
+		in_port_t port = sa.ss_family == AF_INET ? ((struct sockaddr_in *)&sa)->sin_port
+		                                         : ((struct sockaddr_in6 *)&sa)->sin6_port;
+		assert_int_equal(ntohs(port), cases[i].port);
+		assert_int_equal(salen, sa.ss_family == AF_INET ? sizeof(struct sockaddr_in)
+		                                                : sizeof(struct sockaddr_in6));
+	}
+}
+
+static void test_parse_cidr(void **state)
+{
+	static const struct {
+		const char *label;
+		const char *s;
+		bool ok;
+		int family;
+		unsigned prefix;
+	} cases[] = {
+	    {"IPv4 /8", "127.0.0.0/8", true, AF_INET, 8},
+	    {"IPv4 /0", "0.0.0.0/0", true, AF_INET, 0},
+	    {"IPv4 /32", "192.0.2.7/32", true, AF_INET, 32},
+	    {"IPv4 bare host", "192.0.2.7", true, AF_INET, 32},
+	    {"IPv4 odd prefix", "172.16.0.0/12", true, AF_INET, 12},
+	    {"IPv6 /128", "::1/128", true, AF_INET6, 128},
+	    {"IPv6 /0", "::/0", true, AF_INET6, 0},
+	    {"IPv6 bare host", "2001:db8::1", true, AF_INET6, 128},
+	    {"IPv6 /127", "2001:db8::/127", true, AF_INET6, 127},
+	    {"IPv4-mapped /96", "::ffff:0:0/96", true, AF_INET6, 96},
+	    {"IPv4 prefix 33", "10.0.0.0/33", false, 0, 0},
+	    {"IPv6 prefix 129", "::/129", false, 0, 0},
+	    {"IPv4 host bits", "10.0.0.1/8", false, 0, 0},
+	    {"IPv4 host bit in last byte", "192.0.2.1/31", false, 0, 0},
+	    {"IPv6 host bits", "2001:db8::1/64", false, 0, 0},
+	    {"/0 with host bits", "1.0.0.0/0", false, 0, 0},
+	    {"empty prefix", "10.0.0.0/", false, 0, 0},
+	    {"prefix leading zero", "10.0.0.0/08", false, 0, 0},
+	    {"signed prefix", "10.0.0.0/+8", false, 0, 0},
+	    {"prefix junk", "10.0.0.0/8x", false, 0, 0},
+	    {"two slashes", "10.0.0.0/8/8", false, 0, 0},
+	    {"short IPv4", "10.0.0/8", false, 0, 0},
+	    {"name", "localhost", false, 0, 0},
+	    {"scoped IPv6", "fe80::1%eth0", false, 0, 0},
+	    {"brackets", "[::1]/128", false, 0, 0},
+	    {"empty", "", false, 0, 0},
+	    {"only a prefix", "/8", false, 0, 0},
+	};
+	for (size_t i = 0; i < ARRAY_LEN(cases); i++) {
+		struct conf_net n = {0};
+		bool ok = conf_parse_cidr(cases[i].s, &n);
+		if (ok != cases[i].ok)
+			fail_msg("%s: \"%s\" gave %d", cases[i].label, cases[i].s, ok);
+		if (ok && (n.family != cases[i].family || n.prefix != cases[i].prefix))
+			fail_msg("%s: family %d prefix %u", cases[i].label, n.family, n.prefix);
+	}
+}
+
+/* Build a sockaddr from a textual IPv4 or IPv6 address. */
+static void peer_of(const char *s, struct sockaddr_storage *ss)
+{
+	memset(ss, 0, sizeof *ss);
+	struct sockaddr_in *sin = (struct sockaddr_in *)ss;
+	struct sockaddr_in6 *sin6 = (struct sockaddr_in6 *)ss;
+	if (inet_pton(AF_INET, s, &sin->sin_addr) == 1) {
+		sin->sin_family = AF_INET;
+		return;
+	}
+	assert_int_equal(inet_pton(AF_INET6, s, &sin6->sin6_addr), 1);
+	sin6->sin6_family = AF_INET6;
+}
+
+static void test_is_trusted(void **state)
+{
+	static const struct {
+		const char *label;
+		const char *nets; /* YAML flow list */
+		const char *peer;
+		bool want;
+	} cases[] = {
+	    {"IPv4 inside /8", "[127.0.0.0/8]", "127.1.2.3", true},
+	    {"IPv4 outside /8", "[127.0.0.0/8]", "128.0.0.1", false},
+	    {"IPv4 /0 matches all IPv4", "[0.0.0.0/0]", "203.0.113.9", true},
+	    {"IPv4 /0 matches mapped", "[0.0.0.0/0]", "::ffff:203.0.113.9", true},
+	    {"IPv4 /0 not plain IPv6", "[0.0.0.0/0]", "2001:db8::1", false},
+	    {"IPv4 /32 exact", "[192.0.2.7/32]", "192.0.2.7", true},
+	    {"IPv4 /32 neighbour", "[192.0.2.7/32]", "192.0.2.6", false},
+	    {"IPv4 /31 both ends", "[192.0.2.6/31]", "192.0.2.7", true},
+	    {"IPv4 /31 outside", "[192.0.2.6/31]", "192.0.2.8", false},
+	    {"IPv4 /12 last inside", "[172.16.0.0/12]", "172.31.255.255", true},
+	    {"IPv4 /12 first outside", "[172.16.0.0/12]", "172.32.0.0", false},
+	    {"bare IPv4 host", "[192.0.2.7]", "192.0.2.7", true},
+	    {"IPv6 /128 exact", "[\"::1/128\"]", "::1", true},
+	    {"IPv6 /128 neighbour", "[\"::1/128\"]", "::2", false},
+	    {"IPv6 /0 matches all IPv6", "[\"::/0\"]", "2001:db8::1", true},
+	    {"IPv6 /127 pair", "[\"2001:db8::/127\"]", "2001:db8::1", true},
+	    {"IPv6 /127 outside", "[\"2001:db8::/127\"]", "2001:db8::2", false},
+	    {"IPv6 /32", "[\"2001:db8::/32\"]", "2001:db8:ffff::1", true},
+	    {"IPv6 net not IPv4 peer", "[\"2001:db8::/32\"]", "192.0.2.1", false},
+	    {"mapped peer in IPv4 net", "[10.0.0.0/8]", "::ffff:10.9.8.7", true},
+	    {"mapped peer outside IPv4 net", "[10.0.0.0/8]", "::ffff:11.0.0.1", false},
+	    {"mapped peer in IPv4 /32", "[10.0.0.1/32]", "::ffff:10.0.0.1", true},
+	    {"IPv4 peer in mapped net", "[\"::ffff:10.0.0.0/104\"]", "10.1.1.1", true},
+	    {"IPv4 peer outside mapped net", "[\"::ffff:10.0.0.0/104\"]", "11.1.1.1", false},
+	    {"IPv4 peer in ::/8 (holds the mapped range)", "[\"::/8\"]", "10.0.0.1", true},
+	    {"IPv4-compatible is not mapped", "[10.0.0.0/8]", "::10.0.0.1", false},
+	    {"second network matches", "[10.0.0.0/8, \"::1\"]", "::1", true},
+	    {"no network matches", "[10.0.0.0/8, \"::1\"]", "192.168.1.1", false},
+	};
+	for (size_t i = 0; i < ARRAY_LEN(cases); i++) {
+		char *yaml = xasprintf("listen: [{address: 127.0.0.1:25, mode: relay}]\n"
+		                       "trusted_networks: %s\n",
+		                       cases[i].nets);
+		struct conf *c;
+		char *errs = NULL;
+		struct sockaddr_storage ss;
+		if (load(yaml, &c, &errs) != RC_OK)
+			fail_msg("%s: config rejected:\n%s", cases[i].label, errs);
+		peer_of(cases[i].peer, &ss);
+		if (conf_is_trusted(c, (struct sockaddr *)&ss) != cases[i].want)
+			fail_msg("%s: %s in %s should be %d", cases[i].label, cases[i].peer,
+			         cases[i].nets, cases[i].want);
+		conf_free(c);
+		free(yaml);
+	}
+}
+
+static void test_is_trusted_odd(void **state)
+{
+	struct conf *c;
+	char *errs = NULL;
+	struct sockaddr_storage ss = {.ss_family = AF_UNIX};
+	assert_int_equal(load("listen: [{address: 127.0.0.1:25, mode: relay}]\n"
+	                      "trusted_networks: [0.0.0.0/0, \"::/0\"]\n",
+	                      &c, &errs),
+	                 RC_OK);
+	assert_false(conf_is_trusted(c, (struct sockaddr *)&ss));
+	assert_false(conf_is_trusted(c, NULL));
+	peer_of("127.0.0.1", &ss);
+	assert_false(conf_is_trusted(NULL, (struct sockaddr *)&ss));
+	conf_free(c);
+}
+
+static void test_mode_names(void **state)
+{
+	static const struct {
+		const char *label;
+		enum conf_listen_mode m;
+		const char *want;
+	} cases[] = {
+	    {"submission", CONF_LISTEN_SUBMISSION, "submission"},
+	    {"submissions", CONF_LISTEN_SUBMISSIONS, "submissions"},
+	    {"relay", CONF_LISTEN_RELAY, "relay"},
+	    {"out of range", CONF_LISTEN__COUNT, "unknown"},
+	};
+	for (size_t i = 0; i < ARRAY_LEN(cases); i++)
+		if (strcmp(conf_listen_mode_name(cases[i].m), cases[i].want) != 0)
+			fail_msg("%s: got %s", cases[i].label, conf_listen_mode_name(cases[i].m));
+}
+
+int main(void)
+{
+	const struct CMUnitTest tests[] = {
+	    cmocka_unit_test(test_defaults),
+	    cmocka_unit_test(test_every_key),
+	    cmocka_unit_test(test_valid_variants),
+	    cmocka_unit_test(test_errors),
+	    cmocka_unit_test(test_no_follow_on_errors),
+	    cmocka_unit_test(test_all_errors_together),
+	    cmocka_unit_test(test_error_cap),
+	    cmocka_unit_test(test_tls_files),
+	    cmocka_unit_test(test_load_file),
+	    cmocka_unit_test(test_parse_hostport),
+	    cmocka_unit_test(test_parse_cidr),
+	    cmocka_unit_test(test_is_trusted),
+	    cmocka_unit_test(test_is_trusted_odd),
+	    cmocka_unit_test(test_mode_names),
+	};
+	return cmocka_run_group_tests(tests, group_setup, group_teardown);
+}
