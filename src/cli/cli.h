@@ -20,4 +20,10 @@ struct conf *cli_load_conf(const char *path);
  * caller pipes it in); strips the line ending. Returns a heap string or NULL. */
 char *cli_read_secret(void);
 
+struct event_base;
+struct spool;
+struct cli_ctl;
+/* cli_ctl_start - serve the control socket on base; NULL (logged) on failure. */
+struct cli_ctl *cli_ctl_start(struct event_base *base, const struct conf *c, struct spool *sp);
+void cli_ctl_stop(struct cli_ctl *ctl);
 #endif

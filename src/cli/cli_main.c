@@ -84,13 +84,20 @@ struct conf *cli_load_conf(const char *path)
 	return c;
 }
 
-/* cli_read_secret - first line of stdin, without its line ending. */
+/* cli_read_secret - first line of stdin, without its line ending; NULL if absent
+ * or longer than 1022 bytes. */
 char *cli_read_secret(void)
 {
 	char buf[1024];
 	if (fgets(buf, sizeof buf, stdin) == NULL)
 		return NULL;
 	size_t n = strcspn(buf, "\r\n");
+	if (buf[n] == '\0' && n == sizeof buf - 1) {
+		/* No line end within the buffer: refuse rather than truncate a secret. */
+		fprintf(stderr, "relevo: the secret on standard input is too long\n");
+		explicit_bzero(buf, sizeof buf);
+		return NULL;
+	}
 	buf[n] = '\0';
 	char *s = xstrdup(buf);
 	explicit_bzero(buf, sizeof buf);

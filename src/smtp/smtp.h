@@ -53,7 +53,9 @@ const char *smtp_verb_name(enum smtp_verb v);
  * Only CRLF ends a line (a bare CR or LF never does: SMTP smuggling).
  * Returns RC_OK with *linelen (without CRLF) and *consumed (with CRLF);
  * RC_AGAIN if no CRLF yet and len < max; RC_LIMIT if no CRLF within max bytes
- * (*consumed then says how much may be discarded). Does not judge the content.
+ * (*consumed then says how much may be discarded: max, less a final CR that may
+ * start the CRLF; the caller keeps discarding until the next CRLF and then
+ * replies 500 5.5.6). Does not judge the content.
  */
 enum rc smtp_line_scan(const char *buf, size_t len, size_t max, size_t *linelen,
 		       size_t *consumed);
@@ -65,11 +67,17 @@ struct smtp_cmd {
 
 /*
  * smtp_cmd_parse - split a line (no CRLF, NUL-terminated at line[len]) into verb
- * and argument. Fails with a 500 5.5.2 reply for NUL, bare CR or LF or other
- * control characters in the line, 500 5.5.1 for an unknown verb.
+ * (case-insensitive) and argument (every space after the verb skipped). Fails
+ * (RC_PROTO) with a 500 5.5.2 reply for NUL, bare CR or LF, TAB or any other
+ * control character (0x00-0x1f, 0x7f) in the line or a line not starting with a
+ * verb, 500 5.5.1 for an unknown verb. It only splits: whether the verb takes an
+ * argument is the server's business (501 5.5.4 for "DATA x", see
+ * smtp_cmd_has_arg).
  */
 enum rc smtp_cmd_parse(const char *line, size_t len, struct smtp_cmd *cmd,
 		       struct smtp_reply *err);
+/* smtp_cmd_has_arg - true if cmd->arg holds anything but spaces. */
+bool smtp_cmd_has_arg(const struct smtp_cmd *cmd);
 
 /* ---- addresses and parameters (RFC 5321 4.1.2, 3.3) ------------------- */
 
@@ -84,9 +92,13 @@ struct smtp_path {
 /*
  * smtp_path_parse - parse "<...>" at s (a source route "@a,@b:" is accepted and
  * dropped, RFC 5321 4.1.1.3 / C). allow_null permits "<>"; utf8_ok permits
- * non-ASCII (SMTPUTF8, RFC 6531). *consumed is set to the bytes used. Errors:
- * 501 5.1.7 (bad sender syntax) / 501 5.1.3 (bad recipient syntax) chosen by
- * is_sender, 553 5.6.7 for UTF-8 without SMTPUTF8, 501 5.1.x for over-long parts.
+ * non-ASCII (SMTPUTF8, RFC 6531: well-formed UTF-8, no C1 controls). Domains
+ * are LDH (or U-) labels, or [IPv4] / [IPv6:...] literals (other tags refused).
+ * With !is_sender, "<Postmaster>" (any case, no domain) is accepted with domain
+ * "". *consumed is set to the bytes used. Errors (RC_PROTO): 501 5.1.7 (bad
+ * sender syntax) / 501 5.1.3 (bad recipient syntax) chosen by is_sender, also
+ * for over-long parts (local > 64, domain > 255, path > 256 octets incl. "<>"),
+ * 553 5.6.7 for UTF-8 without utf8_ok.
  */
 enum rc smtp_path_parse(const char *s, bool allow_null, bool utf8_ok, bool is_sender,
 			size_t *consumed, struct smtp_path *out, struct smtp_reply *err);
@@ -109,20 +121,32 @@ struct smtp_rcpt_params {
 };
 
 /*
- * smtp_mail_parse - parse the argument of MAIL ("FROM:<path> params").
- * Unknown, duplicate or malformed parameters: 555 5.5.4. A decoded xtext that
- * contains control characters (CR, LF, NUL...) is refused: 501 5.5.4.
+ * smtp_mail_parse - parse the argument of MAIL ("FROM:<path> params"; spaces
+ * after the colon are tolerated, the angle brackets are not optional).
+ * Parameters: SIZE, BODY=7BIT|8BITMIME, SMTPUTF8, RET, ENVID, AUTH (checked and
+ * ignored). Unknown or duplicate parameters: 555 5.5.4; malformed values: 501
+ * 5.5.4; a SIZE that overflows 64 bits: 552 5.3.4. A decoded xtext that contains
+ * control characters (CR, LF, NUL...) or non-ASCII is refused: 501 5.5.4. A
+ * UTF-8 path without the SMTPUTF8 parameter: 553 5.6.7. Errors are RC_PROTO.
  */
 enum rc smtp_mail_parse(const char *arg, struct smtp_path *path,
 			struct smtp_mail_params *p, struct smtp_reply *err);
 
 /* smtp_rcpt_parse - parse the argument of RCPT ("TO:<path> params"). utf8_ok as
- * for smtp_path_parse. "<Postmaster>" without domain is accepted (domain ""). */
+ * for smtp_path_parse. "<Postmaster>" without domain is accepted (domain "").
+ * NOTIFY=NEVER or a list of SUCCESS,FAILURE,DELAY; ORCPT=rfc822;xtext (decoded)
+ * or utf-8;address (RFC 6533, kept as received). Errors as smtp_mail_parse. */
 enum rc smtp_rcpt_parse(const char *arg, bool utf8_ok, struct smtp_path *path,
 			struct smtp_rcpt_params *p, struct smtp_reply *err);
 
-/* smtp_xtext_decode - RFC 3461 4: "+XX" hex escapes. Refuses control chars. */
+/* smtp_xtext_decode - RFC 3461 4: "+XX" hex escapes, NUL-terminated into out.
+ * RC_INVALID on bad syntax or a decoded control character (0x00-0x1f, 0x7f);
+ * RC_LIMIT if it does not fit (outsz includes the NUL). */
 enum rc smtp_xtext_decode(const char *in, size_t len, char *out, size_t outsz);
+
+/* smtp_utf8_char - decode one well-formed UTF-8 character (RFC 3629: no overlong
+ * forms, surrogates or values past U+10FFFF) at s[0..len): its length, 0 if none. */
+size_t smtp_utf8_char(const char *s, size_t len, uint32_t *cp);
 
 /* ---- DATA --------------------------------------------------------------- */
 
@@ -135,12 +159,16 @@ enum rc smtp_xtext_decode(const char *in, size_t len, char *out, size_t outsz);
 struct smtp_data_reader {
 	int state;		/* internal */
 };
+/* smtp_data_init - start at the beginning of a line (after the DATA command's
+ * CRLF), so that an immediate "." CRLF is an empty message. */
 void smtp_data_init(struct smtp_data_reader *r);
 /*
  * smtp_data_feed - consume in[0..len): content is appended to out (which may be
  * NULL to discard). Returns RC_AGAIN when all of in was consumed without reaching
  * the end, RC_OK when the final CRLF.CRLF was consumed (*consumed says how many
- * bytes of in, so that pipelined commands after it are kept).
+ * bytes of in, so that pipelined commands after it are kept). The content
+ * includes the CRLF that ends the last line. Unbounded: the caller counts
+ * through the content checker. Once done, further calls return RC_OK, *consumed 0.
  */
 enum rc smtp_data_feed(struct smtp_data_reader *r, const char *in, size_t len,
 		       size_t *consumed, struct evbuffer *out);
@@ -153,7 +181,7 @@ enum rc smtp_data_feed(struct smtp_data_reader *r, const char *in, size_t len,
  * (up to SMTP_HEADER_MAX) for smtp_hdr_scan.
  */
 struct smtp_msg_check {
-	uint64_t max_size;
+	uint64_t max_size;	/* 0: no limit */
 	uint64_t size;
 	bool in_headers;	/* still in the header section */
 	bool bare_crlf;		/* saw a bare CR or LF */
@@ -169,9 +197,11 @@ struct smtp_msg_check {
 void smtp_msg_check_init(struct smtp_msg_check *c, uint64_t max_size);
 void smtp_msg_check_fini(struct smtp_msg_check *c);
 void smtp_msg_check_feed(struct smtp_msg_check *c, const char *buf, size_t len);
-/* smtp_msg_check_done - the verdict at end of data: RC_OK, or RC_PERMFAIL with err
- * (552 5.3.4 too big, 550 5.6.0 bare CR/LF or NUL, 550 5.6.0 long line). A message
- * not ending in CRLF gets it appended by the caller, it is not an error. */
+/* smtp_msg_check_done - the verdict at end of data: RC_OK, or RC_PERMFAIL with err,
+ * first match wins: 552 5.3.4 too big, 550 5.6.0 bare CR/LF, 550 5.6.0 NUL, 550
+ * 5.6.0 long line, 552 5.3.4 header section too large. A message not ending in
+ * CRLF gets it appended by the caller, it is not an error (but a final bare CR
+ * is). Does not change *c: asking twice gives the same answer. */
 enum rc smtp_msg_check_done(struct smtp_msg_check *c, struct smtp_reply *err);
 
 /* What the server needs from the header section (RFC 5322). */
@@ -180,10 +210,14 @@ struct smtp_hdr_info {
 	bool has_message_id;
 	bool has_date;
 	bool has_from;
-	bool from_malformed;		/* a From: we could not parse */
+	bool from_malformed;		/* a From: we could not parse, or more than
+					 * SMTP_HDR_FROM_MAX addresses in all */
 	size_t nfrom;			/* addresses in From: (a group may hold several) */
 	char from_domain[SMTP_HDR_FROM_MAX][SMTP_DOMAIN_MAX + 1];	/* lower-cased */
-	size_t header_count;
+	size_t header_count;		/* header fields (name ":" body) */
+	unsigned from_fields;		/* RFC 5322 3.6 allows one of each */
+	unsigned date_fields;
+	unsigned message_id_fields;
 };
 /* smtp_hdr_scan - parse a header section (unfolding, comments, quoted strings,
  * display names, groups, RFC 2047 words left alone). Never fails: oddities are
@@ -192,8 +226,9 @@ void smtp_hdr_scan(const char *hdrs, size_t len, struct smtp_hdr_info *info);
 
 /* ---- AUTH (RFC 4954, 4616) ----------------------------------------------- */
 
-/* smtp_b64_decode - strict RFC 4648 base64 (padding required, no whitespace).
- * RC_INVALID on bad input, RC_LIMIT if the result would exceed outsz. */
+/* smtp_b64_decode - strict RFC 4648 base64 (padding required, no whitespace, "="
+ * only at the end, unused bits zero). "" decodes to nothing. RC_INVALID on bad
+ * input, RC_LIMIT if the result would exceed outsz (nothing is written then). */
 enum rc smtp_b64_decode(const char *in, size_t len, uint8_t *out, size_t outsz,
 			size_t *outlen);
 /* smtp_b64_encode - out must hold 4*ceil(len/3)+1 bytes; NUL-terminated. */
@@ -201,8 +236,10 @@ void smtp_b64_encode(const uint8_t *in, size_t len, char *out);
 
 #define SMTP_AUTH_USER_MAX 255
 #define SMTP_AUTH_PASS_MAX 255
-/* smtp_auth_plain_decode - "authzid NUL authcid NUL passwd" (RFC 4616). authzid
- * must be empty or equal to authcid; no NUL elsewhere; sizes bounded. */
+/* smtp_auth_plain_decode - "authzid NUL authcid NUL passwd" (RFC 4616): exactly
+ * two NULs, authcid (well-formed UTF-8, no controls) and passwd non-empty.
+ * RC_INVALID if malformed, RC_LIMIT if authcid or passwd exceed 255 octets,
+ * RC_PERMFAIL if authzid is neither empty nor equal to authcid. */
 enum rc smtp_auth_plain_decode(const uint8_t *buf, size_t len,
 			       char user[SMTP_AUTH_USER_MAX + 1],
 			       char pass[SMTP_AUTH_PASS_MAX + 1]);
@@ -210,20 +247,28 @@ enum rc smtp_auth_plain_decode(const uint8_t *buf, size_t len,
 /* ---- reply formatting ---------------------------------------------------- */
 
 /* smtp_reply_append - write "code enh text\r\n" (or multi-line when text holds
- * '\n'-separated lines, each becoming "code-enh line") to out. */
+ * '\n'-separated lines, each becoming "code-enh line", the last "code enh line")
+ * to out. enh may be NULL (omitted). Control characters in text are written as
+ * "?"; code must be 200..599. */
 void smtp_reply_append(struct evbuffer *out, int code, const char *enh, const char *text);
 
 /* ---- the server ------------------------------------------------------------- */
 
 struct conf;
 struct spool;
-struct policy;
+struct store;
 struct smtp_server;
+struct event_base;
 
-/* smtp_server_new - bind every listener of conf (before privileges are dropped). */
-enum rc smtp_server_new(const struct conf *conf, struct spool *spool,
-			struct policy *policy, struct smtp_server **out);
-/* smtp_server_run - serve until smtp_server_stop (from a signal handler's loop). */
+/* smtp_server_new - bind every listener of conf (before privileges are dropped)
+ * and load the TLS context. Nothing is served until smtp_server_run. */
+enum rc smtp_server_new(const struct conf *conf, struct spool *spool, struct store *store,
+			struct smtp_server **out);
+/* smtp_server_base - the main loop (listeners); the caller adds its signal and
+ * control-socket events to it before smtp_server_run. */
+struct event_base *smtp_server_base(struct smtp_server *srv);
+/* smtp_server_run - start the workers and serve until smtp_server_stop; returns
+ * when every session has ended. */
 enum rc smtp_server_run(struct smtp_server *srv);
 /* smtp_server_stop - stop accepting, 421 to idle sessions, let commits finish. */
 void smtp_server_stop(struct smtp_server *srv);

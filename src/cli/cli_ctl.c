@@ -1,0 +1,219 @@
+/*
+ * cli_ctl.c - the daemon's control socket (data_dir/control.sock, owner-only)
+ * and its client.
+ *
+ * Operators change the queue of a running daemon through it, since only the
+ * daemon may write its spool. Protocol: the client sends one command line
+ * ("queue delete ID", "queue hold ID", "queue release ID", "ping"); the daemon
+ * answers with text lines and a last line "exit N", N being the exit status the
+ * client should return, then closes. The daemon side runs on the main loop;
+ * commands are short (one durable spool record each).
+ */
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/un.h>
+#include <unistd.h>
+
+#include <event2/buffer.h>
+#include <event2/bufferevent.h>
+#include <event2/listener.h>
+
+#include "cli/cli.h"
+#include "conf/conf.h"
+#include "core/core.h"
+#include "spool/spool.h"
+
+#define CTL_LINE_MAX 512
+
+struct cli_ctl {
+	struct evconnlistener *listener;
+	struct spool *spool;
+	char path[sizeof(((struct sockaddr_un *)0)->sun_path)];
+};
+
+static bool ctl_path(const struct conf *c, char *out, size_t outsz)
+{
+	int n = snprintf(out, outsz, "%s/control.sock", c->data_dir);
+	return n > 0 && (size_t)n < outsz;
+}
+
+/* ctl_run - execute one command, writing the answer to out; returns exit status. */
+static int ctl_run(struct spool *sp, const char *line, struct evbuffer *out)
+{
+	char verb[16] = "", what[16] = "", idstr[32] = "";
+	uint64_t id;
+	if (strcmp(line, "ping") == 0) {
+		evbuffer_add_printf(out, "pong\n");
+		return 0;
+	}
+	if (sscanf(line, "%15s %15s %31s", verb, what, idstr) != 3 ||
+	    strcmp(verb, "queue") != 0) {
+		evbuffer_add_printf(out, "unknown command\n");
+		return 2;
+	}
+	if (!id_parse(idstr, &id)) {
+		evbuffer_add_printf(out, "relevo: '%s' is not a message id\n", idstr);
+		return 2;
+	}
+	enum rc rc;
+	const char *done;
+	if (strcmp(what, "delete") == 0) {
+		rc = spool_delete(sp, id);
+		done = "deleted";
+	} else if (strcmp(what, "hold") == 0 || strcmp(what, "release") == 0) {
+		rc = spool_hold(sp, id, what[0] == 'h');
+		done = what[0] == 'h' ? "held" : "released";
+	} else {
+		evbuffer_add_printf(out, "unknown queue command '%s'\n", what);
+		return 2;
+	}
+	char canon[ID_STR_LEN + 1];
+	id_format(id, canon);
+	if (rc == RC_NOTFOUND) {
+		evbuffer_add_printf(out, "relevo: no message %s in the queue\n", canon);
+		return 1;
+	}
+	if (rc != RC_OK) {
+		evbuffer_add_printf(out, "relevo: %s %s failed: %s\n", what, canon, rc_name(rc));
+		return 1;
+	}
+	log_info("id=%s event=%s via=control", canon, done);
+	evbuffer_add_printf(out, "%s %s\n", canon, done);
+	return 0;
+}
+
+static void ctl_on_write(struct bufferevent *bev, void *arg)
+{
+	if (evbuffer_get_length(bufferevent_get_output(bev)) == 0)
+		bufferevent_free(bev);
+}
+
+static void ctl_on_event(struct bufferevent *bev, short what, void *arg)
+{
+	bufferevent_free(bev);
+}
+
+static void ctl_on_read(struct bufferevent *bev, void *arg)
+{
+	struct cli_ctl *ctl = arg;
+	struct evbuffer *in = bufferevent_get_input(bev);
+	size_t n;
+	char *line = evbuffer_readln(in, &n, EVBUFFER_EOL_CRLF_STRICT);
+	if (line == NULL) {
+		if (evbuffer_get_length(in) > CTL_LINE_MAX)
+			bufferevent_free(bev);
+		return;
+	}
+	if (n == 0 || n > CTL_LINE_MAX || strlen(line) != n) {
+		free(line);
+		bufferevent_free(bev);
+		return;
+	}
+	struct evbuffer *out = bufferevent_get_output(bev);
+	int status = ctl_run(ctl->spool, line, out);
+	evbuffer_add_printf(out, "exit %d\n", status);
+	free(line);
+	bufferevent_disable(bev, EV_READ);
+	bufferevent_setcb(bev, NULL, ctl_on_write, ctl_on_event, ctl);
+}
+
+static void ctl_on_accept(struct evconnlistener *l, evutil_socket_t fd, struct sockaddr *sa,
+			  int salen, void *arg)
+{
+	struct event_base *base = evconnlistener_get_base(l);
+	struct bufferevent *bev = bufferevent_socket_new(base, fd, BEV_OPT_CLOSE_ON_FREE);
+	if (bev == NULL) {
+		evutil_closesocket(fd);
+		return;
+	}
+	struct timeval tv = {10, 0};
+	bufferevent_set_timeouts(bev, &tv, &tv);
+	bufferevent_setcb(bev, ctl_on_read, NULL, ctl_on_event, arg);
+	bufferevent_enable(bev, EV_READ | EV_WRITE);
+}
+
+/* cli_ctl_start - listen on data_dir/control.sock (mode 0600). */
+struct cli_ctl *cli_ctl_start(struct event_base *base, const struct conf *c, struct spool *sp)
+{
+	struct cli_ctl *ctl = xcalloc(1, sizeof *ctl);
+	ctl->spool = sp;
+	struct sockaddr_un sun = {.sun_family = AF_UNIX};
+	if (!ctl_path(c, ctl->path, sizeof ctl->path)) {
+		log_err("event=control_socket_failed error=\"path too long\"");
+		free(ctl);
+		return NULL;
+	}
+	str_lcpy(sun.sun_path, ctl->path, sizeof sun.sun_path);
+	unlink(ctl->path); /* a stale socket from a crash; the spool lock proves we own it */
+	mode_t old = umask(077);
+	ctl->listener = evconnlistener_new_bind(base, ctl_on_accept, ctl,
+						LEV_OPT_CLOSE_ON_FREE | LEV_OPT_CLOSE_ON_EXEC, 16,
+						(struct sockaddr *)&sun, sizeof sun);
+	umask(old);
+	if (ctl->listener == NULL) {
+		log_err("event=control_socket_failed path=%s error=\"%s\"", ctl->path,
+			strerror(errno));
+		free(ctl);
+		return NULL;
+	}
+	chmod(ctl->path, 0600);
+	return ctl;
+}
+
+/* cli_ctl_stop - close and remove the control socket. */
+void cli_ctl_stop(struct cli_ctl *ctl)
+{
+	if (ctl == NULL)
+		return;
+	evconnlistener_free(ctl->listener);
+	unlink(ctl->path);
+	free(ctl);
+}
+
+/* cli_ctl_request - send one command line to the running daemon's control socket,
+ * print its answer; returns the exit status. */
+int cli_ctl_request(const struct conf *c, const char *line)
+{
+	struct sockaddr_un sun = {.sun_family = AF_UNIX};
+	if (!ctl_path(c, sun.sun_path, sizeof sun.sun_path)) {
+		fprintf(stderr, "relevo: control socket path too long\n");
+		return 1;
+	}
+	int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+	if (fd < 0 || connect(fd, (struct sockaddr *)&sun, sizeof sun) != 0) {
+		fprintf(stderr, "relevo: the spool is locked by a running daemon, but its "
+				"control socket %s does not answer: %s\n",
+			sun.sun_path, strerror(errno));
+		if (fd >= 0)
+			close(fd);
+		return 1;
+	}
+	char req[CTL_LINE_MAX + 3];
+	int n = snprintf(req, sizeof req, "%s\r\n", line);
+	if (n < 0 || (size_t)n >= sizeof req || file_write_all(fd, req, (size_t)n) != RC_OK) {
+		close(fd);
+		return 1;
+	}
+	char buf[8192];
+	size_t len = 0;
+	ssize_t r;
+	while (len < sizeof buf - 1 && (r = read(fd, buf + len, sizeof buf - 1 - len)) > 0)
+		len += (size_t)r;
+	close(fd);
+	buf[len] = '\0';
+	char *last = NULL;
+	for (char *p = buf; (p = strstr(p, "exit ")) != NULL; p++)
+		if (p == buf || p[-1] == '\n')
+			last = p;
+	if (last == NULL) {
+		fprintf(stderr, "relevo: no answer from the daemon\n");
+		return 1;
+	}
+	int status = (int)strtol(last + 5, NULL, 10);
+	fwrite(buf, 1, (size_t)(last - buf), status == 0 ? stdout : stderr);
+	return status;
+}

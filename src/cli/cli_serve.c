@@ -1,0 +1,142 @@
+/*
+ * cli_serve.c - `relevo serve`: the daemon in the foreground.
+ *
+ * Order matters: open the store and the spool (recovering it), bind every
+ * listener, then drop privileges (run_as), then serve. SIGTERM/SIGINT stop
+ * gracefully: listeners close, sessions get 421 once any commit they wait for is
+ * answered, and the spool drains before exit, so nothing acknowledged is lost.
+ */
+#include <errno.h>
+#include <ftw.h>
+#include <grp.h>
+#include <pwd.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <event2/event.h>
+
+#include "cli/cli.h"
+#include "conf/conf.h"
+#include "core/core.h"
+#include "smtp/smtp.h"
+#include "spool/spool.h"
+#include "store/store.h"
+
+static uid_t chown_uid;
+static gid_t chown_gid;
+
+static int serve_chown_one(const char *path, const struct stat *st, int flag, struct FTW *ftw)
+{
+	if (lchown(path, chown_uid, chown_gid) != 0)
+		log_warn("event=chown_failed path=%s error=\"%s\"", path, strerror(errno));
+	return 0;
+}
+
+/* serve_drop_privileges - become run_as, handing data_dir over to that user. */
+static bool serve_drop_privileges(const struct conf *c)
+{
+	if (c->run_as == NULL)
+		return true;
+	struct passwd *pw = getpwnam(c->run_as);
+	if (pw == NULL) {
+		log_err("event=run_as_failed user=%s error=\"no such user\"", c->run_as);
+		return false;
+	}
+	if (getuid() != 0) {
+		if (getuid() == pw->pw_uid)
+			return true;
+		log_err("event=run_as_failed user=%s error=\"not started as root\"", c->run_as);
+		return false;
+	}
+	chown_uid = pw->pw_uid;
+	chown_gid = pw->pw_gid;
+	nftw(c->data_dir, serve_chown_one, 16, FTW_PHYS);
+	if (setgroups(0, NULL) != 0 || setgid(pw->pw_gid) != 0 || setuid(pw->pw_uid) != 0) {
+		log_err("event=run_as_failed user=%s error=\"%s\"", c->run_as, strerror(errno));
+		return false;
+	}
+	if (setuid(0) == 0) {
+		log_err("event=run_as_failed user=%s error=\"could regain root\"", c->run_as);
+		return false;
+	}
+	log_info("event=privileges_dropped user=%s uid=%u", c->run_as, (unsigned)pw->pw_uid);
+	return true;
+}
+
+static void serve_on_signal(evutil_socket_t sig, short what, void *arg)
+{
+	log_info("event=signal signal=%s", strsignal((int)sig));
+	smtp_server_stop(arg);
+}
+
+/* cli_serve - run the daemon until SIGTERM/SIGINT. */
+int cli_serve(int argc, char **argv, const char *conf_path)
+{
+	if (argc > 1) {
+		fprintf(stderr, "usage: relevo serve [-c FILE]\n");
+		return 2;
+	}
+	log_set_level(getenv("RELEVO_DEBUG") ? LOG_LV_DEBUG : LOG_LV_INFO);
+	struct conf *c = cli_load_conf(conf_path);
+	if (c == NULL)
+		return 1;
+	core_threads_init();
+	signal(SIGPIPE, SIG_IGN);
+	umask(077);
+	int status = 1;
+	struct store *st = NULL;
+	struct spool *sp = NULL;
+	struct smtp_server *srv = NULL;
+	struct cli_ctl *ctl = NULL;
+	struct event *sigterm = NULL, *sigint = NULL;
+	if (file_mkdir_p(c->data_dir, 0700) != RC_OK) {
+		log_err("event=startup_failed data_dir=%s error=\"%s\"", c->data_dir,
+			strerror(errno));
+		goto out;
+	}
+	if (store_open(c->data_dir, &st) != RC_OK) {
+		log_err("event=startup_failed what=store data_dir=%s", c->data_dir);
+		goto out;
+	}
+	enum rc rc = spool_open(c->data_dir, SPOOL_RDWR, &sp);
+	if (rc != RC_OK) {
+		log_err("event=startup_failed what=spool data_dir=%s error=%s", c->data_dir,
+			rc == RC_EXISTS ? "\"locked: another relevo serves this data_dir\""
+					: rc_name(rc));
+		goto out;
+	}
+	log_info("event=spool_recovered messages=%zu quarantined=%zu", spool_count(sp),
+		 spool_quarantined(sp));
+	if (smtp_server_new(c, sp, st, &srv) != RC_OK)
+		goto out;
+	struct event_base *base = smtp_server_base(srv);
+	ctl = cli_ctl_start(base, c, sp);
+	if (ctl == NULL || !serve_drop_privileges(c))
+		goto out;
+	sigterm = evsignal_new(base, SIGTERM, serve_on_signal, srv);
+	sigint = evsignal_new(base, SIGINT, serve_on_signal, srv);
+	evsignal_add(sigterm, NULL);
+	evsignal_add(sigint, NULL);
+	log_info("event=started hostname=%s data_dir=%s pid=%d", c->hostname, c->data_dir,
+		 (int)getpid());
+	smtp_server_run(srv);
+	status = 0;
+out:
+	if (sigterm)
+		event_free(sigterm);
+	if (sigint)
+		event_free(sigint);
+	cli_ctl_stop(ctl);
+	smtp_server_free(srv);
+	if (sp)
+		spool_close(sp);
+	if (st)
+		store_close(st);
+	log_info("event=stopped status=%d", status);
+	conf_free(c);
+	return status;
+}

@@ -1,0 +1,449 @@
+/*
+ * smtp_server.c - listeners, worker threads, connection accounting and the
+ * session registry.
+ *
+ * The main loop owns the listening sockets; each accepted connection is counted
+ * (in total and per client address), then handed to a worker thread round-robin.
+ * A worker runs its own event loop and owns its sessions until they end.
+ * Stopping: listeners close, every worker tells its sessions to finish (421),
+ * and smtp_server_run returns once all workers are idle.
+ */
+#include "smtp/smtp_int.h"
+
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include <event2/listener.h>
+
+#include "spool/spool.h"
+
+#define CONN_TABLE_SIZE 4096
+
+struct smtp_conncount {
+	struct smtp_conncount *next;
+	uint8_t addr[16];
+	unsigned count;
+};
+
+/* ---- connection accounting --------------------------------------------- */
+
+/* conn_key - the address bytes that identify a client (IPv4-mapped as IPv4). */
+static void conn_key(const struct sockaddr_storage *sa, uint8_t key[16])
+{
+	memset(key, 0, 16);
+	if (sa->ss_family == AF_INET) {
+		memcpy(key + 12, &((const struct sockaddr_in *)sa)->sin_addr, 4);
+		key[10] = key[11] = 0xff;
+	} else if (sa->ss_family == AF_INET6) {
+		memcpy(key, &((const struct sockaddr_in6 *)sa)->sin6_addr, 16);
+	}
+}
+
+static size_t conn_hash(const uint8_t key[16])
+{
+	uint64_t h = 1469598103934665603ULL;
+	for (int i = 0; i < 16; i++)
+		h = (h ^ key[i]) * 1099511628211ULL;
+	return (size_t)(h % CONN_TABLE_SIZE);
+}
+
+/* conn_acquire - count a new connection; NULL if allowed, else the refusal text. */
+static const char *conn_acquire(struct smtp_server *srv, const struct sockaddr_storage *sa)
+{
+	uint8_t key[16];
+	conn_key(sa, key);
+	size_t h = conn_hash(key);
+	const char *refuse = NULL;
+	pthread_mutex_lock(&srv->conn_lock);
+	struct smtp_conncount *c;
+	for (c = srv->conn_table[h]; c; c = c->next)
+		if (memcmp(c->addr, key, 16) == 0)
+			break;
+	if (srv->nconn >= srv->conf->smtp.max_connections)
+		refuse = "Too many connections, try again later";
+	else if (c && c->count >= srv->conf->smtp.max_connections_per_ip)
+		refuse = "Too many connections from your address, try again later";
+	if (refuse == NULL) {
+		if (c == NULL) {
+			c = xcalloc(1, sizeof *c);
+			memcpy(c->addr, key, 16);
+			c->next = srv->conn_table[h];
+			srv->conn_table[h] = c;
+		}
+		c->count++;
+		srv->nconn++;
+	}
+	pthread_mutex_unlock(&srv->conn_lock);
+	return refuse;
+}
+
+/* smtp_conn_release - a counted connection has ended. */
+void smtp_conn_release(struct smtp_server *srv, const struct sockaddr_storage *sa)
+{
+	uint8_t key[16];
+	conn_key(sa, key);
+	size_t h = conn_hash(key);
+	pthread_mutex_lock(&srv->conn_lock);
+	for (struct smtp_conncount **pp = &srv->conn_table[h]; *pp; pp = &(*pp)->next) {
+		struct smtp_conncount *c = *pp;
+		if (memcmp(c->addr, key, 16) != 0)
+			continue;
+		if (--c->count == 0) {
+			*pp = c->next;
+			free(c);
+		}
+		break;
+	}
+	srv->nconn--;
+	pthread_mutex_unlock(&srv->conn_lock);
+}
+
+/* ---- session registry (open addressing, linear probing, by 64-bit id) ---- */
+
+static size_t reg_slot(const struct smtp_worker *w, uint64_t id)
+{
+	return (size_t)((id * 0x9E3779B97F4A7C15ULL) >> 32) & (w->table_size - 1);
+}
+
+uint64_t smtp_session_id(const struct smtp_session *s);
+
+static void reg_grow(struct smtp_worker *w)
+{
+	struct smtp_session **old = w->table;
+	size_t oldn = w->table_size;
+	w->table_size = oldn ? oldn * 2 : 256;
+	w->table = xcalloc(w->table_size, sizeof *w->table);
+	for (size_t i = 0; i < oldn; i++) {
+		if (old[i] == NULL)
+			continue;
+		size_t j = reg_slot(w, smtp_session_id(old[i]));
+		while (w->table[j])
+			j = (j + 1) & (w->table_size - 1);
+		w->table[j] = old[i];
+	}
+	free(old);
+}
+
+/* smtp_worker_register - make s findable by id on its worker. */
+void smtp_worker_register(struct smtp_worker *w, struct smtp_session *s, uint64_t id)
+{
+	if ((w->nsessions + 1) * 2 > w->table_size)
+		reg_grow(w);
+	size_t j = reg_slot(w, id);
+	while (w->table[j])
+		j = (j + 1) & (w->table_size - 1);
+	w->table[j] = s;
+	w->nsessions++;
+}
+
+/* smtp_worker_find - the live session with this id, or NULL. */
+struct smtp_session *smtp_worker_find(struct smtp_worker *w, uint64_t id)
+{
+	if (w->table_size == 0)
+		return NULL;
+	for (size_t j = reg_slot(w, id); w->table[j]; j = (j + 1) & (w->table_size - 1))
+		if (smtp_session_id(w->table[j]) == id)
+			return w->table[j];
+	return NULL;
+}
+
+/* smtp_worker_unregister - remove id (backward-shift deletion keeps probes valid). */
+void smtp_worker_unregister(struct smtp_worker *w, uint64_t id)
+{
+	size_t mask = w->table_size - 1, j;
+	for (j = reg_slot(w, id); w->table[j]; j = (j + 1) & mask)
+		if (smtp_session_id(w->table[j]) == id)
+			break;
+	if (w->table_size == 0 || w->table[j] == NULL)
+		return;
+	w->table[j] = NULL;
+	w->nsessions--;
+	for (size_t k = (j + 1) & mask; w->table[k]; k = (k + 1) & mask) {
+		struct smtp_session *s = w->table[k];
+		w->table[k] = NULL;
+		size_t m = reg_slot(w, smtp_session_id(s));
+		while (w->table[m])
+			m = (m + 1) & mask;
+		w->table[m] = s;
+	}
+	if (w->stopping && w->nsessions == 0)
+		event_base_loopexit(w->base, NULL);
+}
+
+/* ---- workers ------------------------------------------------------------- */
+
+static void worker_on_accept(evutil_socket_t fd, short what, void *arg)
+{
+	struct smtp_worker *w = arg;
+	pthread_mutex_lock(&w->lock);
+	struct smtp_pending *p = w->pending;
+	w->pending = NULL;
+	pthread_mutex_unlock(&w->lock);
+	while (p) {
+		struct smtp_pending *next = p->next;
+		smtp_session_start(w, p->fd, &p->sa, p->salen, p->lst, NULL);
+		free(p);
+		p = next;
+	}
+}
+
+static void worker_on_stop(evutil_socket_t fd, short what, void *arg)
+{
+	struct smtp_worker *w = arg;
+	w->stopping = true;
+	worker_on_accept(-1, 0, w); /* sessions handed over before the stop */
+	/* Shutting a session down may unregister it: collect first. */
+	size_t n = 0;
+	struct smtp_session **list = xcalloc(w->nsessions + 1, sizeof *list);
+	for (size_t i = 0; i < w->table_size; i++)
+		if (w->table[i])
+			list[n++] = w->table[i];
+	for (size_t i = 0; i < n; i++)
+		smtp_session_shutdown(list[i]);
+	free(list);
+	if (w->nsessions == 0)
+		event_base_loopexit(w->base, NULL);
+}
+
+static void *worker_main(void *arg)
+{
+	struct smtp_worker *w = arg;
+	event_base_loop(w->base, EVLOOP_NO_EXIT_ON_EMPTY);
+	return NULL;
+}
+
+/* ---- listeners --------------------------------------------------------------- */
+
+static void server_on_accept(struct evconnlistener *l, evutil_socket_t fd,
+			     struct sockaddr *sa, int salen, void *arg)
+{
+	struct smtp_listener_ctx *lc = arg;
+	struct smtp_server *srv = lc->srv;
+	struct smtp_pending *p = xcalloc(1, sizeof *p);
+	p->fd = fd;
+	memcpy(&p->sa, sa, MIN((size_t)salen, sizeof p->sa));
+	p->salen = (socklen_t)salen;
+	p->lst = lc->lst;
+	const char *refuse = conn_acquire(srv, &p->sa);
+	if (refuse) {
+		/* Answer on this loop: the connection never reaches a worker. */
+		char buf[256];
+		int n = snprintf(buf, sizeof buf, "421 4.7.0 %s %s\r\n", srv->conf->hostname,
+				 refuse);
+		ssize_t wr = write(fd, buf, (size_t)n);
+		(void)wr;
+		log_info("event=connection_refused client_fd=%d reason=\"%s\"", (int)fd, refuse);
+		evutil_closesocket(fd);
+		free(p);
+		return;
+	}
+	struct smtp_worker *w = &srv->workers[srv->next_worker++ % srv->nworkers];
+	pthread_mutex_lock(&w->lock);
+	p->next = w->pending;
+	w->pending = p;
+	pthread_mutex_unlock(&w->lock);
+	event_active(w->accept_ev, 0, 0);
+}
+
+static void server_relisten(evutil_socket_t fd, short what, void *arg)
+{
+	evconnlistener_enable(arg);
+}
+
+static void server_on_listen_error(struct evconnlistener *l, void *arg)
+{
+	int err = EVUTIL_SOCKET_ERROR();
+	log_warn("event=accept_failed error=\"%s\"", evutil_socket_error_to_string(err));
+	/* EMFILE and friends: pause briefly instead of spinning. */
+	if (err == EMFILE || err == ENFILE || err == ENOBUFS || err == ENOMEM) {
+		evconnlistener_disable(l);
+		struct timeval tv = {0, 100000};
+		event_base_once(evconnlistener_get_base(l), -1, EV_TIMEOUT, server_relisten, l,
+				&tv);
+	}
+}
+
+/* server_bind - a listening socket; IPv6 ones are IPv6-only so that 0.0.0.0:P and
+ * [::]:P can both be configured. */
+static evutil_socket_t server_bind(const struct conf_listen *lst)
+{
+	evutil_socket_t fd = socket(lst->sa.ss_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+	if (fd < 0)
+		return -1;
+	int on = 1;
+	setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &on, sizeof on);
+	if (lst->sa.ss_family == AF_INET6)
+		setsockopt(fd, IPPROTO_IPV6, IPV6_V6ONLY, &on, sizeof on);
+	if (bind(fd, (const struct sockaddr *)&lst->sa, lst->salen) != 0 || listen(fd, 1024) != 0) {
+		int e = errno;
+		close(fd);
+		errno = e;
+		return -1;
+	}
+	return fd;
+}
+
+static enum rc server_listen(struct smtp_server *srv, const struct conf_listen *lst, size_t i)
+{
+	struct smtp_listener_ctx *lc = xcalloc(1, sizeof *lc);
+	lc->srv = srv;
+	lc->lst = lst;
+	srv->listener_ctx[i] = lc;
+	evutil_socket_t fd = server_bind(lst);
+	if (fd >= 0)
+		srv->listeners[i] = evconnlistener_new(srv->base, server_on_accept, lc,
+						       LEV_OPT_CLOSE_ON_FREE, -1, fd);
+	if (srv->listeners[i] == NULL) {
+		log_err("event=listen_failed address=%s error=\"%s\"", lst->address,
+			strerror(errno));
+		if (fd >= 0)
+			close(fd);
+		return RC_IO;
+	}
+	evconnlistener_set_error_cb(srv->listeners[i], server_on_listen_error);
+	log_info("event=listening address=%s mode=%s", lst->address,
+		 conf_listen_mode_name(lst->mode));
+	return RC_OK;
+}
+
+static bool server_needs_tls(const struct conf *conf)
+{
+	for (size_t i = 0; i < conf->nlisten; i++)
+		if (conf->listen[i].mode != CONF_LISTEN_RELAY)
+			return true;
+	return conf->tls_cert != NULL;
+}
+
+static void server_init_workers(struct smtp_server *srv)
+{
+	long ncpu = sysconf(_SC_NPROCESSORS_ONLN);
+	srv->nworkers = srv->conf->server.workers ? srv->conf->server.workers
+						  : (unsigned)(ncpu > 0 ? ncpu : 1);
+	srv->workers = xcalloc(srv->nworkers, sizeof *srv->workers);
+	for (unsigned i = 0; i < srv->nworkers; i++) {
+		struct smtp_worker *w = &srv->workers[i];
+		w->srv = srv;
+		w->index = i;
+		w->base = event_base_new();
+		if (w->base == NULL)
+			fatal("event=event_base_new_failed");
+		pthread_mutex_init(&w->lock, NULL);
+		w->accept_ev = event_new(w->base, -1, 0, worker_on_accept, w);
+		w->stop_ev = event_new(w->base, -1, 0, worker_on_stop, w);
+	}
+}
+
+/* smtp_server_new - bind the listeners and prepare the workers. */
+enum rc smtp_server_new(const struct conf *conf, struct spool *spool, struct store *store,
+			struct smtp_server **out)
+{
+	core_threads_init();
+	struct smtp_server *srv = xcalloc(1, sizeof *srv);
+	srv->conf = conf;
+	srv->spool = spool;
+	srv->store = store;
+	pthread_mutex_init(&srv->conn_lock, NULL);
+	srv->conn_table = xcalloc(CONN_TABLE_SIZE, sizeof *srv->conn_table);
+	srv->base = event_base_new();
+	if (srv->base == NULL)
+		fatal("event=event_base_new_failed");
+	if (server_needs_tls(conf)) {
+		srv->tls = smtp_tls_server_ctx(conf->tls_cert, conf->tls_key);
+		if (srv->tls == NULL) {
+			smtp_server_free(srv);
+			return RC_INVALID;
+		}
+	}
+	srv->nlisteners = conf->nlisten;
+	srv->listeners = xcalloc(conf->nlisten, sizeof *srv->listeners);
+	srv->listener_ctx = xcalloc(conf->nlisten, sizeof *srv->listener_ctx);
+	for (size_t i = 0; i < conf->nlisten; i++) {
+		if (server_listen(srv, &conf->listen[i], i) != RC_OK) {
+			smtp_server_free(srv);
+			return RC_IO;
+		}
+	}
+	srv->authq = workq_new(2, 256);
+	server_init_workers(srv);
+	*out = srv;
+	return RC_OK;
+}
+
+/* smtp_server_base - the main loop, for the caller's signal and control events. */
+struct event_base *smtp_server_base(struct smtp_server *srv)
+{
+	return srv->base;
+}
+
+/* smtp_server_run - run workers and the main loop until stopped and drained. */
+enum rc smtp_server_run(struct smtp_server *srv)
+{
+	for (unsigned i = 0; i < srv->nworkers; i++)
+		if (pthread_create(&srv->workers[i].thread, NULL, worker_main,
+				   &srv->workers[i]) != 0)
+			fatal("event=pthread_create_failed where=smtp_worker");
+	event_base_loop(srv->base, EVLOOP_NO_EXIT_ON_EMPTY);
+	for (unsigned i = 0; i < srv->nworkers; i++)
+		pthread_join(srv->workers[i].thread, NULL);
+	return RC_OK;
+}
+
+/* smtp_server_stop - close listeners, ask every worker to finish its sessions. */
+void smtp_server_stop(struct smtp_server *srv)
+{
+	if (srv->stopping)
+		return;
+	srv->stopping = true;
+	log_info("event=stopping sessions=%u", srv->nconn);
+	for (size_t i = 0; i < srv->nlisteners; i++) {
+		if (srv->listeners[i]) {
+			evconnlistener_free(srv->listeners[i]);
+			srv->listeners[i] = NULL;
+		}
+	}
+	for (unsigned i = 0; i < srv->nworkers; i++)
+		event_active(srv->workers[i].stop_ev, 0, 0);
+	event_base_loopexit(srv->base, NULL);
+}
+
+/* smtp_server_free - release everything (after smtp_server_run returned). */
+void smtp_server_free(struct smtp_server *srv)
+{
+	if (srv == NULL)
+		return;
+	for (size_t i = 0; i < srv->nlisteners; i++) {
+		if (srv->listeners[i])
+			evconnlistener_free(srv->listeners[i]);
+		free(srv->listener_ctx[i]);
+	}
+	free(srv->listeners);
+	free(srv->listener_ctx);
+	workq_free(srv->authq);
+	for (unsigned i = 0; i < srv->nworkers; i++) {
+		struct smtp_worker *w = &srv->workers[i];
+		event_free(w->accept_ev);
+		event_free(w->stop_ev);
+		event_base_free(w->base);
+		pthread_mutex_destroy(&w->lock);
+		free(w->table);
+	}
+	free(srv->workers);
+	for (size_t i = 0; i < CONN_TABLE_SIZE; i++) {
+		while (srv->conn_table[i]) {
+			struct smtp_conncount *c = srv->conn_table[i];
+			srv->conn_table[i] = c->next;
+			free(c);
+		}
+	}
+	free(srv->conn_table);
+	if (srv->tls)
+		SSL_CTX_free(srv->tls);
+	event_base_free(srv->base);
+	pthread_mutex_destroy(&srv->conn_lock);
+	free(srv);
+}

@@ -1,0 +1,1380 @@
+/*
+ * smtp_session.c - one SMTP server session: the state machine, the command
+ * table and its handlers, DATA/BDAT intake and the hand-over to the spool.
+ *
+ * Invariants:
+ * - Exactly one function, session_enter_state(), changes s->state (and logs it
+ *   at debug level).
+ * - The dispatcher does the 500/503/530/538 gatekeeping from the command table;
+ *   handlers fill in a reply and, for the few commands that need it, start an
+ *   asynchronous step (STARTTLS handshake, password check, spool commit).
+ * - While an asynchronous step is pending (SMTP_ST_WAIT) the session reads
+ *   nothing, so pipelined commands wait in the input buffer, and a completion
+ *   finds the session by its 64-bit id (the registry in smtp_server.c): a session
+ *   that ended meanwhile simply drops the result.
+ * - A session is freed only from a deferred event (session_on_defer), never
+ *   deep inside a handler.
+ * - "250 queued" is written only from the spool's completion callback, i.e.
+ *   after the message is on stable storage.
+ */
+#include "smtp/smtp_int.h"
+
+#include <arpa/inet.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include <event2/buffer.h>
+#include <event2/bufferevent_ssl.h>
+
+#include "policy/policy.h"
+#include "spool/spool.h"
+#include "store/store.h"
+
+enum smtp_state {
+	SMTP_ST_CONNECTED,	/* greeting not sent yet (greeting delay) */
+	SMTP_ST_GREETED,	/* waiting for EHLO/HELO */
+	SMTP_ST_READY,		/* no transaction */
+	SMTP_ST_MAIL,		/* MAIL accepted */
+	SMTP_ST_RCPT,		/* at least one RCPT accepted */
+	SMTP_ST_CHUNKS,		/* between BDAT chunks */
+	SMTP_ST_DATA,		/* reading DATA content */
+	SMTP_ST_BDAT,		/* reading a BDAT chunk's octets */
+	SMTP_ST_AUTH,		/* reading an AUTH continuation line */
+	SMTP_ST_TLS,		/* STARTTLS accepted, handshake pending */
+	SMTP_ST_WAIT,		/* waiting for the spool or the password check */
+	SMTP_ST_CLOSING,	/* final reply queued; freed once flushed */
+	SMTP_ST__COUNT
+};
+
+static const char *const smtp_state_names[] = {
+	"connected", "greeted", "ready", "mail", "rcpt", "chunks", "data",
+	"bdat", "auth", "tls", "wait", "closing",
+};
+_Static_assert(ARRAY_LEN(smtp_state_names) == SMTP_ST__COUNT, "smtp_state_names");
+
+#define ST(x) (1u << SMTP_ST_##x)
+
+enum auth_step { AUTH_NONE, AUTH_PLAIN_RESP, AUTH_LOGIN_USER, AUTH_LOGIN_PASS };
+
+struct session_rcpt {
+	char *addr;
+	char *orcpt;
+	uint8_t notify;
+};
+
+struct smtp_session {
+	uint64_t id;
+	struct smtp_worker *w;
+	struct smtp_server *srv;
+	const struct conf *conf;
+	const struct conf_listen *lst;
+	struct bufferevent *bev;
+	evutil_socket_t fd;
+	bool bev_owns_fd;		/* TLS bufferevents close the fd themselves */
+	struct sockaddr_storage sa;
+	char peer[INET6_ADDRSTRLEN];
+	enum smtp_state state;
+	enum smtp_state resume_state;	/* where WAIT returns to */
+	bool tls;
+	bool esmtp;
+	bool counted;			/* holds a slot in the connection accounting */
+	bool stop_after_reply;		/* daemon stopping: 421 after the pending reply */
+	bool discarding;		/* dropping the rest of an over-long line */
+	bool dead;			/* the peer is gone: nothing can be written */
+	struct event *defer_ev;		/* deferred free and delayed replies */
+	void (*defer_fn)(struct smtp_session *s);
+	char helo[SMTP_DOMAIN_MAX + 1];
+	unsigned errors;
+	unsigned auth_failures;
+
+	/* authentication */
+	struct store_user *user;	/* owned; NULL until AUTH succeeded */
+	enum auth_step auth_step;
+	char auth_user[SMTP_AUTH_USER_MAX + 1];
+
+	/* the transaction */
+	struct smtp_path sender;
+	struct smtp_mail_params mp;
+	struct session_rcpt *rcpt;
+	size_t nrcpt;
+	bool used_bdat;
+	bool bdat_last;
+	bool bdat_failed;	/* a chunk failed: later chunks are read and refused */
+	bool bdat_refused;	/* this chunk is read and dropped, then bdat_err sent */
+	enum smtp_state bdat_prev;	/* state to return to after a refused chunk */
+	struct smtp_reply bdat_err;
+	uint64_t bdat_remaining;
+	struct evbuffer *body;		/* owned until handed to the spool */
+	struct evbuffer *chunk;		/* scratch between reader and body */
+	struct smtp_data_reader dr;
+	struct smtp_msg_check mc;
+	bool mc_live;
+
+	char line[SMTP_AUTH_LINE_MAX + 1];
+	char text[512];			/* reply texts built by handlers */
+};
+
+static atomic_uint_fast64_t session_seq = 1;
+
+/* smtp_session_id - the registry key of a session. */
+uint64_t smtp_session_id(const struct smtp_session *s);
+uint64_t smtp_session_id(const struct smtp_session *s)
+{
+	return s->id;
+}
+
+static void session_process(struct smtp_session *s);
+static void session_close(struct smtp_session *s);
+static void session_on_read(struct bufferevent *bev, void *arg);
+static void session_on_write(struct bufferevent *bev, void *arg);
+static void session_on_event(struct bufferevent *bev, short what, void *arg);
+
+/* ---- state, replies, lifetime -------------------------------------------- */
+
+static void session_enter_state(struct smtp_session *s, enum smtp_state st)
+{
+	if (s->state == st)
+		return;
+	log_debug("sid=%016llx event=state from=%s to=%s", (unsigned long long)s->id,
+		  smtp_state_names[s->state], smtp_state_names[st]);
+	s->state = st;
+}
+
+static void session_reply(struct smtp_session *s, int code, const char *enh, const char *text)
+{
+	smtp_reply_append(bufferevent_get_output(s->bev), code, enh, text);
+}
+
+static void session_replyf(struct smtp_session *s, int code, const char *enh, const char *fmt,
+			   ...) __attribute__((format(printf, 4, 5)));
+static void session_replyf(struct smtp_session *s, int code, const char *enh, const char *fmt,
+			   ...)
+{
+	va_list ap;
+	va_start(ap, fmt);
+	vsnprintf(s->text, sizeof s->text, fmt, ap);
+	va_end(ap);
+	session_reply(s, code, enh, s->text);
+}
+
+static void session_free(struct smtp_session *s)
+{
+	log_info("sid=%016llx event=disconnect client=%s errors=%u", (unsigned long long)s->id,
+		 s->peer, s->errors);
+	smtp_worker_unregister(s->w, s->id);
+	if (s->counted)
+		smtp_conn_release(s->srv, &s->sa);
+	if (s->bev)
+		bufferevent_free(s->bev);
+	if (!s->bev_owns_fd)
+		evutil_closesocket(s->fd);
+	event_free(s->defer_ev);
+	for (size_t i = 0; i < s->nrcpt; i++) {
+		free(s->rcpt[i].addr);
+		free(s->rcpt[i].orcpt);
+	}
+	free(s->rcpt);
+	if (s->body)
+		evbuffer_free(s->body);
+	evbuffer_free(s->chunk);
+	if (s->mc_live)
+		smtp_msg_check_fini(&s->mc);
+	store_user_free(s->user);
+	explicit_bzero(s->line, sizeof s->line);
+	free(s);
+}
+
+static void session_on_defer(evutil_socket_t fd, short what, void *arg)
+{
+	struct smtp_session *s = arg;
+	void (*fn)(struct smtp_session *) = s->defer_fn;
+	s->defer_fn = NULL;
+	if (fn)
+		fn(s);
+}
+
+static void session_defer(struct smtp_session *s, void (*fn)(struct smtp_session *),
+			  unsigned ms)
+{
+	struct timeval tv = {ms / 1000, (ms % 1000) * 1000};
+	s->defer_fn = fn;
+	event_add(s->defer_ev, &tv);
+}
+
+/* session_close - stop reading; free once the queued output has been written. */
+static void session_close(struct smtp_session *s)
+{
+	if (s->state == SMTP_ST_CLOSING)
+		return;
+	session_enter_state(s, SMTP_ST_CLOSING);
+	bufferevent_disable(s->bev, EV_READ);
+	if (s->dead)
+		evbuffer_drain(bufferevent_get_output(s->bev),
+			       evbuffer_get_length(bufferevent_get_output(s->bev)));
+	evbuffer_drain(bufferevent_get_input(s->bev),
+		       evbuffer_get_length(bufferevent_get_input(s->bev)));
+	if (evbuffer_get_length(bufferevent_get_output(s->bev)) == 0)
+		session_defer(s, session_free, 0);
+	/* else session_on_write frees it when the output is drained */
+}
+
+/* session_error - count a client error; past the limit, 421 and close. */
+static bool session_error(struct smtp_session *s)
+{
+	if (++s->errors < s->conf->smtp.max_errors)
+		return false;
+	session_replyf(s, 421, "4.7.0", "%s Too many errors, closing connection",
+		       s->conf->hostname);
+	log_info("sid=%016llx event=too_many_errors client=%s", (unsigned long long)s->id,
+		 s->peer);
+	session_close(s);
+	return true;
+}
+
+static void session_reset_transaction(struct smtp_session *s)
+{
+	for (size_t i = 0; i < s->nrcpt; i++) {
+		free(s->rcpt[i].addr);
+		free(s->rcpt[i].orcpt);
+	}
+	free(s->rcpt);
+	s->rcpt = NULL;
+	s->nrcpt = 0;
+	memset(&s->sender, 0, sizeof s->sender);
+	memset(&s->mp, 0, sizeof s->mp);
+	s->used_bdat = s->bdat_last = s->bdat_failed = false;
+	s->bdat_remaining = 0;
+	if (s->body)
+		evbuffer_drain(s->body, evbuffer_get_length(s->body));
+	else
+		s->body = evbuffer_new();
+	if (s->mc_live) {
+		smtp_msg_check_fini(&s->mc);
+		s->mc_live = false;
+	}
+}
+
+/* session_idle_state - where a session goes when no transaction is open. */
+static enum smtp_state session_idle_state(const struct smtp_session *s)
+{
+	return s->helo[0] ? SMTP_ST_READY : SMTP_ST_GREETED;
+}
+
+static void session_set_timeout(struct smtp_session *s, unsigned secs)
+{
+	struct timeval rtv = {secs, 0}, wtv = {s->conf->smtp.timeout_command, 0};
+	bufferevent_set_timeouts(s->bev, &rtv, &wtv);
+}
+
+/* session_pause - wait for an asynchronous step; input stays buffered. */
+static void session_pause(struct smtp_session *s)
+{
+	s->resume_state = session_idle_state(s);
+	session_enter_state(s, SMTP_ST_WAIT);
+	bufferevent_disable(s->bev, EV_READ);
+}
+
+/* session_resume - the asynchronous step is answered: go on with buffered input. */
+static void session_resume(struct smtp_session *s, enum smtp_state st)
+{
+	session_enter_state(s, st);
+	if (s->stop_after_reply) {
+		smtp_session_shutdown(s);
+		return;
+	}
+	bufferevent_enable(s->bev, EV_READ);
+	session_process(s);
+}
+
+/* smtp_session_shutdown - the daemon is stopping. */
+void smtp_session_shutdown(struct smtp_session *s)
+{
+	if (s->state == SMTP_ST_CLOSING)
+		return;
+	if (s->state == SMTP_ST_WAIT) {
+		s->stop_after_reply = true; /* answer the pending commit first */
+		return;
+	}
+	s->stop_after_reply = false;
+	if (s->state != SMTP_ST_TLS && s->state != SMTP_ST_CONNECTED)
+		session_replyf(s, 421, "4.3.2", "%s Service shutting down, try again later",
+			       s->conf->hostname);
+	session_close(s);
+}
+
+/* ---- the greeting ----------------------------------------------------------- */
+
+static void session_greet(struct smtp_session *s)
+{
+	session_replyf(s, 220, NULL, "%s ESMTP relevo", s->conf->hostname);
+	session_enter_state(s, SMTP_ST_GREETED);
+	session_set_timeout(s, s->conf->smtp.timeout_command);
+}
+
+static void session_greet_deferred(struct smtp_session *s)
+{
+	if (s->state != SMTP_ST_CONNECTED)
+		return;
+	session_greet(s);
+	session_process(s);
+}
+
+/* ---- EHLO, HELO, and the small commands ------------------------------------ */
+
+static bool session_auth_offered(const struct smtp_session *s)
+{
+	return s->lst->mode != CONF_LISTEN_RELAY && s->tls;
+}
+
+static bool session_starttls_offered(const struct smtp_session *s)
+{
+	return !s->tls && s->srv->tls != NULL && s->lst->mode != CONF_LISTEN_SUBMISSIONS;
+}
+
+static bool session_set_helo(struct smtp_session *s, const char *arg, struct smtp_reply *r)
+{
+	size_t n = strlen(arg);
+	if (n == 0 || n > SMTP_DOMAIN_MAX || strchr(arg, ' ') != NULL) {
+		*r = (struct smtp_reply){501, "5.5.4", "Syntax: EHLO domain-or-address-literal"};
+		return false;
+	}
+	memcpy(s->helo, arg, n + 1);
+	session_reset_transaction(s);
+	return true;
+}
+
+static void cmd_ehlo(struct smtp_session *s, const char *arg, struct smtp_reply *r)
+{
+	if (!session_set_helo(s, arg, r))
+		return;
+	s->esmtp = true;
+	char buf[512];
+	int n = snprintf(buf, sizeof buf,
+			 "%s Hello [%s]\nPIPELINING\nSIZE %llu\n8BITMIME\nSMTPUTF8\n"
+			 "ENHANCEDSTATUSCODES\nCHUNKING\nDSN",
+			 s->conf->hostname, s->peer,
+			 (unsigned long long)s->conf->smtp.max_message_size);
+	if (session_starttls_offered(s))
+		n += snprintf(buf + n, sizeof buf - (size_t)n, "\nSTARTTLS");
+	if (session_auth_offered(s) && s->user == NULL)
+		snprintf(buf + n, sizeof buf - (size_t)n, "\nAUTH PLAIN LOGIN");
+	session_reply(s, 250, NULL, buf);
+	session_enter_state(s, SMTP_ST_READY);
+	r->code = 0; /* already answered */
+}
+
+static void cmd_helo(struct smtp_session *s, const char *arg, struct smtp_reply *r)
+{
+	if (!session_set_helo(s, arg, r))
+		return;
+	s->esmtp = false;
+	snprintf(s->text, sizeof s->text, "%s", s->conf->hostname);
+	*r = (struct smtp_reply){250, NULL, s->text};
+	session_enter_state(s, SMTP_ST_READY);
+}
+
+static void cmd_noop(struct smtp_session *s, const char *arg, struct smtp_reply *r)
+{
+	*r = (struct smtp_reply){250, "2.0.0", "OK"};
+}
+
+static void cmd_rset(struct smtp_session *s, const char *arg, struct smtp_reply *r)
+{
+	session_reset_transaction(s);
+	session_enter_state(s, session_idle_state(s));
+	*r = (struct smtp_reply){250, "2.0.0", "OK"};
+}
+
+static void cmd_vrfy(struct smtp_session *s, const char *arg, struct smtp_reply *r)
+{
+	*r = (struct smtp_reply){252, "2.5.0",
+				 "Cannot VRFY; send the message and delivery will be attempted"};
+}
+
+static void cmd_expn(struct smtp_session *s, const char *arg, struct smtp_reply *r)
+{
+	*r = (struct smtp_reply){502, "5.5.1", "EXPN is not supported"};
+}
+
+static void cmd_help(struct smtp_session *s, const char *arg, struct smtp_reply *r)
+{
+	*r = (struct smtp_reply){214, "2.0.0",
+				 "Commands: EHLO HELO STARTTLS AUTH MAIL RCPT DATA BDAT RSET "
+				 "NOOP VRFY HELP QUIT; see RFC 5321"};
+}
+
+static void cmd_quit(struct smtp_session *s, const char *arg, struct smtp_reply *r)
+{
+	session_replyf(s, 221, "2.0.0", "%s Bye", s->conf->hostname);
+	session_close(s);
+	r->code = 0;
+}
+
+/* ---- STARTTLS (RFC 3207) ------------------------------------------------------ */
+
+static void session_on_tls_ready(struct smtp_session *s)
+{
+	s->tls = true;
+	/* RFC 3207 4.2: forget everything learnt before TLS. */
+	s->helo[0] = '\0';
+	s->esmtp = false;
+	session_reset_transaction(s);
+	SSL *ssl = bufferevent_openssl_get_ssl(s->bev);
+	log_info("sid=%016llx event=tls client=%s version=%s cipher=%s",
+		 (unsigned long long)s->id, s->peer, SSL_get_version(ssl),
+		 SSL_get_cipher_name(ssl));
+}
+
+/* session_start_tls - swap the plain bufferevent for a TLS one on the same fd. */
+static void session_start_tls(struct smtp_session *s)
+{
+	/* Anything the client pipelined after STARTTLS is discarded (CVE-2011-0411). */
+	struct evbuffer *in = bufferevent_get_input(s->bev);
+	evbuffer_drain(in, evbuffer_get_length(in));
+	bufferevent_free(s->bev);
+	SSL *ssl = SSL_new(s->srv->tls);
+	s->bev = bufferevent_openssl_socket_new(s->w->base, s->fd, ssl,
+						BUFFEREVENT_SSL_ACCEPTING,
+						BEV_OPT_CLOSE_ON_FREE | BEV_OPT_DEFER_CALLBACKS);
+	if (s->bev == NULL)
+		fatal("event=bufferevent_openssl_socket_new_failed");
+	s->bev_owns_fd = true;
+	bufferevent_openssl_set_allow_dirty_shutdown(s->bev, 1);
+	bufferevent_setcb(s->bev, session_on_read, session_on_write, session_on_event, s);
+	session_set_timeout(s, s->conf->smtp.timeout_command);
+	bufferevent_enable(s->bev, EV_READ | EV_WRITE);
+}
+
+static void cmd_starttls(struct smtp_session *s, const char *arg, struct smtp_reply *r)
+{
+	if (*arg) {
+		*r = (struct smtp_reply){501, "5.5.4", "Syntax: STARTTLS (no parameters)"};
+		return;
+	}
+	if (s->tls) {
+		*r = (struct smtp_reply){503, "5.5.1", "TLS is already active"};
+		return;
+	}
+	if (!session_starttls_offered(s)) {
+		*r = (struct smtp_reply){502, "5.5.1", "STARTTLS is not available here"};
+		return;
+	}
+	session_reply(s, 220, "2.0.0", "Ready to start TLS");
+	session_enter_state(s, SMTP_ST_TLS);
+	bufferevent_disable(s->bev, EV_READ);
+	/* session_on_write switches to TLS once the 220 has left. */
+	r->code = 0;
+}
+
+/* ---- AUTH (RFC 4954, PLAIN RFC 4616, LOGIN) ------------------------------------ */
+
+struct auth_job {
+	struct smtp_worker *w;
+	struct store *store;
+	uint64_t sid;
+	char user[SMTP_AUTH_USER_MAX + 1];
+	char pass[SMTP_AUTH_PASS_MAX + 1];
+	enum rc rc;
+	struct store_user *result;
+};
+
+static void auth_work(void *arg)
+{
+	struct auth_job *j = arg;
+	j->rc = policy_auth_user(j->store, j->user, j->pass, &j->result);
+	explicit_bzero(j->pass, sizeof j->pass);
+}
+
+static void session_auth_fail_reply(struct smtp_session *s)
+{
+	if (s->state != SMTP_ST_WAIT)
+		return;
+	if (s->auth_failures >= s->conf->smtp.max_auth_failures) {
+		session_replyf(s, 421, "4.7.0", "%s Too many failed authentication attempts",
+			       s->conf->hostname);
+		session_close(s);
+		return;
+	}
+	session_reply(s, 535, "5.7.8", "Authentication credentials invalid");
+	session_resume(s, s->resume_state);
+}
+
+static void auth_done(void *arg)
+{
+	struct auth_job *j = arg;
+	struct smtp_session *s = smtp_worker_find(j->w, j->sid);
+	if (s == NULL || s->state != SMTP_ST_WAIT) {
+		store_user_free(j->result);
+		free(j);
+		return;
+	}
+	if (j->rc == RC_OK) {
+		s->user = j->result;
+		log_info("sid=%016llx event=auth result=ok user=%s client=%s",
+			 (unsigned long long)s->id, s->user->name, s->peer);
+		session_reply(s, 235, "2.7.0", "Authentication successful");
+		session_resume(s, s->resume_state);
+	} else if (j->rc == RC_TEMPFAIL) {
+		log_warn("sid=%016llx event=auth result=tempfail user=%s client=%s",
+			 (unsigned long long)s->id, j->user, s->peer);
+		session_reply(s, 454, "4.7.0", "Temporary authentication failure");
+		session_resume(s, s->resume_state);
+	} else {
+		s->auth_failures++;
+		log_info("sid=%016llx event=auth result=fail user=%s client=%s failures=%u",
+			 (unsigned long long)s->id, j->user, s->peer, s->auth_failures);
+		/* Slow down guessing: each failure answers later than the last. */
+		session_defer(s, session_auth_fail_reply, MIN(s->auth_failures, 5) * 400);
+	}
+	free(j);
+}
+
+static void session_auth_check(struct smtp_session *s, const char *user, const char *pass)
+{
+	struct auth_job *j = xcalloc(1, sizeof *j);
+	j->w = s->w;
+	j->store = s->srv->store;
+	j->sid = s->id;
+	str_lcpy(j->user, user, sizeof j->user);
+	str_lcpy(j->pass, pass, sizeof j->pass);
+	s->auth_step = AUTH_NONE;
+	session_pause(s);
+	if (workq_submit(s->srv->authq, s->w->base, auth_work, auth_done, j) != RC_OK) {
+		explicit_bzero(j->pass, sizeof j->pass);
+		free(j);
+		session_reply(s, 454, "4.7.0", "Temporary authentication failure, try again");
+		session_resume(s, s->resume_state);
+	}
+}
+
+/* session_auth_plain - decode a PLAIN response and start the check. */
+static void session_auth_plain(struct smtp_session *s, const char *b64, struct smtp_reply *r)
+{
+	uint8_t buf[SMTP_AUTH_USER_MAX * 2 + SMTP_AUTH_PASS_MAX + 3];
+	size_t n;
+	char user[SMTP_AUTH_USER_MAX + 1], pass[SMTP_AUTH_PASS_MAX + 1];
+	if (smtp_b64_decode(b64, strlen(b64), buf, sizeof buf, &n) != RC_OK ||
+	    smtp_auth_plain_decode(buf, n, user, pass) != RC_OK) {
+		explicit_bzero(buf, sizeof buf);
+		*r = (struct smtp_reply){501, "5.5.2", "Malformed AUTH PLAIN response"};
+		return;
+	}
+	explicit_bzero(buf, sizeof buf);
+	session_auth_check(s, user, pass);
+	explicit_bzero(pass, sizeof pass);
+	r->code = 0;
+}
+
+static bool session_b64_field(const char *b64, char *out, size_t outsz)
+{
+	size_t n;
+	if (smtp_b64_decode(b64, strlen(b64), (uint8_t *)out, outsz - 1, &n) != RC_OK)
+		return false;
+	out[n] = '\0';
+	return n > 0 && memchr(out, '\0', n) == NULL;
+}
+
+static void cmd_auth(struct smtp_session *s, const char *arg, struct smtp_reply *r)
+{
+	if (s->user) {
+		*r = (struct smtp_reply){503, "5.5.1", "Already authenticated"};
+		return;
+	}
+	if (s->lst->mode == CONF_LISTEN_RELAY) {
+		*r = (struct smtp_reply){503, "5.5.1", "AUTH is not available on this port"};
+		return;
+	}
+	char mech[32];
+	const char *sp = strchr(arg, ' ');
+	size_t ml = sp ? (size_t)(sp - arg) : strlen(arg);
+	const char *initial = sp ? sp + 1 : NULL;
+	if (ml == 0 || ml >= sizeof mech) {
+		*r = (struct smtp_reply){501, "5.5.4", "Syntax: AUTH mechanism [initial-response]"};
+		return;
+	}
+	memcpy(mech, arg, ml);
+	mech[ml] = '\0';
+	if (str_ieq(mech, "PLAIN")) {
+		if (initial == NULL) {
+			s->auth_step = AUTH_PLAIN_RESP;
+			session_enter_state(s, SMTP_ST_AUTH);
+			*r = (struct smtp_reply){334, NULL, ""};
+		} else {
+			session_auth_plain(s, initial, r);
+		}
+	} else if (str_ieq(mech, "LOGIN")) {
+		if (initial == NULL) {
+			s->auth_step = AUTH_LOGIN_USER;
+			*r = (struct smtp_reply){334, NULL, "VXNlcm5hbWU6"};
+		} else if (session_b64_field(initial, s->auth_user, sizeof s->auth_user)) {
+			s->auth_step = AUTH_LOGIN_PASS;
+			*r = (struct smtp_reply){334, NULL, "UGFzc3dvcmQ6"};
+		} else {
+			*r = (struct smtp_reply){501, "5.5.2", "Malformed AUTH LOGIN response"};
+			return;
+		}
+		session_enter_state(s, SMTP_ST_AUTH);
+	} else {
+		*r = (struct smtp_reply){504, "5.5.4", "Unrecognized authentication mechanism"};
+	}
+}
+
+/* session_auth_line - a continuation line of an AUTH exchange. */
+static void session_auth_line(struct smtp_session *s, const char *line)
+{
+	struct smtp_reply r = {0};
+	enum auth_step step = s->auth_step;
+	s->auth_step = AUTH_NONE;
+	session_enter_state(s, session_idle_state(s));
+	if (strcmp(line, "*") == 0) {
+		r = (struct smtp_reply){501, "5.0.0", "Authentication cancelled"};
+	} else if (step == AUTH_PLAIN_RESP) {
+		session_auth_plain(s, line, &r);
+	} else if (step == AUTH_LOGIN_USER) {
+		if (session_b64_field(line, s->auth_user, sizeof s->auth_user)) {
+			s->auth_step = AUTH_LOGIN_PASS;
+			session_enter_state(s, SMTP_ST_AUTH);
+			r = (struct smtp_reply){334, NULL, "UGFzc3dvcmQ6"};
+		} else {
+			r = (struct smtp_reply){501, "5.5.2", "Malformed AUTH LOGIN response"};
+		}
+	} else if (step == AUTH_LOGIN_PASS) {
+		char pass[SMTP_AUTH_PASS_MAX + 1];
+		if (session_b64_field(line, pass, sizeof pass)) {
+			session_auth_check(s, s->auth_user, pass);
+			r.code = 0;
+		} else {
+			r = (struct smtp_reply){501, "5.5.2", "Malformed AUTH LOGIN response"};
+		}
+		explicit_bzero(pass, sizeof pass);
+	}
+	if (r.code) {
+		session_reply(s, r.code, r.enh, r.text);
+		if (r.code >= 500)
+			session_error(s);
+	}
+}
+
+/* ---- MAIL, RCPT ------------------------------------------------------------------ */
+
+static void cmd_mail(struct smtp_session *s, const char *arg, struct smtp_reply *r)
+{
+	struct smtp_path path;
+	struct smtp_mail_params mp;
+	if (smtp_mail_parse(arg, &path, &mp, r) != RC_OK)
+		return;
+	if (mp.has_size && mp.size > s->conf->smtp.max_message_size) {
+		*r = (struct smtp_reply){552, "5.3.4",
+					 "Message size exceeds fixed maximum message size"};
+		return;
+	}
+	if (s->user && !path.is_null && !policy_user_owns(s->user, path.domain)) {
+		snprintf(s->text, sizeof s->text, "Sender address <%s> is not yours to use",
+			 path.addr);
+		*r = (struct smtp_reply){553, "5.7.1", s->text};
+		log_info("sid=%016llx event=reject reason=sender_not_owned user=%s sender=%s",
+			 (unsigned long long)s->id, s->user->name, path.addr);
+		return;
+	}
+	session_reset_transaction(s);
+	s->sender = path;
+	s->mp = mp;
+	session_enter_state(s, SMTP_ST_MAIL);
+	snprintf(s->text, sizeof s->text, "Sender <%s> OK", path.addr);
+	*r = (struct smtp_reply){250, "2.1.0", s->text};
+}
+
+static void cmd_rcpt(struct smtp_session *s, const char *arg, struct smtp_reply *r)
+{
+	struct smtp_path path;
+	struct smtp_rcpt_params rp;
+	if (smtp_rcpt_parse(arg, s->mp.smtputf8, &path, &rp, r) != RC_OK)
+		return;
+	if (path.domain[0] == '\0') {
+		*r = (struct smtp_reply){550, "5.1.1",
+					 "This relay has no local mailboxes; use a full address"};
+		return;
+	}
+	if (s->nrcpt >= s->conf->smtp.max_recipients) {
+		*r = (struct smtp_reply){452, "4.5.3", "Too many recipients"};
+		return;
+	}
+	s->rcpt = xrealloc(s->rcpt, (s->nrcpt + 1) * sizeof *s->rcpt);
+	s->rcpt[s->nrcpt++] = (struct session_rcpt){
+		.addr = xstrdup(path.addr),
+		.orcpt = rp.orcpt[0] ? xstrdup(rp.orcpt) : NULL,
+		.notify = rp.notify,
+	};
+	session_enter_state(s, SMTP_ST_RCPT);
+	snprintf(s->text, sizeof s->text, "Recipient <%s> OK", path.addr);
+	*r = (struct smtp_reply){250, "2.1.5", s->text};
+}
+
+/* ---- message intake --------------------------------------------------------------- */
+
+static void session_intake_begin(struct smtp_session *s)
+{
+	if (s->mc_live)
+		smtp_msg_check_fini(&s->mc);
+	smtp_msg_check_init(&s->mc, s->conf->smtp.max_message_size);
+	s->mc_live = true;
+	evbuffer_drain(s->body, evbuffer_get_length(s->body));
+}
+
+/* session_intake - content bytes in s->chunk: check them, keep them if in bounds. */
+static void session_intake(struct smtp_session *s)
+{
+	int n = evbuffer_peek(s->chunk, -1, NULL, NULL, 0);
+	if (n > 0) {
+		struct evbuffer_iovec *v = xcalloc((size_t)n, sizeof *v);
+		evbuffer_peek(s->chunk, -1, NULL, v, n);
+		for (int i = 0; i < n; i++)
+			smtp_msg_check_feed(&s->mc, v[i].iov_base, v[i].iov_len);
+		free(v);
+	}
+	if (s->mc.too_big || s->bdat_failed)
+		evbuffer_drain(s->chunk, evbuffer_get_length(s->chunk));
+	else
+		evbuffer_add_buffer(s->body, s->chunk);
+}
+
+static void cmd_data(struct smtp_session *s, const char *arg, struct smtp_reply *r)
+{
+	if (*arg) {
+		*r = (struct smtp_reply){501, "5.5.4", "Syntax: DATA (no parameters)"};
+		return;
+	}
+	if (s->used_bdat) {
+		*r = (struct smtp_reply){503, "5.5.1", "DATA cannot follow BDAT"};
+		return;
+	}
+	session_intake_begin(s);
+	smtp_data_init(&s->dr);
+	session_enter_state(s, SMTP_ST_DATA);
+	session_set_timeout(s, s->conf->smtp.timeout_data);
+	*r = (struct smtp_reply){354, NULL, "End data with <CR><LF>.<CR><LF>"};
+}
+
+/* session_bdat_refuse - a refused BDAT still owns its chunk (RFC 3030 2): read
+ * and drop size octets, then answer why. Never resets the transaction. */
+static void session_bdat_refuse(struct smtp_session *s, uint64_t size, const struct smtp_reply *why)
+{
+	s->bdat_err = *why;
+	if (size == 0) {
+		session_reply(s, why->code, why->enh, why->text);
+		session_error(s);
+		return;
+	}
+	s->bdat_refused = true;
+	s->bdat_prev = s->state;
+	s->bdat_remaining = size;
+	session_enter_state(s, SMTP_ST_BDAT);
+	session_set_timeout(s, s->conf->smtp.timeout_data);
+}
+
+/* session_bdat_size - the chunk size of a BDAT argument ("size [LAST]"). */
+static bool session_bdat_size(const char *arg, uint64_t *size)
+{
+	char num[24];
+	size_t nl = strcspn(arg, " ");
+	if (nl == 0 || nl >= sizeof num)
+		return false;
+	memcpy(num, arg, nl);
+	num[nl] = '\0';
+	return str_to_u64(num, size);
+}
+
+static void cmd_bdat(struct smtp_session *s, const char *arg, struct smtp_reply *r)
+{
+	const char *sp = strchr(arg, ' ');
+	uint64_t size;
+	bool last = sp && str_ieq(sp + 1, "LAST");
+	if (!session_bdat_size(arg, &size) || (sp && !last)) {
+		/* The chunk length is unknown: the stream cannot be resynchronised. */
+		*r = (struct smtp_reply){501, "5.5.4", "Syntax: BDAT size [LAST]"};
+		return;
+	}
+	if (s->state != SMTP_ST_RCPT && s->state != SMTP_ST_CHUNKS) {
+		struct smtp_reply why = {503, "5.5.1",
+					 s->state == SMTP_ST_MAIL ? "Need RCPT before BDAT"
+								  : "Need MAIL and RCPT before BDAT"};
+		session_bdat_refuse(s, size, &why);
+		r->code = 0;
+		return;
+	}
+	if (!s->used_bdat) {
+		session_intake_begin(s);
+		s->used_bdat = true;
+	}
+	s->bdat_last = last;
+	s->bdat_remaining = size;
+	session_enter_state(s, SMTP_ST_BDAT);
+	session_set_timeout(s, s->conf->smtp.timeout_data);
+	r->code = 0; /* answered when the chunk has been read */
+}
+
+static void session_on_commit(void *ctx, uint64_t cookie, enum rc rc, uint64_t msgid)
+{
+	struct smtp_worker *w = ctx;
+	char idstr[ID_STR_LEN + 1];
+	id_format(msgid, idstr);
+	struct smtp_session *s = smtp_worker_find(w, cookie);
+	if (s == NULL || s->state != SMTP_ST_WAIT) {
+		log_info("id=%s event=commit rc=%s note=client_gone", idstr, rc_name(rc));
+		return;
+	}
+	if (rc == RC_OK) {
+		log_info("id=%s sid=%016llx event=queued", idstr, (unsigned long long)s->id);
+		session_replyf(s, 250, "2.0.0", "queued as %s", idstr);
+	} else {
+		log_err("id=%s sid=%016llx event=commit_failed rc=%s", idstr,
+			(unsigned long long)s->id, rc_name(rc));
+		session_reply(s, 451, "4.3.0", "Temporary failure storing the message, try again");
+	}
+	session_reset_transaction(s);
+	session_set_timeout(s, s->conf->smtp.timeout_command);
+	session_resume(s, session_idle_state(s));
+}
+
+/* session_check_from - an authenticated user may use only its own domains in From:. */
+static bool session_check_from(struct smtp_session *s, const struct smtp_hdr_info *hi,
+			       struct smtp_reply *r)
+{
+	if (s->user == NULL)
+		return true;
+	if (hi->from_malformed) {
+		*r = (struct smtp_reply){553, "5.7.1", "The From: header could not be parsed"};
+		return false;
+	}
+	for (size_t i = 0; i < hi->nfrom && i < SMTP_HDR_FROM_MAX; i++) {
+		if (!policy_user_owns(s->user, hi->from_domain[i])) {
+			snprintf(s->text, sizeof s->text,
+				 "From: header domain %s is not yours to use", hi->from_domain[i]);
+			*r = (struct smtp_reply){553, "5.7.1", s->text};
+			return false;
+		}
+	}
+	return true;
+}
+
+static const char *session_protocol(const struct smtp_session *s)
+{
+	/* RFC 3848 and RFC 6531 7.1 "with" keywords. */
+	static const char *const names[2][2][2] = {
+		{{"ESMTP", "ESMTPA"}, {"ESMTPS", "ESMTPSA"}},
+		{{"UTF8SMTP", "UTF8SMTPA"}, {"UTF8SMTPS", "UTF8SMTPSA"}},
+	};
+	if (!s->esmtp)
+		return "SMTP";
+	return names[s->mp.smtputf8][s->tls][s->user != NULL];
+}
+
+/* session_add_trace - Received, and Date and Message-ID when missing (RFC 6409 8). */
+static void session_add_trace(struct smtp_session *s, uint64_t id,
+			      const struct smtp_hdr_info *hi)
+{
+	char idstr[ID_STR_LEN + 1], date[64], tlsinfo[160] = "";
+	id_format(id, idstr);
+	time_rfc5322(time_now_ms() / 1000, date, sizeof date);
+	if (s->tls) {
+		SSL *ssl = bufferevent_openssl_get_ssl(s->bev);
+		snprintf(tlsinfo, sizeof tlsinfo, "\r\n\t(using %s with cipher %s)",
+			 SSL_get_version(ssl), SSL_get_cipher_name(ssl));
+	}
+	struct evbuffer *h = evbuffer_new();
+	evbuffer_add_printf(h, "Received: from %s ([%s])\r\n\tby %s (relevo) with %s id %s%s",
+			    s->helo[0] ? s->helo : "unknown", s->peer, s->conf->hostname,
+			    session_protocol(s), idstr, tlsinfo);
+	if (s->nrcpt == 1)
+		evbuffer_add_printf(h, "\r\n\tfor <%s>", s->rcpt[0].addr);
+	evbuffer_add_printf(h, ";\r\n\t%s\r\n", date);
+	if (!hi->has_date)
+		evbuffer_add_printf(h, "Date: %s\r\n", date);
+	if (!hi->has_message_id)
+		evbuffer_add_printf(h, "Message-ID: <%s.%llx@%s>\r\n", idstr,
+				    (unsigned long long)(time_now_ms() % 1000000),
+				    s->conf->hostname);
+	evbuffer_prepend_buffer(s->body, h);
+	evbuffer_free(h);
+}
+
+static struct spool_env *session_envelope(struct smtp_session *s, uint64_t id)
+{
+	struct spool_env *env = xcalloc(1, sizeof *env);
+	env->id = id;
+	env->created = time_now_ms();
+	env->sender = xstrdup(s->sender.addr);
+	env->user = s->user ? xstrdup(s->user->name) : NULL;
+	env->client = xstrdup(s->peer);
+	env->helo = xstrdup(s->helo);
+	env->envid = s->mp.envid[0] ? xstrdup(s->mp.envid) : NULL;
+	env->flags = (s->mp.body == SMTP_BODY_8BITMIME || s->mc.eight_bit ? SPOOL_F_8BITMIME : 0) |
+		     (s->mp.smtputf8 ? SPOOL_F_SMTPUTF8 : 0) |
+		     (s->mp.ret == SMTP_RET_FULL ? SPOOL_F_RET_FULL : 0) |
+		     (s->mp.ret == SMTP_RET_HDRS ? SPOOL_F_RET_HDRS : 0);
+	env->nrcpt = s->nrcpt;
+	env->rcpt = xcalloc(s->nrcpt, sizeof *env->rcpt);
+	for (size_t i = 0; i < s->nrcpt; i++) {
+		env->rcpt[i].addr = s->rcpt[i].addr;
+		env->rcpt[i].orcpt = s->rcpt[i].orcpt;
+		env->rcpt[i].notify = s->rcpt[i].notify;
+		s->rcpt[i].addr = s->rcpt[i].orcpt = NULL;
+	}
+	env->body_size = evbuffer_get_length(s->body);
+	return env;
+}
+
+/* session_message_done - the last octet of the message has arrived. */
+static void session_message_done(struct smtp_session *s)
+{
+	struct smtp_reply r = {0};
+	struct smtp_hdr_info hi;
+	session_enter_state(s, session_idle_state(s));
+	if (s->bdat_failed) {
+		session_reply(s, s->bdat_err.code, s->bdat_err.enh, s->bdat_err.text);
+		session_reset_transaction(s);
+		return;
+	}
+	if (smtp_msg_check_done(&s->mc, &r) != RC_OK) {
+		log_info("sid=%016llx event=reject reason=\"%s\" size=%llu",
+			 (unsigned long long)s->id, r.text, (unsigned long long)s->mc.size);
+		session_reply(s, r.code, r.enh, r.text);
+		session_reset_transaction(s);
+		return;
+	}
+	size_t hlen = evbuffer_get_length(s->mc.headers);
+	smtp_hdr_scan((const char *)evbuffer_pullup(s->mc.headers, -1), hlen, &hi);
+	if (!session_check_from(s, &hi, &r)) {
+		log_info("sid=%016llx event=reject reason=from_not_owned user=%s",
+			 (unsigned long long)s->id, s->user->name);
+		session_reply(s, r.code, r.enh, r.text);
+		session_reset_transaction(s);
+		return;
+	}
+	size_t blen = evbuffer_get_length(s->body);
+	if (blen >= 1) {
+		unsigned char tail[2] = {0, 0};
+		struct evbuffer_ptr pos;
+		evbuffer_ptr_set(s->body, &pos, blen >= 2 ? blen - 2 : 0, EVBUFFER_PTR_SET);
+		evbuffer_copyout_from(s->body, &pos, tail, blen >= 2 ? 2 : 1);
+		if (!(blen >= 2 && tail[0] == '\r' && tail[1] == '\n'))
+			evbuffer_add(s->body, "\r\n", 2);
+	}
+	uint64_t id = id_next();
+	session_add_trace(s, id, &hi);
+	struct spool_env *env = session_envelope(s, id);
+	struct evbuffer *body = s->body;
+	s->body = NULL;
+	char idstr[ID_STR_LEN + 1];
+	id_format(id, idstr);
+	log_info("id=%s sid=%016llx event=accepted sender=<%s> nrcpt=%zu size=%llu user=%s",
+		 idstr, (unsigned long long)s->id, env->sender, env->nrcpt,
+		 (unsigned long long)env->body_size, env->user ? env->user : "-");
+	session_pause(s);
+	spool_commit(s->srv->spool, env, body, s->w->base, session_on_commit, s->w, s->id);
+}
+
+/* session_read_data - DATA content: unstuff, check, store; end at CRLF.CRLF. */
+static bool session_read_data(struct smtp_session *s, struct evbuffer *in)
+{
+	while (evbuffer_get_length(in) > 0) {
+		struct evbuffer_iovec v;
+		if (evbuffer_peek(in, -1, NULL, &v, 1) < 1)
+			break;
+		size_t used = 0;
+		enum rc rc = smtp_data_feed(&s->dr, v.iov_base, v.iov_len, &used, s->chunk);
+		evbuffer_drain(in, used);
+		session_intake(s);
+		if (rc == RC_OK) {
+			session_message_done(s);
+			return true;
+		}
+	}
+	return false;
+}
+
+/* session_read_bdat - a BDAT chunk: exactly the announced number of octets. */
+static bool session_read_bdat(struct smtp_session *s, struct evbuffer *in)
+{
+	size_t n = (size_t)MIN((uint64_t)evbuffer_get_length(in), s->bdat_remaining);
+	evbuffer_remove_buffer(in, s->chunk, n);
+	s->bdat_remaining -= n;
+	if (s->bdat_refused)
+		evbuffer_drain(s->chunk, evbuffer_get_length(s->chunk));
+	else
+		session_intake(s);
+	if (s->bdat_remaining > 0)
+		return false;
+	session_set_timeout(s, s->conf->smtp.timeout_command);
+	if (s->bdat_refused) {
+		s->bdat_refused = false;
+		session_enter_state(s, s->bdat_prev);
+		session_reply(s, s->bdat_err.code, s->bdat_err.enh, s->bdat_err.text);
+		return !session_error(s);
+	}
+	if (s->bdat_last) {
+		session_message_done(s);
+		return true;
+	}
+	session_enter_state(s, SMTP_ST_CHUNKS);
+	if (s->mc.too_big && !s->bdat_failed) {
+		s->bdat_failed = true;
+		s->bdat_err = (struct smtp_reply){552, "5.3.4",
+						  "Message size exceeds fixed maximum message size"};
+	}
+	if (s->bdat_failed)
+		session_reply(s, s->bdat_err.code, s->bdat_err.enh, s->bdat_err.text);
+	else
+		session_replyf(s, 250, "2.0.0", "%llu octets received",
+			       (unsigned long long)s->mc.size);
+	return true;
+}
+
+/* ---- the command table and dispatcher ---------------------------------------------- */
+
+#define CMD_NEEDS_AUTH 0x01	/* submission listeners: only after AUTH */
+#define CMD_NO_ARG 0x02
+
+struct smtp_cmd_def {
+	enum smtp_verb verb;
+	unsigned states;
+	unsigned flags;
+	void (*fn)(struct smtp_session *s, const char *arg, struct smtp_reply *r);
+	const char *bad_seq;	/* 503 text when not allowed in this state */
+};
+
+#define ST_ANY (ST(GREETED) | ST(READY) | ST(MAIL) | ST(RCPT) | ST(CHUNKS))
+static const struct smtp_cmd_def smtp_cmds[] = {
+	{SMTP_V_EHLO, ST_ANY, 0, cmd_ehlo, NULL},
+	{SMTP_V_HELO, ST_ANY, 0, cmd_helo, NULL},
+	{SMTP_V_STARTTLS, ST(READY), CMD_NO_ARG, cmd_starttls, "STARTTLS needs EHLO first and no transaction"},
+	{SMTP_V_AUTH, ST(READY), 0, cmd_auth, "AUTH needs EHLO first and is not allowed during a transaction"},
+	{SMTP_V_MAIL, ST(READY), CMD_NEEDS_AUTH, cmd_mail, "Send EHLO first, or finish the transaction in progress"},
+	{SMTP_V_RCPT, ST(MAIL) | ST(RCPT), CMD_NEEDS_AUTH, cmd_rcpt, "Need MAIL before RCPT"},
+	{SMTP_V_DATA, ST(RCPT), CMD_NEEDS_AUTH, cmd_data, "Need RCPT before DATA"},
+	{SMTP_V_BDAT, ST_ANY, CMD_NEEDS_AUTH, cmd_bdat, NULL},
+	{SMTP_V_RSET, ST_ANY, CMD_NO_ARG, cmd_rset, NULL},
+	{SMTP_V_NOOP, ST_ANY, 0, cmd_noop, NULL},
+	{SMTP_V_VRFY, ST_ANY, 0, cmd_vrfy, NULL},
+	{SMTP_V_EXPN, ST_ANY, 0, cmd_expn, NULL},
+	{SMTP_V_HELP, ST_ANY, 0, cmd_help, NULL},
+	{SMTP_V_QUIT, ST_ANY, 0, cmd_quit, NULL},
+};
+
+static const struct smtp_cmd_def *cmd_lookup(enum smtp_verb v)
+{
+	for (size_t i = 0; i < ARRAY_LEN(smtp_cmds); i++)
+		if (smtp_cmds[i].verb == v)
+			return &smtp_cmds[i];
+	return NULL;
+}
+
+/* session_gate - the 503/530/538 checks of the command table; true if allowed. */
+static bool session_gate(struct smtp_session *s, const struct smtp_cmd_def *d,
+			 const char *arg, struct smtp_reply *r)
+{
+	bool needs_auth = (d->flags & CMD_NEEDS_AUTH) && s->lst->mode != CONF_LISTEN_RELAY;
+	if (needs_auth && !s->tls) {
+		*r = (struct smtp_reply){530, "5.7.0", "Must issue a STARTTLS command first"};
+		return false;
+	}
+	if (d->verb == SMTP_V_AUTH && !s->tls && s->lst->mode != CONF_LISTEN_RELAY) {
+		*r = (struct smtp_reply){538, "5.7.11",
+					 "Encryption required for requested authentication mechanism"};
+		return false;
+	}
+	if (needs_auth && s->user == NULL) {
+		*r = (struct smtp_reply){530, "5.7.0", "Authentication required"};
+		return false;
+	}
+	if (d->verb == SMTP_V_BDAT && s->state != SMTP_ST_RCPT && s->state != SMTP_ST_CHUNKS &&
+	    s->state != SMTP_ST_MAIL && s->state != SMTP_ST_READY) {
+		*r = (struct smtp_reply){503, "5.5.1", "Send EHLO first"};
+		return false;
+	}
+	if (!(d->states & (1u << s->state))) {
+		*r = (struct smtp_reply){503, "5.5.1", d->bad_seq ? d->bad_seq : "Bad sequence of commands"};
+		return false;
+	}
+	if ((d->flags & CMD_NO_ARG) && *arg) {
+		*r = (struct smtp_reply){501, "5.5.4", "This command takes no parameters"};
+		return false;
+	}
+	return true;
+}
+
+/* session_command - parse, gate, run and answer one command line. */
+static void session_command(struct smtp_session *s, const char *line, size_t len)
+{
+	struct smtp_cmd cmd;
+	struct smtp_reply r = {0};
+	if (smtp_cmd_parse(line, len, &cmd, &r) != RC_OK) {
+		session_reply(s, r.code, r.enh, r.text);
+		session_error(s);
+		return;
+	}
+	const struct smtp_cmd_def *d = cmd_lookup(cmd.verb);
+	if (d == NULL) {
+		session_reply(s, 500, "5.5.1", "Command not recognized");
+		session_error(s);
+		return;
+	}
+	if (!session_gate(s, d, cmd.arg, &r)) {
+		uint64_t n;
+		if (d->verb == SMTP_V_BDAT && session_bdat_size(cmd.arg, &n) && n > 0) {
+			session_bdat_refuse(s, n, &r);
+			return;
+		}
+		session_reply(s, r.code, r.enh, r.text);
+		session_error(s);
+		return;
+	}
+	d->fn(s, cmd.arg, &r);
+	if (r.code == 0)
+		return;
+	session_reply(s, r.code, r.enh, r.text);
+	if (r.code >= 500 && r.code != 552)
+		session_error(s);
+	if (d->verb == SMTP_V_BDAT && r.code >= 500) {
+		/* Unparseable BDAT size: the octets that follow cannot be framed. */
+		session_replyf(s, 421, "4.5.0", "%s Cannot resynchronise after bad BDAT",
+			       s->conf->hostname);
+		session_close(s);
+	}
+}
+
+/* session_discard_line - drop input up to the CRLF that ends an over-long line. */
+static bool session_discard_line(struct smtp_session *s, struct evbuffer *in)
+{
+	struct evbuffer_ptr p = evbuffer_search(in, "\r\n", 2, NULL);
+	if (p.pos >= 0) {
+		evbuffer_drain(in, (size_t)p.pos + 2);
+		s->discarding = false;
+		return true;
+	}
+	size_t len = evbuffer_get_length(in);
+	unsigned char last = 0;
+	if (len > 0) {
+		struct evbuffer_ptr lp;
+		evbuffer_ptr_set(in, &lp, len - 1, EVBUFFER_PTR_SET);
+		evbuffer_copyout_from(in, &lp, &last, 1);
+	}
+	evbuffer_drain(in, last == '\r' ? len - 1 : len);
+	return false;
+}
+
+/* session_read_line - one command (or AUTH) line; false when more input is needed. */
+static bool session_read_line(struct smtp_session *s, struct evbuffer *in)
+{
+	if (s->discarding && !session_discard_line(s, in))
+		return false;
+	size_t avail = evbuffer_get_length(in);
+	if (avail == 0)
+		return false;
+	size_t max = SMTP_CMD_LINE_MAX;
+	unsigned char head[5] = {0};
+	evbuffer_copyout(in, head, MIN(avail, sizeof head));
+	if (s->state == SMTP_ST_AUTH || strncasecmp((const char *)head, "AUTH ", 5) == 0)
+		max = SMTP_AUTH_LINE_MAX;
+	size_t n = MIN(avail, max), linelen = 0, consumed = 0;
+	const char *p = (const char *)evbuffer_pullup(in, (ssize_t)n);
+	enum rc rc = smtp_line_scan(p, n, max, &linelen, &consumed);
+	if (rc == RC_AGAIN)
+		return false;
+	if (rc == RC_LIMIT) {
+		evbuffer_drain(in, n);
+		s->discarding = true;
+		s->auth_step = AUTH_NONE;
+		if (s->state == SMTP_ST_AUTH)
+			session_enter_state(s, session_idle_state(s));
+		session_reply(s, 500, "5.5.2", "Line too long");
+		session_error(s);
+		return true;
+	}
+	memcpy(s->line, p, linelen);
+	s->line[linelen] = '\0';
+	evbuffer_drain(in, consumed);
+	if (s->state == SMTP_ST_AUTH)
+		session_auth_line(s, s->line);
+	else
+		session_command(s, s->line, linelen);
+	explicit_bzero(s->line, linelen);
+	return true;
+}
+
+/* session_process - consume buffered input until it runs out or we must wait. */
+static void session_process(struct smtp_session *s)
+{
+	struct evbuffer *in = bufferevent_get_input(s->bev);
+	for (;;) {
+		bool progress;
+		switch (s->state) {
+		case SMTP_ST_CONNECTED:
+			if (evbuffer_get_length(in) == 0)
+				return;
+			/* RFC 5321 4.3.1: the client waits for the greeting. */
+			session_replyf(s, 554, "5.5.0",
+				       "%s Protocol error: you talked before the greeting",
+				       s->conf->hostname);
+			log_info("sid=%016llx event=early_talker client=%s",
+				 (unsigned long long)s->id, s->peer);
+			session_close(s);
+			return;
+		case SMTP_ST_DATA:
+			progress = session_read_data(s, in);
+			break;
+		case SMTP_ST_BDAT:
+			progress = session_read_bdat(s, in);
+			break;
+		case SMTP_ST_WAIT:
+		case SMTP_ST_TLS:
+		case SMTP_ST_CLOSING:
+			return;
+		default:
+			progress = session_read_line(s, in);
+			break;
+		}
+		if (!progress)
+			return;
+	}
+}
+
+/* ---- bufferevent callbacks ---------------------------------------------------------- */
+
+static void session_on_read(struct bufferevent *bev, void *arg)
+{
+	session_process(arg);
+}
+
+static void session_on_write(struct bufferevent *bev, void *arg)
+{
+	struct smtp_session *s = arg;
+	if (evbuffer_get_length(bufferevent_get_output(bev)) != 0)
+		return;
+	if (s->state == SMTP_ST_CLOSING)
+		session_defer(s, session_free, 0);
+	else if (s->state == SMTP_ST_TLS && !s->bev_owns_fd)
+		session_start_tls(s);
+}
+
+static void session_on_event(struct bufferevent *bev, short what, void *arg)
+{
+	struct smtp_session *s = arg;
+	if (what & BEV_EVENT_CONNECTED) {
+		/* The TLS handshake is complete. */
+		bool implicit = s->state == SMTP_ST_CONNECTED;
+		session_on_tls_ready(s);
+		if (implicit) {
+			if (s->conf->smtp.greeting_delay_ms)
+				session_defer(s, session_greet_deferred,
+					      s->conf->smtp.greeting_delay_ms);
+			else
+				session_greet(s);
+		} else {
+			session_enter_state(s, SMTP_ST_GREETED);
+		}
+		session_process(s);
+		return;
+	}
+	if (what & BEV_EVENT_TIMEOUT) {
+		log_info("sid=%016llx event=timeout client=%s state=%s", (unsigned long long)s->id,
+			 s->peer, smtp_state_names[s->state]);
+		if (s->state != SMTP_ST_TLS && s->state != SMTP_ST_CONNECTED &&
+		    s->state != SMTP_ST_CLOSING)
+			session_replyf(s, 421, "4.4.2", "%s Timeout exceeded, closing connection",
+				       s->conf->hostname);
+		bufferevent_enable(s->bev, EV_WRITE);
+		session_close(s);
+		return;
+	}
+	/* EOF or error: nothing more can be said to this client. */
+	if (what & BEV_EVENT_ERROR)
+		log_info("sid=%016llx event=connection_error client=%s state=%s error=\"%s\"",
+			 (unsigned long long)s->id, s->peer, smtp_state_names[s->state],
+			 evutil_socket_error_to_string(EVUTIL_SOCKET_ERROR()));
+	if (s->state == SMTP_ST_WAIT) {
+		/* A commit is in flight: it completes (and the message stays queued);
+		 * the session goes when its answer cannot be delivered. */
+		s->stop_after_reply = true;
+		s->dead = true;
+		bufferevent_disable(s->bev, EV_READ | EV_WRITE);
+		evbuffer_drain(bufferevent_get_output(s->bev),
+			       evbuffer_get_length(bufferevent_get_output(s->bev)));
+		return;
+	}
+	s->dead = true;
+	session_close(s);
+}
+
+/* ---- start ------------------------------------------------------------------------------ */
+
+static void session_peer_text(struct smtp_session *s)
+{
+	if (s->sa.ss_family == AF_INET)
+		inet_ntop(AF_INET, &((struct sockaddr_in *)&s->sa)->sin_addr, s->peer,
+			  sizeof s->peer);
+	else if (s->sa.ss_family == AF_INET6)
+		inet_ntop(AF_INET6, &((struct sockaddr_in6 *)&s->sa)->sin6_addr, s->peer,
+			  sizeof s->peer);
+	else
+		str_lcpy(s->peer, "unknown", sizeof s->peer);
+}
+
+/* smtp_session_start - take over an accepted, counted connection. */
+void smtp_session_start(struct smtp_worker *w, evutil_socket_t fd,
+			const struct sockaddr_storage *sa, socklen_t salen,
+			const struct conf_listen *lst, const char *refuse)
+{
+	struct smtp_session *s = xcalloc(1, sizeof *s);
+	s->id = atomic_fetch_add(&session_seq, 1);
+	s->w = w;
+	s->srv = w->srv;
+	s->conf = w->srv->conf;
+	s->lst = lst;
+	s->fd = fd;
+	s->counted = true;
+	memcpy(&s->sa, sa, sizeof s->sa);
+	session_peer_text(s);
+	s->chunk = evbuffer_new();
+	s->body = evbuffer_new();
+	s->defer_ev = evtimer_new(w->base, session_on_defer, s);
+	evutil_make_socket_nonblocking(fd);
+	smtp_worker_register(w, s, s->id);
+	log_info("sid=%016llx event=connect client=%s listener=%s mode=%s",
+		 (unsigned long long)s->id, s->peer, lst->address,
+		 conf_listen_mode_name(lst->mode));
+	if (lst->mode == CONF_LISTEN_SUBMISSIONS) {
+		SSL *ssl = SSL_new(w->srv->tls);
+		s->bev = bufferevent_openssl_socket_new(w->base, fd, ssl, BUFFEREVENT_SSL_ACCEPTING,
+							BEV_OPT_CLOSE_ON_FREE |
+								BEV_OPT_DEFER_CALLBACKS);
+		s->bev_owns_fd = true;
+		if (s->bev)
+			bufferevent_openssl_set_allow_dirty_shutdown(s->bev, 1);
+	} else {
+		s->bev = bufferevent_socket_new(w->base, fd, BEV_OPT_DEFER_CALLBACKS);
+	}
+	if (s->bev == NULL)
+		fatal("event=bufferevent_new_failed");
+	bufferevent_setcb(s->bev, session_on_read, session_on_write, session_on_event, s);
+	session_set_timeout(s, s->conf->smtp.timeout_command);
+	bufferevent_enable(s->bev, EV_READ | EV_WRITE);
+	session_enter_state(s, SMTP_ST_CONNECTED);
+	if (lst->mode == CONF_LISTEN_RELAY && !conf_is_trusted(s->conf, (struct sockaddr *)sa)) {
+		session_replyf(s, 554, "5.7.1", "%s Your address is not allowed to relay here",
+			       s->conf->hostname);
+		log_info("sid=%016llx event=reject reason=untrusted_relay client=%s",
+			 (unsigned long long)s->id, s->peer);
+		session_close(s);
+		return;
+	}
+	if (lst->mode == CONF_LISTEN_SUBMISSIONS)
+		return; /* greeting after the handshake */
+	if (s->conf->smtp.greeting_delay_ms)
+		session_defer(s, session_greet_deferred, s->conf->smtp.greeting_delay_ms);
+	else
+		session_greet(s);
+}
