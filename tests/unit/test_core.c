@@ -1,0 +1,164 @@
+/*
+ * test_core.c - ids, strings, the fault seam and the work queue.
+ */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <cmocka.h>
+#include <event2/event.h>
+
+#include "core/core.h"
+
+static void test_id_roundtrip(void **state)
+{
+	uint64_t prev = 0;
+	for (int i = 0; i < 10000; i++) {
+		uint64_t id = id_next(), back = 0;
+		char s[ID_STR_LEN + 1];
+		assert_true(id > prev);
+		prev = id;
+		id_format(id, s);
+		assert_int_equal(strlen(s), ID_STR_LEN);
+		assert_true(id_parse(s, &back));
+		assert_true(back == id);
+	}
+}
+
+static void test_id_bump(void **state)
+{
+	uint64_t far = id_next() + (1ULL << 40);
+	id_bump(far);
+	assert_true(id_next() > far);
+}
+
+static void test_id_parse_rejects(void **state)
+{
+	static const struct {
+		const char *label, *in;
+	} cases[] = {
+		{"empty", ""},
+		{"short", "0123456789ABCDE"},
+		{"long", "0123456789ABCDEF0"},
+		{"non-hex", "0123456789ABCDEG"},
+		{"space", "0123456789ABCDE "},
+		{"sign", "+123456789ABCDEF"},
+	};
+	for (size_t i = 0; i < ARRAY_LEN(cases); i++) {
+		uint64_t v;
+		if (id_parse(cases[i].in, &v))
+			fail_msg("case %s: accepted", cases[i].label);
+	}
+	uint64_t v;
+	assert_true(id_parse("00000000000000ff", &v));
+	assert_true(v == 255);
+}
+
+static void test_str_to_u64(void **state)
+{
+	static const struct {
+		const char *label, *in;
+		bool ok;
+		uint64_t want;
+	} cases[] = {
+		{"zero", "0", true, 0},
+		{"max", "18446744073709551615", true, UINT64_MAX},
+		{"overflow", "18446744073709551616", false, 0},
+		{"empty", "", false, 0},
+		{"minus", "-1", false, 0},
+		{"junk", "12a", false, 0},
+		{"space", " 1", false, 0},
+	};
+	for (size_t i = 0; i < ARRAY_LEN(cases); i++) {
+		uint64_t v = 0;
+		bool ok = str_to_u64(cases[i].in, &v);
+		if (ok != cases[i].ok || (ok && v != cases[i].want))
+			fail_msg("case %s: ok=%d v=%llu", cases[i].label, ok, (unsigned long long)v);
+	}
+}
+
+static void test_str_lcpy(void **state)
+{
+	char buf[4];
+	assert_int_equal(str_lcpy(buf, "abcdef", sizeof buf), 6);
+	assert_string_equal(buf, "abc");
+	assert_int_equal(str_lcpy(buf, "ab", sizeof buf), 2);
+	assert_string_equal(buf, "ab");
+}
+
+static void test_rfc5322_date(void **state)
+{
+	char d[64];
+	setenv("TZ", "UTC", 1);
+	time_rfc5322(0, d, sizeof d);
+	assert_string_equal(d, "Thu, 1 Jan 1970 00:00:00 +0000");
+}
+
+struct wq_arg {
+	int in, out;
+	int *done_count;
+	struct event_base *base;
+	int total;
+};
+
+static void wq_work(void *p)
+{
+	struct wq_arg *a = p;
+	a->out = a->in * 2;
+}
+
+static void wq_done(void *p)
+{
+	struct wq_arg *a = p;
+	assert_int_equal(a->out, a->in * 2);
+	if (++*a->done_count == a->total)
+		event_base_loopexit(a->base, NULL);
+	free(a);
+}
+
+static void test_workq(void **state)
+{
+	core_threads_init();
+	struct event_base *base = event_base_new();
+	struct workq *wq = workq_new(3, 1000);
+	int done = 0;
+	for (int i = 0; i < 500; i++) {
+		struct wq_arg *a = calloc(1, sizeof *a);
+		*a = (struct wq_arg){.in = i, .done_count = &done, .base = base, .total = 500};
+		assert_int_equal(workq_submit(wq, base, wq_work, wq_done, a), RC_OK);
+	}
+	event_base_loop(base, EVLOOP_NO_EXIT_ON_EMPTY);
+	assert_int_equal(done, 500);
+	workq_free(wq);
+	event_base_free(base);
+}
+
+static void noop(void *p)
+{
+	(void)p;
+}
+
+static void test_workq_bounded(void **state)
+{
+	core_threads_init();
+	struct event_base *base = event_base_new();
+	struct workq *wq = workq_new(1, 0);
+	int x;
+	assert_int_equal(workq_submit(wq, base, noop, noop, &x), RC_LIMIT);
+	workq_free(wq);
+	event_base_free(base);
+}
+
+int main(void)
+{
+	const struct CMUnitTest tests[] = {
+		cmocka_unit_test(test_id_roundtrip),   cmocka_unit_test(test_id_bump),
+		cmocka_unit_test(test_id_parse_rejects), cmocka_unit_test(test_str_to_u64),
+		cmocka_unit_test(test_str_lcpy),       cmocka_unit_test(test_rfc5322_date),
+		cmocka_unit_test(test_workq),          cmocka_unit_test(test_workq_bounded),
+	};
+	return cmocka_run_group_tests(tests, NULL, NULL);
+}
