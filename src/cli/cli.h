@@ -13,6 +13,10 @@ int cli_check_config(int argc, char **argv, const char *conf_path);
 int cli_user(int argc, char **argv, const char *conf_path);
 int cli_queue(int argc, char **argv, const char *conf_path);
 
+/* cli_ctl_request - send one command line to the running daemon's control socket,
+ * print its answer; returns the exit status */
+int cli_ctl_request(const struct conf *c, const char *line);
+
 /* cli_load_conf - load the config or print every error to stderr; NULL on failure. */
 struct conf *cli_load_conf(const char *path);
 

@@ -338,14 +338,16 @@ static void fault_init(void)
 bool fault_hit(const char *op)
 {
 	pthread_once(&fault_once, fault_init);
+	bool hit = false;
+	/* Every entry for op counts this call, so "fsync:3,fsync:4" fails both. */
 	for (int i = 0; i < nfaults; i++) {
 		if (strcmp(faults[i].op, op) != 0)
 			continue;
 		long c = atomic_fetch_add(&faults[i].calls, 1) + 1;
-		if (c == faults[i].n || (faults[i].sticky && c >= faults[i].n)) {
-			errno = ENOSPC;
-			return true;
-		}
+		if (c == faults[i].n || (faults[i].sticky && c >= faults[i].n))
+			hit = true;
 	}
-	return false;
+	if (hit)
+		errno = ENOSPC;
+	return hit;
 }

@@ -91,7 +91,8 @@ enum spool_mode {
  * spool_open - open (creating if needed) data_dir/spool and recover it.
  * In SPOOL_RDWR mode returns RC_EXISTS if another process holds the spool lock
  * (a running daemon); callers then use the daemon's control socket instead.
- * Starts the writer thread in SPOOL_RDWR mode.
+ * Starts the writer thread in SPOOL_RDWR mode. SPOOL_RDONLY creates and writes
+ * nothing: a spool directory that does not exist yet is an empty queue.
  */
 enum rc spool_open(const char *data_dir, enum spool_mode mode, struct spool **out);
 
@@ -109,7 +110,10 @@ typedef void (*spool_done_cb)(void *ctx, uint64_t cookie, enum rc rc, uint64_t m
 /*
  * spool_commit - queue a new message durably. Takes ownership of env (its id is
  * assigned here with id_next() if 0) and of body (the full message, CRLF line
- * endings, not dot-stuffed). cb runs on base's thread when done.
+ * endings, not dot-stuffed). cb runs on base's thread when done, with RC_OK once
+ * durable, RC_IO if the write failed, or without writing anything: RC_INVALID
+ * (no recipients, a missing or oversized field, read-only spool), RC_EXISTS (the
+ * id is queued already), RC_LIMIT (too large to store).
  */
 void spool_commit(struct spool *sp, struct spool_env *env, struct evbuffer *body,
 		  struct event_base *base, spool_done_cb cb, void *ctx, uint64_t cookie);
@@ -117,7 +121,9 @@ void spool_commit(struct spool *sp, struct spool_env *env, struct evbuffer *body
 /*
  * spool_rcpt_update - record recipient idx's new state durably (cb may be NULL).
  * When every recipient is final (delivered/bounced) the message is finished and
- * its space reclaimed.
+ * its space reclaimed. last_reply is stored cut to 1024 bytes. Returns RC_NOTFOUND
+ * (unknown id or idx) or RC_INVALID synchronously, else RC_OK: queued, and cb
+ * tells when it is durable.
  */
 enum rc spool_rcpt_update(struct spool *sp, uint64_t id, size_t idx,
 			  enum spool_rcpt_state state, uint32_t attempts,
@@ -149,5 +155,9 @@ size_t spool_count(struct spool *sp);
 
 /* spool_quarantined - number of records quarantined during recovery. */
 size_t spool_quarantined(struct spool *sp);
+
+/* spool_set_segment_max - start a new segment once the current one exceeds bytes
+ * (default 64 MiB; 0 restores it). For tests and tuning. */
+void spool_set_segment_max(struct spool *sp, uint64_t bytes);
 
 #endif
