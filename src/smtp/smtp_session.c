@@ -114,7 +114,7 @@ struct smtp_session {
 	bool mc_live;
 
 	char line[SMTP_AUTH_LINE_MAX + 1];
-	char text[512];			/* reply texts built by handlers */
+	char text[1536];		/* reply texts built by handlers (paths are up to 1025 bytes) */
 };
 
 static atomic_uint_fast64_t session_seq = 1;
@@ -131,6 +131,13 @@ static void session_close(struct smtp_session *s);
 static void session_on_read(struct bufferevent *bev, void *arg);
 static void session_on_write(struct bufferevent *bev, void *arg);
 static void session_on_event(struct bufferevent *bev, short what, void *arg);
+
+/* session_has_arg - does a command argument hold anything but spaces? */
+static bool session_has_arg(const char *arg)
+{
+	struct smtp_cmd cmd = {.arg = arg};
+	return smtp_cmd_has_arg(&cmd);
+}
 
 /* ---- state, replies, lifetime -------------------------------------------- */
 
@@ -450,7 +457,7 @@ static void session_start_tls(struct smtp_session *s)
 
 static void cmd_starttls(struct smtp_session *s, const char *arg, struct smtp_reply *r)
 {
-	if (*arg) {
+	if (session_has_arg(arg)) {
 		*r = (struct smtp_reply){501, "5.5.4", "Syntax: STARTTLS (no parameters)"};
 		return;
 	}
@@ -556,13 +563,22 @@ static void session_auth_plain(struct smtp_session *s, const char *b64, struct s
 	uint8_t buf[SMTP_AUTH_USER_MAX * 2 + SMTP_AUTH_PASS_MAX + 3];
 	size_t n;
 	char user[SMTP_AUTH_USER_MAX + 1], pass[SMTP_AUTH_PASS_MAX + 1];
-	if (smtp_b64_decode(b64, strlen(b64), buf, sizeof buf, &n) != RC_OK ||
-	    smtp_auth_plain_decode(buf, n, user, pass) != RC_OK) {
-		explicit_bzero(buf, sizeof buf);
+	enum rc rc = smtp_b64_decode(b64, strlen(b64), buf, sizeof buf, &n);
+	if (rc == RC_OK)
+		rc = smtp_auth_plain_decode(buf, n, user, pass);
+	explicit_bzero(buf, sizeof buf);
+	if (rc == RC_PERMFAIL) {
+		/* A well-formed response asking to act as someone else (authzid). */
+		explicit_bzero(pass, sizeof pass);
+		s->auth_failures++;
+		*r = (struct smtp_reply){535, "5.7.8", "Authentication credentials invalid"};
+		return;
+	}
+	if (rc != RC_OK) {
+		explicit_bzero(pass, sizeof pass);
 		*r = (struct smtp_reply){501, "5.5.2", "Malformed AUTH PLAIN response"};
 		return;
 	}
-	explicit_bzero(buf, sizeof buf);
 	session_auth_check(s, user, pass);
 	explicit_bzero(pass, sizeof pass);
 	r->code = 0;
@@ -743,7 +759,7 @@ static void session_intake(struct smtp_session *s)
 
 static void cmd_data(struct smtp_session *s, const char *arg, struct smtp_reply *r)
 {
-	if (*arg) {
+	if (session_has_arg(arg)) {
 		*r = (struct smtp_reply){501, "5.5.4", "Syntax: DATA (no parameters)"};
 		return;
 	}
@@ -1099,7 +1115,7 @@ static bool session_gate(struct smtp_session *s, const struct smtp_cmd_def *d,
 		*r = (struct smtp_reply){503, "5.5.1", d->bad_seq ? d->bad_seq : "Bad sequence of commands"};
 		return false;
 	}
-	if ((d->flags & CMD_NO_ARG) && *arg) {
+	if ((d->flags & CMD_NO_ARG) && session_has_arg(arg)) {
 		*r = (struct smtp_reply){501, "5.5.4", "This command takes no parameters"};
 		return false;
 	}
@@ -1185,7 +1201,7 @@ static bool session_read_line(struct smtp_session *s, struct evbuffer *in)
 	if (rc == RC_AGAIN)
 		return false;
 	if (rc == RC_LIMIT) {
-		evbuffer_drain(in, n);
+		evbuffer_drain(in, consumed);
 		s->discarding = true;
 		s->auth_step = AUTH_NONE;
 		if (s->state == SMTP_ST_AUTH)
