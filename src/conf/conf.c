@@ -6,9 +6,13 @@
  * (smtp:, tls:) is a row of type mapping with its own table; a list (listen:)
  * is a row of type list with one row describing an entry. One walker checks
  * the libyaml document against the tables, so adding a key is adding a row
- * (and its field in conf.h). Whole-config rules that span keys (listener
- * clashes, TLS needed by submission, relay needs trusted_networks) run after
- * the walk, from the conf_checks table.
+ * (and its field in conf.h). A row marked late is parsed after the other keys
+ * of its section, so it may read them (delivery.routes inherits delivery.port
+ * and delivery.tls). Keys whose shape needs code of their own live in
+ * conf_delivery.c; the machinery they share is in conf_int.h. Whole-config
+ * rules that span keys (listener clashes, TLS needed by submission, relay
+ * needs trusted_networks, tls_verify needs tls: required) run after the walk,
+ * from the conf_checks table.
  *
  * Failure model: nothing stops at the first problem. Each one becomes a line
  * "key.path: explanation" (at most CONF_MAX_ERRORS lines) and the walk goes on;
@@ -31,60 +35,11 @@
 #include <arpa/inet.h>
 #include <yaml.h>
 
-#include "conf/conf.h"
+#include "conf/conf_int.h"
 
-#define CONF_MAX_FILE   (1024 * 1024)        /* bytes of YAML read by conf_load */
-#define CONF_MAX_ERRORS 50                   /* error lines kept; more are counted, not shown */
-#define CONF_MAX_KEYS   32                   /* rows in one section table */
-#define CONF_MAX_VALUE  4096                 /* longest string value */
-#define CONF_SHOWN      64                   /* bytes of file text quoted in a message */
-#define CONF_SHOWN_BUF  (CONF_SHOWN * 4 + 4) /* ... once escaped, plus "..." */
-
-/* One load in progress: the document being walked and the errors so far. */
-struct conf_ctx {
-	yaml_document_t *doc;
-	const char *name; /* file name, for errors with no key path */
-	char *errs;       /* "path: text\n" lines; owned until handed to the caller */
-	size_t errlen;
-	unsigned nerr;
-};
-
-struct conf_key;
-typedef void conf_parse_fn(struct conf_ctx *ctx, const struct conf_key *k, yaml_node_t *node,
-                           void *base, const char *path);
-typedef void conf_field_fn(const struct conf_key *k, void *base);
-
-/* A value type: how to parse a node into the field, set the default, free it. */
-struct conf_type {
-	conf_parse_fn *parse;
-	conf_field_fn *init;          /* default; NULL: the zero from calloc */
-	conf_field_fn *release;       /* NULL: nothing owned */
-	bool (*valid)(const char *s); /* string types: is the text acceptable? */
-	const char *expect;           /* what valid() wants, for the message */
-};
-
-/* One accepted key. A table of them ends with a row whose name is NULL. */
-struct conf_key {
-	const char *name;
-	const struct conf_type *type;
-	size_t off;                 /* the field, from the start of base */
-	uint64_t def;               /* numbers and enums: default */
-	const char *def_str;        /* strings: default, NULL for none */
-	uint64_t min, max;          /* numbers: bounds; lists: entry count bounds;
-	                             * enums: max is the number of names */
-	bool required;              /* error when the key is absent */
-	const struct conf_key *sub; /* mapping: its table; list: the entry's row */
-	size_t count_off;           /* lists: the size_t count field */
-	size_t elem_size;           /* lists: bytes per entry */
-	const char *const *names;   /* enums: value names */
-};
-
-#define CONF_FIELD(base, k, T) ((T *)(void *)((char *)(base) + (k)->off))
-/* clang-format off */
-#define CONF_END {.name = NULL}
-/* One schema row: KEY("name", type, offset, .def = ..., .min = ..., .max = ...). */
-#define KEY(n, t, o, ...) {.name = (n), .type = &(t), .off = (o), __VA_ARGS__}
-/* clang-format on */
+#define CONF_MAX_FILE   (1024 * 1024) /* bytes of YAML read by conf_load */
+#define CONF_MAX_ERRORS 50            /* error lines kept; more are counted, not shown */
+#define CONF_MAX_KEYS   32            /* rows in one section table */
 
 /* ---- errors ---- */
 
@@ -116,9 +71,7 @@ static void conf_err_line(struct conf_ctx *ctx, const char *fmt, ...)
 }
 
 /* conf_err - "path: explanation"; the file name stands in for an empty path. */
-static void conf_err(struct conf_ctx *ctx, const char *path, const char *fmt, ...)
-    __attribute__((format(printf, 3, 4)));
-static void conf_err(struct conf_ctx *ctx, const char *path, const char *fmt, ...)
+void conf_err(struct conf_ctx *ctx, const char *path, const char *fmt, ...)
 {
 	char *msg;
 	va_list ap;
@@ -130,8 +83,9 @@ static void conf_err(struct conf_ctx *ctx, const char *path, const char *fmt, ..
 	free(msg);
 }
 
-/* Escape s[0..len) for a message: printable ASCII kept, the rest \xNN, cut. */
-static const char *conf_shown(const char *s, size_t len, char out[CONF_SHOWN_BUF])
+/* conf_shown - escape s[0..len) for a message: printable ASCII kept, the rest
+ * \xNN, cut after CONF_SHOWN bytes. */
+const char *conf_shown(const char *s, size_t len, char out[CONF_SHOWN_BUF])
 {
 	static const char hex[] = "0123456789abcdef";
 	size_t o = 0;
@@ -153,9 +107,10 @@ static const char *conf_shown(const char *s, size_t len, char out[CONF_SHOWN_BUF
 	return out;
 }
 
-/* Is there already an error about prefix or a key under it ("tls", "tls.cert")?
- * Whole-config checks use it not to pile a second complaint on a broken key. */
-static bool conf_has_err(const struct conf_ctx *ctx, const char *prefix)
+/* conf_has_err - is there already an error about prefix or a key under it
+ * ("tls", "tls.cert")? Whole-config checks use it not to pile a second
+ * complaint on a broken key. */
+bool conf_has_err(const struct conf_ctx *ctx, const char *prefix)
 {
 	size_t n = strlen(prefix);
 	for (const char *line = ctx->errs; line != NULL && *line != '\0';) {
@@ -175,8 +130,9 @@ static yaml_node_t *conf_node(struct conf_ctx *ctx, int index)
 	return yaml_document_get_node(ctx->doc, index);
 }
 
-/* A missing node, or a plain scalar spelling YAML's null (`key:`, ~, null). */
-static bool conf_is_null(const yaml_node_t *node)
+/* conf_is_null - a missing node, or a plain scalar spelling YAML's null (`key:`,
+ * ~, null). */
+bool conf_is_null(const yaml_node_t *node)
 {
 	static const char *const nulls[] = {"", "~", "null", "Null", "NULL"};
 	if (node == NULL)
@@ -189,7 +145,8 @@ static bool conf_is_null(const yaml_node_t *node)
 	return false;
 }
 
-static const char *conf_kind(const yaml_node_t *node)
+/* conf_kind - what a node is, for "must be X, not Y" messages. */
+const char *conf_kind(const yaml_node_t *node)
 {
 	if (node->type == YAML_MAPPING_NODE)
 		return "a mapping";
@@ -198,9 +155,9 @@ static const char *conf_kind(const yaml_node_t *node)
 	return "a single value";
 }
 
-/* The text of a scalar node, or NULL after saying why there is none. */
-static const char *conf_scalar(struct conf_ctx *ctx, const yaml_node_t *node, const char *path,
-                               const char *want)
+/* conf_scalar - the text of a scalar node, or NULL after saying why there is none. */
+const char *conf_scalar(struct conf_ctx *ctx, const yaml_node_t *node, const char *path,
+                        const char *want)
 {
 	if (conf_is_null(node)) {
 		conf_err(ctx, path, "missing value, expected %s", want);
@@ -265,8 +222,9 @@ static bool conf_valid_abs_path(const char *s)
 	return s[0] == '/';
 }
 
-/* RFC 1123 host name: dot-separated labels of letters, digits and inner hyphens. */
-static bool conf_valid_hostname(const char *s)
+/* conf_is_hostname - RFC 1123 host name: dot-separated labels of letters, digits
+ * and inner hyphens. */
+bool conf_is_hostname(const char *s)
 {
 	size_t len = strlen(s), label = 0;
 	if (len == 0 || len > 253)
@@ -331,10 +289,10 @@ static void conf_file_parse(struct conf_ctx *ctx, const struct conf_key *k, yaml
 	         strerror_r(errno, buf, sizeof buf));
 }
 
-static const struct conf_type conf_t_str = {.parse = conf_str_parse,
-                                            .init = conf_str_init,
-                                            .release = conf_str_release,
-                                            .expect = "a string"};
+const struct conf_type conf_t_str = {.parse = conf_str_parse,
+                                     .init = conf_str_init,
+                                     .release = conf_str_release,
+                                     .expect = "a string"};
 static const struct conf_type conf_t_path = {.parse = conf_str_parse,
                                              .init = conf_str_init,
                                              .release = conf_str_release,
@@ -347,7 +305,7 @@ static const struct conf_type conf_t_file = {.parse = conf_file_parse,
 static const struct conf_type conf_t_hostname = {.parse = conf_str_parse,
                                                  .init = conf_hostname_init,
                                                  .release = conf_str_release,
-                                                 .valid = conf_valid_hostname,
+                                                 .valid = conf_is_hostname,
                                                  .expect = "a host name"};
 static const struct conf_type conf_t_resolver = {.parse = conf_str_parse,
                                                  .init = conf_str_init,
@@ -414,7 +372,7 @@ static void conf_u64_parse(struct conf_ctx *ctx, const struct conf_key *k, yaml_
 static void conf_enum_parse(struct conf_ctx *ctx, const struct conf_key *k, yaml_node_t *node,
                             void *base, const char *path)
 {
-	char choices[256] = "", shown[CONF_SHOWN_BUF];
+	char choices[256] = "one of ", shown[CONF_SHOWN_BUF];
 	for (size_t i = 0; i < k->max; i++) {
 		size_t n = strlen(choices);
 		snprintf(choices + n, sizeof choices - n, "%s%s", i ? ", " : "", k->names[i]);
@@ -428,13 +386,51 @@ static void conf_enum_parse(struct conf_ctx *ctx, const struct conf_key *k, yaml
 			return;
 		}
 	}
-	conf_err(ctx, path, "must be one of %s, not \"%s\"", choices,
-	         conf_shown(s, strlen(s), shown));
+	conf_err(ctx, path, "must be %s, not \"%s\"", choices, conf_shown(s, strlen(s), shown));
+}
+
+static void conf_u32_init(const struct conf_key *k, void *base)
+{
+	*CONF_FIELD(base, k, uint32_t) = (uint32_t)k->def;
+}
+
+static void conf_u32_parse(struct conf_ctx *ctx, const struct conf_key *k, yaml_node_t *node,
+                           void *base, const char *path)
+{
+	uint64_t v;
+	if (conf_number(ctx, k, node, path, MIN(k->max, (uint64_t)UINT32_MAX), &v))
+		*CONF_FIELD(base, k, uint32_t) = (uint32_t)v;
+}
+
+/* true or false, plain and lower case. YAML 1.1's yes/no/on/off (and a quoted
+ * "true", which is a string) are errors, not guesses. */
+static void conf_bool_parse(struct conf_ctx *ctx, const struct conf_key *k, yaml_node_t *node,
+                            void *base, const char *path)
+{
+	char shown[CONF_SHOWN_BUF];
+	const char *s = conf_scalar(ctx, node, path, "true or false");
+	if (s == NULL)
+		return;
+	bool plain = node->data.scalar.style == YAML_PLAIN_SCALAR_STYLE;
+	if (plain && strcmp(s, "true") == 0)
+		*CONF_FIELD(base, k, bool) = true;
+	else if (plain && strcmp(s, "false") == 0)
+		*CONF_FIELD(base, k, bool) = false;
+	else
+		conf_err(ctx, path, "must be true or false, not \"%s\"",
+		         conf_shown(s, strlen(s), shown));
+}
+
+static void conf_bool_init(const struct conf_key *k, void *base)
+{
+	*CONF_FIELD(base, k, bool) = k->def != 0;
 }
 
 static const struct conf_type conf_t_uint = {.parse = conf_uint_parse, .init = conf_uint_init};
 static const struct conf_type conf_t_u64 = {.parse = conf_u64_parse, .init = conf_u64_init};
-static const struct conf_type conf_t_enum = {.parse = conf_enum_parse, .init = conf_uint_init};
+static const struct conf_type conf_t_u32 = {.parse = conf_u32_parse, .init = conf_u32_init};
+const struct conf_type conf_t_enum = {.parse = conf_enum_parse, .init = conf_uint_init};
+const struct conf_type conf_t_bool = {.parse = conf_bool_parse, .init = conf_bool_init};
 
 /* ---- addresses ---- */
 
@@ -503,7 +499,8 @@ static size_t conf_table_find(const struct conf_key *tbl, const yaml_node_t *key
 	return i;
 }
 
-static char *conf_path_key(const char *parent, const yaml_node_t *key)
+/* conf_path_key - the path of a mapping key under parent, the key escaped. */
+char *conf_path_key(const char *parent, const yaml_node_t *key)
 {
 	char shown[CONF_SHOWN_BUF];
 	conf_shown((const char *)key->data.scalar.value, key->data.scalar.length, shown);
@@ -524,16 +521,21 @@ static void conf_map_release(const struct conf_key *k, void *base)
 			r->type->release(r, base);
 }
 
-/* One key: value pair of a section; seen[] catches duplicates. */
+/* One key: value pair of a section; seen[] catches duplicates. The first pass
+ * (late false) takes the ordinary rows and reports unknown keys, the second
+ * the late rows. */
 static void conf_map_pair(struct conf_ctx *ctx, const struct conf_key *k, yaml_node_pair_t *pair,
-                          void *base, const char *path, bool *seen)
+                          void *base, const char *path, bool *seen, bool late)
 {
 	yaml_node_t *key = conf_node(ctx, pair->key);
 	if (key == NULL || key->type != YAML_SCALAR_NODE) {
-		conf_err(ctx, path, "keys must be plain strings");
+		if (!late)
+			conf_err(ctx, path, "keys must be plain strings");
 		return;
 	}
 	size_t i = conf_table_find(k->sub, key);
+	if ((k->sub[i].name != NULL && k->sub[i].late) != late)
+		return;
 	char *child = conf_path_key(path, key);
 	if (k->sub[i].name == NULL)
 		conf_err(ctx, child, "unknown key");
@@ -547,7 +549,8 @@ static void conf_map_pair(struct conf_ctx *ctx, const struct conf_key *k, yaml_n
 }
 
 /* A section: every key must be in k->sub, once; required ones must be there.
- * An empty section (`tls:`) counts as a mapping with no keys. */
+ * An empty section (`tls:`) counts as a mapping with no keys. Late rows are
+ * parsed after all the others, whatever the order in the file. */
 static void conf_map_parse(struct conf_ctx *ctx, const struct conf_key *k, yaml_node_t *node,
                            void *base, const char *path)
 {
@@ -557,10 +560,10 @@ static void conf_map_parse(struct conf_ctx *ctx, const struct conf_key *k, yaml_
 		conf_err(ctx, path, "must be a mapping, not %s", conf_kind(node));
 		return;
 	}
-	if (!conf_is_null(node))
+	for (int late = 0; late < 2 && !conf_is_null(node); late++)
 		for (yaml_node_pair_t *p = node->data.mapping.pairs.start;
 		     p < node->data.mapping.pairs.top; p++)
-			conf_map_pair(ctx, k, p, base, path, seen);
+			conf_map_pair(ctx, k, p, base, path, seen, late);
 	for (size_t i = 0; i < n; i++) {
 		if (!k->sub[i].required || seen[i])
 			continue;
@@ -615,10 +618,29 @@ static void conf_list_release(const struct conf_key *k, void *base)
 	*count = 0;
 }
 
-static const struct conf_type conf_t_map = {
+/* A list of numbers with a default list (k->def_list, k->def entries). */
+static void conf_u32_list_init(const struct conf_key *k, void *base)
+{
+	uint32_t *elems = xcalloc((size_t)k->def, sizeof *elems);
+	memcpy(elems, k->def_list, (size_t)k->def * sizeof *elems);
+	*CONF_FIELD(base, k, uint32_t *) = elems;
+	*(size_t *)(void *)((char *)base + k->count_off) = (size_t)k->def;
+}
+
+/* What is written replaces the default list, it does not add to it. */
+static void conf_u32_list_parse(struct conf_ctx *ctx, const struct conf_key *k, yaml_node_t *node,
+                                void *base, const char *path)
+{
+	conf_list_release(k, base);
+	conf_list_parse(ctx, k, node, base, path);
+}
+
+const struct conf_type conf_t_map = {
     .parse = conf_map_parse, .init = conf_map_init, .release = conf_map_release};
 static const struct conf_type conf_t_list = {.parse = conf_list_parse,
                                              .release = conf_list_release};
+static const struct conf_type conf_t_u32_list = {
+    .parse = conf_u32_list_parse, .init = conf_u32_list_init, .release = conf_list_release};
 
 /* ---- the schema ---- */
 
@@ -631,6 +653,25 @@ _Static_assert(ARRAY_LEN(conf_listen_mode_names) == CONF_LISTEN__COUNT,
                "conf_listen_mode_names must name every conf_listen_mode");
 _Static_assert(sizeof(enum conf_listen_mode) == sizeof(unsigned),
                "conf_t_enum stores enums as unsigned");
+
+const char *const conf_tls_policy_names[CONF_TLS__COUNT] = {
+    [CONF_TLS_OPPORTUNISTIC] = "opportunistic",
+    [CONF_TLS_REQUIRED] = "required",
+};
+_Static_assert(sizeof(enum conf_tls_policy) == sizeof(unsigned),
+               "conf_t_enum stores enums as unsigned");
+
+static const char *const conf_delivery_mode_names[] = {
+    [CONF_DELIVERY_NORMAL] = "normal",
+    [CONF_DELIVERY_SANDBOX] = "sandbox",
+};
+_Static_assert(ARRAY_LEN(conf_delivery_mode_names) == CONF_DELIVERY__COUNT,
+               "conf_delivery_mode_names must name every conf_delivery_mode");
+_Static_assert(sizeof(enum conf_delivery_mode) == sizeof(unsigned),
+               "conf_t_enum stores enums as unsigned");
+
+/* delivery.retry_schedule default: 5, 10, 20, 40 minutes, 1, 2, 4 hours, then every 4. */
+static const uint32_t conf_retry_default[] = {300, 600, 1200, 2400, 3600, 7200, 14400};
 
 #define LF(f) offsetof(struct conf_listen, f)
 static const struct conf_key conf_listen_keys[] = {
@@ -672,11 +713,36 @@ static const struct conf_key conf_smtp_keys[] = {
 
 static const struct conf_key conf_dns_keys[] = {
     KEY("resolver", conf_t_resolver, CF(dns.resolver)),
+    KEY("timeout", conf_t_uint, CF(dns.timeout), .def = 10, .min = 1, .max = 300),
     CONF_END,
 };
 
+static const struct conf_key conf_retry_entry = KEY("", conf_t_u32, 0, .min = 1, .max = 604800);
+
 static const struct conf_key conf_delivery_keys[] = {
     KEY("port", conf_t_uint, CF(delivery.port), .def = 25, .min = 1, .max = 65535),
+    KEY("mode", conf_t_enum, CF(delivery.mode), .def = CONF_DELIVERY_NORMAL,
+        .max = CONF_DELIVERY__COUNT, .names = conf_delivery_mode_names),
+    KEY("retry_schedule", conf_t_u32_list, CF(delivery.retry_schedule),
+        .def = ARRAY_LEN(conf_retry_default), .def_list = conf_retry_default, .min = 1,
+        .max = CONF_RETRY_MAX, .sub = &conf_retry_entry, .count_off = CF(delivery.nretry_schedule),
+        .elem_size = sizeof(uint32_t)),
+    KEY("max_queue_lifetime", conf_t_uint, CF(delivery.max_queue_lifetime), .def = 432000,
+        .min = 60, .max = 2592000),
+    KEY("delay_warning", conf_t_uint, CF(delivery.delay_warning), .def = 0, .min = 0,
+        .max = 2592000),
+    KEY("source_address", conf_t_source_address, 0),
+    KEY("max_connections", conf_t_uint, CF(delivery.max_connections), .def = 100, .min = 1,
+        .max = 100000),
+    KEY("max_connections_per_destination", conf_t_uint,
+        CF(delivery.max_connections_per_destination), .def = 10, .min = 1, .max = 100000),
+    KEY("max_messages_per_connection", conf_t_uint, CF(delivery.max_messages_per_connection),
+        .def = 100, .min = 1, .max = 100000),
+    KEY("tls", conf_t_enum, CF(delivery.tls), .def = CONF_TLS_OPPORTUNISTIC, .max = CONF_TLS__COUNT,
+        .names = conf_tls_policy_names),
+    KEY("tls_verify", conf_t_bool, CF(delivery.tls_verify), .def = false),
+    /* late: a route's defaults are delivery.port, tls and tls_verify */
+    KEY("routes", conf_t_routes, 0, .late = true),
     CONF_END,
 };
 
@@ -707,6 +773,18 @@ static const struct conf_key conf_root = KEY("", conf_t_map, 0, .sub = conf_root
 const char *conf_listen_mode_name(enum conf_listen_mode m)
 {
 	return (unsigned)m < CONF_LISTEN__COUNT ? conf_listen_mode_names[m] : "unknown";
+}
+
+/* conf_tls_policy_name - "opportunistic", "required". */
+const char *conf_tls_policy_name(enum conf_tls_policy p)
+{
+	return (unsigned)p < CONF_TLS__COUNT ? conf_tls_policy_names[p] : "unknown";
+}
+
+/* conf_delivery_mode_name - "normal", "sandbox". */
+const char *conf_delivery_mode_name(enum conf_delivery_mode m)
+{
+	return (unsigned)m < CONF_DELIVERY__COUNT ? conf_delivery_mode_names[m] : "unknown";
 }
 
 /* ---- whole-config checks ---- */
@@ -796,11 +874,35 @@ static void conf_check_clash(struct conf_ctx *ctx, const struct conf *c)
 	}
 }
 
+/* Verifying the MX certificate only means something when TLS is required: with
+ * opportunistic TLS a failed check would just fall back to plaintext. */
+static void conf_check_tls_verify(struct conf_ctx *ctx, const struct conf *c)
+{
+	if (c->delivery.tls_verify && c->delivery.tls != CONF_TLS_REQUIRED &&
+	    !conf_has_err(ctx, "delivery.tls"))
+		conf_err(ctx, "delivery.tls_verify", "true needs delivery.tls: required");
+}
+
+/* A delay warning due after the message has expired would never be sent. */
+static void conf_check_delay_warning(struct conf_ctx *ctx, const struct conf *c)
+{
+	if (c->delivery.delay_warning != 0 &&
+	    c->delivery.delay_warning >= c->delivery.max_queue_lifetime &&
+	    !conf_has_err(ctx, "delivery.max_queue_lifetime"))
+		conf_err(ctx, "delivery.delay_warning",
+		         "must be less than delivery.max_queue_lifetime (%u), or 0 for none",
+		         c->delivery.max_queue_lifetime);
+}
+
+/* clang-format off */
 static void (*const conf_checks[])(struct conf_ctx *ctx, const struct conf *c) = {
     conf_check_tls,
     conf_check_relay,
     conf_check_clash,
+    conf_check_tls_verify,
+    conf_check_delay_warning,
 };
+/* clang-format on */
 
 /* ---- loading ---- */
 

@@ -35,6 +35,45 @@ struct conf_listen {
 	enum conf_listen_mode mode;
 };
 
+/* delivery.tls and a route's tls: how outbound connections use STARTTLS. */
+enum conf_tls_policy {
+	CONF_TLS_OPPORTUNISTIC,	/* STARTTLS when offered; certificate recorded, not required */
+	CONF_TLS_REQUIRED,	/* no STARTTLS or a failed handshake: RC_TEMPFAIL, never plaintext */
+	CONF_TLS__COUNT
+};
+const char *conf_tls_policy_name(enum conf_tls_policy p);
+
+/* delivery.mode */
+enum conf_delivery_mode {
+	CONF_DELIVERY_NORMAL,	/* to the network */
+	CONF_DELIVERY_SANDBOX,	/* written to data_dir/sandbox/; nothing leaves the host */
+	CONF_DELIVERY__COUNT
+};
+const char *conf_delivery_mode_name(enum conf_delivery_mode m);
+
+#define CONF_RETRY_MAX	32	/* delivery.retry_schedule entries */
+#define CONF_ROUTES_MAX	1024	/* delivery.routes entries */
+
+/*
+ * One delivery.routes entry: mail for domain goes to host instead of the
+ * domain's MX. Owned by the struct conf (all strings included).
+ */
+struct conf_route {
+	char *domain;			/* lower case, or "*" (every other domain) */
+	char *host;			/* without the port: a lower-case DNS name,
+					 * "[192.0.2.1]" or "[IPv6:2001:db8::1]" (RFC 5321
+					 * 4.1.3; a bare IPv4 address is stored bracketed) */
+	uint16_t port;			/* from host, else delivery.port */
+	char *auth_user;		/* smarthost AUTH, or NULL */
+	char *auth_password;		/* set exactly when auth_user is: inline, or the
+					 * first line of auth_password_file. Never log it. */
+	char *auth_password_file;	/* as written, or NULL */
+	enum conf_tls_policy tls;	/* the route's tls, else delivery.tls; always
+					 * CONF_TLS_REQUIRED when auth_user is set */
+	bool tls_verify;		/* the route's tls_verify, else delivery.tls_verify
+					 * when tls is required; only true with tls required */
+};
+
 /* A CIDR block of trusted_networks. */
 struct conf_net {
 	int family;		/* AF_INET or AF_INET6 */
@@ -71,10 +110,28 @@ struct conf {
 
 	struct {
 		char *resolver;			/* "127.0.0.1@5353" or NULL: /etc/resolv.conf */
+		unsigned timeout;		/* seconds per query, default 10 */
 	} dns;
 
 	struct {
 		unsigned port;			/* default 25 */
+		enum conf_delivery_mode mode;	/* default CONF_DELIVERY_NORMAL */
+		uint32_t *retry_schedule;	/* seconds between attempts, the last repeats;
+					 * default 300 600 1200 2400 3600 7200 14400 */
+		size_t nretry_schedule;		/* 1..CONF_RETRY_MAX */
+		unsigned max_queue_lifetime;	/* seconds, default 432000 (5 days) */
+		unsigned delay_warning;		/* seconds before a delay DSN, 0 = never
+					 * (default); else below max_queue_lifetime */
+		struct sockaddr_in source_v4;	/* source_address: bind outbound IPv4 here; */
+		struct sockaddr_in6 source_v6;	/* family 0 when not set (kernel chooses). Port
+					 * 0. Use conf_source_address(). */
+		unsigned max_connections;	/* outbound in total, default 100 */
+		unsigned max_connections_per_destination;	/* default 10 */
+		unsigned max_messages_per_connection;		/* default 100 */
+		enum conf_tls_policy tls;	/* default CONF_TLS_OPPORTUNISTIC */
+		bool tls_verify;		/* default false; true only with tls required */
+		struct conf_route *routes;	/* as written; look up with conf_route_find() */
+		size_t nroutes;			/* 0..CONF_ROUTES_MAX, default none */
 	} delivery;
 
 	struct {
@@ -101,6 +158,14 @@ bool conf_is_trusted(const struct conf *c, const struct sockaddr *sa);
 
 /* conf_parse_cidr - "127.0.0.0/8", "::1/128", "10.1.2.3" (host). */
 bool conf_parse_cidr(const char *s, struct conf_net *out);
+
+/* conf_route_find - the delivery.routes entry for a recipient domain: the exact
+ * domain (case-insensitive), else "*", else NULL (deliver by MX). */
+const struct conf_route *conf_route_find(const struct conf *c, const char *domain);
+
+/* conf_source_address - delivery.source_address for family (AF_INET or AF_INET6),
+ * with *len set, or NULL when none is configured for it. */
+const struct sockaddr *conf_source_address(const struct conf *c, int family, socklen_t *len);
 
 /* conf_parse_hostport - "1.2.3.4:25", "[::1]:25", "localhost:25" is not allowed
  * (numeric only). */

@@ -3,7 +3,8 @@
  * through conf_load_string, and whatever comes back (a conf or an error list)
  * is released. A crash, a sanitizer report or a leak is the finding.
  *
- * The loader calls access() on tls file names it is given; that reads nothing.
+ * The loader calls access() on tls file names and reads the first line of a
+ * delivery.routes auth_password_file that is a regular file; nothing is written.
  */
 #include <stdint.h>
 #include <stdlib.h>

@@ -1,11 +1,14 @@
 /*
  * test_conf.c - the configuration loader: defaults, every key, every class of
  * error (each as the exact line a user sees), address and CIDR parsing, and
- * trusted-network matching for IPv4, IPv6 and IPv4-mapped peers.
+ * trusted-network matching for IPv4, IPv6 and IPv4-mapped peers, delivery
+ * routes (host forms, inherited defaults, auth rules, password files, lookup)
+ * and source addresses.
  *
  * Cases are tables with a label each. YAML text may contain "@DIR@", replaced
- * by a temporary directory holding readable cert.pem and key.pem files
- * (created by the group setup, removed by its teardown).
+ * by a temporary directory holding readable cert.pem and key.pem files and
+ * the password files pw*.txt (created by the group setup, removed by its
+ * teardown).
  */
 #include <stdarg.h>
 #include <stddef.h>
@@ -97,6 +100,11 @@ static int group_setup(void **state)
 	write_file("cert.pem", "cert\n");
 	write_file("key.pem", "key\n");
 	write_file("unreadable.pem", "key\n");
+	write_file("pw.txt", "s3cret\nsecond line is ignored\n");
+	write_file("pw_crlf.txt", "p@ss word\r\n");
+	write_file("pw_noeol.txt", "last");
+	write_file("pw_empty.txt", "\nsecret on line two\n");
+	write_file("pw_zero.txt", "");
 	char path[128];
 	snprintf(path, sizeof path, "%s/unreadable.pem", tmpdir);
 	return chmod(path, 0);
@@ -104,7 +112,10 @@ static int group_setup(void **state)
 
 static int group_teardown(void **state)
 {
-	static const char *const files[] = {"cert.pem", "key.pem", "unreadable.pem", "relevo.yaml"};
+	static const char *const files[] = {
+	    "cert.pem",    "key.pem",      "unreadable.pem", "relevo.yaml", "pw.txt",
+	    "pw_crlf.txt", "pw_noeol.txt", "pw_empty.txt",   "pw_zero.txt",
+	};
 	char path[128];
 	for (size_t i = 0; i < ARRAY_LEN(files); i++) {
 		snprintf(path, sizeof path, "%s/%s", tmpdir, files[i]);
@@ -159,7 +170,20 @@ static void test_defaults(void **state)
 	    NUM("smtp.greeting_delay_ms default", smtp.greeting_delay_ms, 0),
 	    NUM("delivery.port default", delivery.port, 25),
 	    NUM("server.workers default", server.workers, 0),
+	    NUM("dns.timeout default", dns.timeout, 10),
+	    NUM("delivery.mode default", delivery.mode, CONF_DELIVERY_NORMAL),
+	    NUM("delivery.max_queue_lifetime default", delivery.max_queue_lifetime, 432000),
+	    NUM("delivery.delay_warning default", delivery.delay_warning, 0),
+	    NUM("delivery.max_connections default", delivery.max_connections, 100),
+	    NUM("delivery.max_connections_per_destination default",
+	        delivery.max_connections_per_destination, 10),
+	    NUM("delivery.max_messages_per_connection default",
+	        delivery.max_messages_per_connection, 100),
+	    NUM("delivery.tls default", delivery.tls, CONF_TLS_OPPORTUNISTIC),
+	    NUM("delivery.nretry_schedule default", delivery.nretry_schedule, 7),
+	    NUM("delivery.nroutes default", delivery.nroutes, 0),
 	};
+	static const uint32_t retry[] = {300, 600, 1200, 2400, 3600, 7200, 14400};
 	struct conf *c;
 	char *errs, host[256] = "";
 	assert_int_equal(load(RELAY, &c, &errs), RC_OK);
@@ -179,6 +203,14 @@ static void test_defaults(void **state)
 	assert_int_equal(c->listen[0].sa.ss_family, AF_INET);
 	assert_int_equal(c->listen[0].salen, sizeof(struct sockaddr_in));
 	assert_int_equal(c->ntrusted, 1);
+	assert_false(c->delivery.tls_verify);
+	assert_memory_equal(c->delivery.retry_schedule, retry, sizeof retry);
+	assert_null(c->delivery.routes);
+	assert_null(conf_route_find(c, "example.org"));
+	assert_int_equal(c->delivery.source_v4.sin_family, 0);
+	assert_int_equal(c->delivery.source_v6.sin6_family, 0);
+	assert_null(conf_source_address(c, AF_INET, NULL));
+	assert_null(conf_source_address(c, AF_INET6, NULL));
 	conf_free(c);
 }
 
@@ -205,8 +237,26 @@ static const char full_yaml[] = "# every key, none at its default\n"
                                 "  greeting_delay_ms: 1500\n"
                                 "dns:\n"
                                 "  resolver: 127.0.0.1@5353\n"
+                                "  timeout: 5\n"
                                 "delivery:\n"
+                                "  routes:\n" /* before port and tls: still inherits them */
+                                "    \"Example.ORG\": \"[10.0.0.5]\"\n"
+                                "    \"*\":\n"
+                                "      host: smarthost.example.net:587\n"
+                                "      auth_user: relay1\n"
+                                "      auth_password: secret\n"
+                                "      tls: required\n"
                                 "  port: 2525\n"
+                                "  mode: sandbox\n"
+                                "  retry_schedule: [60, 120, 604800]\n"
+                                "  max_queue_lifetime: 86400\n"
+                                "  delay_warning: 14400\n"
+                                "  source_address: [192.0.2.1, \"2001:db8::1\"]\n"
+                                "  max_connections: 50\n"
+                                "  max_connections_per_destination: 5\n"
+                                "  max_messages_per_connection: 20\n"
+                                "  tls: required\n"
+                                "  tls_verify: true\n"
                                 "server:\n"
                                 "  workers: 4\n";
 
@@ -226,7 +276,21 @@ static void test_every_key(void **state)
 	    NUM("server.workers", server.workers, 4),
 	    NUM("nlisten", nlisten, 3),
 	    NUM("ntrusted", ntrusted, 3),
+	    NUM("dns.timeout", dns.timeout, 5),
+	    NUM("delivery.mode", delivery.mode, CONF_DELIVERY_SANDBOX),
+	    NUM("delivery.nretry_schedule", delivery.nretry_schedule, 3),
+	    NUM("delivery.max_queue_lifetime", delivery.max_queue_lifetime, 86400),
+	    NUM("delivery.delay_warning", delivery.delay_warning, 14400),
+	    NUM("delivery.max_connections", delivery.max_connections, 50),
+	    NUM("delivery.max_connections_per_destination",
+	        delivery.max_connections_per_destination, 5),
+	    NUM("delivery.max_messages_per_connection", delivery.max_messages_per_connection, 20),
+	    NUM("delivery.tls", delivery.tls, CONF_TLS_REQUIRED),
+	    NUM("delivery.nroutes", delivery.nroutes, 2),
 	};
+	static const uint32_t retry[] = {60, 120, 604800};
+	const struct conf_route *r;
+	char ip[INET6_ADDRSTRLEN];
 	struct conf *c;
 	char *errs, cert[128];
 	assert_int_equal(load(full_yaml, &c, &errs), RC_OK);
@@ -246,6 +310,31 @@ static void test_every_key(void **state)
 	assert_int_equal(ntohs(((struct sockaddr_in6 *)&c->listen[1].sa)->sin6_port), 465);
 	assert_int_equal(c->trusted[1].family, AF_INET6);
 	assert_int_equal(c->trusted[1].prefix, 128);
+	assert_true(c->delivery.tls_verify);
+	assert_memory_equal(c->delivery.retry_schedule, retry, sizeof retry);
+	assert_string_equal(inet_ntop(AF_INET, &c->delivery.source_v4.sin_addr, ip, sizeof ip),
+	                    "192.0.2.1");
+	assert_string_equal(inet_ntop(AF_INET6, &c->delivery.source_v6.sin6_addr, ip, sizeof ip),
+	                    "2001:db8::1");
+	r = conf_route_find(c, "example.org");
+	assert_non_null(r);
+	assert_string_equal(r->domain, "example.org");
+	assert_string_equal(r->host, "[10.0.0.5]");
+	assert_int_equal(r->port, 2525);             /* delivery.port, written after routes */
+	assert_int_equal(r->tls, CONF_TLS_REQUIRED); /* delivery.tls, likewise */
+	assert_true(r->tls_verify);
+	assert_null(r->auth_user);
+	assert_null(r->auth_password);
+	r = conf_route_find(c, "elsewhere.example");
+	assert_non_null(r);
+	assert_string_equal(r->domain, "*");
+	assert_string_equal(r->host, "smarthost.example.net");
+	assert_int_equal(r->port, 587);
+	assert_string_equal(r->auth_user, "relay1");
+	assert_string_equal(r->auth_password, "secret");
+	assert_null(r->auth_password_file);
+	assert_int_equal(r->tls, CONF_TLS_REQUIRED);
+	assert_true(r->tls_verify);
 	conf_free(c);
 }
 
@@ -273,6 +362,41 @@ static void test_valid_variants(void **state)
 	    {"max_message_size above 4 GiB", RELAY "smtp: {max_message_size: 8589934592}\n"},
 	    {"explicit document markers", "---\n" RELAY "...\n"},
 	    {"zero where allowed", RELAY "server: {workers: 0}\nsmtp: {greeting_delay_ms: 0}\n"},
+	    {"delivery bounds, low",
+	     RELAY "dns: {timeout: 1}\n"
+	           "delivery: {max_queue_lifetime: 60, delay_warning: 59,\n"
+	           "  max_connections: 1, max_connections_per_destination: 1,\n"
+	           "  max_messages_per_connection: 1, retry_schedule: [1]}\n"},
+	    {"delivery bounds, high",
+	     RELAY "dns: {timeout: 300}\n"
+	           "delivery: {max_queue_lifetime: 2592000, delay_warning: 2591999,\n"
+	           "  max_connections: 100000, max_connections_per_destination: 100000,\n"
+	           "  max_messages_per_connection: 100000, retry_schedule: [604800]}\n"},
+	    {"32 retry entries", RELAY "delivery: {retry_schedule: [1, 2, 3, 4, 5, 6, 7, 8, 9, 10, "
+	                               "11, 12, 13, 14, 15, 16, 17, 18, 19, 20, 21, 22, 23, 24, "
+	                               "25, 26, 27, 28, 29, 30, 31, 32]}\n"},
+	    {"tls_verify false with opportunistic", RELAY "delivery: {tls_verify: false}\n"},
+	    {"source_address, one IPv4", RELAY "delivery: {source_address: 192.0.2.1}\n"},
+	    {"source_address, one IPv6", RELAY "delivery: {source_address: \"2001:db8::1\"}\n"},
+	    {"source_address, IPv6 first", RELAY "delivery:\n  source_address:\n"
+	                                         "    - \"2001:db8::1\"\n    - 192.0.2.1\n"},
+	    {"source_address, list of one", RELAY "delivery: {source_address: [192.0.2.1]}\n"},
+	    {"empty routes", RELAY "delivery: {routes: }\n"},
+	    {"empty routes mapping", RELAY "delivery: {routes: {}}\n"},
+	    {"route by name, no port", RELAY "delivery: {routes: {example.org: mx.example.org}}\n"},
+	    {"route to a single-label host",
+	     RELAY "delivery: {routes: {example.org: localhost}}\n"},
+	    {"route with auth in a required delivery", RELAY
+	     "delivery:\n  tls: required\n  routes:\n    \"*\":\n      host: smtp.example.net\n"
+	     "      auth_user: u\n      auth_password: p\n"},
+	    {"route password from a file",
+	     RELAY "delivery:\n  routes:\n    \"*\":\n      host: smtp.example.net\n"
+	           "      auth_user: u\n      auth_password_file: @DIR@/pw.txt\n"
+	           "      tls: required\n      tls_verify: true\n"},
+	    {"two domains and a default",
+	     RELAY "delivery:\n  routes:\n    a.example: \"[10.0.0.1]\"\n"
+	           "    b.example: \"[IPv6:2001:db8::1]:2525\"\n"
+	           "    \"*\": smarthost.example.net:25\n"},
 	};
 	for (size_t i = 0; i < ARRAY_LEN(cases); i++) {
 		struct conf *c = NULL;
@@ -471,6 +595,204 @@ static const struct err_case err_cases[] = {
      "listen: [{address: 127.0.0.1:25, mode: relay, mode: submission}]\n"
      "trusted_networks: [127.0.0.1]\n",
      "listen[0].mode: duplicate key"},
+    /* enums: wrong type */
+    {"mode as a list", "listen: [{address: 127.0.0.1:25, mode: [relay]}]\n",
+     "listen[0].mode: must be one of submission, submissions, relay, not a list"},
+    /* dns.timeout */
+    {"dns timeout zero", RELAY "dns: {timeout: 0}\n", "dns.timeout: must be between 1 and 300"},
+    {"dns timeout too long", RELAY "dns: {timeout: 301}\n",
+     "dns.timeout: must be between 1 and 300"},
+    {"dns timeout in words", RELAY "dns: {timeout: ten}\n",
+     "dns.timeout: must be a whole number (digits only), not \"ten\""},
+    /* delivery numbers */
+    {"queue lifetime too short", RELAY "delivery: {max_queue_lifetime: 59}\n",
+     "delivery.max_queue_lifetime: must be between 60 and 2592000"},
+    {"queue lifetime too long", RELAY "delivery: {max_queue_lifetime: 2592001}\n",
+     "delivery.max_queue_lifetime: must be between 60 and 2592000"},
+    {"queue lifetime with a unit", RELAY "delivery: {max_queue_lifetime: 5d}\n",
+     "delivery.max_queue_lifetime: must be a whole number (digits only), not \"5d\""},
+    {"delay warning too long", RELAY "delivery: {delay_warning: 2592001}\n",
+     "delivery.delay_warning: must be between 0 and 2592000"},
+    {"delay warning negative", RELAY "delivery: {delay_warning: -1}\n",
+     "delivery.delay_warning: must be a whole number (digits only), not \"-1\""},
+    {"delay warning at the lifetime",
+     RELAY "delivery: {max_queue_lifetime: 3600, delay_warning: 3600}\n",
+     "delivery.delay_warning: must be less than delivery.max_queue_lifetime (3600), or 0 for "
+     "none"},
+    {"delay warning past the default lifetime", RELAY "delivery: {delay_warning: 432000}\n",
+     "delivery.delay_warning: must be less than delivery.max_queue_lifetime (432000), or 0 for "
+     "none"},
+    {"no outbound connections", RELAY "delivery: {max_connections: 0}\n",
+     "delivery.max_connections: must be between 1 and 100000"},
+    {"outbound connections as a mapping", RELAY "delivery: {max_connections: {a: 1}}\n",
+     "delivery.max_connections: must be a whole number, not a mapping"},
+    {"no connections per destination", RELAY "delivery: {max_connections_per_destination: 0}\n",
+     "delivery.max_connections_per_destination: must be between 1 and 100000"},
+    {"too many messages per connection", RELAY "delivery: {max_messages_per_connection: 100001}\n",
+     "delivery.max_messages_per_connection: must be between 1 and 100000"},
+    /* delivery.retry_schedule */
+    {"retry entry zero", RELAY "delivery: {retry_schedule: [300, 0]}\n",
+     "delivery.retry_schedule[1]: must be between 1 and 604800"},
+    {"retry entry above a week", RELAY "delivery: {retry_schedule: [604801]}\n",
+     "delivery.retry_schedule[0]: must be between 1 and 604800"},
+    {"retry entry with a unit", RELAY "delivery: {retry_schedule: [5m]}\n",
+     "delivery.retry_schedule[0]: must be a whole number (digits only), not \"5m\""},
+    {"retry entry as a list", RELAY "delivery: {retry_schedule: [[300]]}\n",
+     "delivery.retry_schedule[0]: must be a whole number, not a list"},
+    {"empty retry schedule", RELAY "delivery: {retry_schedule: []}\n",
+     "delivery.retry_schedule: must have 1 to 32 entries, not 0"},
+    {"null retry schedule", RELAY "delivery: {retry_schedule: }\n",
+     "delivery.retry_schedule: must have 1 to 32 entries, not 0"},
+    {"33 retry entries",
+     RELAY "delivery: {retry_schedule: [1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15, 16, "
+           "17, 18, 19, 20, 21, 22, 23, 24, 25, 26, 27, 28, 29, 30, 31, 32, 33]}\n",
+     "delivery.retry_schedule: must have 1 to 32 entries, not 33"},
+    {"retry schedule as a number", RELAY "delivery: {retry_schedule: 300}\n",
+     "delivery.retry_schedule: must be a list, not a single value"},
+    /* delivery enums and booleans */
+    {"bad delivery mode", RELAY "delivery: {mode: test}\n",
+     "delivery.mode: must be one of normal, sandbox, not \"test\""},
+    {"delivery mode case", RELAY "delivery: {mode: Sandbox}\n",
+     "delivery.mode: must be one of normal, sandbox, not \"Sandbox\""},
+    {"missing delivery mode", RELAY "delivery: {mode: }\n",
+     "delivery.mode: missing value, expected one of normal, sandbox"},
+    {"bad delivery tls", RELAY "delivery: {tls: mandatory}\n",
+     "delivery.tls: must be one of opportunistic, required, not \"mandatory\""},
+    {"tls as a boolean", RELAY "delivery: {tls: true}\n",
+     "delivery.tls: must be one of opportunistic, required, not \"true\""},
+    {"tls_verify yes", RELAY "delivery: {tls: required, tls_verify: yes}\n",
+     "delivery.tls_verify: must be true or false, not \"yes\""},
+    {"tls_verify capitalised", RELAY "delivery: {tls: required, tls_verify: True}\n",
+     "delivery.tls_verify: must be true or false, not \"True\""},
+    {"tls_verify quoted", RELAY "delivery: {tls: required, tls_verify: \"true\"}\n",
+     "delivery.tls_verify: must be true or false, not \"true\""},
+    {"tls_verify as a number", RELAY "delivery: {tls: required, tls_verify: 1}\n",
+     "delivery.tls_verify: must be true or false, not \"1\""},
+    {"tls_verify as a list", RELAY "delivery: {tls_verify: [true]}\n",
+     "delivery.tls_verify: must be true or false, not a list"},
+    {"tls_verify missing value", RELAY "delivery: {tls_verify: }\n",
+     "delivery.tls_verify: missing value, expected true or false"},
+    {"tls_verify without required tls", RELAY "delivery: {tls_verify: true}\n",
+     "delivery.tls_verify: true needs delivery.tls: required"},
+    /* delivery.source_address */
+    {"two IPv4 source addresses", RELAY "delivery: {source_address: [192.0.2.1, 192.0.2.2]}\n",
+     "delivery.source_address[1]: a second IPv4 address; give at most one IPv4 and one IPv6 "
+     "address"},
+    {"two IPv6 source addresses", RELAY "delivery: {source_address: [\"2001:db8::1\", \"::1\"]}\n",
+     "delivery.source_address[1]: a second IPv6 address; give at most one IPv4 and one IPv6 "
+     "address"},
+    {"three source addresses",
+     RELAY "delivery: {source_address: [192.0.2.1, \"::1\", 192.0.2.2]}\n",
+     "delivery.source_address: must have 1 or 2 entries (one IPv4, one IPv6), not 3"},
+    {"empty source address list", RELAY "delivery: {source_address: []}\n",
+     "delivery.source_address: must have 1 or 2 entries (one IPv4, one IPv6), not 0"},
+    {"source address by name", RELAY "delivery: {source_address: localhost}\n",
+     "delivery.source_address: must be an IP address (192.0.2.1, \"2001:db8::1\") or a list of "
+     "two, not \"localhost\""},
+    {"source address as a network", RELAY "delivery: {source_address: 192.0.2.0/24}\n",
+     "delivery.source_address: must be an IP address (192.0.2.1, \"2001:db8::1\") or a list of "
+     "two, not \"192.0.2.0/24\""},
+    {"source address with a port", RELAY "delivery: {source_address: 192.0.2.1:25}\n",
+     "delivery.source_address: must be an IP address (192.0.2.1, \"2001:db8::1\") or a list of "
+     "two, not \"192.0.2.1:25\""},
+    {"bad source address in a list", RELAY "delivery: {source_address: [192.0.2.1, nowhere]}\n",
+     "delivery.source_address[1]: must be an IP address (192.0.2.1, \"2001:db8::1\"), not "
+     "\"nowhere\""},
+    {"source address as a mapping", RELAY "delivery: {source_address: {v4: 192.0.2.1}}\n",
+     "delivery.source_address: must be an IP address (192.0.2.1, \"2001:db8::1\") or a list of "
+     "two, not a mapping"},
+    {"missing source address", RELAY "delivery: {source_address: }\n",
+     "delivery.source_address: missing value, expected an IP address (192.0.2.1, "
+     "\"2001:db8::1\") or a list of two"},
+    /* delivery.routes: shape and keys */
+    {"routes as a list", RELAY "delivery: {routes: [example.org]}\n",
+     "delivery.routes: must be a mapping of domain: route, not a list"},
+    {"routes as a string", RELAY "delivery: {routes: smarthost.example.net}\n",
+     "delivery.routes: must be a mapping of domain: route, not a single value"},
+    {"duplicate routes", RELAY "delivery:\n  routes: {}\n  routes: {}\n",
+     "delivery.routes: duplicate key"},
+    {"route key not a string", RELAY "delivery:\n  routes:\n    ? [a]\n    : b.example\n",
+     "delivery.routes: keys must be plain strings"},
+    {"route key with underscore", RELAY "delivery: {routes: {ex_ample.org: mx.example.org}}\n",
+     "delivery.routes.ex_ample.org: route key must be a domain name or \"*\""},
+    {"route key with trailing dot", RELAY "delivery: {routes: {example.org.: mx.example.org}}\n",
+     "delivery.routes.example.org.: route key must be a domain name or \"*\""},
+    {"route key wildcard subdomain",
+     RELAY "delivery: {routes: {\"*.example.org\": mx.example.org}}\n",
+     "delivery.routes.*.example.org: route key must be a domain name or \"*\""},
+    {"route key an address literal",
+     RELAY "delivery: {routes: {\"[192.0.2.1]\": mx.example.org}}\n",
+     "delivery.routes.[192.0.2.1]: route key must be a domain name or \"*\""},
+    {"route key empty", RELAY "delivery: {routes: {\"\": mx.example.org}}\n",
+     "delivery.routes.: route key must be a domain name or \"*\""},
+    {"route key twice, other case",
+     RELAY "delivery: {routes: {Example.org: a.example, example.ORG: b.example}}\n",
+     "delivery.routes.example.ORG: duplicate key"},
+    {"route host bad", RELAY "delivery: {routes: {example.org: mx_1.example.org}}\n",
+     "delivery.routes.example.org: must be a host name or [IP address] with an optional :port, "
+     "not \"mx_1.example.org\""},
+    {"route host as a list", RELAY "delivery: {routes: {example.org: [a.example]}}\n",
+     "delivery.routes.example.org: must be a host name or [IP address] with an optional :port, "
+     "or a mapping, not a list"},
+    {"route host missing", RELAY "delivery: {routes: {example.org: }}\n",
+     "delivery.routes.example.org: missing value, expected a host name or [IP address] with an "
+     "optional :port, or a mapping"},
+    {"route mapping without host", RELAY "delivery: {routes: {example.org: {tls: required}}}\n",
+     "delivery.routes.example.org.host: missing (required)"},
+    {"route mapping bad host", RELAY "delivery: {routes: {example.org: {host: \"[::1]:0\"}}}\n",
+     "delivery.routes.example.org.host: must be a host name or [IP address] with an optional "
+     ":port, not \"[::1]:0\""},
+    {"route host as a mapping", RELAY "delivery: {routes: {example.org: {host: {a: b}}}}\n",
+     "delivery.routes.example.org.host: must be a host name or [IP address] with an optional "
+     ":port, not a mapping"},
+    {"unknown key in a route",
+     RELAY "delivery: {routes: {example.org: {host: a.example, "
+           "port: 25}}}\n",
+     "delivery.routes.example.org.port: unknown key"},
+    {"bad route tls", RELAY "delivery: {routes: {example.org: {host: a.example, tls: on}}}\n",
+     "delivery.routes.example.org.tls: must be one of opportunistic, required, not \"on\""},
+    {"bad route tls_verify",
+     RELAY "delivery: {routes: {example.org: {host: a.example, tls: required, tls_verify: no}}}\n",
+     "delivery.routes.example.org.tls_verify: must be true or false, not \"no\""},
+    {"route tls_verify without required tls",
+     RELAY "delivery: {routes: {example.org: {host: a.example, tls_verify: true}}}\n",
+     "delivery.routes.example.org.tls_verify: true needs tls: required"},
+    {"route lowers tls under a verifying delivery",
+     RELAY "delivery:\n  tls: required\n  tls_verify: true\n"
+           "  routes: {example.org: {host: a.example, tls: opportunistic, tls_verify: true}}\n",
+     "delivery.routes.example.org.tls_verify: true needs tls: required"},
+    /* delivery.routes: authentication */
+    {"auth_password and auth_password_file",
+     RELAY "delivery:\n  routes:\n    \"*\":\n      host: smtp.example.net\n      auth_user: u\n"
+           "      auth_password: hunter2\n      auth_password_file: @DIR@/pw.txt\n"
+           "      tls: required\n",
+     "delivery.routes.*.auth_password_file: give auth_password or auth_password_file, not both"},
+    {"auth without required tls",
+     RELAY "delivery:\n  routes:\n    \"*\":\n      host: smtp.example.net\n      auth_user: u\n"
+           "      auth_password: hunter2\n",
+     "delivery.routes.*.auth_user: needs tls: required, a password is never sent in plaintext"},
+    {"auth with explicit opportunistic tls",
+     RELAY "delivery:\n  tls: required\n  routes:\n    \"*\":\n      host: smtp.example.net\n"
+           "      auth_user: u\n      auth_password: hunter2\n      tls: opportunistic\n",
+     "delivery.routes.*.auth_user: needs tls: required, a password is never sent in plaintext"},
+    {"auth_user without a password",
+     RELAY "delivery: {routes: {\"*\": {host: a.example, auth_user: u, tls: required}}}\n",
+     "delivery.routes.*.auth_user: needs auth_password or auth_password_file"},
+    {"auth_password without a user",
+     RELAY "delivery: {routes: {\"*\": {host: a.example, auth_password: p, tls: required}}}\n",
+     "delivery.routes.*.auth_user: missing, required with auth_password"},
+    {"auth_password_file without a user",
+     RELAY "delivery: {routes: {\"*\": {host: a.example, auth_password_file: @DIR@/pw.txt, "
+           "tls: required}}}\n",
+     "delivery.routes.*.auth_user: missing, required with auth_password_file"},
+    {"empty auth_password",
+     RELAY "delivery: {routes: {\"*\": {host: a.example, auth_user: u, auth_password: \"\", "
+           "tls: required}}}\n",
+     "delivery.routes.*.auth_password: must not be empty"},
+    {"empty auth_user",
+     RELAY "delivery: {routes: {\"*\": {host: a.example, auth_user: \"\", auth_password: p, "
+           "tls: required}}}\n",
+     "delivery.routes.*.auth_user: must not be empty"},
     /* YAML syntax */
     {"unclosed flow list", "listen: [\n",
      "test.yaml:2:1: YAML syntax error: did not find expected node content (while parsing a "
@@ -502,6 +824,8 @@ static void test_errors(void **state)
 			         rc_name(rc));
 		if (t->line != NULL && !has_line(errs, t->line))
 			fail_msg("%s: expected the line\n  %s\ngot\n%s", t->label, t->line, errs);
+		if (strstr(errs, "hunter2") != NULL)
+			fail_msg("%s: a password is shown:\n%s", t->label, errs);
 		free(errs);
 	}
 }
@@ -525,6 +849,28 @@ static void test_no_follow_on_errors(void **state)
 	    {"a bad address does not clash", RELAY "  - {address: 127.0.0.1:99999, mode: relay}\n",
 	     "listen[1].address: must be a numeric address and port (0.0.0.0:587, [::1]:587), "
 	     "not \"127.0.0.1:99999\"\n"},
+	    {"a bad delivery.tls does not also fail tls_verify",
+	     RELAY "delivery: {tls: yes, tls_verify: true}\n",
+	     "delivery.tls: must be one of opportunistic, required, not \"yes\"\n"},
+	    {"a bad lifetime does not also fail the delay warning",
+	     RELAY "delivery: {max_queue_lifetime: 10, delay_warning: 500000}\n",
+	     "delivery.max_queue_lifetime: must be between 60 and 2592000\n"},
+	    {"a bad route tls does not also fail auth",
+	     RELAY "delivery: {routes: {\"*\": {host: a.example, auth_user: u, auth_password: p, "
+	           "tls: on}}}\n",
+	     "delivery.routes.*.tls: must be one of opportunistic, required, not \"on\"\n"},
+	    {"a bad delivery.tls does not also fail a route's auth",
+	     RELAY "delivery: {tls: on, routes: {\"*\": {host: a.example, auth_user: u, "
+	           "auth_password: p}}}\n",
+	     "delivery.tls: must be one of opportunistic, required, not \"on\"\n"},
+	    {"a bad route key is not parsed further",
+	     RELAY "delivery: {routes: {ex_ample.org: [1, 2]}}\n",
+	     "delivery.routes.ex_ample.org: route key must be a domain name or \"*\"\n"},
+	    {"an unreadable password file is not also missing",
+	     RELAY "delivery: {routes: {\"*\": {host: a.example, auth_user: u, tls: required, "
+	           "auth_password_file: /nonexistent/pw}}}\n",
+	     "delivery.routes.*.auth_password_file: \"/nonexistent/pw\": cannot read: No such file "
+	     "or directory\n"},
 	};
 	for (size_t i = 0; i < ARRAY_LEN(cases); i++) {
 		struct conf *c;
@@ -648,6 +994,362 @@ static void test_load_file(void **state)
 	assert_int_equal(conf_load_string("x: 1\n", 5, "t", &c, NULL), RC_INVALID);
 	assert_null(c);
 	conf_free(NULL);
+}
+
+/* ---- delivery ---- */
+
+/* Route host forms: accepted ones are stored canonical, with their port or
+ * delivery.port (2500 here). */
+static void test_route_hosts(void **state)
+{
+	static const struct {
+		const char *label;
+		const char *host; /* YAML text of the value */
+		const char *want; /* stored host, NULL: rejected */
+		unsigned port;
+	} cases[] = {
+	    {"name", "smtp.example.net", "smtp.example.net", 2500},
+	    {"name and port", "smtp.example.net:587", "smtp.example.net", 587},
+	    {"name is lower-cased", "SMTP.Example.NET", "smtp.example.net", 2500},
+	    {"single label", "localhost:25", "localhost", 25},
+	    {"IPv4 literal", "\"[10.0.0.5]\"", "[10.0.0.5]", 2500},
+	    {"IPv4 literal and port", "\"[10.0.0.5]:2525\"", "[10.0.0.5]", 2525},
+	    {"bare IPv4", "10.0.0.5", "[10.0.0.5]", 2500},
+	    {"bare IPv4 and port", "10.0.0.5:26", "[10.0.0.5]", 26},
+	    {"IPv6 literal", "\"[IPv6:2001:db8::1]\"", "[IPv6:2001:db8::1]", 2500},
+	    {"IPv6 literal and port", "\"[IPv6:2001:DB8:0::1]:465\"", "[IPv6:2001:db8::1]", 465},
+	    {"IPv6 tag in lower case", "\"[ipv6:::1]\"", "[IPv6:::1]", 2500},
+	    {"IPv6 without the tag", "\"[2001:db8::1]:25\"", "[IPv6:2001:db8::1]", 25},
+	    {"top port", "a.example:65535", "a.example", 65535},
+	    {"IPv6 unbracketed", "\"2001:db8::1\"", NULL, 0},
+	    {"IPv4 with the IPv6 tag", "\"[IPv6:10.0.0.5]\"", NULL, 0},
+	    {"bad IPv4 literal", "\"[10.0.0.256]\"", NULL, 0},
+	    {"name in brackets", "\"[smtp.example.net]\"", NULL, 0},
+	    {"unclosed bracket", "\"[10.0.0.5\"", NULL, 0},
+	    {"empty brackets", "\"[]\"", NULL, 0},
+	    {"junk after the bracket", "\"[10.0.0.5]x\"", NULL, 0},
+	    {"numeric last label", "10.0.0.256", NULL, 0},
+	    {"all digits", "2001", NULL, 0},
+	    {"underscore", "mx_1.example.net", NULL, 0},
+	    {"trailing dot", "mx.example.net.", NULL, 0},
+	    {"URL", "\"smtp://mx.example.net\"", NULL, 0},
+	    {"port zero", "a.example:0", NULL, 0},
+	    {"port too large", "a.example:65536", NULL, 0},
+	    {"port with leading zero", "a.example:025", NULL, 0},
+	    {"empty port", "\"a.example:\"", NULL, 0},
+	    {"two ports", "a.example:25:26", NULL, 0},
+	    {"port only", "\":25\"", NULL, 0},
+	    {"space inside", "\"a.example 25\"", NULL, 0},
+	};
+	for (size_t i = 0; i < ARRAY_LEN(cases); i++) {
+		char *yaml = xasprintf(RELAY "delivery:\n  port: 2500\n  routes:\n"
+		                             "    example.org: %s\n",
+		                       cases[i].host);
+		struct conf *c = NULL;
+		char *errs = NULL;
+		enum rc rc = load(yaml, &c, &errs);
+		if (cases[i].want == NULL) {
+			if (rc != RC_INVALID || count_lines(errs) != 1 ||
+			    strncmp(errs, "delivery.routes.example.org: must be a host name", 48) !=
+			        0)
+				fail_msg("%s: %s should be rejected, got:\n%s", cases[i].label,
+				         cases[i].host, errs ? errs : "(accepted)\n");
+		} else {
+			if (rc != RC_OK)
+				fail_msg("%s: %s rejected:\n%s", cases[i].label, cases[i].host,
+				         errs);
+			const struct conf_route *r = conf_route_find(c, "example.org");
+			assert_non_null(r);
+			if (strcmp(r->host, cases[i].want) != 0 || r->port != cases[i].port)
+				fail_msg("%s: got %s port %u, want %s port %u", cases[i].label,
+				         r->host, r->port, cases[i].want, cases[i].port);
+		}
+		conf_free(c);
+		free(errs);
+		free(yaml);
+	}
+}
+
+/* What a route inherits from delivery: port, tls, and tls_verify when the
+ * route's tls is required. */
+static void test_route_defaults(void **state)
+{
+	static const struct {
+		const char *label;
+		const char *delivery; /* delivery keys besides routes, flow style */
+		const char *route;    /* the route's value */
+		enum conf_tls_policy tls;
+		bool verify;
+		unsigned port;
+	} cases[] = {
+	    {"all defaults", "port: 25", "a.example", CONF_TLS_OPPORTUNISTIC, false, 25},
+	    {"delivery port", "port: 2525", "a.example", CONF_TLS_OPPORTUNISTIC, false, 2525},
+	    {"own port wins", "port: 2525", "a.example:26", CONF_TLS_OPPORTUNISTIC, false, 26},
+	    {"delivery tls", "tls: required", "a.example", CONF_TLS_REQUIRED, false, 25},
+	    {"delivery tls and verify", "tls: required, tls_verify: true", "a.example",
+	     CONF_TLS_REQUIRED, true, 25},
+	    {"own tls, no verify inherited", "tls: required, tls_verify: true",
+	     "{host: a.example, tls: opportunistic}", CONF_TLS_OPPORTUNISTIC, false, 25},
+	    {"own tls required, verify inherited", "tls: required, tls_verify: true",
+	     "{host: a.example, tls: required}", CONF_TLS_REQUIRED, true, 25},
+	    {"own tls required, delivery opportunistic", "port: 25",
+	     "{host: a.example, tls: required}", CONF_TLS_REQUIRED, false, 25},
+	    {"own verify off", "tls: required, tls_verify: true",
+	     "{host: a.example, tls_verify: false}", CONF_TLS_REQUIRED, false, 25},
+	    {"own verify on", "port: 25", "{host: a.example, tls: required, tls_verify: true}",
+	     CONF_TLS_REQUIRED, true, 25},
+	};
+	for (size_t i = 0; i < ARRAY_LEN(cases); i++) {
+		char *yaml = xasprintf(RELAY "delivery: {%s, routes: {example.org: %s}}\n",
+		                       cases[i].delivery, cases[i].route);
+		struct conf *c = NULL;
+		char *errs = NULL;
+		if (load(yaml, &c, &errs) != RC_OK)
+			fail_msg("%s: rejected:\n%s", cases[i].label, errs);
+		const struct conf_route *r = conf_route_find(c, "example.org");
+		assert_non_null(r);
+		if (r->tls != cases[i].tls || r->tls_verify != cases[i].verify ||
+		    r->port != cases[i].port)
+			fail_msg("%s: got tls %s verify %d port %u", cases[i].label,
+			         conf_tls_policy_name(r->tls), r->tls_verify, r->port);
+		conf_free(c);
+		free(yaml);
+	}
+}
+
+/* auth_password_file: the first line, without its line end; errors name the file. */
+static void test_password_files(void **state)
+{
+	static const struct {
+		const char *label;
+		const char *file;
+		const char *want; /* the password, or NULL */
+		const char *line; /* else this error ("@DIR@" expanded) */
+		bool root_skips;
+	} cases[] = {
+	    {"first line", "@DIR@/pw.txt", "s3cret", NULL, false},
+	    {"CRLF and a space", "@DIR@/pw_crlf.txt", "p@ss word", NULL, false},
+	    {"no final newline", "@DIR@/pw_noeol.txt", "last", NULL, false},
+	    {"missing", "@DIR@/nope.txt", NULL,
+	     "delivery.routes.*.auth_password_file: \"@DIR@/nope.txt\": cannot read: No such file "
+	     "or directory",
+	     false},
+	    {"unreadable", "@DIR@/unreadable.pem", NULL,
+	     "delivery.routes.*.auth_password_file: \"@DIR@/unreadable.pem\": cannot read: "
+	     "Permission denied",
+	     true},
+	    {"a directory", "@DIR@", NULL,
+	     "delivery.routes.*.auth_password_file: \"@DIR@\": not a regular file", false},
+	    {"a device", "/dev/null", NULL,
+	     "delivery.routes.*.auth_password_file: \"/dev/null\": not a regular file", false},
+	    {"empty first line", "@DIR@/pw_empty.txt", NULL,
+	     "delivery.routes.*.auth_password_file: \"@DIR@/pw_empty.txt\": first line is empty",
+	     false},
+	    {"empty file", "@DIR@/pw_zero.txt", NULL,
+	     "delivery.routes.*.auth_password_file: \"@DIR@/pw_zero.txt\": first line is empty",
+	     false},
+	};
+	for (size_t i = 0; i < ARRAY_LEN(cases); i++) {
+		if (cases[i].root_skips && geteuid() == 0)
+			continue;
+		char *yaml = xasprintf(RELAY "delivery:\n  routes:\n    \"*\":\n"
+		                             "      host: smtp.example.net\n      auth_user: u\n"
+		                             "      auth_password_file: %s\n      tls: required\n",
+		                       cases[i].file);
+		struct conf *c = NULL;
+		char *errs = NULL;
+		enum rc rc = load(yaml, &c, &errs);
+		if (cases[i].want != NULL) {
+			if (rc != RC_OK)
+				fail_msg("%s: rejected:\n%s", cases[i].label, errs);
+			const struct conf_route *r = conf_route_find(c, "any.example");
+			assert_string_equal(r->auth_password, cases[i].want);
+			char *file = expand(cases[i].file);
+			assert_string_equal(r->auth_password_file, file);
+			free(file);
+		} else {
+			char *line = expand(cases[i].line);
+			assert_int_equal(rc, RC_INVALID);
+			if (!has_line(errs, line) || count_lines(errs) != 1)
+				fail_msg("%s: expected\n  %s\ngot\n%s", cases[i].label, line, errs);
+			free(line);
+		}
+		conf_free(c);
+		free(errs);
+		free(yaml);
+	}
+}
+
+/* A password file's first line: at most CONF_MAX_VALUE (4096) bytes, no NUL. */
+static void test_password_file_long(void **state)
+{
+	char *text = xmalloc(5000);
+	memset(text, 'x', 4999);
+	text[4999] = '\0';
+	write_file("pw_long.txt", text);
+	struct conf *c = NULL;
+	char *errs = NULL;
+	assert_int_equal(load(RELAY "delivery: {routes: {\"*\": {host: a.example, auth_user: u, "
+	                            "auth_password_file: @DIR@/pw_long.txt, tls: required}}}\n",
+	                      &c, &errs),
+	                 RC_INVALID);
+	char *line = expand("delivery.routes.*.auth_password_file: \"@DIR@/pw_long.txt\": first "
+	                    "line is longer than 4096 bytes");
+	assert_true(has_line(errs, line));
+	free(line);
+	free(errs);
+	/* exactly 4096 bytes, then a newline: accepted */
+	text[4096] = '\n';
+	text[4097] = '\0';
+	write_file("pw_long.txt", text);
+	assert_int_equal(load(RELAY "delivery: {routes: {\"*\": {host: a.example, auth_user: u, "
+	                            "auth_password_file: @DIR@/pw_long.txt, tls: required}}}\n",
+	                      &c, &errs),
+	                 RC_OK);
+	assert_int_equal(strlen(conf_route_find(c, "x.example")->auth_password), 4096);
+	conf_free(c);
+	/* a NUL on the first line: the password would be cut short */
+	char path[128];
+	snprintf(path, sizeof path, "%s/pw_long.txt", tmpdir);
+	FILE *f = fopen(path, "w");
+	assert_non_null(f);
+	fwrite("ab\0cd\n", 1, 6, f);
+	fclose(f);
+	assert_int_equal(load(RELAY "delivery: {routes: {\"*\": {host: a.example, auth_user: u, "
+	                            "auth_password_file: @DIR@/pw_long.txt, tls: required}}}\n",
+	                      &c, &errs),
+	                 RC_INVALID);
+	line = expand("delivery.routes.*.auth_password_file: \"@DIR@/pw_long.txt\": first line "
+	              "contains a NUL character");
+	assert_true(has_line(errs, line));
+	free(line);
+	free(errs);
+	unlink(path);
+	free(text);
+}
+
+static void test_route_find(void **state)
+{
+	static const char yaml[] = RELAY "delivery:\n  routes:\n"
+	                                 "    Example.ORG: \"[10.0.0.5]:2525\"\n"
+	                                 "    sub.example.org: b.example\n"
+	                                 "    \"*\": smarthost.example.net\n"
+	                                 "    example.net: c.example\n";
+	static const struct {
+		const char *label;
+		const char *domain;
+		const char *host; /* NULL: no route */
+	} cases[] = {
+	    {"exact", "example.org", "[10.0.0.5]"},
+	    {"exact, other case", "EXAMPLE.org", "[10.0.0.5]"},
+	    {"subdomain has its own", "sub.example.org", "b.example"},
+	    {"a subdomain is not the domain", "other.example.org", "smarthost.example.net"},
+	    {"parent is not the subdomain", "org", "smarthost.example.net"},
+	    {"after the star", "example.net", "c.example"},
+	    {"no exact match: star", "example.com", "smarthost.example.net"},
+	    {"prefix is not a match", "example.or", "smarthost.example.net"},
+	    {"empty domain: star", "", "smarthost.example.net"},
+	};
+	struct conf *c;
+	char *errs = NULL;
+	assert_int_equal(load(yaml, &c, &errs), RC_OK);
+	assert_int_equal(c->delivery.nroutes, 4);
+	assert_string_equal(c->delivery.routes[0].domain, "example.org");
+	for (size_t i = 0; i < ARRAY_LEN(cases); i++) {
+		const struct conf_route *r = conf_route_find(c, cases[i].domain);
+		if (r == NULL || strcmp(r->host, cases[i].host) != 0)
+			fail_msg("%s: %s went to %s, want %s", cases[i].label, cases[i].domain,
+			         r ? r->host : "(none)", cases[i].host);
+	}
+	assert_null(conf_route_find(c, NULL));
+	assert_null(conf_route_find(NULL, "example.org"));
+	conf_free(c);
+
+	/* without "*", an unlisted domain has no route: delivery by MX */
+	assert_int_equal(load(RELAY "delivery: {routes: {example.org: a.example}}\n", &c, &errs),
+	                 RC_OK);
+	assert_non_null(conf_route_find(c, "example.org"));
+	assert_null(conf_route_find(c, "example.com"));
+	conf_free(c);
+}
+
+/* 1024 routes are allowed, 1025 are not. */
+static void test_route_limit(void **state)
+{
+	for (int n = 1024; n <= 1025; n++) {
+		size_t cap = 64 + (size_t)n * 32, len = strlen(RELAY "delivery:\n  routes:\n");
+		char *yaml = xmalloc(cap);
+		str_lcpy(yaml, RELAY "delivery:\n  routes:\n", cap);
+		for (int i = 0; i < n; i++)
+			len += (size_t)snprintf(yaml + len, cap - len,
+			                        "    d%d.example: h.example\n", i);
+		struct conf *c = NULL;
+		char *errs = NULL;
+		enum rc rc = conf_load_string(yaml, len, "test.yaml", &c, &errs);
+		if (n == 1024) {
+			assert_int_equal(rc, RC_OK);
+			assert_int_equal(c->delivery.nroutes, 1024);
+			assert_string_equal(conf_route_find(c, "d1023.example")->host, "h.example");
+		} else {
+			assert_int_equal(rc, RC_INVALID);
+			assert_string_equal(
+			    errs, "delivery.routes: must have at most 1024 routes, not 1025\n");
+		}
+		conf_free(c);
+		free(errs);
+		free(yaml);
+	}
+}
+
+static void test_source_address(void **state)
+{
+	static const struct {
+		const char *label;
+		const char *value;
+		const char *v4, *v6; /* expected, NULL: none */
+	} cases[] = {
+	    {"IPv4 only", "192.0.2.1", "192.0.2.1", NULL},
+	    {"IPv6 only", "\"2001:db8::1\"", NULL, "2001:db8::1"},
+	    {"both", "[192.0.2.1, \"2001:db8::1\"]", "192.0.2.1", "2001:db8::1"},
+	    {"both, IPv6 first", "[\"2001:db8::1\", 192.0.2.1]", "192.0.2.1", "2001:db8::1"},
+	    {"list of one IPv6", "[\"::1\"]", NULL, "::1"},
+	};
+	for (size_t i = 0; i < ARRAY_LEN(cases); i++) {
+		char *yaml = xasprintf(RELAY "delivery: {source_address: %s}\n", cases[i].value);
+		struct conf *c = NULL;
+		char *errs = NULL;
+		char ip[INET6_ADDRSTRLEN];
+		socklen_t len = 0;
+		if (load(yaml, &c, &errs) != RC_OK)
+			fail_msg("%s: rejected:\n%s", cases[i].label, errs);
+		const struct sockaddr *sa = conf_source_address(c, AF_INET, &len);
+		if (cases[i].v4 == NULL) {
+			assert_null(sa);
+		} else {
+			assert_non_null(sa);
+			assert_int_equal(sa->sa_family, AF_INET);
+			assert_int_equal(len, sizeof(struct sockaddr_in));
+			const struct sockaddr_in *sin = (const struct sockaddr_in *)sa;
+			assert_int_equal(sin->sin_port, 0);
+			assert_string_equal(inet_ntop(AF_INET, &sin->sin_addr, ip, sizeof ip),
+			                    cases[i].v4);
+		}
+		sa = conf_source_address(c, AF_INET6, &len);
+		if (cases[i].v6 == NULL) {
+			assert_null(sa);
+		} else {
+			assert_non_null(sa);
+			assert_int_equal(sa->sa_family, AF_INET6);
+			assert_int_equal(len, sizeof(struct sockaddr_in6));
+			const struct sockaddr_in6 *sin6 = (const struct sockaddr_in6 *)sa;
+			assert_string_equal(inet_ntop(AF_INET6, &sin6->sin6_addr, ip, sizeof ip),
+			                    cases[i].v6);
+		}
+		assert_null(conf_source_address(c, AF_UNIX, &len));
+		conf_free(c);
+		free(yaml);
+	}
+	assert_null(conf_source_address(NULL, AF_INET, NULL));
 }
 
 /* ---- addresses ---- */
@@ -849,6 +1551,16 @@ static void test_mode_names(void **state)
 			fail_msg("%s: got %s", cases[i].label, conf_listen_mode_name(cases[i].m));
 }
 
+static void test_delivery_names(void **state)
+{
+	assert_string_equal(conf_tls_policy_name(CONF_TLS_OPPORTUNISTIC), "opportunistic");
+	assert_string_equal(conf_tls_policy_name(CONF_TLS_REQUIRED), "required");
+	assert_string_equal(conf_tls_policy_name(CONF_TLS__COUNT), "unknown");
+	assert_string_equal(conf_delivery_mode_name(CONF_DELIVERY_NORMAL), "normal");
+	assert_string_equal(conf_delivery_mode_name(CONF_DELIVERY_SANDBOX), "sandbox");
+	assert_string_equal(conf_delivery_mode_name(CONF_DELIVERY__COUNT), "unknown");
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -861,11 +1573,19 @@ int main(void)
 	    cmocka_unit_test(test_error_cap),
 	    cmocka_unit_test(test_tls_files),
 	    cmocka_unit_test(test_load_file),
+	    cmocka_unit_test(test_route_hosts),
+	    cmocka_unit_test(test_route_defaults),
+	    cmocka_unit_test(test_password_files),
+	    cmocka_unit_test(test_password_file_long),
+	    cmocka_unit_test(test_route_find),
+	    cmocka_unit_test(test_route_limit),
+	    cmocka_unit_test(test_source_address),
 	    cmocka_unit_test(test_parse_hostport),
 	    cmocka_unit_test(test_parse_cidr),
 	    cmocka_unit_test(test_is_trusted),
 	    cmocka_unit_test(test_is_trusted_odd),
 	    cmocka_unit_test(test_mode_names),
+	    cmocka_unit_test(test_delivery_names),
 	};
 	return cmocka_run_group_tests(tests, group_setup, group_teardown);
 }
