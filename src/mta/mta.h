@@ -1,0 +1,424 @@
+/*
+ * mta.h - outbound delivery: DNS (libunbound on the delivery loop), routes, the
+ * SMTP client, delivery status notifications, and the engine that ties them to
+ * the spool and the scheduler.
+ *
+ * Threads: everything here runs on the delivery thread's event loop, except the
+ * pure functions (DNS wire parsing, reply parsing, DSN building), which are
+ * callable anywhere. Async completions carry a 64-bit cookie and a long-lived
+ * ctx, never a pointer to something that may be freed meanwhile.
+ */
+#ifndef RELEVO_MTA_H
+#define RELEVO_MTA_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <sys/socket.h>
+
+#include <event2/buffer.h>
+#include <event2/event.h>
+
+#include "core/core.h"
+
+/* ==== DNS ================================================================ */
+
+#define MTA_DNS_NAME_MAX 255
+#define MTA_DNS_TXT_MAX 4096		/* one TXT RR, its strings concatenated */
+#define MTA_DNS_MAX_RR 64		/* RRs kept per answer */
+#define MTA_DNS_CNAME_MAX 8		/* CNAME chain links followed */
+
+enum mta_dns_type {
+	MTA_DNS_A = 1, MTA_DNS_CNAME = 5, MTA_DNS_MX = 15, MTA_DNS_TXT = 16, MTA_DNS_AAAA = 28
+};
+
+enum mta_dns_status {
+	MTA_DNS_OK = 0,		/* answer with at least one RR of the type asked */
+	MTA_DNS_NODATA,		/* the name exists, no RR of that type */
+	MTA_DNS_NXDOMAIN,	/* the name does not exist */
+	MTA_DNS_TEMPFAIL,	/* SERVFAIL, REFUSED, timeout, truncated: try later */
+	MTA_DNS_MALFORMED,	/* an answer we could not parse (treated as temporary) */
+};
+const char *mta_dns_status_name(enum mta_dns_status s);
+/* mta_dns_type_name - "A", "AAAA", "MX", "TXT", "CNAME" ("TYPE" otherwise), for logs. */
+const char *mta_dns_type_name(uint16_t type);
+
+struct mta_dns_rr {
+	uint16_t type;
+	uint32_t ttl;
+	union {
+		uint8_t a[4];
+		uint8_t aaaa[16];
+		struct {
+			uint16_t pref;
+			char host[MTA_DNS_NAME_MAX + 1];	/* lower case, no trailing dot; "" = "." */
+		} mx;
+		struct {
+			uint16_t len;
+			bool truncated;		/* longer than MTA_DNS_TXT_MAX: cut there */
+			char data[MTA_DNS_TXT_MAX + 1];	/* NUL-terminated; may hold NULs */
+		} txt;
+		char cname[MTA_DNS_NAME_MAX + 1];	/* CNAME target (qtype CNAME only) */
+	} u;
+};
+
+struct mta_dns_answer {
+	enum mta_dns_status status;
+	char qname[MTA_DNS_NAME_MAX + 1];	/* as asked */
+	char cname[MTA_DNS_NAME_MAX + 1];	/* final name after CNAMEs, or "" */
+	size_t nrr;
+	struct mta_dns_rr *rr;			/* nrr entries, of the type asked */
+	bool secure;				/* DNSSEC-validated (for DANE, later) */
+};
+void mta_dns_answer_fini(struct mta_dns_answer *a);
+
+/*
+ * mta_dnsmsg_parse - parse a DNS response packet (RFC 1035) for qname/qtype:
+ * rcode, then the answer section, following a CNAME chain from qname (at most
+ * MTA_DNS_CNAME_MAX links) and keeping up to MTA_DNS_MAX_RR records of qtype
+ * owned by the final name. Compression pointers are bounded (no loops, no
+ * forward pointers beyond the packet). Pure; fuzzed.
+ * qtype is one of enum mta_dns_type (CNAME: the CNAME records of qname, no
+ * chain). rcode 3 -> NXDOMAIN, any other non-zero rcode or the TC bit ->
+ * TEMPFAIL. Returns RC_OK for a well-formed answer (status OK, NODATA,
+ * NXDOMAIN or TEMPFAIL), RC_INVALID with status MALFORMED otherwise: framing
+ * errors, a CNAME chain too long or looping, a CNAME target or MX exchange that
+ * is not a printable host name. Names are lower case without the trailing dot.
+ * Free out with mta_dns_answer_fini() whatever the result.
+ */
+enum rc mta_dnsmsg_parse(const uint8_t *pkt, size_t len, const char *qname, uint16_t qtype,
+			 struct mta_dns_answer *out);
+
+struct mta_dns;
+/* mta_dns_new - a resolver on base: forwarding to resolver ("IP" or "IP@port",
+ * loopback allowed) or, when NULL, per /etc/resolv.conf and /etc/hosts.
+ * timeout_ms bounds every query (then MTA_DNS_TEMPFAIL); 0 means 10 s.
+ * RC_INVALID for a resolver string libunbound does not take. */
+enum rc mta_dns_new(struct event_base *base, const char *resolver, unsigned timeout_ms,
+		    struct mta_dns **out);
+/* mta_dns_free - drop outstanding queries (their callbacks never run), and the
+ * jobs attached with mta_dns_job_attach (route lookups: theirs neither). */
+void mta_dns_free(struct mta_dns *d);
+
+typedef void (*mta_dns_cb)(void *ctx, uint64_t cookie, const struct mta_dns_answer *ans);
+/* mta_dns_query - look up name/type (an enum mta_dns_type); cb runs later on
+ * the loop (never inline), exactly once unless d is freed first; it may free
+ * d. ans is valid during the call only. */
+void mta_dns_query(struct mta_dns *d, const char *name, uint16_t type, mta_dns_cb cb,
+		   void *ctx, uint64_t cookie);
+
+/*
+ * Internal to the mta module (mta_route.c): work that waits on d's queries is
+ * attached to d, so that mta_dns_free(d) can release it with drop(j) instead
+ * of leaking it; it detaches itself before completing. Owner: the job's code.
+ */
+struct mta_dns_job {
+	struct mta_dns_job *prev, *next;
+	void (*drop)(struct mta_dns_job *j);
+};
+/* mta_dns_job_attach - link j into d's attached jobs. */
+void mta_dns_job_attach(struct mta_dns *d, struct mta_dns_job *j);
+/* mta_dns_job_detach - unlink j (before completing or freeing it). */
+void mta_dns_job_detach(struct mta_dns *d, struct mta_dns_job *j);
+/* mta_dns_base - the event base d runs on. */
+struct event_base *mta_dns_base(const struct mta_dns *d);
+
+/* ==== routes: where mail for a domain goes ================================= */
+
+#define MTA_ROUTE_HOSTS_MAX 16
+#define MTA_ROUTE_ADDRS_MAX 32
+
+struct mta_route_host {
+	char name[MTA_DNS_NAME_MAX + 1];	/* "" for an address literal */
+	uint16_t pref;
+	size_t naddr;
+	struct sockaddr_storage addr[8];	/* port already set */
+};
+
+struct mta_route {
+	enum rc rc;			/* RC_OK, RC_TEMPFAIL, RC_PERMFAIL */
+	const char *enh;		/* for failures: "5.1.2", "5.1.10", "5.4.4", "4.4.3"; "" if OK */
+	char why[256];			/* human text for failures (goes into bounces) */
+	size_t nhosts;
+	struct mta_route_host host[MTA_ROUTE_HOSTS_MAX];	/* in the order to try */
+};
+
+typedef void (*mta_route_cb)(void *ctx, uint64_t cookie, const struct mta_route *r);
+/*
+ * mta_route_mx - resolve where to deliver mail for domain (RFC 5321 5.1): MX
+ * records by preference, equal preferences shuffled; no MX: the domain's own
+ * A/AAAA (implicit MX); null MX (RFC 7505) -> RC_PERMFAIL 5.1.10 without
+ * connecting; NXDOMAIN -> RC_PERMFAIL 5.1.2; DNS timeout or SERVFAIL ->
+ * RC_TEMPFAIL 4.4.3, never a bounce. MX hosts that do not resolve are skipped;
+ * if none is left, RC_TEMPFAIL. No MX and no A/AAAA either -> RC_PERMFAIL
+ * 5.4.4. An address literal domain "[1.2.3.4]" needs no DNS. Addresses get port
+ * set, IPv4 first unless mta_route_set_family says otherwise. Details and the
+ * reasons: mta_route.c.
+ */
+void mta_route_mx(struct mta_dns *d, const char *domain, uint16_t port, mta_route_cb cb,
+		  void *ctx, uint64_t cookie);
+/* mta_route_host - one named host or literal ("[10.0.0.5]", "smtp.example.net"):
+ * its A/AAAA records, no MX lookup (static routes). */
+void mta_route_host(struct mta_dns *d, const char *host, uint16_t port, mta_route_cb cb,
+		    void *ctx, uint64_t cookie);
+/* Both: cb runs exactly once, later on d's loop (never inline), unless d is
+ * freed first; r is valid during the call only. A host with no address is
+ * skipped; mta_route_host without any address is always RC_TEMPFAIL. */
+
+/* Which addresses of a host to use, in which order (process-wide setting). */
+enum mta_route_family {
+	MTA_ROUTE_IPV4_FIRST,		/* the default: IPv6 egress is the one more often broken */
+	MTA_ROUTE_IPV6_FIRST,
+	MTA_ROUTE_IPV4_ONLY,		/* AAAA not even asked */
+	MTA_ROUTE_IPV6_ONLY,		/* A not even asked */
+};
+/* mta_route_set_family - set the address family order for later routes. */
+void mta_route_set_family(enum mta_route_family f);
+/* mta_route_seed - seed the calling thread's shuffle of equal MX preferences
+ * (tests; otherwise each thread seeds itself from getrandom). */
+void mta_route_seed(uint64_t seed);
+
+/* ==== SMTP replies (client side) ============================================ */
+
+/*
+ * Reading replies (mta_reply.c). Bytes from the server go through mta_reply_line,
+ * which cuts them into lines, and each line through mta_reply_feed, which
+ * assembles a (possibly multi-line) reply. Both are pure and bounded:
+ * - a line ends at LF; a CR just before it is dropped. A bare LF from a server
+ *   ends a line too (lenient: replies are only read, never relayed, so there is
+ *   no smuggling hazard on this side);
+ * - a line longer than MTA_REPLY_LINE_MAX is cut there and the rest of it is
+ *   dropped up to its LF (not an error);
+ * - a reply of more than MTA_REPLY_LINES_MAX lines, or taking more than
+ *   MTA_REPLY_BYTES_MAX bytes on the wire (cut parts included: an endless line
+ *   without LF), is RC_PROTO;
+ * - text keeps printable bytes: every control character becomes "?", so a reply
+ *   text is safe to log and to put into a bounce; UTF-8 is passed through.
+ * An enhanced status code (RFC 3463 "c.sss.ddd" whose class matches the
+ * reply's first digit, followed by SP or the line end) is taken from the first
+ * line that has one and stripped from every line's text, whether or not the
+ * server advertised ENHANCEDSTATUSCODES.
+ */
+#define MTA_REPLY_LINE_MAX 1024		/* longer lines are cut, not fatal */
+#define MTA_REPLY_LINES_MAX 64		/* more lines than this is hostile: RC_PROTO */
+#define MTA_REPLY_TEXT_MAX 2048		/* joined text kept (cut at a UTF-8 boundary) */
+#define MTA_REPLY_BYTES_MAX (256 * 1024)	/* wire bytes of one reply: more is RC_PROTO */
+
+struct mta_reply {
+	int code;			/* 200..599 */
+	char enh[16];			/* "5.1.1" if the server sent one (RFC 3463), else "" */
+	char text[MTA_REPLY_TEXT_MAX];	/* lines' text joined with "; ", codes stripped */
+	unsigned nlines;
+};
+
+struct mta_reply_parser {
+	struct mta_reply cur;
+	bool in_progress;		/* lines of a reply seen, its last line not yet */
+	/* the line reader (mta_reply_line) */
+	char line[MTA_REPLY_LINE_MAX];
+	size_t linelen;
+	bool cut;			/* the line is over-long: dropping up to its LF */
+	size_t nbytes;			/* wire bytes of the reply so far */
+};
+void mta_reply_init(struct mta_reply_parser *p);
+/*
+ * mta_reply_line - take bytes buf[0..len) from the server; *used of them are
+ * consumed. RC_OK: a line is complete, *line and *linelen (without its line end;
+ * valid until the next call) go to mta_reply_feed next. RC_AGAIN: all of buf
+ * was consumed, no line end yet. RC_PROTO: the reply is too big
+ * (MTA_REPLY_BYTES_MAX). Pure; fuzzed.
+ */
+enum rc mta_reply_line(struct mta_reply_parser *p, const char *buf, size_t len, size_t *used,
+		       const char **line, size_t *linelen);
+/*
+ * mta_reply_feed - one reply line (without CRLF). RC_AGAIN: a continuation
+ * ("250-"), RC_OK: the reply is complete in *out, RC_PROTO: malformed (not
+ * three digits with the first 2..5, then SP, "-" or the line end; codes
+ * differing between lines; too many lines). After RC_OK or RC_PROTO the parser
+ * is ready for the next reply. Pure; fuzzed.
+ */
+enum rc mta_reply_feed(struct mta_reply_parser *p, const char *line, size_t len,
+		       struct mta_reply *out);
+/* mta_reply_is_idle - true when no part of a reply (not even part of a line)
+ * has been read: used to detect a server that talks out of turn. */
+bool mta_reply_is_idle(const struct mta_reply_parser *p);
+/* mta_reply_class - 2xx RC_OK, 4xx RC_TEMPFAIL, 5xx RC_PERMFAIL (3xx: RC_PROTO
+ * unless expected by the caller). */
+enum rc mta_reply_class(int code);
+/* mta_reply_set - fill in a reply we make up ourselves (a local failure):
+ * code, enh (or NULL) and a printf-style text, cut to fit. */
+void mta_reply_set(struct mta_reply *r, int code, const char *enh, const char *fmt, ...)
+	__attribute__((format(printf, 4, 5)));
+/* mta_reply_format - "550 5.1.1 text" (no enh: "550 text") into out, always
+ * terminated; for logs, last_reply and DSN diagnostics. */
+void mta_reply_format(const struct mta_reply *r, char *out, size_t outsz);
+
+/* ==== delivery status notifications (RFC 3464) ============================== */
+
+struct mta_dsn_rcpt {
+	const char *addr;		/* final recipient */
+	const char *orcpt;		/* DSN ORCPT "rfc822;x@y" or NULL */
+	const char *status;		/* enhanced status "5.1.1" */
+	const char *action;		/* "failed" or "delayed" */
+	const char *remote_mta;		/* host name or NULL (e.g. DNS failure) */
+	const char *diagnostic;		/* "smtp; 550 5.1.1 no such user" or NULL */
+	int64_t last_attempt;		/* unix ms, 0 if never */
+};
+
+struct mta_dsn {
+	const char *reporting_mta;	/* our hostname */
+	const char *sender;		/* the original envelope sender (DSN goes there) */
+	const char *envid;		/* original ENVID or NULL */
+	int64_t arrival;		/* unix ms the message arrived */
+	bool headers_only;		/* RET=HDRS: return only the header section */
+	size_t nrcpt;
+	const struct mta_dsn_rcpt *rcpt;
+	const char *original;		/* the original message (CRLF lines) */
+	size_t original_len;
+	size_t max_return;		/* cap on returned original bytes (then headers only,
+					 * themselves cut to the cap); 0: no cap */
+	int64_t date;			/* unix ms for the Date: field; 0: the clock */
+};
+
+/*
+ * mta_dsn_build - the whole bounce message (headers + multipart/report with a
+ * human part, message/delivery-status and text/rfc822-headers or message/rfc822),
+ * appended to out, CRLF line endings, From: MAILER-DAEMON@reporting_mta, To: the
+ * sender, Auto-Submitted: auto-replied. Pure but for random bytes (boundary,
+ * Message-ID) and the clock when date is 0. Input text may be hostile: control
+ * characters become spaces, long values are folded (lines <= 998 octets), a
+ * diagnostic without a "type;" prefix gets "smtp; " (reply code) or "x-relevo; ".
+ */
+void mta_dsn_build(const struct mta_dsn *d, struct evbuffer *out);
+
+/* ==== the SMTP client: one outbound connection ============================ */
+
+/*
+ * mta_client*.c. A connection is opened with mta_conn_open; ready() says
+ * whether it can take mail; mta_conn_send runs one transaction at a time and
+ * done() reports each recipient; mta_conn_close ends it. Callbacks run later
+ * on the loop, never inside mta_conn_open/mta_conn_send, and always from the
+ * top of an event callback: inside them the owner may send the next
+ * transaction or close the connection. Every failure of the server (lost
+ * connection, a timeout, a protocol error: surplus, early or endless replies)
+ * ends as RC_TEMPFAIL, never as a delivery.
+ */
+
+#include <openssl/ssl.h>
+
+struct mta_conn;
+
+struct mta_conn_params {
+	const char *helo;		/* our hostname, for EHLO/HELO ("localhost" if NULL) */
+	SSL_CTX *tls;			/* client context, with the trust store used for
+					 * verification; NULL: never STARTTLS. Referenced
+					 * (SSL_CTX_up_ref) while the connection lives */
+	bool tls_required;		/* no STARTTLS, or a failed handshake or (when
+					 * tls_verify) verification: RC_TEMPFAIL, never
+					 * plaintext */
+	bool tls_verify;		/* fail unless the certificate verifies for host;
+					 * without it the result is only recorded
+					 * (mta_conn_tls_info "verified=no") */
+	const char *host;		/* the server's name or IP: SNI (names only),
+					 * verification, logs, reply texts; NULL: the
+					 * address, and only the chain is verified */
+	const char *auth_user;		/* smarthost AUTH PLAIN, else LOGIN (only over TLS;
+					 * TLS not in use: RC_TEMPFAIL) */
+	const char *auth_pass;
+	const struct sockaddr *source;	/* bind here before connect, or NULL */
+	socklen_t source_len;
+	/* Timeouts in seconds, 0: the default given. Each is a deadline for one
+	 * reply from its command, not extended by partial data. */
+	unsigned timeout_connect;	/* TCP connect: 30 s */
+	unsigned timeout_greeting;	/* 220: 5 min (RFC 5321 4.5.3.2.1) */
+	unsigned timeout_cmd;		/* EHLO/STARTTLS/TLS handshake/AUTH/MAIL/RCPT/RSET,
+					 * and writing a command: 5 min */
+	unsigned timeout_data;		/* 354, and each write of the body making no
+					 * progress: 3 min (one value for 4.5.3.2.3-5) */
+	unsigned timeout_final;		/* reply to the final dot: 10 min */
+};
+/* The strings and source address of mta_conn_params are copied by
+ * mta_conn_open; the struct itself need not outlive the call. */
+
+struct mta_txn_rcpt {
+	const char *addr;
+	const char *orcpt;		/* "rfc822;addr" (xtext-decoded; encoded when sent)
+					 * or "utf-8;..." or NULL */
+	uint8_t notify;			/* SPOOL_NOTIFY_* (sent as NOTIFY= if the server has DSN) */
+	uint32_t idx;			/* the caller's index (envelope recipient) */
+	enum rc rc;			/* result: RC_OK delivered, RC_TEMPFAIL, RC_PERMFAIL */
+	struct mta_reply reply;		/* the reply that decided it (made up locally for
+					 * refusals before sending and lost connections:
+					 * 451 4.4.2 "host: connection lost after X (why)") */
+};
+
+struct mta_txn {
+	uint64_t msgid;
+	const char *sender;		/* "" for the null sender */
+	const char *envid;		/* DSN ENVID (xtext-decoded; encoded when sent) or NULL */
+	uint32_t flags;			/* SPOOL_F_8BITMIME, SPOOL_F_SMTPUTF8, SPOOL_F_RET_* */
+	size_t nrcpt;
+	struct mta_txn_rcpt *rcpt;
+	struct evbuffer *body;		/* borrowed until done(), not modified; CRLF lines,
+					 * not dot-stuffed */
+};
+
+struct mta_conn_cbs {
+	/* ready - connected, greeted, EHLO done, STARTTLS and AUTH done as required.
+	 * rc != RC_OK: the connection failed and is already freed (c is NULL);
+	 * RC_TEMPFAIL means "try the next address", RC_PERMFAIL a 5xx greeting,
+	 * EHLO+HELO or AUTH; why says why (the server's reply, or one made up). */
+	void (*ready)(void *ctx, uint64_t cookie, struct mta_conn *c, enum rc rc,
+		      const struct mta_reply *why);
+	/* done - a transaction ended; every t->rcpt[i].rc is set. If the connection
+	 * broke, mta_conn_is_usable(c) is false: the callee must mta_conn_close(c). */
+	void (*done)(void *ctx, uint64_t cookie, struct mta_conn *c, struct mta_txn *t);
+};
+
+/* mta_conn_open - connect to addr and run the opening dialogue; cbs->ready
+ * reports the result later on base. */
+void mta_conn_open(struct event_base *base, const struct sockaddr *addr, socklen_t addrlen,
+		   const struct mta_conn_params *p, const struct mta_conn_cbs *cbs, void *ctx,
+		   uint64_t cookie);
+/*
+ * mta_conn_send - run one transaction on a ready, idle connection: MAIL, RCPTs
+ * and DATA pipelined when the server offers PIPELINING, dot-stuffed body,
+ * per-recipient results. A message the server cannot take (SIZE too small:
+ * 552 5.3.4, SMTPUTF8 needed but not offered: 553 5.6.7, 8BITMIME needed but
+ * not offered: 554 5.6.3) fails with RC_PERMFAIL without being sent. Issues
+ * RSET first if the previous transaction left state behind (every RCPT
+ * refused). On a connection that broke while idle, every recipient gets
+ * RC_TEMPFAIL. done() always follows, later.
+ */
+void mta_conn_send(struct mta_conn *c, struct mta_txn *t);
+/* mta_conn_is_usable - may another transaction follow on this connection? */
+bool mta_conn_is_usable(const struct mta_conn *c);
+/* mta_conn_tls_info - "TLSv1.3 TLS_AES_256_GCM_SHA384 verified=yes" or "none". */
+const char *mta_conn_tls_info(const struct mta_conn *c);
+/* mta_conn_close - QUIT (if usable: written without waiting for 221) and free
+ * at once, also in the middle of a transaction (done() then never comes); no
+ * callback runs after this. NULL is a no-op. */
+void mta_conn_close(struct mta_conn *c);
+
+/* ==== the engine ================================================================ */
+
+struct conf;
+struct spool;
+struct mta;
+
+/* mta_new - the delivery engine on its own thread and loop; schedules every
+ * queued recipient found in the spool. */
+enum rc mta_new(const struct conf *conf, struct spool *spool, struct mta **out);
+/* mta_start - start the delivery thread. */
+enum rc mta_start(struct mta *m);
+/* mta_notify - a message was committed (thread-safe; called by the spool's
+ * commit path). */
+void mta_notify(struct mta *m, uint64_t msgid);
+/* mta_flush - attempt msgid (0: everything) now (thread-safe). */
+void mta_flush(struct mta *m, uint64_t msgid);
+/* mta_stop - finish or abandon in-flight attempts (their recipients stay
+ * queued), stop the thread. */
+void mta_stop(struct mta *m);
+void mta_free(struct mta *m);
+
+#endif
