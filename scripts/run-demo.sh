@@ -38,6 +38,8 @@ tls: {cert: $RUN/cert.pem, key: $RUN/key.pem}
 smtp:
   max_message_size: 26214400
   max_recipients: 1000
+delivery:
+  mode: sandbox            # outgoing mail is written to run/data/sandbox/, never sent
 YAML
 
 "$BIN" check-config -c "$RUN/relevo.yaml" >/dev/null
@@ -59,7 +61,12 @@ Send a first message from another terminal:
   swaks --server 127.0.0.1:$SUB_PORT -tls --auth-user demo --auth-password demo-password \\
         --from you@example.com --to friend@example.org
 
-Then look at the queue:
+The demo runs in sandbox mode: instead of going to the recipient's servers, each
+outgoing message is written to run/data/sandbox/ID-DOMAIN.eml:
+
+  ls run/data/sandbox/
+
+and the queue (empty once the message is "delivered"):
 
   $BIN queue list -c run/relevo.yaml
 

@@ -27,7 +27,10 @@ char *cli_read_secret(void);
 struct event_base;
 struct spool;
 struct cli_ctl;
-/* cli_ctl_start - serve the control socket on base; NULL (logged) on failure. */
-struct cli_ctl *cli_ctl_start(struct event_base *base, const struct conf *c, struct spool *sp);
+struct mta;
+/* cli_ctl_start - serve the control socket on base; NULL (logged) on failure.
+ * Queue changes are passed on to mta (may be NULL). */
+struct cli_ctl *cli_ctl_start(struct event_base *base, const struct conf *c, struct spool *sp,
+			      struct mta *mta);
 void cli_ctl_stop(struct cli_ctl *ctl);
 #endif

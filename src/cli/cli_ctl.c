@@ -4,7 +4,8 @@
  *
  * Operators change the queue of a running daemon through it, since only the
  * daemon may write its spool. Protocol: the client sends one command line
- * ("queue delete ID", "queue hold ID", "queue release ID", "ping"); the daemon
+ * ("queue delete ID", "queue hold ID", "queue release ID", "queue flush [ID]",
+ * "ping"); the daemon
  * answers with text lines and a last line "exit N", N being the exit status the
  * client should return, then closes. The daemon side runs on the main loop;
  * commands are short (one durable spool record each).
@@ -25,6 +26,7 @@
 #include "cli/cli.h"
 #include "conf/conf.h"
 #include "core/core.h"
+#include "mta/mta.h"
 #include "spool/spool.h"
 
 #define CTL_LINE_MAX 512
@@ -32,6 +34,7 @@
 struct cli_ctl {
 	struct evconnlistener *listener;
 	struct spool *spool;
+	struct mta *mta;
 	char path[sizeof(((struct sockaddr_un *)0)->sun_path)];
 };
 
@@ -42,12 +45,20 @@ static bool ctl_path(const struct conf *c, char *out, size_t outsz)
 }
 
 /* ctl_run - execute one command, writing the answer to out; returns exit status. */
-static int ctl_run(struct spool *sp, const char *line, struct evbuffer *out)
+static int ctl_run(struct cli_ctl *ctl, const char *line, struct evbuffer *out)
 {
+	struct spool *sp = ctl->spool;
 	char verb[16] = "", what[16] = "", idstr[32] = "";
 	uint64_t id;
 	if (strcmp(line, "ping") == 0) {
 		evbuffer_add_printf(out, "pong\n");
+		return 0;
+	}
+	if (strcmp(line, "queue flush") == 0) {
+		if (ctl->mta)
+			mta_flush(ctl->mta, 0);
+		log_info("event=flush via=control");
+		evbuffer_add_printf(out, "every queued message will be attempted now\n");
 		return 0;
 	}
 	if (sscanf(line, "%15s %15s %31s", verb, what, idstr) != 3 ||
@@ -67,6 +78,11 @@ static int ctl_run(struct spool *sp, const char *line, struct evbuffer *out)
 	} else if (strcmp(what, "hold") == 0 || strcmp(what, "release") == 0) {
 		rc = spool_hold(sp, id, what[0] == 'h');
 		done = what[0] == 'h' ? "held" : "released";
+	} else if (strcmp(what, "flush") == 0) {
+		struct spool_env *env = NULL;
+		rc = spool_get(sp, id, &env);
+		spool_env_free(env);
+		done = "flushed";
 	} else {
 		evbuffer_add_printf(out, "unknown queue command '%s'\n", what);
 		return 2;
@@ -81,6 +97,8 @@ static int ctl_run(struct spool *sp, const char *line, struct evbuffer *out)
 		evbuffer_add_printf(out, "relevo: %s %s failed: %s\n", what, canon, rc_name(rc));
 		return 1;
 	}
+	if (ctl->mta)
+		(strcmp(what, "flush") == 0 ? mta_flush : mta_notify)(ctl->mta, id);
 	log_info("id=%s event=%s via=control", canon, done);
 	evbuffer_add_printf(out, "%s %s\n", canon, done);
 	return 0;
@@ -114,7 +132,7 @@ static void ctl_on_read(struct bufferevent *bev, void *arg)
 		return;
 	}
 	struct evbuffer *out = bufferevent_get_output(bev);
-	int status = ctl_run(ctl->spool, line, out);
+	int status = ctl_run(ctl, line, out);
 	evbuffer_add_printf(out, "exit %d\n", status);
 	free(line);
 	bufferevent_disable(bev, EV_READ);
@@ -137,10 +155,12 @@ static void ctl_on_accept(struct evconnlistener *l, evutil_socket_t fd, struct s
 }
 
 /* cli_ctl_start - listen on data_dir/control.sock (mode 0600). */
-struct cli_ctl *cli_ctl_start(struct event_base *base, const struct conf *c, struct spool *sp)
+struct cli_ctl *cli_ctl_start(struct event_base *base, const struct conf *c, struct spool *sp,
+			      struct mta *mta)
 {
 	struct cli_ctl *ctl = xcalloc(1, sizeof *ctl);
 	ctl->spool = sp;
+	ctl->mta = mta;
 	struct sockaddr_un sun = {.sun_family = AF_UNIX};
 	if (!ctl_path(c, ctl->path, sizeof ctl->path)) {
 		log_err("event=control_socket_failed error=\"path too long\"");

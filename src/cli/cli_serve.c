@@ -22,6 +22,7 @@
 #include "cli/cli.h"
 #include "conf/conf.h"
 #include "core/core.h"
+#include "mta/mta.h"
 #include "smtp/smtp.h"
 #include "spool/spool.h"
 #include "store/store.h"
@@ -67,6 +68,12 @@ static bool serve_drop_privileges(const struct conf *c)
 	return true;
 }
 
+/* serve_on_commit - the spool's observer: a new message is durable. */
+static void serve_on_commit(void *ctx, uint64_t id)
+{
+	mta_notify(ctx, id);
+}
+
 static void serve_on_signal(evutil_socket_t sig, short what, void *arg)
 {
 	log_info("event=signal signal=%s", strsignal((int)sig));
@@ -91,6 +98,7 @@ int cli_serve(int argc, char **argv, const char *conf_path)
 	struct store *st = NULL;
 	struct spool *sp = NULL;
 	struct smtp_server *srv = NULL;
+	struct mta *mta = NULL;
 	struct cli_ctl *ctl = NULL;
 	struct event *sigterm = NULL, *sigint = NULL;
 	if (file_mkdir_p(c->data_dir, 0700) != RC_OK) {
@@ -111,16 +119,21 @@ int cli_serve(int argc, char **argv, const char *conf_path)
 	}
 	log_info("event=spool_recovered messages=%zu quarantined=%zu", spool_count(sp),
 		 spool_quarantined(sp));
+	if (mta_new(c, sp, &mta) != RC_OK)
+		goto out;
+	spool_set_observer(sp, serve_on_commit, mta);
 	if (smtp_server_new(c, sp, st, &srv) != RC_OK)
 		goto out;
 	struct event_base *base = smtp_server_base(srv);
-	ctl = cli_ctl_start(base, c, sp);
+	ctl = cli_ctl_start(base, c, sp, mta);
 	if (ctl == NULL || !serve_drop_privileges(c))
 		goto out;
 	sigterm = evsignal_new(base, SIGTERM, serve_on_signal, srv);
 	sigint = evsignal_new(base, SIGINT, serve_on_signal, srv);
 	evsignal_add(sigterm, NULL);
 	evsignal_add(sigint, NULL);
+	if (mta_start(mta) != RC_OK)
+		goto out;
 	log_info("event=started hostname=%s data_dir=%s pid=%d", c->hostname, c->data_dir,
 		 (int)getpid());
 	smtp_server_run(srv);
@@ -132,8 +145,10 @@ out:
 		event_free(sigint);
 	cli_ctl_stop(ctl);
 	smtp_server_free(srv);
+	mta_stop(mta);
 	if (sp)
-		spool_close(sp);
+		spool_close(sp); /* drains the outcomes the engine recorded */
+	mta_free(mta);
 	if (st)
 		store_close(st);
 	log_info("event=stopped status=%d", status);

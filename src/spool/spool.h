@@ -130,6 +130,13 @@ enum rc spool_rcpt_update(struct spool *sp, uint64_t id, size_t idx,
 			  int64_t next_attempt, const char *last_reply,
 			  struct event_base *base, spool_done_cb cb, void *ctx, uint64_t cookie);
 
+/*
+ * spool_set_observer - fn(ctx, id) is called on the writer thread after each new
+ * message committed with spool_commit is durable. fn must be quick and
+ * thread-safe (the delivery engine queues the id). Set it before traffic starts.
+ */
+void spool_set_observer(struct spool *sp, void (*fn)(void *ctx, uint64_t id), void *ctx);
+
 /* spool_delete - remove a message (operator action). RC_NOTFOUND if unknown. Durable
  * before return. */
 enum rc spool_delete(struct spool *sp, uint64_t id);

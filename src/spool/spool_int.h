@@ -230,6 +230,8 @@ struct spool {
 	bool broken;			/* the tail of cur is unknown: rotate first */
 	bool reclaim_off;		/* an unlink could not be made durable: stop */
 	int64_t compact_retry_at;	/* monotonic ms; after a failed compaction */
+	void (*observer)(void *ctx, uint64_t id);	/* set before traffic starts */
+	void *observer_ctx;
 };
 
 /* spool_index.c; every function below needs sp->lock held by the caller. */

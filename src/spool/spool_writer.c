@@ -55,6 +55,7 @@ struct spool_op {
 	void *ctx;
 	uint64_t cookie;
 	struct spool_wait *wait;
+	bool notify;                  /* a new message: tell the observer once durable */
 };
 
 /* A completion travelling to the caller's event loop. */
@@ -218,6 +219,9 @@ static void write_batch(struct spool *sp, struct spool_op *batch)
 			spool_idx_apply(sp, sp->cur_seq, &op->rec);
 		}
 		pthread_mutex_unlock(&sp->lock);
+		for (struct spool_op *op = batch; op; op = op->next)
+			if (op->notify && sp->observer != NULL)
+				sp->observer(sp->observer_ctx, op->id);
 	}
 	while (batch) {
 		struct spool_op *next = batch->next;
@@ -342,6 +346,7 @@ void spool_commit(struct spool *sp, struct spool_env *env, struct evbuffer *body
 	op->cookie = cookie;
 	op->rec.type = SPOOL_REC_MSG;
 	op->rec.u.msg.env = env;
+	op->notify = true;
 	op->body = body ? body : evbuffer_new();
 	enum rc rc = sp->mode == SPOOL_RDWR ? spool_env_check(env) : RC_INVALID;
 	if (rc == RC_OK && env->id == 0)
@@ -441,4 +446,12 @@ enum rc spool_hold(struct spool *sp, uint64_t id, bool held)
 	r.u.hold.id = id;
 	r.u.hold.held = held;
 	return run_sync(sp, small_op(&r));
+}
+
+/* spool_set_observer - fn(ctx, id) runs on the writer thread after each new
+ * message is durable (before its committer hears of it). */
+void spool_set_observer(struct spool *sp, void (*fn)(void *ctx, uint64_t id), void *ctx)
+{
+	sp->observer = fn;
+	sp->observer_ctx = ctx;
 }

@@ -1,0 +1,205 @@
+/*
+ * mta_bounce.c - turning failed recipients into one delivery status
+ * notification (RFC 3464) to the envelope sender.
+ *
+ * A message is bounced when no recipient is queued any more and some failed. The
+ * DSN is committed to the spool from <> like any message (and delivered by this
+ * engine); only once it is durable are the failed recipients marked BOUNCED, so a
+ * crash in between repeats the DSN rather than losing it. Never a DSN for a
+ * message from <> (RFC 3464 / RFC 5321 6.1: no bounce loops), nor for recipients
+ * with NOTIFY=NEVER or NOTIFY without FAILURE (RFC 3461 4.1).
+ */
+#include "mta/mta_int.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+#define MTA_DSN_RETURN_MAX (1u << 20)	/* return the whole original up to 1 MiB */
+
+struct mta_bounce {
+	struct mta_bounce *next;
+	uint64_t msgid;
+};
+
+static bool bounce_pending(struct mta *m, uint64_t id)
+{
+	for (struct mta_bounce *b = m->bouncing; b; b = b->next)
+		if (b->msgid == id)
+			return true;
+	return false;
+}
+
+static void bounce_forget(struct mta *m, uint64_t id)
+{
+	for (struct mta_bounce **pp = &m->bouncing; *pp; pp = &(*pp)->next) {
+		if ((*pp)->msgid == id) {
+			struct mta_bounce *b = *pp;
+			*pp = b->next;
+			free(b);
+			return;
+		}
+	}
+}
+
+/* bounce_wanted - does this failed recipient ask for a failure DSN? */
+static bool bounce_wanted(const struct spool_env *env, const struct spool_rcpt *r)
+{
+	if (env->sender[0] == '\0')
+		return false;
+	if (r->notify == 0)
+		return true; /* RFC 3461 4.1: default is FAILURE (and DELAY at our option) */
+	return (r->notify & SPOOL_NOTIFY_FAILURE) != 0;
+}
+
+/* bounce_mark - every FAILED recipient becomes BOUNCED (final). */
+static void bounce_mark(struct mta *m, const struct spool_env *env)
+{
+	for (size_t i = 0; i < env->nrcpt; i++) {
+		const struct spool_rcpt *r = &env->rcpt[i];
+		if (r->state != SPOOL_RCPT_FAILED)
+			continue;
+		spool_rcpt_update(m->spool, env->id, i, SPOOL_RCPT_BOUNCED, r->attempts,
+				  r->next_attempt, r->last_reply, NULL, NULL, NULL, 0);
+	}
+}
+
+/* A DSN that could not be committed (disk full) is tried again later. */
+struct bounce_retry {
+	struct mta *m;
+	uint64_t msgid;
+	struct event *ev;
+};
+
+static void bounce_retry(evutil_socket_t fd, short what, void *arg)
+{
+	struct bounce_retry *br = arg;
+	mta_maybe_bounce(br->m, br->msgid);
+	event_free(br->ev);
+	free(br);
+}
+
+static void on_dsn_committed(void *ctx, uint64_t msgid, enum rc rc, uint64_t dsnid)
+{
+	struct mta *m = ctx;
+	char ids[ID_STR_LEN + 1], dsns[ID_STR_LEN + 1];
+	id_format(msgid, ids);
+	id_format(dsnid, dsns);
+	bounce_forget(m, msgid);
+	if (m->stopping)
+		return; /* the DSN, if durable, is delivered after restart; the
+			 * recipients are still FAILED, so the bounce is repeated */
+	if (rc != RC_OK) {
+		log_err("id=%s event=dsn_commit_failed rc=%s retry_in=60s", ids, rc_name(rc));
+		struct bounce_retry *br = xcalloc(1, sizeof *br);
+		br->m = m;
+		br->msgid = msgid;
+		br->ev = evtimer_new(m->base, bounce_retry, br);
+		struct timeval tv = {60, 0};
+		evtimer_add(br->ev, &tv);
+		return;
+	}
+	struct spool_env *env = NULL;
+	if (spool_get(m->spool, msgid, &env) != RC_OK)
+		return;
+	log_info("id=%s event=dsn_queued dsn=%s to=<%s>", ids, dsns, env->sender);
+	bounce_mark(m, env);
+	spool_env_free(env);
+}
+
+/* bounce_build - the DSN message for env's failed recipients. */
+static struct evbuffer *bounce_build(struct mta *m, const struct spool_env *env)
+{
+	size_t n = 0;
+	struct mta_dsn_rcpt *dr = xcalloc(env->nrcpt, sizeof *dr);
+	char(*fields)[3][1100] = xcalloc(env->nrcpt, sizeof *fields);
+	for (size_t i = 0; i < env->nrcpt; i++) {
+		const struct spool_rcpt *r = &env->rcpt[i];
+		if (r->state != SPOOL_RCPT_FAILED || !bounce_wanted(env, r))
+			continue;
+		char *status = fields[n][0], *remote = fields[n][1], *diag = fields[n][2];
+		mta_outcome_parse(r->last_reply, status, 32, remote, 300, diag, 1000);
+		dr[n] = (struct mta_dsn_rcpt){
+			.addr = r->addr,
+			.orcpt = r->orcpt,
+			.status = status,
+			.action = "failed",
+			.remote_mta = remote[0] ? remote : NULL,
+			.diagnostic = diag[0] ? diag : NULL,
+			.last_attempt = time_now_ms(),
+		};
+		n++;
+	}
+	struct evbuffer *orig = evbuffer_new(), *out = evbuffer_new();
+	spool_read_body(m->spool, env->id, orig);
+	size_t olen = evbuffer_get_length(orig);
+	struct mta_dsn d = {
+		.reporting_mta = m->conf->hostname,
+		.sender = env->sender,
+		.envid = env->envid,
+		.arrival = env->created,
+		.headers_only = (env->flags & SPOOL_F_RET_HDRS) != 0,
+		.nrcpt = n,
+		.rcpt = dr,
+		.original = (const char *)evbuffer_pullup(orig, -1),
+		.original_len = olen,
+		.max_return = MTA_DSN_RETURN_MAX,
+	};
+	mta_dsn_build(&d, out);
+	evbuffer_free(orig);
+	free(fields);
+	free(dr);
+	return out;
+}
+
+/* mta_maybe_bounce - if msgid has nothing queued and failed recipients, bounce. */
+void mta_maybe_bounce(struct mta *m, uint64_t msgid)
+{
+	struct spool_env *env = NULL;
+	if (bounce_pending(m, msgid) || spool_get(m->spool, msgid, &env) != RC_OK)
+		return;
+	bool queued = false, failed = false, wanted = false;
+	for (size_t i = 0; i < env->nrcpt; i++) {
+		const struct spool_rcpt *r = &env->rcpt[i];
+		queued |= r->state == SPOOL_RCPT_QUEUED;
+		if (r->state == SPOOL_RCPT_FAILED) {
+			failed = true;
+			wanted |= bounce_wanted(env, r);
+		}
+	}
+	if (queued || !failed) {
+		spool_env_free(env);
+		return;
+	}
+	if (!wanted) {
+		bounce_mark(m, env);
+		spool_env_free(env);
+		return;
+	}
+	struct evbuffer *dsn = bounce_build(m, env);
+	struct spool_env *de = xcalloc(1, sizeof *de);
+	de->created = time_now_ms();
+	de->sender = xstrdup("");
+	de->client = xstrdup("127.0.0.1");
+	de->helo = xstrdup(m->conf->hostname);
+	de->flags = env->flags & (SPOOL_F_8BITMIME | SPOOL_F_SMTPUTF8);
+	de->nrcpt = 1;
+	de->rcpt = xcalloc(1, sizeof *de->rcpt);
+	de->rcpt[0].addr = xstrdup(env->sender);
+	de->body_size = evbuffer_get_length(dsn);
+	struct mta_bounce *b = xcalloc(1, sizeof *b);
+	b->msgid = msgid;
+	b->next = m->bouncing;
+	m->bouncing = b;
+	spool_commit(m->spool, de, dsn, m->base, on_dsn_committed, m, msgid);
+	spool_env_free(env);
+}
+
+/* mta_bounce_fini - forget pending bounces (their DSN commits still complete). */
+void mta_bounce_fini(struct mta *m)
+{
+	while (m->bouncing) {
+		struct mta_bounce *b = m->bouncing;
+		m->bouncing = b->next;
+		free(b);
+	}
+}

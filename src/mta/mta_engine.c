@@ -1,0 +1,683 @@
+/*
+ * mta_engine.c - the delivery engine: from the spool, through the scheduler, to
+ * each destination's servers, and back to the spool with every outcome.
+ *
+ * One thread runs one event loop for all outbound work (DNS, connections,
+ * timers); it is the only writer of recipient states, so what it decides is what
+ * the spool records. An attempt takes a batch of due recipients for one
+ * destination from the scheduler, resolves the route, connects (next address and
+ * next MX on failure), sends one transaction per message over the same
+ * connection, records every recipient's outcome durably (spool_rcpt_update),
+ * reschedules temporary failures with backoff, and once a message has no queued
+ * recipient left, bounces the failed ones in one DSN (RFC 3464) from <>.
+ *
+ * Crash model: an outcome is written as soon as it is known; a crash re-sends at
+ * most what was in flight. Recipient states live in the spool; the scheduler is
+ * rebuilt from it at start.
+ * Ownership: attempts are owned by the engine's list and found by id from async
+ * completions (STYLE.md); a completion for a finished attempt is dropped.
+ */
+#include "mta/mta_int.h"
+
+#include <arpa/inet.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include <event2/thread.h>
+#include <openssl/err.h>
+
+#define MTA_BATCH_MAX 256	/* recipients taken per attempt */
+
+static void mta_kick(struct mta *m);
+static void attempt_end(struct mta_attempt *a);
+static void attempt_connect_next(struct mta_attempt *a);
+static void attempt_send_next(struct mta_attempt *a);
+
+
+/* ---- small helpers ---------------------------------------------------------- */
+
+static struct mta_attempt *attempt_find(struct mta *m, uint64_t id)
+{
+	for (struct mta_attempt *a = m->attempts; a; a = a->next)
+		if (a->id == id)
+			return a;
+	return NULL;
+}
+
+/* mta_rcpt_domain - the lower-cased destination of an address ("" if none). */
+void mta_rcpt_domain(const char *addr, char *out, size_t outsz)
+{
+	const char *at = strrchr(addr, '@');
+	str_lcpy(out, at ? at + 1 : "", outsz);
+	str_lower(out);
+}
+
+/* mta_outcome_format - the last_reply kept in the spool: key=value, readable by
+ * operators (queue show) and parsed back for bounces. */
+void mta_outcome_format(char *out, size_t outsz, const char *status, const char *remote,
+			const struct mta_reply *r, const char *why)
+{
+	char text[MTA_REPLY_TEXT_MAX + 32];
+	if (r && r->code)
+		snprintf(text, sizeof text, "%d %s%s%s", r->code, r->enh, r->enh[0] ? " " : "",
+			 r->text);
+	else
+		str_lcpy(text, why ? why : "", sizeof text);
+	for (char *p = text; *p; p++)
+		if (*p == '"' || (unsigned char)*p < 0x20)
+			*p = '\'';
+	snprintf(out, outsz, "status=%s remote=%s reply=\"%s\"", status,
+		 remote && remote[0] ? remote : "-", text);
+}
+
+/* mta_outcome_parse - split a stored last_reply back into its fields. */
+void mta_outcome_parse(const char *s, char *status, size_t ssz, char *remote, size_t rsz,
+		       char *reply, size_t rpsz)
+{
+	str_lcpy(status, "5.0.0", ssz);
+	str_lcpy(remote, "", rsz);
+	str_lcpy(reply, s ? s : "", rpsz);
+	if (s == NULL)
+		return;
+	const char *p = strstr(s, "status="), *q = strstr(s, " remote="), *r = strstr(s, " reply=\"");
+	if (p == NULL || q == NULL || r == NULL)
+		return;
+	snprintf(status, ssz, "%.*s", (int)(q - p - 7), p + 7);
+	snprintf(remote, rsz, "%.*s", (int)(r - q - 8), q + 8);
+	if (strcmp(remote, "-") == 0)
+		remote[0] = '\0';
+	size_t n = strlen(r + 8);
+	snprintf(reply, rpsz, "%.*s", (int)(n > 0 ? n - 1 : 0), r + 8);
+}
+
+static const char *status_of(const struct mta_reply *r, const char *fallback_enh,
+			     enum rc rc)
+{
+	if (r && r->enh[0])
+		return r->enh;
+	if (fallback_enh)
+		return fallback_enh;
+	return rc == RC_PERMFAIL ? "5.0.0" : "4.0.0";
+}
+
+/* ---- recording outcomes ------------------------------------------------------ */
+
+static void on_rcpt_recorded(void *ctx, uint64_t msgid, enum rc rc, uint64_t unused)
+{
+	struct mta *m = ctx;
+	if (rc != RC_OK)
+		log_err("event=spool_update_failed rc=%s", rc_name(rc));
+	if (!m->stopping)
+		mta_maybe_bounce(m, msgid);
+}
+
+/*
+ * mta_record - one recipient's outcome: delivered, deferred (rescheduled) or
+ * failed (bounce due). Writes it to the spool; on_rcpt_recorded then looks at the
+ * whole message.
+ */
+void mta_record(struct mta *m, const struct spool_env *env, uint32_t idx, enum rc rc,
+		const struct mta_reply *reply, const char *enh, const char *why,
+		const char *remote, const char *dest, enum sched_stream stream)
+{
+	const struct spool_rcpt *r = &env->rcpt[idx];
+	int64_t now = time_now_ms();
+	uint32_t attempts = r->attempts + 1;
+	enum spool_rcpt_state st = SPOOL_RCPT_DELIVERED;
+	int64_t next = 0;
+	const char *status = status_of(reply, enh, rc);
+	const char *event = "delivered";
+	char text[1400], idstr[ID_STR_LEN + 1];
+	if (rc == RC_TEMPFAIL) {
+		next = sched_next_attempt(&m->sc, env->created, attempts, now);
+		if (next == 0) {
+			st = SPOOL_RCPT_FAILED;
+			status = "4.4.7";
+			event = "expired";
+		} else {
+			st = SPOOL_RCPT_QUEUED;
+			event = "deferred";
+		}
+	} else if (rc != RC_OK) {
+		st = SPOOL_RCPT_FAILED;
+		event = "bounced";
+	}
+	mta_outcome_format(text, sizeof text, status, remote, reply, why);
+	id_format(env->id, idstr);
+	log_info("id=%s event=%s rcpt=<%s> attempts=%u %s%s", idstr, event, r->addr, attempts,
+		 text, st == SPOOL_RCPT_QUEUED ? "" : "");
+	if (spool_rcpt_update(m->spool, env->id, idx, st, attempts, next, text, m->base,
+			      on_rcpt_recorded, m, env->id) != RC_OK)
+		log_err("id=%s event=spool_update_refused rcpt=<%s>", idstr, r->addr);
+	if (st == SPOOL_RCPT_QUEUED)
+		sched_add(m->sched, stream, dest, env->id, idx, next);
+}
+
+/* ---- attempts ------------------------------------------------------------------ */
+
+static void attempt_free(struct mta_attempt *a)
+{
+	for (size_t i = 0; i < a->nmsgs; i++) {
+		spool_env_free(a->msgs[i].env);
+		if (a->msgs[i].body)
+			evbuffer_free(a->msgs[i].body);
+		free(a->msgs[i].rcpt);
+	}
+	free(a->msgs);
+	free(a);
+}
+
+/* attempt_fail_rest - every recipient not yet decided gets rc (no connection). */
+static void attempt_fail_rest(struct mta_attempt *a, enum rc rc, const struct mta_reply *reply,
+			      const char *enh, const char *why)
+{
+	for (size_t i = a->next_msg; i < a->nmsgs; i++) {
+		struct mta_msgwork *w = &a->msgs[i];
+		for (size_t k = 0; k < w->nrcpt; k++)
+			mta_record(a->m, w->env, w->rcpt[k].idx, rc, reply, enh, why,
+				   a->last_host, a->dest, a->stream);
+	}
+	a->next_msg = a->nmsgs;
+}
+
+static void attempt_end_cb(evutil_socket_t fd, short what, void *arg)
+{
+	struct mta_attempt *a = arg;
+	struct mta *m = a->m;
+	if (a->conn)
+		mta_conn_close(a->conn);
+	for (struct mta_attempt **pp = &m->attempts; *pp; pp = &(*pp)->next) {
+		if (*pp == a) {
+			*pp = a->next;
+			break;
+		}
+	}
+	m->nattempts--;
+	sched_release(m->sched, a->dest);
+	event_free(a->end_ev);
+	attempt_free(a);
+	mta_kick(m);
+}
+
+/* attempt_end - finish from a safe point (never inside a connection callback). */
+static void attempt_end(struct mta_attempt *a)
+{
+	if (a->ending)
+		return;
+	a->ending = true;
+	a->end_ev = event_new(a->m->base, -1, 0, attempt_end_cb, a);
+	event_active(a->end_ev, 0, 0);
+}
+
+/* attempt_load - turn scheduled items into per-message work; false if none left. */
+static bool attempt_load(struct mta_attempt *a, const struct sched_item *items, size_t n)
+{
+	struct mta *m = a->m;
+	int64_t now = time_now_ms();
+	a->msgs = xcalloc(n, sizeof *a->msgs);
+	for (size_t i = 0; i < n;) {
+		size_t j = i;
+		while (j < n && items[j].msgid == items[i].msgid)
+			j++;
+		struct spool_env *env = NULL;
+		if (spool_get(m->spool, items[i].msgid, &env) != RC_OK ||
+		    (env->flags & SPOOL_F_HELD)) {
+			spool_env_free(env); /* deleted or held meanwhile: not ours any more */
+			i = j;
+			continue;
+		}
+		struct mta_msgwork *w = &a->msgs[a->nmsgs];
+		w->env = env;
+		w->rcpt = xcalloc(j - i, sizeof *w->rcpt);
+		for (size_t k = i; k < j; k++) {
+			uint32_t idx = items[k].rcpt;
+			if (idx >= env->nrcpt || env->rcpt[idx].state != SPOOL_RCPT_QUEUED)
+				continue;
+			if (sched_is_expired(&m->sc, env->created, now)) {
+				mta_record(m, env, idx, RC_TEMPFAIL, NULL, "4.4.7",
+					   "message expired in the queue", NULL, a->dest, a->stream);
+				continue;
+			}
+			w->rcpt[w->nrcpt++] = (struct mta_txn_rcpt){
+				.addr = env->rcpt[idx].addr,
+				.orcpt = env->rcpt[idx].orcpt,
+				.notify = env->rcpt[idx].notify,
+				.idx = idx,
+			};
+		}
+		if (w->nrcpt == 0) {
+			spool_env_free(env);
+			free(w->rcpt);
+			memset(w, 0, sizeof *w);
+		} else {
+			a->nmsgs++;
+		}
+		i = j;
+	}
+	return a->nmsgs > 0;
+}
+
+static void attempt_on_route(void *ctx, uint64_t cookie, const struct mta_route *r)
+{
+	struct mta *m = ctx;
+	struct mta_attempt *a = attempt_find(m, cookie);
+	if (a == NULL || a->ending)
+		return;
+	if (r->rc != RC_OK) {
+		attempt_fail_rest(a, r->rc, NULL, r->enh, r->why);
+		attempt_end(a);
+		return;
+	}
+	a->route = *r;
+	a->host_i = a->addr_i = 0;
+	attempt_connect_next(a);
+}
+
+static void attempt_on_ready(void *ctx, uint64_t cookie, struct mta_conn *c, enum rc rc,
+			     const struct mta_reply *why);
+static void attempt_on_done(void *ctx, uint64_t cookie, struct mta_conn *c, struct mta_txn *t);
+
+static const struct mta_conn_cbs attempt_cbs = {attempt_on_ready, attempt_on_done};
+
+/* attempt_connect_next - the next address of the current host, else the next host. */
+static void attempt_connect_next(struct mta_attempt *a)
+{
+	struct mta *m = a->m;
+	while (a->host_i < a->route.nhosts && a->addr_i >= a->route.host[a->host_i].naddr) {
+		a->host_i++;
+		a->addr_i = 0;
+	}
+	if (a->host_i >= a->route.nhosts || m->stopping) {
+		const char *why = a->last_err.code ? NULL : "could not connect to any server";
+		attempt_fail_rest(a, RC_TEMPFAIL, a->last_err.code ? &a->last_err : NULL, "4.4.1",
+				  why);
+		attempt_end(a);
+		return;
+	}
+	const struct mta_route_host *h = &a->route.host[a->host_i];
+	const struct sockaddr_storage *sa = &h->addr[a->addr_i++];
+	char ip[INET6_ADDRSTRLEN] = "?";
+	if (sa->ss_family == AF_INET)
+		inet_ntop(AF_INET, &((const struct sockaddr_in *)sa)->sin_addr, ip, sizeof ip);
+	else
+		inet_ntop(AF_INET6, &((const struct sockaddr_in6 *)sa)->sin6_addr, ip, sizeof ip);
+	snprintf(a->last_host, sizeof a->last_host, "%s[%s]", h->name[0] ? h->name : ip, ip);
+	struct mta_conn_params p = m->params;
+	p.host = h->name[0] ? h->name : ip;
+	if (a->croute) {
+		p.auth_user = a->croute->auth_user;
+		p.auth_pass = a->croute->auth_password;
+		p.tls_required = a->croute->tls == CONF_TLS_REQUIRED;
+		p.tls_verify = a->croute->tls_verify;
+	}
+	p.source = conf_source_address(m->conf, sa->ss_family, &p.source_len);
+	socklen_t salen = sa->ss_family == AF_INET ? sizeof(struct sockaddr_in)
+						   : sizeof(struct sockaddr_in6);
+	a->sent_on_conn = 0;
+	mta_conn_open(m->base, (const struct sockaddr *)sa, salen, &p, &attempt_cbs, m, a->id);
+}
+
+static void attempt_on_ready(void *ctx, uint64_t cookie, struct mta_conn *c, enum rc rc,
+			     const struct mta_reply *why)
+{
+	struct mta *m = ctx;
+	struct mta_attempt *a = attempt_find(m, cookie);
+	if (a == NULL || a->ending) {
+		if (rc == RC_OK)
+			mta_conn_close(c);
+		return;
+	}
+	if (rc != RC_OK) {
+		/* Connection refused, 4xx/5xx greeting, TLS required but absent:
+		 * try the next address and the next MX (RFC 5321 5.1). */
+		if (why)
+			a->last_err = *why;
+		char idstr[ID_STR_LEN + 1];
+		id_format(a->msgs[0].env->id, idstr);
+		log_info("id=%s event=connect_failed relay=%s reply=\"%d %s\"", idstr, a->last_host,
+			 why ? why->code : 0, why ? why->text : "");
+		attempt_connect_next(a);
+		return;
+	}
+	a->conn = c;
+	attempt_send_next(a);
+}
+
+/* attempt_send_next - the next message over the open connection, or finish. */
+static void attempt_send_next(struct mta_attempt *a)
+{
+	struct mta *m = a->m;
+	if (a->next_msg >= a->nmsgs) {
+		attempt_end(a);
+		return;
+	}
+	if (a->sent_on_conn >= m->max_msgs_per_conn || !mta_conn_is_usable(a->conn)) {
+		/* Open a fresh connection for the rest. */
+		mta_conn_close(a->conn);
+		a->conn = NULL;
+		a->addr_i = a->addr_i > 0 ? a->addr_i - 1 : 0;
+		attempt_connect_next(a);
+		return;
+	}
+	struct mta_msgwork *w = &a->msgs[a->next_msg];
+	if (w->body == NULL) {
+		w->body = evbuffer_new();
+		if (spool_read_body(m->spool, w->env->id, w->body) != RC_OK) {
+			attempt_fail_rest(a, RC_TEMPFAIL, NULL, "4.3.0", "could not read the spool");
+			attempt_end(a);
+			return;
+		}
+	}
+	w->txn = (struct mta_txn){
+		.msgid = w->env->id,
+		.sender = w->env->sender,
+		.envid = w->env->envid,
+		.flags = w->env->flags,
+		.nrcpt = w->nrcpt,
+		.rcpt = w->rcpt,
+		.body = w->body,
+	};
+	a->sent_on_conn++;
+	mta_conn_send(a->conn, &w->txn);
+}
+
+static void attempt_on_done(void *ctx, uint64_t cookie, struct mta_conn *c, struct mta_txn *t)
+{
+	struct mta *m = ctx;
+	struct mta_attempt *a = attempt_find(m, cookie);
+	if (a == NULL)
+		return;
+	struct mta_msgwork *w = &a->msgs[a->next_msg];
+	for (size_t k = 0; k < t->nrcpt; k++)
+		mta_record(m, w->env, t->rcpt[k].idx, t->rcpt[k].rc, &t->rcpt[k].reply, NULL, NULL,
+			   a->last_host, a->dest, a->stream);
+	evbuffer_free(w->body);
+	w->body = NULL;
+	a->next_msg++;
+	if (!mta_conn_is_usable(c)) {
+		mta_conn_close(c);
+		a->conn = NULL;
+		/* What is left goes back to the queue for a new attempt soon. */
+		for (size_t i = a->next_msg; i < a->nmsgs; i++)
+			for (size_t k = 0; k < a->msgs[i].nrcpt; k++)
+				sched_add(m->sched, a->stream, a->dest, a->msgs[i].env->id,
+					  a->msgs[i].rcpt[k].idx, time_now_ms());
+		a->next_msg = a->nmsgs;
+		attempt_end(a);
+		return;
+	}
+	attempt_send_next(a);
+}
+
+/* attempt_start - a batch of due recipients for one destination. */
+static void attempt_start(struct mta *m, const char *dest, enum sched_stream stream,
+			  const struct sched_item *items, size_t n)
+{
+	struct mta_attempt *a = xcalloc(1, sizeof *a);
+	a->m = m;
+	a->id = ++m->attempt_seq;
+	str_lcpy(a->dest, dest, sizeof a->dest);
+	a->stream = stream;
+	a->next = m->attempts;
+	m->attempts = a;
+	m->nattempts++;
+	if (!attempt_load(a, items, n)) {
+		attempt_end(a);
+		return;
+	}
+	if (m->sandbox) {
+		mta_sandbox_deliver(m, a);
+		attempt_end(a);
+		return;
+	}
+	a->croute = conf_route_find(m->conf, dest);
+	if (a->croute)
+		mta_route_host(m->dns, a->croute->host, a->croute->port, attempt_on_route, m,
+			       a->id);
+	else
+		mta_route_mx(m->dns, dest, (uint16_t)m->conf->delivery.port, attempt_on_route, m,
+			     a->id);
+}
+
+/* ---- the run loop ------------------------------------------------------------------ */
+
+static void mta_on_run(evutil_socket_t fd, short what, void *arg)
+{
+	struct mta *m = arg;
+	struct sched_item items[MTA_BATCH_MAX];
+	char dest[MTA_DNS_NAME_MAX + 3];
+	while (!m->stopping && m->nattempts < m->max_conns) {
+		enum sched_stream st;
+		size_t n = sched_take(m->sched, time_now_ms(), items, MTA_BATCH_MAX, dest,
+				      sizeof dest, &st);
+		if (n == 0)
+			break;
+		attempt_start(m, dest, st, items, n);
+	}
+	int64_t due = sched_next_due(m->sched);
+	if (due != INT64_MAX && !m->stopping) {
+		int64_t wait = due - time_now_ms();
+		if (wait < 0)
+			wait = 0;
+		if (wait > 60000)
+			wait = 60000;
+		struct timeval tv = {wait / 1000, (wait % 1000) * 1000};
+		evtimer_add(m->timer, &tv);
+	}
+}
+
+static void mta_kick(struct mta *m)
+{
+	event_active(m->run_ev, 0, 0);
+}
+
+/* mta_schedule_msg - put a message's queued recipients into the scheduler. */
+static void mta_schedule_msg(struct mta *m, const struct spool_env *env)
+{
+	if (env->flags & SPOOL_F_HELD)
+		return;
+	bool queued = false;
+	for (size_t i = 0; i < env->nrcpt; i++) {
+		const struct spool_rcpt *r = &env->rcpt[i];
+		if (r->state != SPOOL_RCPT_QUEUED)
+			continue;
+		char dest[MTA_DNS_NAME_MAX + 3];
+		mta_rcpt_domain(r->addr, dest, sizeof dest);
+		sched_add(m->sched, SCHED_STREAM_TRANSACTIONAL, dest, env->id, (uint32_t)i,
+			  r->next_attempt);
+		queued = true;
+	}
+	if (!queued)
+		mta_maybe_bounce(m, env->id);
+}
+
+static void mta_on_notify(evutil_socket_t fd, short what, void *arg)
+{
+	struct mta *m = arg;
+	pthread_mutex_lock(&m->qlock);
+	uint64_t *q = m->q;
+	size_t n = m->nq;
+	m->q = NULL;
+	m->nq = m->capq = 0;
+	bool flush_all = m->flush_all;
+	m->flush_all = false;
+	pthread_mutex_unlock(&m->qlock);
+	for (size_t i = 0; i < n; i++) {
+		uint64_t id = q[i] & ~MTA_Q_FLUSH;
+		struct spool_env *env = NULL;
+		if (spool_get(m->spool, id, &env) != RC_OK) {
+			sched_remove_msg(m->sched, id);
+			continue;
+		}
+		if (env->flags & SPOOL_F_HELD)
+			sched_remove_msg(m->sched, id);
+		else
+			mta_schedule_msg(m, env);
+		if (q[i] & MTA_Q_FLUSH)
+			sched_flush(m->sched, id, time_now_ms());
+		spool_env_free(env);
+	}
+	if (flush_all)
+		sched_flush(m->sched, 0, time_now_ms());
+	free(q);
+	mta_kick(m);
+}
+
+static void mta_enqueue(struct mta *m, uint64_t v, bool flush_all)
+{
+	pthread_mutex_lock(&m->qlock);
+	if (flush_all) {
+		m->flush_all = true;
+	} else {
+		if (m->nq == m->capq) {
+			m->capq = m->capq ? m->capq * 2 : 64;
+			m->q = xrealloc(m->q, m->capq * sizeof *m->q);
+		}
+		m->q[m->nq++] = v;
+	}
+	pthread_mutex_unlock(&m->qlock);
+	event_active(m->notify_ev, 0, 0);
+}
+
+/* mta_notify - a message was committed or changed (release); thread-safe. */
+void mta_notify(struct mta *m, uint64_t msgid)
+{
+	mta_enqueue(m, msgid, false);
+}
+
+/* mta_flush - attempt msgid (0: everything) now; thread-safe. */
+void mta_flush(struct mta *m, uint64_t msgid)
+{
+	if (msgid == 0)
+		mta_enqueue(m, 0, true);
+	else
+		mta_enqueue(m, msgid | MTA_Q_FLUSH, false);
+}
+
+/* ---- lifecycle --------------------------------------------------------------------- */
+
+static bool mta_load_one(void *arg, const struct spool_env *env)
+{
+	mta_schedule_msg(arg, env);
+	return true;
+}
+
+static SSL_CTX *mta_tls_ctx(void)
+{
+	SSL_CTX *ctx = SSL_CTX_new(TLS_client_method());
+	if (ctx == NULL)
+		return NULL;
+	SSL_CTX_set_min_proto_version(ctx, TLS1_2_VERSION);
+	SSL_CTX_set_options(ctx, SSL_OP_NO_COMPRESSION | SSL_OP_NO_RENEGOTIATION);
+	SSL_CTX_set_default_verify_paths(ctx);
+	return ctx;
+}
+
+/* mta_new - the engine; its scheduler holds every queued recipient of the spool. */
+enum rc mta_new(const struct conf *conf, struct spool *spool, struct mta **out)
+{
+	core_threads_init();
+	struct mta *m = xcalloc(1, sizeof *m);
+	m->conf = conf;
+	m->spool = spool;
+	m->base = event_base_new();
+	if (m->base == NULL)
+		fatal("event=event_base_new_failed where=mta");
+	pthread_mutex_init(&m->qlock, NULL);
+	mta_conf_apply(m);
+	enum rc rc = mta_dns_new(m->base, conf->dns.resolver, m->dns_timeout_ms, &m->dns);
+	if (rc != RC_OK) {
+		log_err("event=dns_setup_failed resolver=%s", conf->dns.resolver ? conf->dns.resolver : "system");
+		mta_free(m);
+		return rc;
+	}
+	m->tls = mta_tls_ctx();
+	m->params.tls = m->tls;
+	m->sched = sched_new(&m->sc);
+	m->run_ev = event_new(m->base, -1, 0, mta_on_run, m);
+	m->notify_ev = event_new(m->base, -1, 0, mta_on_notify, m);
+	m->timer = evtimer_new(m->base, mta_on_run, m);
+	spool_foreach(spool, mta_load_one, m);
+	log_info("event=delivery_ready queued_recipients=%zu mode=%s", sched_count(m->sched),
+		 m->sandbox ? "sandbox" : "normal");
+	*out = m;
+	return RC_OK;
+}
+
+static void *mta_main(void *arg)
+{
+	struct mta *m = arg;
+	mta_kick(m);
+	event_base_loop(m->base, EVLOOP_NO_EXIT_ON_EMPTY);
+	return NULL;
+}
+
+/* mta_start - run the delivery thread. */
+enum rc mta_start(struct mta *m)
+{
+	if (pthread_create(&m->thread, NULL, mta_main, m) != 0)
+		return RC_IO;
+	m->started = true;
+	return RC_OK;
+}
+
+static void mta_on_stop(evutil_socket_t fd, short what, void *arg)
+{
+	struct mta *m = arg;
+	m->stopping = true;
+	event_base_loopbreak(m->base);
+}
+
+/* mta_stop - stop the delivery thread; in-flight recipients stay queued. */
+void mta_stop(struct mta *m)
+{
+	if (m == NULL || !m->started)
+		return;
+	struct event *ev = event_new(m->base, -1, 0, mta_on_stop, m);
+	event_active(ev, 0, 0);
+	pthread_join(m->thread, NULL);
+	event_free(ev);
+	m->started = false;
+}
+
+/* mta_free - release the engine (after mta_stop). */
+void mta_free(struct mta *m)
+{
+	if (m == NULL)
+		return;
+	m->stopping = true;
+	while (m->attempts) {
+		struct mta_attempt *a = m->attempts;
+		m->attempts = a->next;
+		if (a->conn)
+			mta_conn_close(a->conn);
+		if (a->end_ev)
+			event_free(a->end_ev);
+		attempt_free(a);
+	}
+	/* Completions the spool posted while it drained: run them (they see
+	 * stopping and only free themselves). */
+	if (m->base)
+		event_base_loop(m->base, EVLOOP_NONBLOCK);
+	mta_bounce_fini(m);
+	if (m->run_ev)
+		event_free(m->run_ev);
+	if (m->notify_ev)
+		event_free(m->notify_ev);
+	if (m->timer)
+		event_free(m->timer);
+	sched_free(m->sched);
+	mta_dns_free(m->dns);
+	if (m->tls)
+		SSL_CTX_free(m->tls);
+	free(m->q);
+	pthread_mutex_destroy(&m->qlock);
+	if (m->base)
+		event_base_free(m->base);
+	free(m);
+}

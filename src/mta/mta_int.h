@@ -1,0 +1,97 @@
+/*
+ * mta_int.h - internals of the delivery engine shared by mta_engine.c,
+ * mta_bounce.c and mta_sandbox.c. Not a public header.
+ */
+#ifndef RELEVO_MTA_INT_H
+#define RELEVO_MTA_INT_H
+
+#include <pthread.h>
+#include <stdbool.h>
+#include <stdint.h>
+#include <sys/socket.h>
+
+#include "conf/conf.h"
+#include "core/core.h"
+#include "mta/mta.h"
+#include "sched/sched.h"
+#include "spool/spool.h"
+
+#define MTA_Q_FLUSH (1ULL << 63)	/* in the notify queue: also flush this id */
+
+/* One message's part of an attempt: its recipients for this destination. */
+struct mta_msgwork {
+	struct spool_env *env;		/* owned deep copy */
+	struct evbuffer *body;		/* owned, loaded when its turn comes */
+	struct mta_txn_rcpt *rcpt;	/* owned */
+	size_t nrcpt;
+	struct mta_txn txn;
+};
+
+/* One delivery attempt: a batch of recipients for one destination. */
+struct mta_attempt {
+	struct mta_attempt *next;
+	struct mta *m;
+	uint64_t id;			/* cookie for async completions */
+	char dest[MTA_DNS_NAME_MAX + 3];
+	enum sched_stream stream;
+	const struct conf_route *croute;	/* static route, or NULL: MX */
+	struct mta_msgwork *msgs;
+	size_t nmsgs, next_msg;
+	struct mta_route route;
+	size_t host_i, addr_i;
+	struct mta_conn *conn;		/* owned while open */
+	unsigned sent_on_conn;
+	struct mta_reply last_err;	/* why the last connection failed */
+	char last_host[MTA_DNS_NAME_MAX + 64];	/* "mx.example.org[192.0.2.1]" */
+	bool ending;
+	struct event *end_ev;
+};
+
+struct mta_bounce;
+
+struct mta {
+	const struct conf *conf;
+	struct spool *spool;
+	struct event_base *base;
+	pthread_t thread;
+	bool started, stopping;
+	struct mta_dns *dns;
+	struct sched *sched;
+	struct sched_conf sc;
+	SSL_CTX *tls;
+	struct mta_conn_params params;	/* defaults from the config */
+	bool sandbox;
+	unsigned dns_timeout_ms;
+	unsigned max_conns, max_msgs_per_conn;
+	struct event *run_ev, *notify_ev, *timer;
+	struct mta_attempt *attempts;
+	unsigned nattempts;
+	uint64_t attempt_seq;
+	pthread_mutex_t qlock;		/* guards q/nq/flush_all (other threads add) */
+	uint64_t *q;
+	size_t nq, capq;
+	bool flush_all;
+	struct mta_bounce *bouncing;	/* messages whose DSN is being committed */
+};
+
+/* mta_engine.c */
+void mta_record(struct mta *m, const struct spool_env *env, uint32_t idx, enum rc rc,
+		const struct mta_reply *reply, const char *enh, const char *why,
+		const char *remote, const char *dest, enum sched_stream stream);
+void mta_rcpt_domain(const char *addr, char *out, size_t outsz);
+void mta_outcome_format(char *out, size_t outsz, const char *status, const char *remote,
+			const struct mta_reply *r, const char *why);
+void mta_outcome_parse(const char *s, char *status, size_t ssz, char *remote, size_t rsz,
+		       char *reply, size_t rpsz);
+
+/* mta_conf.c: config -> engine settings. */
+void mta_conf_apply(struct mta *m);
+
+/* mta_bounce.c */
+void mta_maybe_bounce(struct mta *m, uint64_t msgid);
+void mta_bounce_fini(struct mta *m);
+
+/* mta_sandbox.c */
+void mta_sandbox_deliver(struct mta *m, struct mta_attempt *a);
+
+#endif
