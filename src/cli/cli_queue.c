@@ -32,7 +32,7 @@
 
 static int queue_usage(void)
 {
-	fprintf(stderr, "usage: relevo queue list | show ID | delete ID [-c FILE]\n");
+	fprintf(stderr, "usage: relevo queue list | show ID | delete ID | flush [ID] | hold ID | release ID [-c FILE]\n");
 	return 2;
 }
 
@@ -288,15 +288,45 @@ static int queue_show(const struct conf *c, uint64_t id)
 	return 0;
 }
 
-/* queue_delete - delete offline, or through the daemon when it holds the spool. */
-static int queue_delete(const struct conf *c, uint64_t id)
+/* queue_offline_flush - make msgid's (or every message's, id 0) queued recipients
+ * due now, so the next daemon start attempts them at once. */
+static bool queue_flush_one(void *arg, const struct spool_env *env)
 {
-	char ids[ID_STR_LEN + 1];
-	id_format(id, ids);
+	struct spool *sp = arg;
+	for (size_t i = 0; i < env->nrcpt; i++) {
+		const struct spool_rcpt *r = &env->rcpt[i];
+		if (r->state == SPOOL_RCPT_QUEUED && r->next_attempt != 0)
+			spool_rcpt_update(sp, env->id, i, r->state, r->attempts, 0, r->last_reply,
+			                  NULL, NULL, NULL, 0);
+	}
+	return true;
+}
+
+static enum rc queue_offline_flush(struct spool *sp, uint64_t id)
+{
+	if (id == 0) {
+		spool_foreach(sp, queue_flush_one, sp);
+		return RC_OK;
+	}
+	struct spool_env *env = NULL;
+	enum rc rc = spool_get(sp, id, &env);
+	if (rc == RC_OK)
+		queue_flush_one(sp, env);
+	spool_env_free(env);
+	return rc;
+}
+
+/* queue_change - delete, hold, release or flush: offline, or through the daemon
+ * when it holds the spool. id 0 (flush only) means every message. */
+static int queue_change(const struct conf *c, const char *verb, uint64_t id)
+{
+	char ids[ID_STR_LEN + 1] = "";
+	if (id != 0)
+		id_format(id, ids);
 	struct spool *sp = NULL;
 	enum rc rc = spool_open(c->data_dir, SPOOL_RDWR, &sp);
 	if (rc == RC_EXISTS) {
-		char *line = xasprintf("queue delete %s", ids);
+		char *line = xasprintf("queue %s%s%s", verb, id ? " " : "", ids);
 		int status = cli_ctl_request(c, line);
 		free(line);
 		return status;
@@ -306,32 +336,45 @@ static int queue_delete(const struct conf *c, uint64_t id)
 		        rc_name(rc));
 		return 1;
 	}
-	rc = spool_delete(sp, id);
-	spool_close(sp);
+	const char *done = "deleted";
+	if (strcmp(verb, "delete") == 0) {
+		rc = spool_delete(sp, id);
+	} else if (strcmp(verb, "flush") == 0) {
+		rc = queue_offline_flush(sp, id);
+		done = "will be attempted as soon as the daemon starts";
+	} else {
+		rc = spool_hold(sp, id, strcmp(verb, "hold") == 0);
+		done = strcmp(verb, "hold") == 0 ? "held" : "released";
+	}
+	spool_close(sp); /* drains the updates */
 	if (rc == RC_NOTFOUND) {
 		fprintf(stderr, "relevo: no message %s in the queue\n", ids);
 		return 1;
 	}
 	if (rc != RC_OK) {
-		fprintf(stderr, "relevo: delete %s failed: %s\n", ids, rc_name(rc));
+		fprintf(stderr, "relevo: %s %s failed: %s\n", verb, ids, rc_name(rc));
 		return 1;
 	}
-	printf("%s deleted\n", ids);
+	printf("%s%s%s\n", id ? ids : "every queued message", id ? " " : " ", done);
 	return 0;
 }
 
-/* cli_queue - `relevo queue list | show ID | delete ID`. */
+/* cli_queue - `relevo queue list | show ID | delete ID | flush [ID] | hold ID |
+ * release ID`. */
 int cli_queue(int argc, char **argv, const char *conf_path)
 {
 	uint64_t id = 0;
 	if (argc < 2)
 		return queue_usage();
 	const char *sub = argv[1];
-	bool list = strcmp(sub, "list") == 0;
-	bool show = strcmp(sub, "show") == 0, del = strcmp(sub, "delete") == 0;
-	if ((list && argc != 2) || ((show || del) && argc != 3) || !(list || show || del))
+	bool list = strcmp(sub, "list") == 0, flush = strcmp(sub, "flush") == 0;
+	bool show = strcmp(sub, "show") == 0;
+	bool change = strcmp(sub, "delete") == 0 || strcmp(sub, "hold") == 0 ||
+	              strcmp(sub, "release") == 0;
+	if ((list && argc != 2) || ((show || change) && argc != 3) || (flush && argc > 3) ||
+	    !(list || show || change || flush))
 		return queue_usage();
-	if (!list && !id_parse(argv[2], &id)) {
+	if (argc == 3 && !id_parse(argv[2], &id)) {
 		fprintf(stderr, "relevo: '%s' is not a message id (16 hex digits)\n", argv[2]);
 		return 2;
 	}
@@ -339,7 +382,7 @@ int cli_queue(int argc, char **argv, const char *conf_path)
 	if (c == NULL)
 		return 1;
 	log_set_level(LOG_LV_WARN); /* damage found while reading is still reported */
-	int status = list ? queue_list(c) : show ? queue_show(c, id) : queue_delete(c, id);
+	int status = list ? queue_list(c) : show ? queue_show(c, id) : queue_change(c, sub, id);
 	conf_free(c);
 	return status;
 }

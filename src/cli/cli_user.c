@@ -1,7 +1,8 @@
 /*
  * cli_user.c - `relevo user add|list|del|passwd`: manage sending accounts.
  *
- *   relevo user add NAME --domain D [--domain D2 ...]   password from stdin
+ *   relevo user add NAME --domain D [--domain D2 ...] [--sandbox]   password from stdin
+ *   relevo user sandbox NAME on|off
  *   relevo user list
  *   relevo user del NAME
  *   relevo user passwd NAME                             password from stdin
@@ -34,12 +35,15 @@ struct cli_user_args {
 	const char *name;
 	char *domains[CLI_USER_MAX_DOMAINS];
 	size_t ndomains;
+	bool sandbox;		/* add --sandbox */
+	const char *value;	/* sandbox NAME on|off */
 };
 
 struct cli_user_cmd {
 	const char *verb;
 	bool needs_name;
 	bool takes_domains;
+	bool takes_value;
 	int (*run)(struct store *st, const struct cli_user_args *a);
 };
 
@@ -47,18 +51,22 @@ static int cli_user_add(struct store *st, const struct cli_user_args *a);
 static int cli_user_list(struct store *st, const struct cli_user_args *a);
 static int cli_user_del(struct store *st, const struct cli_user_args *a);
 static int cli_user_passwd(struct store *st, const struct cli_user_args *a);
+static int cli_user_sandbox(struct store *st, const struct cli_user_args *a);
 
 static const struct cli_user_cmd cli_user_cmds[] = {
-    {"add", true, true, cli_user_add},
-    {"list", false, false, cli_user_list},
-    {"del", true, false, cli_user_del},
-    {"passwd", true, false, cli_user_passwd},
+    {"add", true, true, false, cli_user_add},
+    {"list", false, false, false, cli_user_list},
+    {"del", true, false, false, cli_user_del},
+    {"passwd", true, false, false, cli_user_passwd},
+    {"sandbox", true, false, true, cli_user_sandbox},
 };
 
 static void cli_user_usage(FILE *out)
 {
-	fprintf(out, "usage: relevo user add NAME --domain DOMAIN [--domain DOMAIN ...] [-c FILE]\n"
+	fprintf(out, "usage: relevo user add NAME --domain DOMAIN [--domain DOMAIN ...] [--sandbox] "
+	             "[-c FILE]\n"
 	             "       relevo user list [-c FILE]\n"
+	             "       relevo user sandbox NAME on|off [-c FILE]\n"
 	             "       relevo user del NAME [-c FILE]\n"
 	             "       relevo user passwd NAME [-c FILE]\n"
 	             "\n"
@@ -146,6 +154,10 @@ static int cli_user_parse_one(const struct cli_user_cmd *cmd, int argc, char **a
 	}
 	if (!*opts_done && cmd->takes_domains && strncmp(arg, "--domain=", 9) == 0)
 		return cli_user_push_domain(a, arg + 9);
+	if (!*opts_done && cmd->takes_domains && strcmp(arg, "--sandbox") == 0) {
+		a->sandbox = true;
+		return 0;
+	}
 	if (!*opts_done && strcmp(arg, "--") == 0) {
 		*opts_done = true;
 		return 0;
@@ -154,6 +166,10 @@ static int cli_user_parse_one(const struct cli_user_cmd *cmd, int argc, char **a
 		return cli_user_usage_error("unknown option '%s'", arg);
 	if (cmd->needs_name && a->name == NULL) {
 		a->name = arg;
+		return 0;
+	}
+	if (cmd->takes_value && a->value == NULL) {
+		a->value = arg;
 		return 0;
 	}
 	return cli_user_usage_error("unexpected argument '%s'", arg);
@@ -173,6 +189,9 @@ static int cli_user_parse(const struct cli_user_cmd *cmd, int argc, char **argv,
 		return cli_user_usage_error("%s needs a user NAME", cmd->verb);
 	if (cmd->takes_domains && a->ndomains == 0)
 		return cli_user_usage_error("%s needs at least one --domain", cmd->verb);
+	if (cmd->takes_value && (a->value == NULL ||
+	                         (strcmp(a->value, "on") != 0 && strcmp(a->value, "off") != 0)))
+		return cli_user_usage_error("%s needs NAME and on or off", cmd->verb);
 	return 0;
 }
 
@@ -245,12 +264,14 @@ static int cli_user_add(struct store *st, const struct cli_user_args *a)
 		return status;
 	rc = store_user_add(st, a->name, hash, (const char *const *)a->domains, a->ndomains);
 	cli_user_free_hash(hash);
+	if (rc == RC_OK && a->sandbox)
+		rc = store_user_set_sandbox(st, a->name, true);
 	if (rc != RC_OK)
 		return cli_user_fail(a->name, rc);
 	printf("relevo: user %s added (domains: ", a->name);
 	for (size_t i = 0; i < a->ndomains; i++)
 		printf("%s%s", i ? ", " : "", a->domains[i]);
-	printf(")\n");
+	printf(")%s\n", a->sandbox ? ", sandbox delivery" : "");
 	return 0;
 }
 
@@ -266,7 +287,7 @@ static bool cli_user_print(void *arg, const struct store_user *u)
 	fprintf(out, "%s\t", u->name);
 	for (size_t i = 0; i < u->ndomains; i++)
 		fprintf(out, "%s%s", i ? "," : "", u->domains[i]);
-	fprintf(out, "%s\t%s\n", u->ndomains ? "" : "-", created);
+	fprintf(out, "%s\t%s%s\n", u->ndomains ? "" : "-", created, u->sandbox ? "\tsandbox" : "");
 	return true;
 }
 
@@ -303,6 +324,18 @@ static int cli_user_passwd(struct store *st, const struct cli_user_args *a)
 	if (rc != RC_OK)
 		return cli_user_fail(a->name, rc);
 	printf("relevo: password of user %s changed\n", a->name);
+	return 0;
+}
+
+/* cli_user_sandbox - per-user sandbox delivery on or off. */
+static int cli_user_sandbox(struct store *st, const struct cli_user_args *a)
+{
+	bool on = strcmp(a->value, "on") == 0;
+	enum rc rc = store_user_set_sandbox(st, a->name, on);
+	if (rc != RC_OK)
+		return cli_user_fail(a->name, rc);
+	printf("relevo: sandbox delivery %s for user %s (new messages)\n", on ? "on" : "off",
+	       a->name);
 	return 0;
 }
 

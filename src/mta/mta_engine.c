@@ -102,7 +102,7 @@ static const char *status_of(const struct mta_reply *r, const char *fallback_enh
 		return r->enh;
 	if (fallback_enh)
 		return fallback_enh;
-	return rc == RC_PERMFAIL ? "5.0.0" : "4.0.0";
+	return rc == RC_OK ? "2.0.0" : rc == RC_PERMFAIL ? "5.0.0" : "4.0.0";
 }
 
 /* ---- recording outcomes ------------------------------------------------------ */
@@ -149,8 +149,7 @@ void mta_record(struct mta *m, const struct spool_env *env, uint32_t idx, enum r
 	}
 	mta_outcome_format(text, sizeof text, status, remote, reply, why);
 	id_format(env->id, idstr);
-	log_info("id=%s event=%s rcpt=<%s> attempts=%u %s%s", idstr, event, r->addr, attempts,
-		 text, st == SPOOL_RCPT_QUEUED ? "" : "");
+	log_info("id=%s event=%s rcpt=<%s> attempts=%u %s", idstr, event, r->addr, attempts, text);
 	if (spool_rcpt_update(m->spool, env->id, idx, st, attempts, next, text, m->base,
 			      on_rcpt_recorded, m, env->id) != RC_OK)
 		log_err("id=%s event=spool_update_refused rcpt=<%s>", idstr, r->addr);
@@ -431,7 +430,13 @@ static void attempt_start(struct mta *m, const char *dest, enum sched_stream str
 		return;
 	}
 	if (m->sandbox) {
-		mta_sandbox_deliver(m, a);
+		mta_sandbox_deliver(m, a, false);
+		attempt_end(a);
+		return;
+	}
+	/* Messages of sandboxed users are "delivered" to files, the rest go out. */
+	mta_sandbox_deliver(m, a, true);
+	if (a->nmsgs == 0) {
 		attempt_end(a);
 		return;
 	}

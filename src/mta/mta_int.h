@@ -92,6 +92,8 @@ void mta_maybe_bounce(struct mta *m, uint64_t msgid);
 void mta_bounce_fini(struct mta *m);
 
 /* mta_sandbox.c */
-void mta_sandbox_deliver(struct mta *m, struct mta_attempt *a);
+/* mta_sandbox_deliver - write the attempt's messages to data_dir/sandbox/ (only
+ * those flagged SPOOL_F_SANDBOX when flagged_only) and remove them from it. */
+void mta_sandbox_deliver(struct mta *m, struct mta_attempt *a, bool flagged_only);
 
 #endif

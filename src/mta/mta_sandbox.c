@@ -53,11 +53,16 @@ static enum rc sandbox_write(struct mta *m, const char *dest, struct mta_msgwork
 	return rc;
 }
 
-/* mta_sandbox_deliver - "deliver" every message of the attempt into files. */
-void mta_sandbox_deliver(struct mta *m, struct mta_attempt *a)
+/* mta_sandbox_deliver - "deliver" messages of the attempt into files. */
+void mta_sandbox_deliver(struct mta *m, struct mta_attempt *a, bool flagged_only)
 {
+	size_t keep = 0;
 	for (size_t i = 0; i < a->nmsgs; i++) {
 		struct mta_msgwork *w = &a->msgs[i];
+		if (flagged_only && !(w->env->flags & SPOOL_F_SANDBOX)) {
+			a->msgs[keep++] = *w;
+			continue;
+		}
 		char path[4500];
 		enum rc rc = sandbox_write(m, a->dest, w, path, sizeof path);
 		struct mta_reply r = {.code = rc == RC_OK ? 250 : 451};
@@ -67,6 +72,11 @@ void mta_sandbox_deliver(struct mta *m, struct mta_attempt *a)
 		for (size_t k = 0; k < w->nrcpt; k++)
 			mta_record(m, w->env, w->rcpt[k].idx, rc == RC_OK ? RC_OK : RC_TEMPFAIL, &r,
 				   NULL, NULL, "sandbox", a->dest, a->stream);
+		spool_env_free(w->env);
+		if (w->body)
+			evbuffer_free(w->body);
+		free(w->rcpt);
 	}
-	a->next_msg = a->nmsgs;
+	a->nmsgs = keep;
+	a->next_msg = 0;
 }

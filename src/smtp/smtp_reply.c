@@ -28,8 +28,9 @@ static void add_line(struct evbuffer *out, int code, bool last, const char *enh,
 
 	if (len > 0 && text[len - 1] == '\r')
 		len--;	/* "a\r\nb": the CR belongs to the line end */
-	if (last && enh == NULL && len == 0)
-		n--;	/* "250" alone: no SP before an empty text */
+	if (last && enh == NULL && len == 0 && code != 334)
+		n--;	/* "250" alone: no SP before an empty text; but an empty
+			 * AUTH challenge is "334 " (RFC 4954 4), which clients expect */
 	add(out, head, (size_t)n);
 	if (enh != NULL) {
 		add(out, enh, strlen(enh));

@@ -230,6 +230,14 @@ static void server_on_accept(struct evconnlistener *l, evutil_socket_t fd,
 	p->salen = (socklen_t)salen;
 	p->lst = lc->lst;
 	const char *refuse = conn_acquire(srv, &p->sa);
+	if (refuse && lc->lst->mode == CONF_LISTEN_SUBMISSIONS) {
+		/* The client speaks TLS first: plaintext would be a TLS error (RFC 8314
+		 * 3.3), and a handshake is what the limit protects. Just close. */
+		log_info("event=connection_refused client_fd=%d reason=\"%s\"", (int)fd, refuse);
+		evutil_closesocket(fd);
+		free(p);
+		return;
+	}
 	if (refuse) {
 		/* Answer on this loop: the connection never reaches a worker. */
 		char buf[256];

@@ -214,8 +214,15 @@ static void session_defer(struct smtp_session *s, void (*fn)(struct smtp_session
 /* session_close - stop reading; free once the queued output has been written. */
 static void session_close(struct smtp_session *s)
 {
-	if (s->state == SMTP_ST_CLOSING)
+	if (s->state == SMTP_ST_CLOSING) {
+		/* Already closing: if the peer is gone, its output never drains. */
+		if (s->dead) {
+			evbuffer_drain(bufferevent_get_output(s->bev),
+				       evbuffer_get_length(bufferevent_get_output(s->bev)));
+			session_defer(s, session_free, 0);
+		}
 		return;
+	}
 	session_enter_state(s, SMTP_ST_CLOSING);
 	bufferevent_disable(s->bev, EV_READ);
 	if (s->dead)
@@ -930,7 +937,8 @@ static struct spool_env *session_envelope(struct smtp_session *s, uint64_t id)
 	env->flags = (s->mp.body == SMTP_BODY_8BITMIME || s->mc.eight_bit ? SPOOL_F_8BITMIME : 0) |
 		     (s->mp.smtputf8 ? SPOOL_F_SMTPUTF8 : 0) |
 		     (s->mp.ret == SMTP_RET_FULL ? SPOOL_F_RET_FULL : 0) |
-		     (s->mp.ret == SMTP_RET_HDRS ? SPOOL_F_RET_HDRS : 0);
+		     (s->mp.ret == SMTP_RET_HDRS ? SPOOL_F_RET_HDRS : 0) |
+		     (s->user && s->user->sandbox ? SPOOL_F_SANDBOX : 0);
 	env->nrcpt = s->nrcpt;
 	env->rcpt = xcalloc(s->nrcpt, sizeof *env->rcpt);
 	for (size_t i = 0; i < s->nrcpt; i++) {

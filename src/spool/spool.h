@@ -54,6 +54,7 @@ const char *spool_rcpt_state_name(enum spool_rcpt_state s);
 #define SPOOL_F_RET_FULL 0x04	/* DSN RET=FULL */
 #define SPOOL_F_RET_HDRS 0x08	/* DSN RET=HDRS */
 #define SPOOL_F_HELD 0x10	/* operator hold: not scheduled until released */
+#define SPOOL_F_SANDBOX 0x20	/* the submitting user is in sandbox mode: never sent */
 
 struct spool_rcpt {
 	char *addr;			/* forward-path without <>, as received */

@@ -29,6 +29,7 @@ struct store_user {
 	char *name;
 	char *pwhash;		/* argon2id (libsodium) or crypt(3) string */
 	int64_t created;	/* unix seconds */
+	bool sandbox;		/* delivery.mode sandbox for this user's mail only */
 	size_t ndomains;
 	char **domains;		/* lower-cased */
 };
@@ -41,6 +42,8 @@ enum rc store_user_add(struct store *st, const char *name, const char *pwhash,
 enum rc store_user_get(struct store *st, const char *name, struct store_user **out);
 enum rc store_user_del(struct store *st, const char *name);
 enum rc store_user_set_password(struct store *st, const char *name, const char *pwhash);
+/* store_user_set_sandbox - per-user sandbox delivery; RC_NOTFOUND if no such user. */
+enum rc store_user_set_sandbox(struct store *st, const char *name, bool on);
 /* store_user_list - fn for each user in name order; stop when fn returns false. */
 enum rc store_user_list(struct store *st,
 			bool (*fn)(void *arg, const struct store_user *u), void *arg);

@@ -68,6 +68,8 @@ static const char *const store_migrations[] = {
     "  domain  TEXT NOT NULL,"
     "  PRIMARY KEY (username, domain)"
     ") WITHOUT ROWID;",
+    /* 2: per-user delivery mode (sandbox: written to data_dir/sandbox/, never sent) */
+    "ALTER TABLE users ADD COLUMN sandbox INTEGER NOT NULL DEFAULT 0;",
 };
 
 static const char store_sql_version_table[] = "CREATE TABLE IF NOT EXISTS schema_version ("
@@ -86,6 +88,7 @@ enum store_st {
 	STORE_ST_USER_LIST,
 	STORE_ST_USER_DEL,
 	STORE_ST_USER_SETPW,
+	STORE_ST_USER_SETSANDBOX,
 	STORE_ST__COUNT
 };
 
@@ -100,15 +103,17 @@ static const struct {
                               "INSERT INTO users(name, pwhash, created) VALUES (?1, ?2, ?3)"},
     [STORE_ST_DOMAIN_INSERT] = {"domain_insert", "INSERT OR IGNORE INTO user_domains(username, domain) "
                                                  "VALUES (?1, ?2)"},
-    [STORE_ST_USER_GET] = {"user_get", "SELECT u.name, u.pwhash, u.created, d.domain FROM users u "
+    [STORE_ST_USER_GET] = {"user_get", "SELECT u.name, u.pwhash, u.created, d.domain, u.sandbox FROM users u "
                                        "LEFT JOIN user_domains d ON d.username = u.name "
                                        "WHERE u.name = ?1 ORDER BY d.domain"},
     [STORE_ST_USER_LIST] = {"user_list",
-                            "SELECT u.name, u.pwhash, u.created, d.domain FROM users u "
+                            "SELECT u.name, u.pwhash, u.created, d.domain, u.sandbox FROM users u "
                             "LEFT JOIN user_domains d ON d.username = u.name "
                             "ORDER BY u.name, d.domain"},
     [STORE_ST_USER_DEL] = {"user_del", "DELETE FROM users WHERE name = ?1"},
     [STORE_ST_USER_SETPW] = {"user_setpw", "UPDATE users SET pwhash = ?2 WHERE name = ?1"},
+    [STORE_ST_USER_SETSANDBOX] = {"user_setsandbox",
+                                  "UPDATE users SET sandbox = CAST(?2 AS INTEGER) WHERE name = ?1"},
 };
 _Static_assert(ARRAY_LEN(store_stmts) == STORE_ST__COUNT, "store_stmts out of sync");
 
@@ -443,6 +448,7 @@ static struct store_user *store_user_from_row(sqlite3_stmt *s)
 	u->name = xstrdup(name ? name : "");
 	u->pwhash = xstrdup(pwhash ? pwhash : "");
 	u->created = sqlite3_column_int64(s, 2);
+	u->sandbox = sqlite3_column_int(s, 4) != 0;
 	return u;
 }
 
@@ -595,6 +601,14 @@ enum rc store_user_set_password(struct store *st, const char *name, const char *
 	if (!store_is_user_name(name) || pwhash == NULL || *pwhash == '\0')
 		return RC_INVALID;
 	return store_user_change(st, STORE_ST_USER_SETPW, name, pwhash);
+}
+
+/* store_user_set_sandbox - the user's mail goes to data_dir/sandbox/ (or not). */
+enum rc store_user_set_sandbox(struct store *st, const char *name, bool on)
+{
+	if (!store_is_user_name(name))
+		return RC_INVALID;
+	return store_user_change(st, STORE_ST_USER_SETSANDBOX, name, on ? "1" : "0");
 }
 
 struct store_list_ctx {
