@@ -106,6 +106,23 @@ static void on_dsn_committed(void *ctx, uint64_t msgid, enum rc rc, uint64_t dsn
 	spool_env_free(env);
 }
 
+/* bounce_envelope - the envelope of a DSN about env: from <> to its sender. */
+static struct spool_env *bounce_envelope(struct mta *m, const struct spool_env *env,
+					 struct evbuffer *dsn)
+{
+	struct spool_env *de = xcalloc(1, sizeof *de);
+	de->created = time_now_ms();
+	de->sender = xstrdup("");
+	de->client = xstrdup("127.0.0.1");
+	de->helo = xstrdup(m->conf->hostname);
+	de->flags = env->flags & (SPOOL_F_8BITMIME | SPOOL_F_SMTPUTF8 | SPOOL_F_SANDBOX);
+	de->nrcpt = 1;
+	de->rcpt = xcalloc(1, sizeof *de->rcpt);
+	de->rcpt[0].addr = xstrdup(env->sender);
+	de->body_size = evbuffer_get_length(dsn);
+	return de;
+}
+
 /* bounce_build - the DSN message for env's failed recipients. */
 static struct evbuffer *bounce_build(struct mta *m, const struct spool_env *env)
 {
@@ -176,22 +193,67 @@ void mta_maybe_bounce(struct mta *m, uint64_t msgid)
 		return;
 	}
 	struct evbuffer *dsn = bounce_build(m, env);
-	struct spool_env *de = xcalloc(1, sizeof *de);
-	de->created = time_now_ms();
-	de->sender = xstrdup("");
-	de->client = xstrdup("127.0.0.1");
-	de->helo = xstrdup(m->conf->hostname);
-	de->flags = env->flags & (SPOOL_F_8BITMIME | SPOOL_F_SMTPUTF8);
-	de->nrcpt = 1;
-	de->rcpt = xcalloc(1, sizeof *de->rcpt);
-	de->rcpt[0].addr = xstrdup(env->sender);
-	de->body_size = evbuffer_get_length(dsn);
+	struct spool_env *de = bounce_envelope(m, env, dsn);
 	struct mta_bounce *b = xcalloc(1, sizeof *b);
 	b->msgid = msgid;
 	b->next = m->bouncing;
 	m->bouncing = b;
 	spool_commit(m->spool, de, dsn, m->base, on_dsn_committed, m, msgid);
 	spool_env_free(env);
+}
+
+static void on_delay_committed(void *ctx, uint64_t msgid, enum rc rc, uint64_t dsnid)
+{
+	char ids[ID_STR_LEN + 1], dsns[ID_STR_LEN + 1];
+	id_format(msgid, ids);
+	id_format(dsnid, dsns);
+	if (rc == RC_OK)
+		log_info("id=%s event=delay_dsn_queued dsn=%s", ids, dsns);
+	else
+		log_warn("id=%s event=delay_dsn_failed rc=%s", ids, rc_name(rc));
+}
+
+/* mta_delay_warn - tell the sender that recipient idx is still being retried
+ * (RFC 3464 action "delayed"), with the headers of the message. Sent once, when
+ * a deferral first finds the message older than delivery.delay_warning; only if
+ * the sender is not <> and NOTIFY asked for DELAY (or said nothing: RFC 3461 4.1
+ * leaves the default to us). */
+void mta_delay_warn(struct mta *m, const struct spool_env *env, uint32_t idx,
+		    const char *outcome)
+{
+	const struct spool_rcpt *r = &env->rcpt[idx];
+	if (env->sender[0] == '\0' || (r->notify != 0 && !(r->notify & SPOOL_NOTIFY_DELAY)))
+		return;
+	char status[32], remote[300], diag[1000];
+	mta_outcome_parse(outcome, status, sizeof status, remote, sizeof remote, diag,
+			  sizeof diag);
+	struct mta_dsn_rcpt dr = {
+		.addr = r->addr,
+		.orcpt = r->orcpt,
+		.status = status,
+		.action = "delayed",
+		.remote_mta = remote[0] ? remote : NULL,
+		.diagnostic = diag[0] ? diag : NULL,
+		.last_attempt = time_now_ms(),
+	};
+	struct evbuffer *orig = evbuffer_new(), *out = evbuffer_new();
+	spool_read_body(m->spool, env->id, orig);
+	struct mta_dsn d = {
+		.reporting_mta = m->conf->hostname,
+		.sender = env->sender,
+		.envid = env->envid,
+		.arrival = env->created,
+		.headers_only = true,
+		.nrcpt = 1,
+		.rcpt = &dr,
+		.original = (const char *)evbuffer_pullup(orig, -1),
+		.original_len = evbuffer_get_length(orig),
+		.max_return = MTA_DSN_RETURN_MAX,
+	};
+	mta_dsn_build(&d, out);
+	evbuffer_free(orig);
+	struct spool_env *de = bounce_envelope(m, env, out);
+	spool_commit(m->spool, de, out, m->base, on_delay_committed, m, env->id);
 }
 
 /* mta_bounce_fini - forget pending bounces (their DSN commits still complete). */

@@ -105,6 +105,28 @@ static const char *status_of(const struct mta_reply *r, const char *fallback_enh
 	return rc == RC_OK ? "2.0.0" : rc == RC_PERMFAIL ? "5.0.0" : "4.0.0";
 }
 
+/*
+ * mta_crosses_delay_warning - is this deferral the first one that finds the
+ * message older than delivery.delay_warning? The previous attempt's time is
+ * derived from the stored next_attempt and the retry schedule, so the warning is
+ * sent once without a stored flag (a flushed recipient, whose next_attempt was
+ * reset, may be warned again or not at all: an accepted imprecision).
+ */
+static bool mta_crosses_delay_warning(struct mta *m, const struct spool_env *env,
+				      const struct spool_rcpt *r, int64_t now)
+{
+	int64_t dw = (int64_t)m->conf->delivery.delay_warning * 1000;
+	if (dw == 0 || now - env->created < dw)
+		return false;
+	int64_t prev = env->created;
+	if (r->attempts > 0) {
+		if (r->next_attempt == 0)
+			return false;
+		prev = r->next_attempt - (int64_t)sched_retry_delay(&m->sc, r->attempts) * 1000;
+	}
+	return prev - env->created < dw;
+}
+
 /* ---- recording outcomes ------------------------------------------------------ */
 
 static void on_rcpt_recorded(void *ctx, uint64_t msgid, enum rc rc, uint64_t unused)
@@ -153,8 +175,11 @@ void mta_record(struct mta *m, const struct spool_env *env, uint32_t idx, enum r
 	if (spool_rcpt_update(m->spool, env->id, idx, st, attempts, next, text, m->base,
 			      on_rcpt_recorded, m, env->id) != RC_OK)
 		log_err("id=%s event=spool_update_refused rcpt=<%s>", idstr, r->addr);
-	if (st == SPOOL_RCPT_QUEUED)
+	if (st == SPOOL_RCPT_QUEUED) {
 		sched_add(m->sched, stream, dest, env->id, idx, next);
+		if (mta_crosses_delay_warning(m, env, r, now))
+			mta_delay_warn(m, env, idx, text);
+	}
 }
 
 /* ---- attempts ------------------------------------------------------------------ */

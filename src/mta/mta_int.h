@@ -90,6 +90,8 @@ void mta_conf_apply(struct mta *m);
 /* mta_bounce.c */
 void mta_maybe_bounce(struct mta *m, uint64_t msgid);
 void mta_bounce_fini(struct mta *m);
+void mta_delay_warn(struct mta *m, const struct spool_env *env, uint32_t idx,
+		    const char *outcome);
 
 /* mta_sandbox.c */
 /* mta_sandbox_deliver - write the attempt's messages to data_dir/sandbox/ (only
