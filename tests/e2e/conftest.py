@@ -1,0 +1,846 @@
+"""
+conftest.py - the end-to-end harness: the real `relevo` binary on loopback.
+
+Everything a test needs is built here, per test, in a short private directory
+under /tmp that is removed afterwards (set RELEVO_E2E_KEEP=1 to keep it):
+
+  tls_ca        a throw-away CA and a server certificate for "relay.test"
+                (subjectAltName DNS:relay.test, IP:127.0.0.1), made with the
+                openssl CLI once per session; clients verify against the CA.
+  free_ports    loopback ports found by binding port 0 on 127.0.0.1.
+  make_relevo   a factory: writes a config (the spec's defaults, overridable),
+                adds the standard users with `relevo user add`, and returns a
+                Relevo (start/stop/kill9/cli/queue_list...).
+  relevo        a started daemon with the default config.
+
+A Relevo is always stopped at teardown (SIGTERM, wait, SIGKILL if it hangs),
+and its stderr is then checked: any AddressSanitizer / UBSan ("runtime error:")
+/ LeakSanitizer report fails the test, and so does a daemon that needed SIGKILL
+to stop. When a test fails, every daemon's stderr is attached to the report.
+
+SMTPClient is a raw socket client: it sends exactly the bytes it is given and
+reads replies with timeouts, so tests can assert exact transcripts.
+"""
+
+import os
+import re
+import shutil
+import signal
+import socket
+import ssl
+import subprocess
+import tempfile
+import threading
+import time
+import base64
+
+import pytest
+
+RELEVO_BIN = os.environ.get("RELEVO_BIN", "/work/main/build/relevo")
+HOSTNAME = "relay.test"
+DEFAULT_TIMEOUT = 15.0          # seconds for any single network read
+START_TIMEOUT = 20.0            # daemon start (ASan builds are slow)
+STOP_TIMEOUT = 10.0             # graceful stop after SIGTERM
+SANITIZER_PATTERNS = ("ERROR: AddressSanitizer", "runtime error:", "LeakSanitizer",
+                      "ERROR: ThreadSanitizer", "ERROR: UndefinedBehaviorSanitizer")
+
+# The standard accounts every daemon starts with.
+USERS = {
+    "alice": ("alice-Secret-1", ["example.com"]),
+    "carol": ("carol-Secret-3", ["example.net", "example.org"]),
+}
+
+ID_RE = re.compile(r"^[0-9A-Fa-f]{16}$")
+QUEUED_RE = re.compile(r"queued as ([0-9A-Fa-f]{16})\b")
+
+
+def sanitizer_env():
+    """Environment for every relevo process: sanitizer reports to stderr."""
+    env = dict(os.environ)
+    env.setdefault("ASAN_OPTIONS", "detect_leaks=1:abort_on_error=0:halt_on_error=1")
+    env.setdefault("UBSAN_OPTIONS", "print_stacktrace=1:halt_on_error=1")
+    env.setdefault("LSAN_OPTIONS", "exitcode=23")
+    return env
+
+
+def sanitizer_findings(text):
+    """The lines of text that are sanitizer reports (empty list if clean)."""
+    return [l for l in text.splitlines() if any(p in l for p in SANITIZER_PATTERNS)]
+
+
+# ---------------------------------------------------------------------------
+# TLS material
+# ---------------------------------------------------------------------------
+
+class TLSMaterial:
+    def __init__(self, d):
+        self.dir = d
+        self.ca = os.path.join(d, "ca.pem")
+        self.cert = os.path.join(d, "cert.pem")
+        self.key = os.path.join(d, "key.pem")
+
+    def client_context(self):
+        """A client context that verifies the server against the test CA."""
+        ctx = ssl.create_default_context(cafile=self.ca)
+        ctx.check_hostname = True
+        ctx.verify_mode = ssl.CERT_REQUIRED
+        return ctx
+
+
+def _openssl(*args, cwd):
+    r = subprocess.run(["openssl", *args], cwd=cwd, capture_output=True, text=True)
+    if r.returncode != 0:
+        raise RuntimeError("openssl %s failed:\n%s%s" % (" ".join(args), r.stdout, r.stderr))
+
+
+@pytest.fixture(scope="session")
+def tls_ca():
+    d = tempfile.mkdtemp(prefix="relevo-tls-", dir="/tmp")
+    try:
+        _openssl("req", "-x509", "-newkey", "rsa:2048", "-nodes", "-sha256",
+                 "-keyout", "ca.key", "-out", "ca.pem", "-days", "3",
+                 "-subj", "/CN=relevo e2e test CA",
+                 "-addext", "basicConstraints=critical,CA:TRUE",
+                 "-addext", "keyUsage=critical,keyCertSign,cRLSign", cwd=d)
+        _openssl("req", "-newkey", "rsa:2048", "-nodes", "-sha256",
+                 "-keyout", "key.pem", "-out", "server.csr",
+                 "-subj", "/CN=" + HOSTNAME, cwd=d)
+        with open(os.path.join(d, "ext.cnf"), "w") as f:
+            f.write("subjectAltName=DNS:%s,IP:127.0.0.1\n"
+                    "basicConstraints=critical,CA:FALSE\n"
+                    "keyUsage=critical,digitalSignature,keyEncipherment\n"
+                    "extendedKeyUsage=serverAuth\n"
+                    "subjectKeyIdentifier=hash\n"
+                    "authorityKeyIdentifier=keyid,issuer\n" % HOSTNAME)
+        _openssl("x509", "-req", "-in", "server.csr", "-CA", "ca.pem", "-CAkey", "ca.key",
+                 "-CAcreateserial", "-out", "cert.pem", "-days", "3", "-sha256",
+                 "-extfile", "ext.cnf", cwd=d)
+        os.chmod(os.path.join(d, "key.pem"), 0o600)
+        yield TLSMaterial(d)
+    finally:
+        shutil.rmtree(d, ignore_errors=True)
+
+
+# ---------------------------------------------------------------------------
+# A fake MX that defers everything
+# ---------------------------------------------------------------------------
+
+class TempfailMX:
+    """Listens on 127.0.0.1; every connection gets "421 4.3.2" and is closed, so
+    every delivery attempt fails temporarily and mail stays queued."""
+
+    def __init__(self):
+        self.sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        self.sock.bind(("127.0.0.1", 0))
+        self.sock.listen(64)
+        self.port = self.sock.getsockname()[1]
+        self.connections = 0
+        self.stopping = False
+        self.thread = threading.Thread(target=self._run, daemon=True)
+        self.thread.start()
+
+    def _run(self):
+        while not self.stopping:
+            try:
+                c, _ = self.sock.accept()
+            except OSError:
+                return
+            self.connections += 1
+            try:
+                c.settimeout(5)
+                c.sendall(b"421 4.3.2 relevo-e2e fake MX: try again later\r\n")
+                c.shutdown(socket.SHUT_WR)
+                c.recv(4096)
+            except OSError:
+                pass
+            finally:
+                c.close()
+
+    def close(self):
+        self.stopping = True
+        self.sock.close()
+
+
+@pytest.fixture(scope="session")
+def tempfail_mx():
+    mx = TempfailMX()
+    yield mx
+    mx.close()
+
+
+# ---------------------------------------------------------------------------
+# Ports and config
+# ---------------------------------------------------------------------------
+
+def pick_ports(n):
+    """n distinct free TCP ports on 127.0.0.1 (bind port 0, read, release)."""
+    socks, ports = [], []
+    try:
+        for _ in range(n):
+            s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+            s.bind(("127.0.0.1", 0))
+            socks.append(s)
+            ports.append(s.getsockname()[1])
+    finally:
+        for s in socks:
+            s.close()
+    return ports
+
+
+def _yaml_scalar(v):
+    if isinstance(v, bool):
+        return "true" if v else "false"
+    if isinstance(v, (int, float)):
+        return str(v)
+    s = str(v)
+    if re.match(r"^[A-Za-z0-9_./@-][A-Za-z0-9_./:@-]*$", s) and not s.endswith(":"):
+        return s                # plain scalar, as an operator would write it
+    return '"%s"' % s.replace("\\", "\\\\").replace('"', '\\"')
+
+
+def default_config(workdir, tls, ports, mx_port=None):
+    """The spec's configuration as a dict (ports: submission, submissions, relay).
+
+    With mx_port, every domain is routed to that loopback port (a fake MX that
+    answers 421), so accepted mail stays in the queue, deferred, for the whole test
+    and nothing is ever looked up in the real DNS or sent off the host."""
+    return {
+        "hostname": HOSTNAME,
+        "data_dir": os.path.join(workdir, "data"),
+        "listen": [
+            {"address": "127.0.0.1:%d" % ports["submission"], "mode": "submission"},
+            {"address": "127.0.0.1:%d" % ports["submissions"], "mode": "submissions"},
+            {"address": "127.0.0.1:%d" % ports["relay"], "mode": "relay"},
+        ],
+        "trusted_networks": ["127.0.0.0/8"],
+        "tls": {"cert": tls.cert, "key": tls.key},
+        "smtp": {
+            "max_message_size": 1048576, "max_recipients": 5, "max_connections": 50,
+            "max_connections_per_ip": 20, "max_errors": 10, "max_auth_failures": 3,
+            "timeout_command": 300, "timeout_data": 180, "greeting_delay_ms": 0,
+        },
+        "delivery": {"port": 25} if mx_port is None else
+                    {"port": 25, "routes": {"*": "[127.0.0.1]:%d" % mx_port}},
+    }
+
+
+def render_yaml(cfg, indent=0):
+    """Render the small config dialect we use: nested mappings, lists of scalars
+    (flow style) and lists of flat mappings (one flow mapping per line)."""
+    pad = "  " * indent
+    out = []
+    for key, val in cfg.items():
+        k = _yaml_scalar(key)
+        if isinstance(val, dict):
+            out.append("%s%s:" % (pad, k))
+            out.append(render_yaml(val, indent + 1).rstrip("\n"))
+        elif isinstance(val, list):
+            if val and isinstance(val[0], dict):
+                out.append("%s%s:" % (pad, k))
+                for item in val:
+                    out.append("%s  - {%s}" % (pad, ", ".join(
+                        "%s: %s" % (ik, _yaml_scalar(iv)) for ik, iv in item.items())))
+            else:
+                out.append("%s%s: [%s]" % (pad, k, ", ".join(_yaml_scalar(v) for v in val)))
+        else:
+            out.append("%s%s: %s" % (pad, k, _yaml_scalar(val)))
+    return "\n".join(out) + "\n"
+
+
+# ---------------------------------------------------------------------------
+# The daemon
+# ---------------------------------------------------------------------------
+
+class CLIResult:
+    def __init__(self, args, rc, out, err):
+        self.args, self.rc, self.out, self.err = args, rc, out, err
+
+    def __repr__(self):
+        return "relevo %s -> exit %s\n--- stdout ---\n%s--- stderr ---\n%s" % (
+            " ".join(self.args), self.rc, self.out, self.err)
+
+
+class QueueEntry:
+    def __init__(self, line):
+        self.line = line
+        toks = line.split()
+        assert len(toks) >= 5, "queue list line has fewer than 5 fields: %r" % line
+        self.id = toks[0]
+        assert ID_RE.match(self.id), "queue list line does not start with an ID: %r" % line
+        self.sender = toks[1].strip("<>")
+        self.recipients = toks[2]
+        self.state = toks[3]
+        self.next_attempt = " ".join(toks[4:])
+
+    def __repr__(self):
+        return "QueueEntry(%r)" % self.line
+
+
+def _listening_ports():
+    """Local TCP ports in LISTEN state on 127.0.0.1 / 0.0.0.0 (from /proc)."""
+    ports = set()
+    for path in ("/proc/net/tcp", "/proc/net/tcp6"):
+        try:
+            with open(path) as f:
+                next(f)
+                for line in f:
+                    parts = line.split()
+                    if parts[3] == "0A":
+                        ports.add(int(parts[1].rsplit(":", 1)[1], 16))
+        except OSError:
+            pass
+    return ports
+
+
+class Relevo:
+    """One relevo installation (config, data dir) and at most one running daemon."""
+
+    def __init__(self, workdir, tls, ports, config, name="relevo"):
+        self.workdir = workdir
+        self.tls = tls
+        self.ports = ports
+        self.config = config
+        self.name = name
+        self.conf_path = os.path.join(workdir, "relevo.yaml")
+        self.data_dir = config.get("data_dir")
+        self.proc = None
+        self.runs = []              # (stderr path, exit status or None) per start
+        self.killed_on_stop = False
+        self.write_config()
+
+    # -- config -------------------------------------------------------------
+    def write_config(self, text=None):
+        with open(self.conf_path, "w") as f:
+            f.write(text if text is not None else render_yaml(self.config))
+
+    # -- process control ----------------------------------------------------
+    @property
+    def stderr_path(self):
+        return self.runs[-1][0] if self.runs else None
+
+    def start(self, wait=True):
+        assert self.proc is None, "daemon already running"
+        n = len(self.runs)
+        errp = os.path.join(self.workdir, "serve-%d.stderr" % n)
+        outp = os.path.join(self.workdir, "serve-%d.stdout" % n)
+        self._err = open(errp, "wb")
+        self._out = open(outp, "wb")
+        self.proc = subprocess.Popen([RELEVO_BIN, "serve", "-c", self.conf_path],
+                                     stdin=subprocess.DEVNULL, stdout=self._out,
+                                     stderr=self._err, env=sanitizer_env(),
+                                     start_new_session=True)
+        self.runs.append([errp, None])
+        if wait:
+            self.wait_listening()
+        return self
+
+    def wait_listening(self, timeout=START_TIMEOUT):
+        want = set(self.ports.values())
+        deadline = time.monotonic() + timeout
+        while True:
+            rc = self.proc.poll()
+            if rc is not None:
+                self._reap(rc)
+                raise AssertionError("relevo serve exited with status %s while starting:\n%s"
+                                     % (rc, self.stderr()))
+            missing = want - _listening_ports()
+            if not missing:
+                return
+            if time.monotonic() > deadline:
+                raise AssertionError("relevo serve not listening on %s after %ss:\n%s"
+                                     % (sorted(missing), timeout, self.stderr()))
+            time.sleep(0.02)
+
+    def _reap(self, rc):
+        self.runs[-1][1] = rc
+        self.proc = None
+        self._err.close()
+        self._out.close()
+
+    def is_running(self):
+        return self.proc is not None and self.proc.poll() is None
+
+    def stop(self, timeout=STOP_TIMEOUT):
+        """SIGTERM and wait; SIGKILL (and remember it) if it does not stop. Exit status."""
+        if self.proc is None:
+            return self.runs[-1][1] if self.runs else None
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+        try:
+            rc = self.proc.wait(timeout)
+        except subprocess.TimeoutExpired:
+            self.killed_on_stop = True
+            self.proc.kill()
+            rc = self.proc.wait(10)
+        self._reap(rc)
+        return rc
+
+    def terminate(self):
+        """Send SIGTERM without waiting."""
+        self.proc.send_signal(signal.SIGTERM)
+
+    def wait(self, timeout=STOP_TIMEOUT):
+        rc = self.proc.wait(timeout)
+        self._reap(rc)
+        return rc
+
+    def kill9(self):
+        """SIGKILL the daemon (a crash) and reap it."""
+        assert self.proc is not None
+        self.proc.kill()
+        rc = self.proc.wait(10)
+        self._reap(rc)
+        return rc
+
+    def restart(self):
+        self.stop()
+        return self.start()
+
+    # -- output ---------------------------------------------------------------
+    def stderr(self, run=None):
+        """The daemon's stderr (of the latest run, or of run number run)."""
+        if not self.runs:
+            return ""
+        path = self.runs[-1 if run is None else run][0]
+        try:
+            with open(path, "rb") as f:
+                return f.read().decode("utf-8", "replace")
+        except OSError:
+            return ""
+
+    def all_stderr(self):
+        parts = []
+        for i, (path, rc) in enumerate(self.runs):
+            status = "running" if (rc is None and self.proc) else "exit %s" % rc
+            parts.append("=== %s serve run %d (%s) ===\n%s" % (self.name, i, status,
+                                                               self.stderr(i)))
+        return "\n".join(parts)
+
+    # -- CLI ------------------------------------------------------------------
+    def cli(self, args, stdin=None, timeout=60):
+        """Run `relevo ARGS -c CONF`; returns a CLIResult. Sanitizer reports fail."""
+        if isinstance(args, str):
+            args = args.split()
+        if isinstance(stdin, str):
+            stdin = stdin.encode()
+        r = subprocess.run([RELEVO_BIN, *args, "-c", self.conf_path],
+                           input=stdin if stdin is not None else b"",
+                           capture_output=True, timeout=timeout, env=sanitizer_env())
+        res = CLIResult(list(args), r.returncode, r.stdout.decode("utf-8", "replace"),
+                        r.stderr.decode("utf-8", "replace"))
+        found = sanitizer_findings(res.err)
+        assert not found, "sanitizer report from the CLI:\n%r" % res
+        return res
+
+    def cli_ok(self, args, stdin=None):
+        res = self.cli(args, stdin)
+        assert res.rc == 0, "expected exit 0: %r" % res
+        return res
+
+    def queue_list(self):
+        """Parsed `relevo queue list`: a list of QueueEntry ([] when empty)."""
+        res = self.cli_ok(["queue", "list"])
+        lines = [l for l in res.out.splitlines() if l.strip()]
+        if lines == ["queue is empty"]:
+            return []
+        assert "queue is empty" not in res.out, "%r" % res
+        return [QueueEntry(l) for l in lines]
+
+    def queue_ids(self):
+        return [e.id.upper() for e in self.queue_list()]
+
+    def queue_show(self, msgid):
+        return self.cli_ok(["queue", "show", msgid]).out
+
+    def add_user(self, name, password, domains):
+        args = ["user", "add", name]
+        for d in domains:
+            args += ["--domain", d]
+        return self.cli_ok(args, stdin=password + "\n")
+
+    # -- clients --------------------------------------------------------------
+    def client(self, mode="submission", **kw):
+        """A raw SMTPClient connected to the listener of that mode (greeting read)."""
+        return SMTPClient(self.ports[mode], tls=(mode == "submissions"), tlsmat=self.tls, **kw)
+
+    def teardown_check(self):
+        """Stop, then complain about sanitizer reports or a hung shutdown."""
+        self.stop()
+        problems = []
+        for i in range(len(self.runs)):
+            found = sanitizer_findings(self.stderr(i))
+            if found:
+                problems.append("run %d: sanitizer report: %s" % (i, found[:5]))
+        if self.killed_on_stop:
+            problems.append("daemon did not exit within %ss of SIGTERM (SIGKILLed)"
+                            % STOP_TIMEOUT)
+        return problems
+
+
+@pytest.fixture
+def workdir():
+    d = tempfile.mkdtemp(prefix="rlv-", dir="/tmp")
+    yield d
+    if not os.environ.get("RELEVO_E2E_KEEP"):
+        shutil.rmtree(d, ignore_errors=True)
+
+
+def _check_binary():
+    if not os.access(RELEVO_BIN, os.X_OK):
+        pytest.fail("RELEVO_BIN=%s is not an executable relevo binary" % RELEVO_BIN,
+                    pytrace=False)
+
+
+@pytest.fixture
+def make_relevo(request, workdir, tls_ca, tempfail_mx):
+    """Factory: make_relevo(smtp={...}, users=True, start=True, **top_level_overrides)."""
+    _check_binary()
+    made = []
+    request.node._relevo_daemons = made
+
+    def make(users=True, start=True, **overrides):
+        n = len(made)
+        d = workdir if n == 0 else tempfile.mkdtemp(prefix="rlv%d-" % n, dir=workdir)
+        keys = ["submission", "submissions", "relay"]
+        ports = dict(zip(keys, pick_ports(3)))
+        cfg = default_config(d, tls_ca, ports, tempfail_mx.port)
+        for k, v in overrides.items():
+            if isinstance(v, dict) and isinstance(cfg.get(k), dict):
+                cfg[k] = {**cfg[k], **v}
+            else:
+                cfg[k] = v
+        os.makedirs(cfg["data_dir"], exist_ok=True)
+        r = Relevo(d, tls_ca, ports, cfg, name="relevo#%d" % n)
+        made.append(r)
+        if users:
+            for name, (pw, domains) in USERS.items():
+                r.add_user(name, pw, domains)
+        if start:
+            r.start()
+        return r
+
+    yield make
+    problems = []
+    for r in made:
+        problems += ["%s: %s" % (r.name, p) for p in r.teardown_check()]
+    if problems:
+        pytest.fail("daemon problems at teardown:\n" + "\n".join(problems) + "\n\n" +
+                    "\n".join(r.all_stderr() for r in made), pytrace=False)
+
+
+@pytest.fixture
+def relevo(make_relevo):
+    return make_relevo()
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_makereport(item, call):
+    outcome = yield
+    rep = outcome.get_result()
+    if rep.failed and rep.when in ("call", "setup"):
+        for r in getattr(item, "_relevo_daemons", []):
+            rep.sections.append(("relevo daemon stderr: " + r.name, r.all_stderr()[-30000:]))
+
+
+# ---------------------------------------------------------------------------
+# The raw SMTP client
+# ---------------------------------------------------------------------------
+
+class Reply:
+    """One (possibly multi-line) SMTP reply."""
+    ENH_RE = re.compile(r"^([245])\.(\d{1,3})\.(\d{1,3})(?: |$)")
+
+    def __init__(self, code, lines):
+        self.code = code
+        self.lines = lines          # text of each line, after "NNN-" / "NNN "
+
+    @property
+    def text(self):
+        return "\n".join(self.lines)
+
+    @property
+    def enh(self):
+        m = self.ENH_RE.match(self.lines[0]) if self.lines else None
+        return "%s.%s.%s" % m.groups() if m else None
+
+    @property
+    def queued_id(self):
+        m = QUEUED_RE.search(self.lines[-1]) if self.lines else None
+        return m.group(1).upper() if m else None
+
+    def __repr__(self):
+        return "\\r\\n".join("%d%s%s" % (self.code, "-" if i < len(self.lines) - 1 else " ",
+                                        l) for i, l in enumerate(self.lines))
+
+    __str__ = __repr__
+
+
+class Closed(Exception):
+    """The server closed the connection."""
+
+
+def expect(reply, code, enh=None):
+    """Assert the reply's code and (exact or prefix-with-'x') enhanced code."""
+    assert reply.code == code, "expected %s %s, got %r" % (code, enh or "", reply)
+    if enh is not None:
+        got = reply.enh
+        assert got is not None, "expected enhanced code %s, got %r" % (enh, reply)
+        want = enh.split(".")
+        have = got.split(".")
+        assert all(w == "x" or w == h for w, h in zip(want, have)), \
+            "expected %s %s, got %r" % (code, enh, reply)
+    return reply
+
+
+class SMTPClient:
+    def __init__(self, port, tls=False, tlsmat=None, timeout=DEFAULT_TIMEOUT,
+                 read_greeting=True):
+        self.port = port
+        self.tlsmat = tlsmat
+        self.timeout = timeout
+        self.buf = b""
+        self.transcript = []        # ("C"|"S", bytes)
+        self.sock = socket.create_connection(("127.0.0.1", port), timeout=timeout)
+        self.tls = False
+        if tls:
+            self._wrap()
+        self.greeting = self.reply() if read_greeting else None
+        self.extensions = {}
+
+    def _wrap(self):
+        ctx = self.tlsmat.client_context()
+        self.sock = ctx.wrap_socket(self.sock, server_hostname=HOSTNAME)
+        self.tls = True
+
+    # -- bytes ------------------------------------------------------------------
+    def send(self, data):
+        if isinstance(data, str):
+            data = data.encode()
+        self.transcript.append(("C", data))
+        self.sock.sendall(data)
+
+    def _recv(self, timeout):
+        self.sock.settimeout(timeout)
+        try:
+            data = self.sock.recv(65536)
+        except (ConnectionResetError, ssl.SSLEOFError, BrokenPipeError):
+            data = b""
+        except ssl.SSLZeroReturnError:
+            data = b""
+        if not data:
+            raise Closed("connection closed by server; transcript:\n" + self.dump())
+        self.transcript.append(("S", data))
+        self.buf += data
+
+    def read_line(self, timeout=None):
+        timeout = self.timeout if timeout is None else timeout
+        deadline = time.monotonic() + timeout
+        while b"\r\n" not in self.buf:
+            left = deadline - time.monotonic()
+            if left <= 0:
+                raise TimeoutError("no complete reply line within %ss; transcript:\n%s"
+                                   % (timeout, self.dump()))
+            try:
+                self._recv(left)
+            except socket.timeout:
+                raise TimeoutError("no complete reply line within %ss; transcript:\n%s"
+                                   % (timeout, self.dump()))
+        line, self.buf = self.buf.split(b"\r\n", 1)
+        return line.decode("utf-8", "replace")
+
+    def reply(self, timeout=None):
+        """Read one complete reply."""
+        lines, code = [], None
+        while True:
+            line = self.read_line(timeout)
+            # RFC 5321 4.2: "NNN" alone is a valid last line (text is optional)
+            m = re.match(r"^(\d{3})([ -]|$)(.*)$", line)
+            assert m, "malformed reply line %r; transcript:\n%s" % (line, self.dump())
+            c = int(m.group(1))
+            assert code is None or c == code, "reply code changed mid-reply: %r" % line
+            code = c
+            lines.append(m.group(3))
+            if m.group(2) != "-":
+                return Reply(code, lines)
+
+    def pending(self, wait=0.3):
+        """Whatever the server sends within wait seconds (b'' if nothing); never raises."""
+        deadline = time.monotonic() + wait
+        while True:
+            left = deadline - time.monotonic()
+            if left <= 0:
+                break
+            try:
+                self._recv(left)
+            except (socket.timeout, TimeoutError, Closed, OSError):
+                break
+        data, self.buf = self.buf, b""
+        return data
+
+    def wait_closed(self, timeout=None):
+        """True if the server closes the connection within timeout (data is discarded)."""
+        timeout = self.timeout if timeout is None else timeout
+        deadline = time.monotonic() + timeout
+        while True:
+            left = deadline - time.monotonic()
+            if left <= 0:
+                return False
+            try:
+                self._recv(left)
+            except Closed:
+                return True
+            except socket.timeout:
+                return False
+            except OSError:
+                return True
+
+    def dump(self):
+        out = []
+        for who, data in self.transcript[-40:]:
+            s = data.decode("utf-8", "replace")
+            if len(s) > 600:
+                s = s[:300] + "...(%d bytes)..." % len(data) + s[-200:]
+            out.append("%s: %r" % (who, s))
+        return "\n".join(out)
+
+    # -- commands ---------------------------------------------------------------
+    def cmd(self, line, timeout=None):
+        """Send one command line (CRLF added) and read its reply."""
+        if isinstance(line, str):
+            line = line.encode()
+        self.send(line + b"\r\n")
+        return self.reply(timeout)
+
+    def ehlo(self, name="client.example"):
+        r = self.cmd("EHLO " + name)
+        expect(r, 250)
+        self.extensions = {}
+        for l in r.lines[1:]:
+            parts = l.split(None, 1)
+            self.extensions[parts[0].upper()] = parts[1] if len(parts) > 1 else ""
+        return r
+
+    def starttls(self):
+        r = self.cmd("STARTTLS")
+        expect(r, 220)
+        assert self.buf == b"", "server sent plaintext after its 220 to STARTTLS: %r" % self.buf
+        self._wrap()
+        return r
+
+    def auth_plain(self, user, password):
+        tok = base64.b64encode(b"\0" + user.encode() + b"\0" + password.encode()).decode()
+        return self.cmd("AUTH PLAIN " + tok)
+
+    def auth_login(self, user, password):
+        r = self.cmd("AUTH LOGIN")
+        if r.code != 334:
+            return r
+        r = self.cmd(base64.b64encode(user.encode()).decode())
+        if r.code != 334:
+            return r
+        return self.cmd(base64.b64encode(password.encode()).decode())
+
+    def login(self, user="alice", password=None, ehlo=True):
+        """EHLO (STARTTLS + EHLO on a plain connection) and AUTH PLAIN; asserts 235."""
+        if password is None:
+            password = USERS[user][0]
+        if ehlo:
+            self.ehlo()
+            if not self.tls:
+                self.starttls()
+                self.ehlo()
+        expect(self.auth_plain(user, password), 235, "2.7.0")
+
+    def data(self, message, stuff=True):
+        """DATA, the message (dot-stuffed), CRLF.CRLF; returns the final reply."""
+        expect(self.cmd("DATA"), 354)
+        if isinstance(message, str):
+            message = message.encode()
+        body = dot_stuff(message) if stuff else message
+        if not body.endswith(b"\r\n"):
+            body += b"\r\n"
+        self.send(body + b".\r\n")
+        return self.reply()
+
+    def mail_transaction(self, sender, rcpts, message):
+        """MAIL, RCPT..., DATA; asserts the envelope is accepted; final reply."""
+        expect(self.cmd("MAIL FROM:<%s>" % sender), 250)
+        for r in rcpts:
+            expect(self.cmd("RCPT TO:<%s>" % r), 250)
+        return self.data(message)
+
+    def quit(self):
+        try:
+            r = self.cmd("QUIT")
+            expect(r, 221)
+        finally:
+            self.close()
+
+    def close(self):
+        try:
+            self.sock.close()
+        except OSError:
+            pass
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *a):
+        self.close()
+
+
+def dot_stuff(msg):
+    """RFC 5321 4.5.2 transparency: a line starting with '.' gets another '.'."""
+    if msg.startswith(b"."):
+        msg = b"." + msg
+    return msg.replace(b"\r\n.", b"\r\n..")
+
+
+def make_message(sender="alice@example.com", to="rcpt@example.net", subject="test",
+                 body="Hello.\r\n", extra_headers=(), message_id=None, date=None):
+    """A well-formed RFC 5322 message as bytes (CRLF line endings)."""
+    h = ["From: <%s>" % sender, "To: <%s>" % to, "Subject: %s" % subject]
+    if message_id:
+        h.append("Message-ID: %s" % message_id)
+    if date:
+        h.append("Date: %s" % date)
+    h += list(extra_headers)
+    if isinstance(body, str):
+        body = body.encode()
+    return ("\r\n".join(h) + "\r\n\r\n").encode() + body
+
+
+def submit(relevo, sender="alice@example.com", rcpts=("rcpt@example.net",), message=None,
+           user="alice", mode="submissions"):
+    """Authenticate and submit one message; returns (queue id, the reply)."""
+    if message is None:
+        message = make_message(sender=sender, to=rcpts[0])
+    with relevo.client(mode) as c:
+        if mode == "relay":
+            c.ehlo()
+        else:
+            c.login(user)
+        r = c.mail_transaction(sender, rcpts, message)
+        expect(r, 250, "2.0.0")
+        assert r.queued_id, "no 'queued as ID' in %r" % r
+        c.quit()
+    return r.queued_id, r
+
+
+def header_lines(text, name):
+    """Lines of text that start header `name:` (case-insensitive)."""
+    pat = re.compile(r"^%s:" % re.escape(name), re.I | re.M)
+    return pat.findall(text)
+
+
+def poll(fn, timeout=10.0, interval=0.05, what="condition"):
+    """Call fn until it returns a true value; return it, or fail after timeout."""
+    deadline = time.monotonic() + timeout
+    while True:
+        v = fn()
+        if v:
+            return v
+        if time.monotonic() > deadline:
+            raise AssertionError("timed out after %ss waiting for %s" % (timeout, what))
+        time.sleep(interval)

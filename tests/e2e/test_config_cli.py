@@ -1,0 +1,162 @@
+"""
+test_config_cli.py - `relevo check-config -c FILE`: exit 0 for a valid file, else
+exit 1 with errors that name the offending key; unknown keys are errors; `serve`
+refuses to start with a bad file.
+"""
+
+import copy
+import os
+
+import pytest
+
+import subprocess
+
+from conftest import render_yaml, default_config, RELEVO_BIN, sanitizer_env
+
+
+@pytest.fixture
+def inst(make_relevo):
+    return make_relevo(users=False, start=False)
+
+
+def check(inst, cfg=None, text=None):
+    inst.write_config(text if text is not None else render_yaml(cfg))
+    return inst.cli(["check-config"])
+
+
+def test_spec_config_is_valid(inst):
+    # exactly the documented example: delivery: {port: 25}, no routes
+    cfg = default_config(inst.workdir, inst.tls, inst.ports)
+    assert cfg["delivery"] == {"port": 25}
+    r = check(inst, cfg)
+    assert r.rc == 0, r
+    assert r.err.count("\n") <= 1, r
+
+
+def test_harness_config_is_valid(inst):
+    r = inst.cli(["check-config"])
+    assert r.rc == 0, r
+
+
+def test_minimal_relay_only_config_is_valid(inst):
+    text = ("hostname: relay.test\n"
+            "data_dir: %s\n"
+            "listen:\n"
+            "  - {address: 127.0.0.1:%d, mode: relay}\n"
+            "trusted_networks: [127.0.0.0/8, \"::1/128\"]\n"
+            % (inst.data_dir, inst.ports["relay"]))
+    r = check(inst, text=text)
+    assert r.rc == 0, r
+
+
+def mutate(inst, fn):
+    cfg = copy.deepcopy(inst.config)
+    fn(cfg)
+    return check(inst, cfg)
+
+
+def assert_error_names(r, *keys):
+    assert r.rc == 1, r
+    for k in keys:
+        assert k in r.err, "error does not name %r: %r" % (k, r)
+
+
+def test_unknown_top_level_key(inst):
+    r = mutate(inst, lambda c: c.__setitem__("frobnicate", 1))
+    assert_error_names(r, "frobnicate")
+
+
+def test_unknown_smtp_key(inst):
+    r = mutate(inst, lambda c: c["smtp"].__setitem__("max_bananas", 3))
+    assert_error_names(r, "max_bananas")
+
+
+def test_unknown_tls_key(inst):
+    r = mutate(inst, lambda c: c["tls"].__setitem__("ciphers_please", "all"))
+    assert_error_names(r, "ciphers_please")
+
+
+def test_unknown_listen_key(inst):
+    r = mutate(inst, lambda c: c["listen"][1].__setitem__("colour", "blue"))
+    assert_error_names(r, "colour")
+
+
+def test_bad_listen_mode(inst):
+    r = mutate(inst, lambda c: c["listen"][2].__setitem__("mode", "smtps"))
+    assert_error_names(r, "mode")
+    assert "listen" in r.err
+
+
+def test_bad_listen_address(inst):
+    r = mutate(inst, lambda c: c["listen"][0].__setitem__("address", "localhost:587"))
+    assert_error_names(r, "address")
+
+
+def test_bad_trusted_network(inst):
+    r = mutate(inst, lambda c: c.__setitem__("trusted_networks", ["127.0.0.0/33"]))
+    assert_error_names(r, "trusted_networks")
+
+
+@pytest.mark.parametrize("value", ["-1", "lots", "99999999999999999999999"])
+def test_bad_number(inst, value):
+    r = mutate(inst, lambda c: c["smtp"].__setitem__("max_recipients", value))
+    assert_error_names(r, "max_recipients")
+
+
+def test_submission_listener_without_tls(inst):
+    r = mutate(inst, lambda c: c.pop("tls"))
+    assert_error_names(r, "tls")
+
+
+def test_every_error_reported(inst):
+    def f(c):
+        c["bogus_one"] = 1
+        c["smtp"]["bogus_two"] = 2
+    r = mutate(inst, f)
+    assert_error_names(r, "bogus_one", "bogus_two")
+
+
+def test_yaml_syntax_error(inst):
+    r = check(inst, text="hostname: relay.test\nlisten: [ {address: 1\n")
+    assert r.rc == 1, r
+    assert r.err.strip(), r
+
+
+def test_missing_file(inst):
+    os.unlink(inst.conf_path)
+    r = inst.cli(["check-config"])
+    assert r.rc == 1, r
+    assert inst.conf_path in r.err, r
+
+
+def test_serve_refuses_invalid_config(inst):
+    cfg = copy.deepcopy(inst.config)
+    cfg["smtp"]["max_bananas"] = 3
+    inst.write_config(render_yaml(cfg))
+    r = subprocess.run([RELEVO_BIN, "serve", "-c", inst.conf_path], capture_output=True,
+                       text=True, timeout=30, env=sanitizer_env())
+    assert r.returncode != 0, r
+    assert "max_bananas" in r.stderr, r.stderr
+
+
+def test_serve_fails_when_port_taken(inst):
+    import socket
+    s = socket.socket()
+    s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    s.bind(("127.0.0.1", inst.ports["relay"]))
+    s.listen(1)
+    try:
+        r = subprocess.run([RELEVO_BIN, "serve", "-c", inst.conf_path], capture_output=True,
+                           text=True, timeout=30, env=sanitizer_env())
+    finally:
+        s.close()
+    assert r.returncode != 0, r
+    assert str(inst.ports["relay"]) in r.stderr, r.stderr
+
+
+def test_usage_errors(inst):
+    r = subprocess.run([RELEVO_BIN], capture_output=True, text=True, env=sanitizer_env())
+    assert r.returncode == 2, r
+    r = subprocess.run([RELEVO_BIN, "frobnicate"], capture_output=True, text=True,
+                       env=sanitizer_env())
+    assert r.returncode == 2, r
