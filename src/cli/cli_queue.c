@@ -202,7 +202,11 @@ static void show_rcpt(const struct spool_rcpt *r)
 		put_str(stdout, r->orcpt);
 	}
 	show_notify(r->notify);
-	if (r->last_reply) {
+	if (r->last_reply && strncmp(r->last_reply, "status=", 7) == 0) {
+		/* the engine's outcome: already "status=X remote=H reply=\"...\"" */
+		putchar(' ');
+		put_str(stdout, r->last_reply);
+	} else if (r->last_reply) {
 		printf(" reply=\"");
 		put_str(stdout, r->last_reply);
 		putchar('"');
