@@ -13,15 +13,8 @@
 #include <string.h>
 
 #include "smtp/smtp.h"
+#include "fuzz.h"
 
-#define FUZZ_ASSERT(x)                                                         \
-	do {                                                                   \
-		if (!(x)) {                                                    \
-			fprintf(stderr, "%s:%d: assertion failed: %s\n", __FILE__,   \
-				__LINE__, #x);                                 \
-			abort();                                               \
-		}                                                              \
-	} while (0)
 
 static void check_text(const char *s, bool allow_8bit)
 {

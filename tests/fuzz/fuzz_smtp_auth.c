@@ -10,15 +10,8 @@
 #include <string.h>
 
 #include "smtp/smtp.h"
+#include "fuzz.h"
 
-#define FUZZ_ASSERT(x)                                                         \
-	do {                                                                   \
-		if (!(x)) {                                                    \
-			fprintf(stderr, "%s:%d: assertion failed: %s\n", __FILE__,   \
-				__LINE__, #x);                                 \
-			abort();                                               \
-		}                                                              \
-	} while (0)
 
 static void plain(const uint8_t *buf, size_t len)
 {

@@ -12,15 +12,8 @@
 #include <string.h>
 
 #include "smtp/smtp.h"
+#include "fuzz.h"
 
-#define FUZZ_ASSERT(x)                                                         \
-	do {                                                                   \
-		if (!(x)) {                                                    \
-			fprintf(stderr, "%s:%d: assertion failed: %s\n", __FILE__,   \
-				__LINE__, #x);                                 \
-			abort();                                               \
-		}                                                              \
-	} while (0)
 
 /* A reply must be lines of "ddd[- ]...CRLF" with no other CR or LF. */
 static void check_reply(const struct smtp_reply *r)
