@@ -135,6 +135,7 @@ static struct evbuffer *bounce_build(struct mta *m, const struct spool_env *env)
 			continue;
 		char *status = fields[n][0], *remote = fields[n][1], *diag = fields[n][2];
 		mta_outcome_parse(r->last_reply, status, 32, remote, 300, diag, 1000);
+		remote[strcspn(remote, "[")] = '\0'; /* Remote-MTA: dns; is a name (RFC 3464 2.3.5) */
 		dr[n] = (struct mta_dsn_rcpt){
 			.addr = r->addr,
 			.orcpt = r->orcpt,
@@ -227,6 +228,7 @@ void mta_delay_warn(struct mta *m, const struct spool_env *env, uint32_t idx,
 	char status[32], remote[300], diag[1000];
 	mta_outcome_parse(outcome, status, sizeof status, remote, sizeof remote, diag,
 			  sizeof diag);
+	remote[strcspn(remote, "[")] = '\0';
 	struct mta_dsn_rcpt dr = {
 		.addr = r->addr,
 		.orcpt = r->orcpt,
