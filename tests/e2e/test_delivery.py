@@ -19,7 +19,7 @@ import pytest
 
 from conftest import expect, make_message, submit
 from fakes import (DSN, delivering_relevo, log_events, queue, queue_ok, rcpt_lines,
-                   relay_submit, unfold, wait_event, wait_queue_empty)
+                   relay_submit, unfold, wait_event, wait_for, wait_queue_empty)
 from fakes import dns, mxs  # noqa: F401  (fixtures)
 
 SENDER = "bob@sender.test"
@@ -600,3 +600,52 @@ def test_sandbox_writes_files_and_connects_nowhere(make_relevo, dns, mxs):
     assert trap.connections == [] and trap2.connections == []
     assert mxs.connections() == 0
     assert not log_events(r, "connect", host="mx1.dest.test")
+
+
+def test_delay_warning_sent_once_while_retries_go_on(make_relevo, dns, mxs):
+    """delivery.delay_warning: one DSN with Action: delayed, then retries go on."""
+    mx = domain_mx(dns, mxs, "dest.test")
+    mx.rcpt_always["slow@dest.test"] = "451 4.2.1 mailbox busy, try later"
+    home = sender_mx(dns, mxs)
+    r = delivering_relevo(make_relevo, dns, mxs, delay_warning=2)
+    qid = relay_submit(r, SENDER, ["slow@dest.test"], msg("slow@dest.test", subject="slowly"))
+
+    home.wait_messages(1, timeout=20)
+    m = home.messages[0]
+    assert m.mail_from == "" and m.rcpt_tos == [SENDER]
+    dsn = DSN(m.content)
+    b = dsn.recipient("slow@dest.test")
+    assert b is not None, dsn.final_recipients()
+    assert b.get("Action", "").strip().lower() == "delayed", b.items()
+    assert b.get("Status", "").strip().startswith("4."), b.items()
+    assert "451 4.2.1 mailbox busy" in unfold(b.get("Diagnostic-Code", ""))
+    # Retries go on after the warning, and no second warning is sent.
+    n = len(log_events(r, "deferred", id=qid))
+    wait_for(lambda: len(log_events(r, "deferred", id=qid)) >= n + 2, timeout=20,
+             what="more retries after the warning")
+    assert len(log_events(r, "delay_dsn_queued", id=qid)) == 1
+    assert len(home.messages) == 1
+    assert "slow@dest.test" in r.cli_ok(["queue", "list"]).out
+
+
+def test_sandbox_account_mail_is_written_not_sent(make_relevo, dns, mxs):
+    """relevo user sandbox NAME on: that account's mail goes to data_dir/sandbox/,
+    everyone else's still goes to the MX."""
+    mx = domain_mx(dns, mxs, "dest.test")
+    r = delivering_relevo(make_relevo, dns, mxs)
+    r.cli_ok(["user", "sandbox", "alice", "on"])
+    assert "sandbox" in r.cli_ok(["user", "list"]).out
+    qid, _ = submit(r, sender="alice@example.com", rcpts=("carol@dest.test",),
+                    message=msg("carol@dest.test", sender="alice@example.com"),
+                    user="alice", mode="submissions")
+    other = relay_submit(r, SENDER, ["dave@dest.test"])
+
+    mx.wait_messages(1)
+    wait_queue_empty(r)
+    assert [m.rcpt_tos for m in mx.messages] == [["dave@dest.test"]]
+    path = os.path.join(r.data_dir, "sandbox", "%s-dest.test.eml" % qid)
+    with open(path, "rb") as f:
+        data = f.read()
+    assert data.startswith(b"X-Relevo-Envelope-From: <alice@example.com>\r\n"
+                           b"X-Relevo-Envelope-To: <carol@dest.test>\r\n"), data[:200]
+    assert not os.path.exists(os.path.join(r.data_dir, "sandbox", "%s-dest.test.eml" % other))
