@@ -84,6 +84,7 @@ struct smtp_session {
 	bool stop_after_reply;		/* daemon stopping: 421 after the pending reply */
 	bool discarding;		/* dropping the rest of an over-long line */
 	bool dead;			/* the peer is gone: nothing can be written */
+	bool out_paused;		/* replies pile up unread: input paused until they drain */
 	struct event *defer_ev;		/* deferred free and delayed replies */
 	void (*defer_fn)(struct smtp_session *s);
 	char helo[SMTP_DOMAIN_MAX + 1];
@@ -1229,12 +1230,22 @@ static bool session_read_line(struct smtp_session *s, struct evbuffer *in)
 	return true;
 }
 
+/* A client that pipelines commands without reading our replies must not make us
+ * buffer replies without end: past this much unsent output, stop reading. */
+#define SMTP_OUT_HIGH (256 * 1024)
+
 /* session_process - consume buffered input until it runs out or we must wait. */
 static void session_process(struct smtp_session *s)
 {
 	struct evbuffer *in = bufferevent_get_input(s->bev);
 	for (;;) {
 		bool progress;
+		if (evbuffer_get_length(bufferevent_get_output(s->bev)) > SMTP_OUT_HIGH &&
+		    s->state != SMTP_ST_CLOSING && s->state != SMTP_ST_WAIT) {
+			s->out_paused = true;
+			bufferevent_disable(s->bev, EV_READ);
+			return;
+		}
 		switch (s->state) {
 		case SMTP_ST_CONNECTED:
 			if (evbuffer_get_length(in) == 0)
@@ -1282,6 +1293,11 @@ static void session_on_write(struct bufferevent *bev, void *arg)
 		session_defer(s, session_free, 0);
 	else if (s->state == SMTP_ST_TLS && !s->bev_owns_fd)
 		session_start_tls(s);
+	else if (s->out_paused && s->state != SMTP_ST_WAIT) {
+		s->out_paused = false;
+		bufferevent_enable(s->bev, EV_READ);
+		session_process(s);
+	}
 }
 
 static void session_on_event(struct bufferevent *bev, short what, void *arg)
