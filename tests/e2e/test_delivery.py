@@ -649,3 +649,12 @@ def test_sandbox_account_mail_is_written_not_sent(make_relevo, dns, mxs):
     assert data.startswith(b"X-Relevo-Envelope-From: <alice@example.com>\r\n"
                            b"X-Relevo-Envelope-To: <carol@dest.test>\r\n"), data[:200]
     assert not os.path.exists(os.path.join(r.data_dir, "sandbox", "%s-dest.test.eml" % other))
+
+
+def test_source_address_is_used_for_outbound_connections(make_relevo, dns, mxs):
+    """delivery.source_address: outbound connections come from that address."""
+    mx = domain_mx(dns, mxs, "dest.test")
+    r = delivering_relevo(make_relevo, dns, mxs, source_address="127.0.0.9")
+    relay_submit(r, SENDER, ["s@dest.test"])
+    mx.wait_messages(1)
+    assert mx.messages[0].conn.peer[0] == "127.0.0.9", mx.messages[0].conn.peer
