@@ -12,6 +12,8 @@ int cli_serve(int argc, char **argv, const char *conf_path);
 int cli_check_config(int argc, char **argv, const char *conf_path);
 int cli_user(int argc, char **argv, const char *conf_path);
 int cli_queue(int argc, char **argv, const char *conf_path);
+int cli_domain(int argc, char **argv, const char *conf_path);
+int cli_spf(int argc, char **argv, const char *conf_path);
 
 /* cli_ctl_request - send one command line to the running daemon's control socket,
  * print its answer; returns the exit status */

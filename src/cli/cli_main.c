@@ -20,7 +20,9 @@ static const struct {
 	{"serve", cli_serve, "run the daemon in the foreground"},
 	{"check-config", cli_check_config, "validate the configuration file"},
 	{"user", cli_user, "add|list|del|passwd sending accounts"},
-	{"queue", cli_queue, "list|show|delete queued messages"},
+	{"queue", cli_queue, "list|show|delete|flush|hold|release queued messages"},
+	{"domain", cli_domain, "add|records|rotate|retire-key|list|del sending domains"},
+	{"spf", cli_spf, "eval IP SENDER [HELO]: evaluate SPF (RFC 7208)"},
 };
 
 static void usage(FILE *out)

@@ -746,6 +746,16 @@ static const struct conf_key conf_delivery_keys[] = {
     CONF_END,
 };
 
+static const char *const conf_dkim_missing_names[] = {"tempfail", "send"};
+_Static_assert(ARRAY_LEN(conf_dkim_missing_names) == CONF_DKIM_MISSING__COUNT,
+               "conf_dkim_missing_names must name every conf_dkim_missing");
+
+static const struct conf_key conf_dkim_keys[] = {
+    KEY("missing_key", conf_t_enum, CF(dkim.missing_key), .def = CONF_DKIM_MISSING_TEMPFAIL,
+        .max = CONF_DKIM_MISSING__COUNT, .names = conf_dkim_missing_names),
+    CONF_END,
+};
+
 static const struct conf_key conf_server_keys[] = {
     KEY("workers", conf_t_uint, CF(server.workers), .def = 0, .min = 0, .max = 1024),
     CONF_END,
@@ -765,6 +775,8 @@ static const struct conf_key conf_root_keys[] = {
     KEY("dns", conf_t_map, 0, .sub = conf_dns_keys),
     KEY("delivery", conf_t_map, 0, .sub = conf_delivery_keys),
     KEY("server", conf_t_map, 0, .sub = conf_server_keys),
+    KEY("dkim", conf_t_map, 0, .sub = conf_dkim_keys),
+    KEY("spf_include", conf_t_str, CF(spf_include)),
     CONF_END,
 };
 static const struct conf_key conf_root = KEY("", conf_t_map, 0, .sub = conf_root_keys);

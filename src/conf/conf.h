@@ -43,6 +43,13 @@ enum conf_tls_policy {
 };
 const char *conf_tls_policy_name(enum conf_tls_policy p);
 
+/* dkim.missing_key: mail whose From: domain has no usable DKIM key. */
+enum conf_dkim_missing {
+	CONF_DKIM_MISSING_TEMPFAIL,	/* 451 at end of data, and a loud log line */
+	CONF_DKIM_MISSING_SEND,		/* send it unsigned (with a log line) */
+	CONF_DKIM_MISSING__COUNT
+};
+
 /* delivery.mode */
 enum conf_delivery_mode {
 	CONF_DELIVERY_NORMAL,	/* to the network */
@@ -137,6 +144,14 @@ struct conf {
 	struct {
 		unsigned workers;		/* event loop threads, 0 = one per core */
 	} server;
+
+	struct {
+		enum conf_dkim_missing missing_key;	/* mail from a domain without a usable
+							 * key; default CONF_DKIM_MISSING_TEMPFAIL */
+	} dkim;
+
+	char *spf_include;		/* the operator's own SPF record for the relay's
+					 * addresses (customers include: it), or NULL */
 };
 
 /*

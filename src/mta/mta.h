@@ -29,7 +29,8 @@
 #define MTA_DNS_CNAME_MAX 8		/* CNAME chain links followed */
 
 enum mta_dns_type {
-	MTA_DNS_A = 1, MTA_DNS_CNAME = 5, MTA_DNS_MX = 15, MTA_DNS_TXT = 16, MTA_DNS_AAAA = 28
+	MTA_DNS_A = 1, MTA_DNS_CNAME = 5, MTA_DNS_PTR = 12, MTA_DNS_MX = 15, MTA_DNS_TXT = 16,
+	MTA_DNS_AAAA = 28
 };
 
 enum mta_dns_status {
@@ -420,5 +421,151 @@ void mta_flush(struct mta *m, uint64_t msgid);
  * queued), stop the thread. */
 void mta_stop(struct mta *m);
 void mta_free(struct mta *m);
+
+/* ==== SPF (RFC 7208) ====================================================== */
+
+/*
+ * mta_spf.c evaluates check_host() (RFC 7208 4) on d's loop; mta_spf_macro.c
+ * holds the pure parts: record and term syntax, macro expansion (section 7).
+ * Limits (4.6.4): at most MTA_SPF_LOOKUPS_MAX DNS-querying terms (include, a,
+ * mx, ptr, exists, redirect) in the whole evaluation, at most MTA_SPF_VOID_MAX
+ * void lookups (NXDOMAIN or no answer), at most MTA_SPF_MX_MAX MX records per
+ * mx, the first MTA_SPF_PTR_MAX PTR names per ptr/%{p}; beyond: permerror. An
+ * evaluation running longer than MTA_SPF_TIME_MAX_MS is a temperror (4.6.4,
+ * checked before each query). Decisions the RFC leaves open: mta_spf.c.
+ */
+#define MTA_SPF_LOOKUPS_MAX 10
+#define MTA_SPF_VOID_MAX 2
+#define MTA_SPF_MX_MAX 10
+#define MTA_SPF_PTR_MAX 10
+#define MTA_SPF_TIME_MAX_MS 20000
+#define MTA_SPF_DOMAIN_MAX 253		/* an expanded domain-spec is cut to this (7.3) */
+#define MTA_SPF_EXPLAIN_MAX 512
+
+enum mta_spf_result {
+	MTA_SPF_NONE,
+	MTA_SPF_NEUTRAL,
+	MTA_SPF_PASS,
+	MTA_SPF_FAIL,
+	MTA_SPF_SOFTFAIL,
+	MTA_SPF_TEMPERROR,
+	MTA_SPF_PERMERROR,
+};
+/* mta_spf_result_name - "pass", "fail", "softfail", "neutral", "none",
+ * "permerror", "temperror" ("?" otherwise). */
+const char *mta_spf_result_name(enum mta_spf_result r);
+
+struct mta_spf_outcome {
+	enum mta_spf_result result;
+	char explanation[MTA_SPF_EXPLAIN_MAX];	/* fail: the exp= text when there is one
+						 * (6.2), else, and for every other result,
+						 * a human account of what matched or why it
+						 * errored. Control characters are '?'. */
+	char mechanism[256];		/* the mechanism that decided, as written in the
+					 * record that decided (the top one, or a redirect
+					 * target), e.g. "-all", "include:_spf.example.net";
+					 * "" when none matched */
+	unsigned dns_lookups;		/* DNS-querying terms counted (a refused 11th too) */
+	unsigned void_lookups;		/* lookups answered NXDOMAIN or NODATA (exp= aside) */
+};
+
+typedef void (*mta_spf_cb)(void *ctx, uint64_t cookie, const struct mta_spf_outcome *o);
+/*
+ * mta_spf_check - check_host(ip, domain of sender, sender) for MAIL FROM
+ * sender (without angle brackets; "" for the null sender: then
+ * postmaster@helo, RFC 7208 2.4; an empty local-part is "postmaster"; no "@":
+ * the whole string is the domain, local-part "postmaster"). helo is the
+ * HELO/EHLO argument (%{h}; may be NULL), receiver our host name (%{r}; NULL:
+ * "unknown"). An IPv4-mapped IPv6 ip is evaluated as IPv4 (5). cb runs exactly
+ * once, later on d's loop (never inline), unless d is freed first; o is valid
+ * during the call only, and cb may free d. The strings are copied.
+ */
+void mta_spf_check(struct mta_dns *d, const struct sockaddr *ip, const char *sender,
+		   const char *helo, const char *receiver, mta_spf_cb cb, void *ctx,
+		   uint64_t cookie);
+
+/* What macros expand to (7.3). NULL strings expand to "". */
+struct mta_spf_macro_ctx {
+	const char *local;		/* l: local-part of <sender> */
+	const char *sender_domain;	/* o: domain of <sender>; s is "l@o" */
+	const char *domain;		/* d: the current <domain> */
+	int family;			/* AF_INET or AF_INET6 */
+	uint8_t ip[16];			/* i, c, v: 4 octets (AF_INET) or 16 */
+	const char *helo;		/* h */
+	const char *receiver;		/* r (exp only); NULL or "": "unknown" */
+	int64_t now;			/* t (exp only): unix seconds */
+	const char *validated;		/* p: the validated name of ip, or "unknown";
+					 * NULL: not known yet (see RC_AGAIN) */
+};
+
+/*
+ * mta_spf_macro_expand - expand spec (7.1-7.3) into out. exp false: spec is a
+ * domain-spec or other term argument: macro letters s l o d i p h v (any
+ * case), no spaces; the result loses one trailing dot and is cut from the
+ * left, label by label, to MTA_SPF_DOMAIN_MAX characters (7.3; "" when not
+ * even the last label fits); outsz must exceed MTA_SPF_DOMAIN_MAX. exp true:
+ * spec is an explanation string (6.2): spaces allowed, letters c r t too; the
+ * result is cut to outsz - 1 (then RC_LIMIT, out still usable).
+ * RC_INVALID: a syntax error (unknown letter, "%" not followed by "{", "%",
+ * "_" or "-", a zero digit transformer, a character outside printable ASCII).
+ * RC_AGAIN: spec uses %{p} and mc->validated is NULL (nothing expanded).
+ * out is always terminated when outsz > 0. Pure; fuzzed.
+ */
+enum rc mta_spf_macro_expand(const char *spec, const struct mta_spf_macro_ctx *mc, bool exp,
+			     char *out, size_t outsz);
+
+/* Record syntax (4.5, 4.6.1, 5, 6). */
+enum mta_spf_term_kind {
+	MTA_SPF_T_ALL,
+	MTA_SPF_T_INCLUDE,
+	MTA_SPF_T_A,
+	MTA_SPF_T_MX,
+	MTA_SPF_T_PTR,
+	MTA_SPF_T_IP4,
+	MTA_SPF_T_IP6,
+	MTA_SPF_T_EXISTS,
+	MTA_SPF_T_REDIRECT,		/* modifiers from here on */
+	MTA_SPF_T_EXP,
+	MTA_SPF_T_UNKNOWN,		/* an unknown modifier: ignored (6) */
+};
+/* mta_spf_term_kind_name - "all", "include", ..., "redirect", "exp", "unknown". */
+const char *mta_spf_term_kind_name(enum mta_spf_term_kind k);
+
+/* One term; the pointers point into the record given to mta_spf_term_next. */
+struct mta_spf_term {
+	enum mta_spf_term_kind kind;
+	char qual;			/* mechanisms: '+' (also when not written), '-',
+					 * '~', '?'; modifiers: 0 */
+	const char *text;		/* the term as written */
+	size_t textlen;
+	const char *spec;		/* the domain-spec (include, a, mx, ptr, exists,
+					 * redirect, exp) or an unknown modifier's value;
+					 * NULL when not written */
+	size_t speclen;
+	const char *name;		/* a modifier's name */
+	size_t namelen;
+	unsigned cidr4, cidr6;		/* a, mx, ip4, ip6: prefix lengths, 32 and 128
+					 * when not written */
+	uint8_t net[16];		/* ip4: 4 octets, ip6: 16 */
+};
+
+/* mta_spf_is_record - does txt begin with "v=spf1" (any case) followed by a
+ * space or its end (4.5)? */
+bool mta_spf_is_record(const char *txt, size_t len);
+/*
+ * mta_spf_term_next - parse the term after rec[*pos] (0: the first, after the
+ * version) into t and move *pos past it. RC_OK; RC_NOTFOUND when no term is
+ * left; RC_INVALID on a syntax error (why says which; why may be NULL): rec
+ * not an SPF record, a character other than SP and printable ASCII, an unknown
+ * mechanism, a bad domain-spec (7.1: it must end in a macro or "." toplabel),
+ * address, CIDR length (no leading zeros, at most 32 and 128) or macro.
+ * Pure; fuzzed.
+ */
+enum rc mta_spf_term_next(const char *rec, size_t len, size_t *pos, struct mta_spf_term *t,
+			  char *why, size_t whysz);
+/* mta_spf_record_check - the whole record, as 4.6 requires before any
+ * evaluation: RC_NOTFOUND if it is not an SPF record, RC_INVALID (why) on any
+ * syntax error, redirect= or exp= twice included, else RC_OK. Pure; fuzzed. */
+enum rc mta_spf_record_check(const char *rec, size_t len, char *why, size_t whysz);
 
 #endif

@@ -82,6 +82,8 @@ const char *mta_dns_type_name(uint16_t type)
 		return "A";
 	case MTA_DNS_CNAME:
 		return "CNAME";
+	case MTA_DNS_PTR:
+		return "PTR";
 	case MTA_DNS_MX:
 		return "MX";
 	case MTA_DNS_TXT:
@@ -315,6 +317,7 @@ static bool rr_decode(const uint8_t *pkt, size_t len, const struct rrhdr *h,
 		memcpy(rr->u.mx.host, n.s, sizeof rr->u.mx.host);
 		return true;
 	case MTA_DNS_CNAME:
+	case MTA_DNS_PTR: /* a name, like CNAME (kept in u.cname) */
 		if (!rd_name(pkt, len, h, h->rd, &n) || n.odd)
 			return false;
 		memcpy(rr->u.cname, n.s, sizeof rr->u.cname);
@@ -354,7 +357,7 @@ static bool collect_rrs(const uint8_t *pkt, size_t len, size_t off, uint16_t an,
 static bool is_known_type(uint16_t t)
 {
 	return t == MTA_DNS_A || t == MTA_DNS_AAAA || t == MTA_DNS_MX || t == MTA_DNS_TXT ||
-	       t == MTA_DNS_CNAME;
+	       t == MTA_DNS_CNAME || t == MTA_DNS_PTR;
 }
 
 /* The answer section of a NOERROR response. */

@@ -377,6 +377,7 @@ enum rc smtp_server_new(const struct conf *conf, struct spool *spool, struct sto
 		}
 	}
 	srv->authq = workq_new(2, 256);
+	srv->dkim = smtp_dkim_cache_new();
 	server_init_workers(srv);
 	*out = srv;
 	return RC_OK;
@@ -432,6 +433,7 @@ void smtp_server_free(struct smtp_server *srv)
 	free(srv->listeners);
 	free(srv->listener_ctx);
 	workq_free(srv->authq);
+	smtp_dkim_cache_free(srv->dkim);
 	for (unsigned i = 0; i < srv->nworkers; i++) {
 		struct smtp_worker *w = &srv->workers[i];
 		event_free(w->accept_ev);

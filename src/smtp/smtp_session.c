@@ -990,6 +990,13 @@ static void session_message_done(struct smtp_session *s)
 	}
 	uint64_t id = id_next();
 	session_add_trace(s, id, &hi);
+	const char *sign_as = hi.nfrom > 0 ? hi.from_domain[0] : s->sender.domain;
+	if (sign_as[0] && sign_as[0] != '[' &&
+	    smtp_dkim_sign(s->srv, s->id, sign_as, s->body, &r, s->text, sizeof s->text) != RC_OK) {
+		session_reply(s, r.code, r.enh, r.text);
+		session_reset_transaction(s);
+		return;
+	}
 	struct spool_env *env = session_envelope(s, id);
 	struct evbuffer *body = s->body;
 	s->body = NULL;

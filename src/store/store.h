@@ -48,4 +48,37 @@ enum rc store_user_set_sandbox(struct store *st, const char *name, bool on);
 enum rc store_user_list(struct store *st,
 			bool (*fn)(void *arg, const struct store_user *u), void *arg);
 
+/* ---- sending domains and DKIM keys ---------------------------------------- */
+
+struct store_dkim_key {
+	char *domain;		/* lower case */
+	char *selector;
+	char *alg;		/* "rsa-sha256" or "ed25519-sha256" */
+	char *path;		/* the private key file (PEM, mode 0600) */
+	char *public_txt;	/* the DNS TXT value: "v=DKIM1; k=...; p=..." */
+	int64_t created;	/* unix seconds */
+	bool active;		/* signs new mail; false: retiring, still published */
+};
+void store_dkim_keys_free(struct store_dkim_key *keys, size_t n);
+
+/* store_domain_add - register a sending domain; RC_EXISTS if it is. */
+enum rc store_domain_add(struct store *st, const char *domain);
+/* store_domain_del - forget a domain and its keys' rows (not the files). */
+enum rc store_domain_del(struct store *st, const char *domain);
+/* store_domain_exists - RC_OK, RC_NOTFOUND, or an error. */
+enum rc store_domain_exists(struct store *st, const char *domain);
+/* store_domain_list - fn(arg, name, created) per domain in name order. */
+enum rc store_domain_list(struct store *st,
+			  bool (*fn)(void *arg, const char *name, int64_t created), void *arg);
+/* store_dkim_key_add - a new key row. */
+enum rc store_dkim_key_add(struct store *st, const struct store_dkim_key *k);
+/* store_dkim_keys - every key of domain, active first then by creation time. */
+enum rc store_dkim_keys(struct store *st, const char *domain, struct store_dkim_key **out,
+			size_t *n);
+/* store_dkim_key_set_active - mark one key active or retiring. */
+enum rc store_dkim_key_set_active(struct store *st, const char *domain, const char *selector,
+				  bool active);
+/* store_dkim_key_del - remove one key row; RC_NOTFOUND if absent. */
+enum rc store_dkim_key_del(struct store *st, const char *domain, const char *selector);
+
 #endif

@@ -39,6 +39,7 @@
  * RC_IO (RC_NOMEM for SQLITE_NOMEM), each logged once with SQLite's message.
  */
 #include "store/store.h"
+#include "store/store_int.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -70,6 +71,21 @@ static const char *const store_migrations[] = {
     ") WITHOUT ROWID;",
     /* 2: per-user delivery mode (sandbox: written to data_dir/sandbox/, never sent) */
     "ALTER TABLE users ADD COLUMN sandbox INTEGER NOT NULL DEFAULT 0;",
+    /* 3: sending domains and their DKIM keys (private keys live in files) */
+    "CREATE TABLE domains ("
+    "  name    TEXT NOT NULL PRIMARY KEY COLLATE NOCASE,"
+    "  created INTEGER NOT NULL"
+    ");"
+    "CREATE TABLE dkim_keys ("
+    "  domain     TEXT NOT NULL COLLATE NOCASE REFERENCES domains(name) ON DELETE CASCADE,"
+    "  selector   TEXT NOT NULL,"
+    "  alg        TEXT NOT NULL,"
+    "  path       TEXT NOT NULL,"
+    "  public_txt TEXT NOT NULL,"
+    "  created    INTEGER NOT NULL,"
+    "  active     INTEGER NOT NULL,"
+    "  PRIMARY KEY (domain, selector)"
+    ") WITHOUT ROWID;",
 };
 
 static const char store_sql_version_table[] = "CREATE TABLE IF NOT EXISTS schema_version ("
@@ -117,13 +133,21 @@ static const struct {
 };
 _Static_assert(ARRAY_LEN(store_stmts) == STORE_ST__COUNT, "store_stmts out of sync");
 
-/* One open database. Owns db, path and the prepared statements. */
+/* One open database. Owns db, path and the prepared statements (store_int.h
+ * shows db and lock to the other store files). */
 struct store {
 	pthread_mutex_t lock;
 	sqlite3 *db;
 	char *path;
 	sqlite3_stmt *stmt[STORE_ST__COUNT];
 };
+
+/* store_db - the connection and its lock, for the store's other files. */
+sqlite3 *store_db(struct store *st, pthread_mutex_t **lock)
+{
+	*lock = &st->lock;
+	return st->db;
+}
 
 /* Called for each user read; takes ownership of u; false stops the reading. */
 typedef bool (*store_emit_fn)(void *arg, struct store_user *u);
@@ -149,8 +173,9 @@ static enum rc store_rc(int src)
 	}
 }
 
-/* Log a SQLite failure (never with bound values: they may be hashes) and map it. */
-static enum rc store_fail(struct store *st, const char *op, int src)
+/* store_fail - log a SQLite failure (never with bound values: they may be
+ * hashes) and map it. */
+enum rc store_fail(struct store *st, const char *op, int src)
 {
 	enum rc rc = store_rc(src);
 	if (rc != RC_EXISTS)
