@@ -1,0 +1,176 @@
+"""DKIM signing and domain onboarding, end to end: `relevo domain add` makes the
+keys, `relevo domain records --zone` says what to publish, the fake DNS serves
+exactly that, and an independent verifier (dkimpy, Debian's python3-dkim) checks
+both signatures (rsa-sha256 and ed25519-sha256) on the mail the fake MX received.
+"""
+import re
+
+import dkim
+import pytest
+
+from conftest import expect, make_message, submit
+from fakes import delivering_relevo, wait_for
+from fakes import dns, mxs  # noqa: F401  (fixtures)
+
+FROM = "alice@example.com"
+
+
+def zone_records(relevo, domain):
+    """The TXT records of `relevo domain records DOMAIN --zone`, as {name: value}."""
+    out = relevo.cli_ok(["domain", "records", domain, "--zone"]).out
+    recs = {}
+    for line in out.splitlines():
+        m = re.match(r'^(\S+)\. 3600 IN TXT ((?:"[^"]*" ?)+)$', line)
+        assert m, "not a zone line: %r" % line
+        value = "".join(re.findall(r'"([^"]*)"', m.group(2)))
+        assert all(len(s) <= 255 for s in re.findall(r'"([^"]*)"', m.group(2)))
+        recs.setdefault(m.group(1), []).append(value)
+    return recs
+
+
+def publish(dns, recs):
+    for name, values in recs.items():
+        for v in values:
+            dns.txt(name, v)
+
+
+def verify_all(message, recs):
+    """dkimpy's verdict for every DKIM-Signature of message (a list of bools)."""
+    def dnsfunc(name, timeout=5):
+        name = name.decode() if isinstance(name, bytes) else name
+        vals = recs.get(name.rstrip("."), [])
+        return vals[0].encode() if vals else None
+
+    def one(i):
+        try:
+            return dkim.DKIM(message).verify(idx=i, dnsfunc=dnsfunc)
+        except dkim.ValidationError:
+            return False          # e.g. "body hash mismatch": a failed verification
+
+    n = len(signatures(message))
+    return [one(i) for i in range(n)], None
+
+
+def signatures(message):
+    return re.findall(rb"^DKIM-Signature:([^\r\n]*(?:\r\n[ \t][^\r\n]*)*)", message, re.M)
+
+
+AWKWARD = (b"Line one.\r\n"
+           b".leading dot\r\n"
+           b"..two dots\r\n"
+           b"trailing spaces   \r\n"
+           b"\ttab and trailing tab\t\r\n"
+           b"\r\n\r\n"
+           b"8-bit: caf\xc3\xa9 \xe2\x82\xac\r\n"
+           b"long " + b"x" * 900 + b"\r\n"
+           b"last line without newline")
+
+
+@pytest.fixture
+def signing_relevo(make_relevo, dns, mxs):
+    mx = mxs.add("mx1.dest.test")
+    dns.mx("dest.test", mx.name)
+    dns.a(mx.name, mx.addr)
+    r = delivering_relevo(make_relevo, dns, mxs, start=False)
+    r.config["dkim"] = {"missing_key": "tempfail"}
+    r.write_config()
+    r.cli_ok(["domain", "add", "example.com"])
+    recs = zone_records(r, "example.com")
+    publish(dns, recs)
+    r.start()
+    return r, mx, recs
+
+
+def send(r, body=AWKWARD, subject="=?UTF-8?B?w6lsw6k=?= signed"):
+    msg = make_message(sender=FROM, to="carol@dest.test", subject=subject, body=body,
+                       extra_headers=["Content-Type: text/plain; charset=utf-8",
+                                      "Content-Transfer-Encoding: 8bit"])
+    qid, _ = submit(r, sender=FROM, rcpts=("carol@dest.test",), message=msg, user="alice",
+                    mode="submissions")
+    return qid
+
+
+def test_both_signatures_verify_and_tampering_breaks_them(signing_relevo):
+    r, mx, recs = signing_relevo
+    send(r)
+    mx.wait_messages(1)
+    got = mx.messages[0].content
+    sigs = signatures(got)
+    assert len(sigs) == 2, got[:2000]
+    algs = sorted(re.search(rb"a=([a-z0-9-]+)", s).group(1) for s in sigs)
+    assert algs == [b"ed25519-sha256", b"rsa-sha256"]
+    for s in sigs:
+        assert b"d=example.com" in s and b"c=relaxed/relaxed" in s
+        assert not re.search(rb";\s*l=", s), s
+        h = re.search(rb"h=([^;]*)", s).group(1).replace(b" ", b"").replace(b"\r\n", b"")
+        h = re.sub(rb"\s", b"", h).lower().split(b":")
+        assert h.count(b"from") == 2, h          # From over-signed
+        for name in (b"to", b"subject", b"date", b"message-id", b"content-type"):
+            assert name in h, (name, h)
+    ok, _ = verify_all(got, recs)
+    assert ok == [True, True], ok
+
+    tampered = got.replace(b"Line one.", b"Line 0ne.")
+    assert verify_all(tampered, recs)[0] == [False, False]
+    tampered = re.sub(rb"(?m)^Subject: ", b"Subject: Re: ", got, count=1)
+    assert verify_all(tampered, recs)[0] == [False, False]
+
+
+@pytest.mark.parametrize("body", [
+    b"",
+    b".\r\n..\r\n.x\r\n",
+    b"no final newline",
+    b"trailing whitespace \t \r\n\r\n\r\n",
+    b"a" * 990 + b"\r\n" + b"b" * 990,
+])
+def test_awkward_bodies_verify(signing_relevo, body):
+    r, mx, recs = signing_relevo
+    send(r, body=body, subject="plain subject")
+    mx.wait_messages(1)
+    ok, _ = verify_all(mx.messages[0].content, recs)
+    assert ok == [True, True], (ok, mx.messages[0].content[-300:])
+
+
+def test_missing_key_is_a_temporary_failure(make_relevo, dns, mxs):
+    r = delivering_relevo(make_relevo, dns, mxs, start=False)
+    r.config["dkim"] = {"missing_key": "tempfail"}
+    r.write_config()
+    r.start()
+    msg = make_message(sender=FROM, to="carol@dest.test")
+    with r.client("submissions") as c:
+        c.login("alice")
+        reply = c.mail_transaction(FROM, ["carol@dest.test"], msg)
+        expect(reply, 451, "4.7.5")
+        assert "relevo domain add example.com" in str(reply), reply
+    assert r.queue_list() == []
+    with open(r.stderr_path, encoding="utf-8", errors="replace") as f:
+        assert "event=dkim_no_key domain=example.com" in f.read()
+
+
+def test_rotation_signs_with_new_selectors_and_keeps_old_published(signing_relevo, dns):
+    r, mx, recs = signing_relevo
+    old = {n for n in recs if "._domainkey." in n}
+    r.cli_ok(["domain", "rotate", "example.com"])
+    recs2 = zone_records(r, "example.com")
+    keys2 = {n for n in recs2 if "._domainkey." in n}
+    assert old < keys2 and len(keys2) == 4          # old selectors still listed
+    publish(dns, {n: v for n, v in recs2.items() if n not in recs})
+    # The running daemon picks the new keys up within its cache lifetime (60 s);
+    # a restart makes it immediate.
+    r.stop()
+    r.start()
+    send(r, body=b"after rotation\r\n", subject="rotated")
+    mx.wait_messages(1)
+    got = mx.messages[-1].content
+    sels = {re.search(rb"s=([A-Za-z0-9._-]+)", s).group(1).decode() for s in signatures(got)}
+    new = {n.split("._domainkey.")[0] for n in keys2 - old}
+    assert sels == new, (sels, new)
+    assert verify_all(got, recs2)[0] == [True, True]
+    # Retiring an old selector removes it from the records; an active one cannot be.
+    victim = sorted(n.split("._domainkey.")[0] for n in old)[0]
+    r.cli_ok(["domain", "retire-key", "example.com", victim])
+    recs3 = zone_records(r, "example.com")
+    assert "%s._domainkey.example.com" % victim not in recs3
+    active = sorted(new)[0]
+    res = r.cli(["domain", "retire-key", "example.com", active])
+    assert res.rc == 1 and "rotate" in res.err
