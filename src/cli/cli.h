@@ -6,6 +6,8 @@
 #ifndef RELEVO_CLI_H
 #define RELEVO_CLI_H
 
+#include <stdbool.h>
+
 struct conf;
 
 int cli_serve(int argc, char **argv, const char *conf_path);
@@ -13,6 +15,9 @@ int cli_check_config(int argc, char **argv, const char *conf_path);
 int cli_user(int argc, char **argv, const char *conf_path);
 int cli_queue(int argc, char **argv, const char *conf_path);
 int cli_domain(int argc, char **argv, const char *conf_path);
+struct store;
+/* cli_domain_check - `domain check`: exit status 0 only when every record is right. */
+int cli_domain_check(const struct conf *c, struct store *st, const char *domain, bool json);
 int cli_spf(int argc, char **argv, const char *conf_path);
 
 /* cli_ctl_request - send one command line to the running daemon's control socket,

@@ -8,6 +8,8 @@
  *   domain rotate DOMAIN         new keys under new selectors sign from now on; the
  *                                old ones stay published until retire-key
  *   domain retire-key DOMAIN SELECTOR
+ *   domain check DOMAIN [--json] are the records published and right?
+ *                                (cli_domain_check.c)
  *   domain list | del DOMAIN
  *
  * Private keys are PEM files in data_dir/keys/DOMAIN/SELECTOR.pem (directories
@@ -36,7 +38,8 @@
 static int domain_usage(void)
 {
 	fprintf(stderr, "usage: relevo domain add DOMAIN | records DOMAIN [--zone] | rotate DOMAIN |\n"
-			"                     retire-key DOMAIN SELECTOR | list | del DOMAIN  [-c FILE]\n");
+			"                     retire-key DOMAIN SELECTOR | list | del DOMAIN |\n"
+			"                     check DOMAIN [--json]   [-c FILE]\n");
 	return 2;
 }
 
@@ -312,9 +315,11 @@ int cli_domain(int argc, char **argv, const char *conf_path)
 		return domain_usage();
 	const char *sub = argv[1];
 	bool zone = argc == 4 && strcmp(argv[3], "--zone") == 0;
+	bool json = argc == 4 && strcmp(argv[3], "--json") == 0;
 	if (!((strcmp(sub, "list") == 0 && argc == 2) ||
 	      (strcmp(sub, "retire-key") == 0 && argc == 4) ||
 	      (strcmp(sub, "records") == 0 && (argc == 3 || zone)) ||
+	      (strcmp(sub, "check") == 0 && (argc == 3 || json)) ||
 	      ((strcmp(sub, "add") == 0 || strcmp(sub, "rotate") == 0 || strcmp(sub, "del") == 0) &&
 	       argc == 3)))
 		return domain_usage();
@@ -348,6 +353,8 @@ int cli_domain(int argc, char **argv, const char *conf_path)
 		status = domain_retire(st, domain, argv[3]);
 	else if (strcmp(sub, "del") == 0)
 		status = domain_del(st, domain);
+	else if (strcmp(sub, "check") == 0)
+		status = cli_domain_check(c, st, domain, json);
 	else
 		status = domain_list(st);
 	store_close(st);

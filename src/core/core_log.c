@@ -18,10 +18,11 @@ static const char *log_prog = "relevo";
 
 static const char *const log_level_names[] = {"debug", "info", "warn", "error"};
 
-/* log_set_level - drop messages below lv. */
+/* log_set_level - drop messages below lv (RELEVO_DEBUG in the environment keeps
+ * everything, for every subcommand). */
 void log_set_level(enum log_level lv)
 {
-	log_level = lv;
+	log_level = getenv("RELEVO_DEBUG") ? LOG_LV_DEBUG : lv;
 }
 
 /* log_set_prog - set the program name printed at the start of each line. */

@@ -117,7 +117,10 @@ class _ZoneResolver:
         if kind == "MX":
             return MX(r[1], r[2])
         if kind == "TXT":
-            return TXT(r[1])
+            # A character-string holds at most 255 octets (RFC 1035 3.3.14): a
+            # long value (a DKIM RSA key) is published as several strings.
+            data = r[1].encode() if isinstance(r[1], str) else r[1]
+            return TXT([data[i:i + 255] for i in range(0, len(data), 255)] or [b""])
         if kind == "CNAME":
             return CNAME(r[1])
         raise ValueError(kind)

@@ -3,6 +3,7 @@ keys, `relevo domain records --zone` says what to publish, the fake DNS serves
 exactly that, and an independent verifier (dkimpy, Debian's python3-dkim) checks
 both signatures (rsa-sha256 and ed25519-sha256) on the mail the fake MX received.
 """
+import json
 import re
 
 import dkim
@@ -174,3 +175,87 @@ def test_rotation_signs_with_new_selectors_and_keeps_old_published(signing_relev
     active = sorted(new)[0]
     res = r.cli(["domain", "retire-key", "example.com", active])
     assert res.rc == 1 and "rotate" in res.err
+
+
+# ---------------------------------------------------------------------------
+# relevo domain check, relevo spf eval
+# ---------------------------------------------------------------------------
+
+@pytest.fixture
+def onboarded(make_relevo, dns, mxs):
+    """A relevo sending from 127.0.0.9 with example.com added (not yet published)."""
+    r = delivering_relevo(make_relevo, dns, mxs, start=False, source_address="127.0.0.9")
+    r.write_config()
+    r.cli_ok(["domain", "add", "example.com"])
+    return r, zone_records(r, "example.com")
+
+
+def check(r, *extra):
+    res = r.cli(["domain", "check", "example.com"] + list(extra))
+    return res
+
+
+def test_domain_check_all_right(onboarded, dns):
+    r, recs = onboarded
+    assert recs["example.com"] == ["v=spf1 ip4:127.0.0.9 ~all"]
+    assert recs["_dmarc.example.com"][0].startswith("v=DMARC1; p=none")
+    publish(dns, recs)
+    res = check(r)
+    assert res.rc == 0, res
+    lines = res.out.splitlines()
+    assert sum(1 for l in lines if l.startswith("dkim  ok")) == 2, res.out
+    assert any(l.startswith("spf   pass") and "127.0.0.9" in l for l in lines), res.out
+    assert any(l.startswith("dmarc ok") for l in lines), res.out
+    js = json.loads(check(r, "--json").out)
+    assert js["ok"] is True and js["domain"] == "example.com"
+    assert sorted(c["check"] for c in js["checks"]) == ["dkim", "dkim", "dmarc", "spf"]
+
+
+@pytest.mark.parametrize("breakage,expect_line", [
+    ("no_dkim", r"^dkim  missing"),
+    ("wrong_dkim", r"^dkim  mismatch"),
+    ("spf_fail", r"^spf   fail\s+127\.0\.0\.9"),
+    ("two_spf", r"^spf   permerror"),
+    ("no_dmarc", r"^dmarc missing"),
+    ("spf_include_loop", r"^spf   permerror"),
+])
+def test_domain_check_finds_broken_zones(onboarded, dns, breakage, expect_line):
+    r, recs = onboarded
+    recs = dict(recs)
+    dkim_names = sorted(n for n in recs if "._domainkey." in n)
+    if breakage == "no_dkim":
+        del recs[dkim_names[0]]
+    elif breakage == "wrong_dkim":
+        other = recs[dkim_names[0]][0]
+        recs[dkim_names[0]] = [re.sub(r"p=([A-Za-z0-9+/]{8})", "p=AAAAAAAA", other)]
+    elif breakage == "spf_fail":
+        recs["example.com"] = ["v=spf1 ip4:192.0.2.1 -all"]
+    elif breakage == "two_spf":
+        recs["example.com"] = ["v=spf1 ip4:127.0.0.9 ~all", "v=spf1 -all"]
+    elif breakage == "no_dmarc":
+        del recs["_dmarc.example.com"]
+    elif breakage == "spf_include_loop":
+        recs["example.com"] = ["v=spf1 include:example.com ~all"]
+    publish(dns, recs)
+    res = check(r)
+    assert res.rc == 1, res
+    assert re.search(expect_line, res.out, re.M), res.out
+    assert json.loads(check(r, "--json").out)["ok"] is False
+
+
+@pytest.mark.parametrize("ip,sender,result", [
+    ("192.0.2.10", "someone@spf.test", "pass"),
+    ("198.51.100.7", "someone@spf.test", "pass"),        # through the include
+    ("203.0.113.5", "someone@spf.test", "softfail"),     # include fails: no match, ~all
+    ("192.0.2.10", "x@hard.test", "fail"),
+    ("192.0.2.10", "x@none.test", "none"),
+])
+def test_spf_eval_cli(make_relevo, dns, mxs, ip, sender, result):
+    dns.txt("spf.test", "v=spf1 ip4:192.0.2.10 include:_inc.spf.test ~all")
+    dns.txt("_inc.spf.test", "v=spf1 ip4:198.51.100.0/24 -all")
+    dns.txt("hard.test", "v=spf1 -all")
+    dns.a("none.test", "192.0.2.1")
+    r = delivering_relevo(make_relevo, dns, mxs, start=False)
+    r.write_config()
+    res = r.cli_ok(["spf", "eval", ip, sender, "mail.example.net"])
+    assert res.out.splitlines()[0] == result, res.out
