@@ -46,6 +46,10 @@ YAML
 if ! "$BIN" user list -c "$RUN/relevo.yaml" 2>/dev/null | grep -q '^demo\b'; then
 	printf 'demo-password\n' | "$BIN" user add demo --domain example.com -c "$RUN/relevo.yaml"
 fi
+# Register the sending domain: relevo signs its mail with DKIM (RSA and Ed25519).
+if ! "$BIN" domain list -c "$RUN/relevo.yaml" 2>/dev/null | grep -q '^example\.com\b'; then
+	"$BIN" domain add example.com -c "$RUN/relevo.yaml" >/dev/null
+fi
 
 cat <<MSG
 
@@ -62,13 +66,15 @@ Send a first message from another terminal:
         --from you@example.com --to friend@example.org
 
 The demo runs in sandbox mode: instead of going to the recipient's servers, each
-outgoing message is written to run/data/sandbox/ID-DOMAIN.eml:
+outgoing message is written, DKIM-signed, to run/data/sandbox/ID-DOMAIN.eml:
 
   ls run/data/sandbox/
 
 and the queue (empty once the message is "delivered"):
 
   $BIN queue list -c run/relevo.yaml
+
+The DNS records example.com would publish: $BIN domain records example.com -c run/relevo.yaml
 
 Press Ctrl-C to stop.
 
