@@ -377,8 +377,10 @@ struct mta_conn_cbs {
 };
 
 /* mta_conn_open - connect to addr and run the opening dialogue; cbs->ready
- * reports the result later on base. */
-void mta_conn_open(struct event_base *base, const struct sockaddr *addr, socklen_t addrlen,
+ * reports the result later on base. Returns the connection being opened: the
+ * caller may mta_conn_close() it at any time (then no callback runs); after a
+ * failed ready() it is gone. */
+struct mta_conn *mta_conn_open(struct event_base *base, const struct sockaddr *addr, socklen_t addrlen,
 		   const struct mta_conn_params *p, const struct mta_conn_cbs *cbs, void *ctx,
 		   uint64_t cookie);
 /*

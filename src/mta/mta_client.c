@@ -803,7 +803,7 @@ static bool conn_socket(struct mta_conn *c, const struct sockaddr *addr,
 }
 
 /* mta_conn_open - connect and run the opening dialogue; ready() reports. */
-void mta_conn_open(struct event_base *base, const struct sockaddr *addr, socklen_t addrlen,
+struct mta_conn *mta_conn_open(struct event_base *base, const struct sockaddr *addr, socklen_t addrlen,
 		   const struct mta_conn_params *p, const struct mta_conn_cbs *cbs, void *ctx,
 		   uint64_t cookie)
 {
@@ -826,7 +826,7 @@ void mta_conn_open(struct event_base *base, const struct sockaddr *addr, socklen
 	log_info("conn=%016llx event=connect host=%s addr=%s", (unsigned long long)c->id, c->host,
 		 c->peer);
 	if (!conn_socket(c, addr, p))
-		return;
+		return c;
 	c->bev = bufferevent_socket_new(base, c->fd, BEV_OPT_DEFER_CALLBACKS);
 	if (c->bev == NULL)
 		fatal("event=bufferevent_socket_new_failed");
@@ -835,6 +835,7 @@ void mta_conn_open(struct event_base *base, const struct sockaddr *addr, socklen
 	if (bufferevent_socket_connect(c->bev, (struct sockaddr *)addr, (int)addrlen) != 0)
 		mta_conn_lost(c, "4.4.1", "connect: %s",
 			      evutil_socket_error_to_string(EVUTIL_SOCKET_ERROR()));
+	return c;
 }
 
 /* mta_conn_attach - our callbacks and write timeout on a (new) bufferevent. */

@@ -343,7 +343,10 @@ static void attempt_connect_next(struct mta_attempt *a)
 	socklen_t salen = sa->ss_family == AF_INET ? sizeof(struct sockaddr_in)
 						   : sizeof(struct sockaddr_in6);
 	a->sent_on_conn = 0;
-	mta_conn_open(m->base, (const struct sockaddr *)sa, salen, &p, &attempt_cbs, m, a->id);
+	/* The attempt owns the connection from now on, even before it is ready, so
+	 * that stopping can close it. */
+	a->conn = mta_conn_open(m->base, (const struct sockaddr *)sa, salen, &p, &attempt_cbs, m,
+				a->id);
 }
 
 static void attempt_on_ready(void *ctx, uint64_t cookie, struct mta_conn *c, enum rc rc,
@@ -358,7 +361,9 @@ static void attempt_on_ready(void *ctx, uint64_t cookie, struct mta_conn *c, enu
 	}
 	if (rc != RC_OK) {
 		/* Connection refused, 4xx/5xx greeting, TLS required but absent:
-		 * try the next address and the next MX (RFC 5321 5.1). */
+		 * try the next address and the next MX (RFC 5321 5.1). The
+		 * connection has freed itself. */
+		a->conn = NULL;
 		if (why)
 			a->last_err = *why;
 		char idstr[ID_STR_LEN + 1];
