@@ -101,7 +101,9 @@ int cli_serve(int argc, char **argv, const char *conf_path)
 	struct mta *mta = NULL;
 	struct cli_ctl *ctl = NULL;
 	struct event *sigterm = NULL, *sigint = NULL;
-	if (file_mkdir_p(c->data_dir, 0700) != RC_OK) {
+	/* data_dir holds keys, the spool and the control socket: owner-only, even if
+	 * it was created beforehand with a wider mode (install -d gives 0755). */
+	if (file_mkdir_p(c->data_dir, 0700) != RC_OK || chmod(c->data_dir, 0700) != 0) {
 		log_err("event=startup_failed data_dir=%s error=\"%s\"", c->data_dir,
 			strerror(errno));
 		goto out;
