@@ -303,9 +303,11 @@ static enum rc server_listen(struct smtp_server *srv, const struct conf_listen *
 	lc->lst = lst;
 	srv->listener_ctx[i] = lc;
 	evutil_socket_t fd = server_bind(lst);
+	/* backlog 0: the socket already listens with 1024 (libevent's -1 would call
+	 * listen() again with 128, and a burst of clients would wait for SYN retries) */
 	if (fd >= 0)
 		srv->listeners[i] = evconnlistener_new(srv->base, server_on_accept, lc,
-						       LEV_OPT_CLOSE_ON_FREE, -1, fd);
+						       LEV_OPT_CLOSE_ON_FREE, 0, fd);
 	if (srv->listeners[i] == NULL) {
 		log_err("event=listen_failed address=%s error=\"%s\"", lst->address,
 			strerror(errno));
