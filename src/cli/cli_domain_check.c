@@ -46,7 +46,6 @@ struct checker {
 	struct check c[CHECK_MAX];
 	size_t n;
 	unsigned pending;
-	unsigned addr_pending;
 };
 
 static void check_done(struct checker *k)

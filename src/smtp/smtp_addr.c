@@ -618,28 +618,40 @@ static enum rc mail_param(const struct param *pa, unsigned *seen, struct smtp_ma
 	}
 }
 
+/* path_arg - "FROM:<path>" / "TO:<path>" at *arg (keyword case-insensitive,
+ * spaces allowed after the colon); *arg is left at the parameters. MAIL allows
+ * the null path and is the sender; RCPT is neither. */
+static enum rc path_arg(const char **arg, const char *kw, const char *syntax, bool utf8_ok,
+			struct smtp_path *path, struct smtp_reply *err)
+{
+	bool sender = kw[0] == 'F';
+	size_t n, kl = strlen(kw);
+	memset(path, 0, sizeof *path);
+	if (strncasecmp(*arg, kw, kl) != 0)
+		return bad_syntax(err, syntax);
+	*arg += kl;
+	while (**arg == ' ')
+		(*arg)++;
+	enum rc rc = smtp_path_parse(*arg, sender, utf8_ok, sender, &n, path, err);
+	if (rc == RC_OK)
+		*arg += n;
+	return rc;
+}
+
 /* smtp_mail_parse - "FROM:<path> [params]" into *path and *p. */
 enum rc smtp_mail_parse(const char *arg, struct smtp_path *path, struct smtp_mail_params *p,
 			struct smtp_reply *err)
 {
 	struct param pa;
 	unsigned seen = 0;
-	size_t n;
 	enum rc rc;
 	int r;
 
 	memset(p, 0, sizeof *p);
-	memset(path, 0, sizeof *path);
-	if (strncasecmp(arg, "FROM:", 5) != 0)
-		return bad_syntax(err, "Syntax: MAIL FROM:<address>");
-	arg += 5;
-	while (*arg == ' ')
-		arg++;
 	/* UTF-8 is checked against SMTPUTF8 below: the parameter comes after it. */
-	rc = smtp_path_parse(arg, true, true, true, &n, path, err);
+	rc = path_arg(&arg, "FROM:", "Syntax: MAIL FROM:<address>", true, path, err);
 	if (rc != RC_OK)
 		return rc;
-	arg += n;
 	while ((r = next_param(&arg, &pa)) == 1) {
 		rc = mail_param(&pa, &seen, p, err);
 		if (rc != RC_OK)
@@ -774,21 +786,13 @@ enum rc smtp_rcpt_parse(const char *arg, bool utf8_ok, struct smtp_path *path,
 {
 	struct param pa;
 	unsigned seen = 0;
-	size_t n;
 	enum rc rc;
 	int r;
 
 	memset(p, 0, sizeof *p);
-	memset(path, 0, sizeof *path);
-	if (strncasecmp(arg, "TO:", 3) != 0)
-		return bad_syntax(err, "Syntax: RCPT TO:<address>");
-	arg += 3;
-	while (*arg == ' ')
-		arg++;
-	rc = smtp_path_parse(arg, false, utf8_ok, false, &n, path, err);
+	rc = path_arg(&arg, "TO:", "Syntax: RCPT TO:<address>", utf8_ok, path, err);
 	if (rc != RC_OK)
 		return rc;
-	arg += n;
 	while ((r = next_param(&arg, &pa)) == 1) {
 		unsigned bit = kw_is(&pa, "NOTIFY") ? RP_NOTIFY : kw_is(&pa, "ORCPT") ? RP_ORCPT : 0;
 		if (bit == 0)

@@ -751,13 +751,21 @@ static void session_intake_begin(struct smtp_session *s)
 /* session_intake - content bytes in s->chunk: check them, keep them if in bounds. */
 static void session_intake(struct smtp_session *s)
 {
-	int n = evbuffer_peek(s->chunk, -1, NULL, NULL, 0);
-	if (n > 0) {
-		struct evbuffer_iovec *v = xcalloc((size_t)n, sizeof *v);
-		evbuffer_peek(s->chunk, -1, NULL, v, n);
-		for (int i = 0; i < n; i++)
+	/* Walk the chunk's extents without allocating: this runs for every read. */
+	struct evbuffer_ptr pos;
+	struct evbuffer_iovec v[8];
+	evbuffer_ptr_set(s->chunk, &pos, 0, EVBUFFER_PTR_SET);
+	for (;;) {
+		int n = evbuffer_peek(s->chunk, -1, &pos, v, (int)ARRAY_LEN(v));
+		int got = MIN(n, (int)ARRAY_LEN(v));
+		size_t done = 0;
+		for (int i = 0; i < got; i++) {
 			smtp_msg_check_feed(&s->mc, v[i].iov_base, v[i].iov_len);
-		free(v);
+			done += v[i].iov_len;
+		}
+		if (n <= (int)ARRAY_LEN(v) ||
+		    evbuffer_ptr_set(s->chunk, &pos, done, EVBUFFER_PTR_ADD) != 0)
+			break;
 	}
 	if (s->mc.too_big || s->bdat_failed)
 		evbuffer_drain(s->chunk, evbuffer_get_length(s->chunk));
