@@ -100,7 +100,6 @@ bool fault_hit(const char *op);
 #define MIN(a, b) ((a) < (b) ? (a) : (b))
 #define MAX(a, b) ((a) > (b) ? (a) : (b))
 
-#endif
 
 /*
  * Work queue: a small pool of threads for blocking work (password hashing, store
@@ -121,3 +120,66 @@ enum rc workq_submit(struct workq *wq, struct event_base *base, workq_fn work,
 /* workq_free - finish queued work (their done callbacks still run when their
  * loops run), stop the threads. */
 void workq_free(struct workq *wq);
+
+/*
+ * The event stream: every step of every recipient (accepted, delivered, bounced,
+ * ...) is emitted here by the module that saw it (smtp, http, mta) and consumed
+ * by one sink (the daemon wires it to the store, the suppression list and the
+ * webhooks). evlog_emit copies the event into a bounded in-memory queue and
+ * returns at once: it never blocks an event loop on I/O. A thread hands the
+ * queue to the sink in batches. When the sink falls behind and the queue is
+ * full, new events are dropped and counted (evlog_dropped, logged): memory stays
+ * bounded. evlog_stop drains everything queued, so a clean shutdown loses
+ * nothing.
+ */
+enum evlog_type {
+	EVLOG_ACCEPTED = 0, EVLOG_DELIVERED, EVLOG_DEFERRED, EVLOG_BOUNCED, EVLOG_EXPIRED,
+	EVLOG_SUPPRESSED, EVLOG_REJECTED,
+	/* reserved for tracking and feedback loops */
+	EVLOG_OPENED, EVLOG_CLICKED, EVLOG_COMPLAINED, EVLOG_UNSUBSCRIBED,
+	EVLOG__COUNT
+};
+/* evlog_type_name - "accepted", "delivered", ...; evlog_type_parse the reverse. */
+const char *evlog_type_name(enum evlog_type t);
+bool evlog_type_parse(const char *s, enum evlog_type *out);
+
+/* One event. Strings may be NULL; in a queued or stored event they are owned. */
+struct evlog_event {
+	int64_t seq;		/* the store's row id; 0 before it is stored */
+	int64_t time;		/* unix ms */
+	enum evlog_type type;
+	uint64_t msgid;		/* the queue id, or 0 (a rejection before one) */
+	char *recipient;	/* lower-cased is not implied: as submitted */
+	char *sender;		/* envelope sender, "" for <> */
+	char *user;		/* account, or NULL (trusted relay) */
+	const char *stream;	/* "transactional" or "bulk" (static) */
+	const char *source;	/* "smtp" or "api" (static) */
+	char *status;		/* enhanced status code "5.1.1", or NULL */
+	const char *bounce_class; /* "hard" or "soft" for bounced/deferred, else NULL */
+	char *remote;		/* "mx.example.org[192.0.2.1]", or NULL */
+	char *reply;		/* remote reply or reason, or NULL */
+	uint32_t attempts;
+};
+struct evlog_event *evlog_event_dup(const struct evlog_event *ev);
+void evlog_event_free(struct evlog_event *ev);
+/* evlog_stream_name - "bulk" if bulk, else "transactional" (static strings). */
+const char *evlog_stream_name(bool bulk);
+
+/* The sink gets batches of up to EVLOG_BATCH_MAX events, on the stream's thread,
+ * in emission order; the events are freed after it returns. */
+#define EVLOG_BATCH_MAX 512
+typedef void (*evlog_sink_fn)(void *ctx, struct evlog_event *const *evs, size_t n);
+
+/* evlog_start - start the process-wide stream (once) with a queue of at most
+ * max_queued events (0: 65536). Before it, evlog_emit does nothing. */
+enum rc evlog_start(size_t max_queued, evlog_sink_fn sink, void *ctx);
+/* evlog_stop - hand everything queued to the sink, then stop the thread. */
+void evlog_stop(void);
+/* evlog_emit - queue a copy of ev (time 0 means now). Thread-safe, non-blocking. */
+void evlog_emit(const struct evlog_event *ev);
+/* evlog_dropped - events dropped because the queue was full, since start. */
+uint64_t evlog_dropped(void);
+/* evlog_flush - block until everything emitted so far has reached the sink. */
+void evlog_flush(void);
+
+#endif

@@ -183,4 +183,32 @@ enum rc dkim_key_txt(EVP_PKEY *pkey, char **out);
  * each, separated by one space. */
 char *dkim_txt_split(const char *txt);
 
+/* ---- the signing-key cache (dkim_cache.c) -------------------------------- */
+
+#define DKIM_CACHE_KEYS_MAX 4
+
+/* The active keys of one domain, as a loader hands them over (references owned). */
+struct dkim_loaded_keys {
+	size_t n;
+	char selector[DKIM_CACHE_KEYS_MAX][DKIM_SELECTOR_MAX + 1];
+	enum dkim_alg alg[DKIM_CACHE_KEYS_MAX];
+	EVP_PKEY *pkey[DKIM_CACHE_KEYS_MAX];
+};
+void dkim_loaded_keys_clear(struct dkim_loaded_keys *k);
+
+/* A key source: fill out (empty on entry) with domain's active keys. Called with
+ * the cache's lock held, on whichever thread signs. */
+typedef void (*dkim_cache_loader)(void *ctx, const char *domain, struct dkim_loaded_keys *out);
+
+struct evbuffer;
+struct dkim_cache;
+/* dkim_cache_new - a cache whose entries live DKIM_CACHE_TTL_MS (60 s). Thread-safe. */
+struct dkim_cache *dkim_cache_new(dkim_cache_loader load, void *ctx);
+void dkim_cache_free(struct dkim_cache *c);
+/* dkim_cache_sign - the DKIM-Signature fields for body (a whole message) signed
+ * as domain with each of its active keys, for the caller to prepend (*out is the
+ * caller's). RC_NOTFOUND: the domain has no usable key. */
+enum rc dkim_cache_sign(struct dkim_cache *c, const char *domain, const struct evbuffer *body,
+			char **out);
+
 #endif

@@ -39,4 +39,12 @@ bool policy_domain_valid(const char *d);
 /* policy_user_owns - may user u send as domain (exact match, case-insensitive)? */
 bool policy_user_owns(const struct store_user *u, const char *domain);
 
+struct dkim_loaded_keys;
+/*
+ * policy_dkim_load - a dkim_cache_loader (ctx is the struct store): the active
+ * keys of domain from the store and their PEM files. Unusable key files are
+ * logged and skipped. Blocking (a SQLite read, file reads).
+ */
+void policy_dkim_load(void *store, const char *domain, struct dkim_loaded_keys *out);
+
 #endif

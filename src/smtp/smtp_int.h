@@ -46,7 +46,7 @@ struct smtp_server {
 	struct store *store;
 	SSL_CTX *tls;			/* NULL when no TLS is configured */
 	struct workq *authq;		/* password verification threads */
-	struct smtp_dkim_cache *dkim;	/* signing keys, shared by the workers */
+	struct dkim_cache *dkim;	/* signing keys, shared by the workers */
 	struct event_base *base;	/* main loop: listeners, signals, control */
 	struct evconnlistener **listeners;
 	struct smtp_listener_ctx **listener_ctx;
@@ -74,9 +74,6 @@ struct smtp_pending {
 };
 
 /* smtp_dkim.c */
-struct smtp_dkim_cache;
-struct smtp_dkim_cache *smtp_dkim_cache_new(void);
-void smtp_dkim_cache_free(struct smtp_dkim_cache *c);
 enum rc smtp_dkim_sign(struct smtp_server *srv, uint64_t sid, const char *domain,
 		       struct evbuffer *body, struct smtp_reply *r, char *text, size_t textsz);
 

@@ -20,6 +20,8 @@
 
 #include <event2/listener.h>
 
+#include "dkim/dkim.h"
+#include "policy/policy.h"
 #include "spool/spool.h"
 
 #define CONN_TABLE_SIZE 4096
@@ -379,7 +381,7 @@ enum rc smtp_server_new(const struct conf *conf, struct spool *spool, struct sto
 		}
 	}
 	srv->authq = workq_new(2, 256);
-	srv->dkim = smtp_dkim_cache_new();
+	srv->dkim = dkim_cache_new(policy_dkim_load, store);
 	server_init_workers(srv);
 	*out = srv;
 	return RC_OK;
@@ -435,7 +437,7 @@ void smtp_server_free(struct smtp_server *srv)
 	free(srv->listeners);
 	free(srv->listener_ctx);
 	workq_free(srv->authq);
-	smtp_dkim_cache_free(srv->dkim);
+	dkim_cache_free(srv->dkim);
 	for (unsigned i = 0; i < srv->nworkers; i++) {
 		struct smtp_worker *w = &srv->workers[i];
 		event_free(w->accept_ev);

@@ -1,6 +1,7 @@
 /*
  * store.h - relevo's persistent state other than the spool: users and their
- * sending domains (later: DKIM keys, events, suppression, statistics).
+ * sending domains, DKIM keys, events and statistics, suppression lists, API keys
+ * and webhooks.
  *
  * One interface, several backends: SQLite (WAL, data_dir/relevo.db) is the
  * embedded default; PostgreSQL comes later behind the same functions.
@@ -80,5 +81,139 @@ enum rc store_dkim_key_set_active(struct store *st, const char *domain, const ch
 				  bool active);
 /* store_dkim_key_del - remove one key row; RC_NOTFOUND if absent. */
 enum rc store_dkim_key_del(struct store *st, const char *domain, const char *selector);
+
+/* ---- events (issue 7) ------------------------------------------------------
+ * The event history: struct evlog_event rows (core.h). Written in batches by the
+ * event stream's sink thread; read by the HTTP API. */
+
+/* store_events_add - insert n events in one transaction; sets each ev->seq. */
+enum rc store_events_add(struct store *st, struct evlog_event *const *evs, size_t n);
+
+struct store_event_filter {
+	const char *user;	/* only this account's events; NULL: every account */
+	uint64_t msgid;		/* 0: any */
+	const char *recipient;	/* exact, case-insensitive; NULL: any */
+	int type;		/* an enum evlog_type, or -1: any */
+	int64_t since, until;	/* unix ms, inclusive / exclusive; 0: open */
+	int64_t cursor;		/* pagination: only seq > cursor (ascending) or seq <
+				 * cursor (descending); 0: from the start */
+	bool descending;	/* newest first */
+	size_t limit;		/* at most this many (callers cap it); 0: 100 */
+};
+/* store_events_query - fn(arg, ev) per matching event in seq order (ev is valid
+ * during the call only); stops early when fn returns false. */
+enum rc store_events_query(struct store *st, const struct store_event_filter *f,
+			   bool (*fn)(void *arg, const struct evlog_event *ev), void *arg);
+
+enum store_stats_group {
+	STORE_STATS_TOTAL,	/* one row, key "total" */
+	STORE_STATS_DAY,	/* key "2026-11-26" (UTC) */
+	STORE_STATS_HOUR,	/* key "2026-11-26T13" (UTC) */
+	STORE_STATS_DOMAIN,	/* key: the recipient's domain, lower case ("" if none) */
+};
+/* store_events_stats - counts per event type of user's events (NULL: all) in
+ * [since, until) (0: open), grouped; fn(arg, key, counts) per group in key order. */
+enum rc store_events_stats(struct store *st, const char *user, int64_t since, int64_t until,
+			   enum store_stats_group g,
+			   bool (*fn)(void *arg, const char *key,
+				      const uint64_t counts[EVLOG__COUNT]),
+			   void *arg);
+/* store_events_prune - delete events older than before (unix ms); *deleted may be NULL. */
+enum rc store_events_prune(struct store *st, int64_t before, uint64_t *deleted);
+
+/* ---- suppression list ------------------------------------------------------
+ * Per account; addresses are compared lower-cased. */
+struct store_suppression {
+	char *address;		/* lower case */
+	char *reason;		/* "hard bounce: 550 5.1.1 ...", "manual", ... */
+	int64_t created;	/* unix ms */
+};
+/* store_suppression_add - RC_OK if added, RC_EXISTS if it was there (unchanged). */
+enum rc store_suppression_add(struct store *st, const char *user, const char *address,
+			      const char *reason);
+/* store_suppression_del - RC_NOTFOUND if it was not there. */
+enum rc store_suppression_del(struct store *st, const char *user, const char *address);
+/* store_suppression_check - RC_OK if suppressed, RC_NOTFOUND if not, or an error.
+ * Hot path (every recipient): a point lookup on a separate read connection, so
+ * it does not wait behind the event writer's transactions. */
+enum rc store_suppression_check(struct store *st, const char *user, const char *address);
+/* store_suppression_list - in address order, only addresses > after (NULL: from
+ * the start), at most limit (0: 100). */
+enum rc store_suppression_list(struct store *st, const char *user, const char *after,
+			       size_t limit,
+			       bool (*fn)(void *arg, const struct store_suppression *s),
+			       void *arg);
+
+/* ---- API keys --------------------------------------------------------------
+ * A key is "rlv_" + id + "_" + secret (policy_apikey_*); the store keeps only
+ * the id (public, for lookup) and the SHA-256 of the whole key. */
+#define STORE_APIKEY_HASH_LEN 32
+struct store_apikey {
+	char *id;
+	char *user;
+	char *name;		/* "" if none */
+	int64_t created;	/* unix ms */
+	int64_t last_used;	/* unix ms, 0 = never (updated at most once a minute) */
+	unsigned char hash[STORE_APIKEY_HASH_LEN];
+};
+void store_apikey_free(struct store_apikey *k);
+/* store_apikey_add - RC_EXISTS if the id is taken, RC_NOTFOUND if no such user. */
+enum rc store_apikey_add(struct store *st, const char *id, const char *user, const char *name,
+			 const unsigned char hash[STORE_APIKEY_HASH_LEN]);
+/* store_apikey_get - by id (read connection); RC_NOTFOUND if none. */
+enum rc store_apikey_get(struct store *st, const char *id, struct store_apikey **out);
+/* store_apikey_touch - record a use (last_used = now). */
+enum rc store_apikey_touch(struct store *st, const char *id, int64_t now);
+/* store_apikey_del - revoke; RC_NOTFOUND if none. */
+enum rc store_apikey_del(struct store *st, const char *id);
+/* store_apikey_list - user's keys (NULL: all) by creation; hash is zeroed. */
+enum rc store_apikey_list(struct store *st, const char *user,
+			  bool (*fn)(void *arg, const struct store_apikey *k), void *arg);
+/* Deleting a user (store_user_del) also deletes its keys, suppressions and webhooks. */
+
+/* ---- webhooks ----------------------------------------------------------------
+ * Per-account webhooks (the API's); those of the config file are not stored.
+ * events: comma-separated evlog type names, "" for all. */
+struct store_webhook {
+	int64_t id;
+	char *user;
+	char *url;
+	char *secret;
+	char *events;
+	int64_t created;	/* unix ms */
+};
+enum rc store_webhook_add(struct store *st, const char *user, const char *url,
+			  const char *secret, const char *events, int64_t *id);
+/* store_webhook_del - RC_NOTFOUND unless user owns webhook id. */
+enum rc store_webhook_del(struct store *st, const char *user, int64_t id);
+/* store_webhook_list - user's webhooks (NULL: every account's) by id. */
+enum rc store_webhook_list(struct store *st, const char *user,
+			   bool (*fn)(void *arg, const struct store_webhook *w), void *arg);
+
+/* The durable delivery queue of webhook posts: one row per (event, endpoint). */
+struct store_webhook_job {
+	int64_t id;
+	char *url;
+	char *secret;
+	char *body;		/* the JSON document to POST */
+	uint32_t attempts;
+	int64_t next_attempt;	/* unix ms */
+	int64_t created;	/* unix ms */
+};
+void store_webhook_jobs_free(struct store_webhook_job *jobs, size_t n);
+/* store_webhook_jobs_add - n new jobs (due now) in one transaction. */
+enum rc store_webhook_jobs_add(struct store *st, const struct store_webhook_job *jobs,
+			       size_t n);
+/* store_webhook_jobs_due - up to max jobs with next_attempt <= now, oldest first,
+ * excluding ids in the caller's in-flight set is the caller's business. */
+enum rc store_webhook_jobs_due(struct store *st, int64_t now, size_t max,
+			       struct store_webhook_job **out, size_t *n);
+/* store_webhook_job_next - the earliest next_attempt of any job, RC_NOTFOUND if none. */
+enum rc store_webhook_job_next(struct store *st, int64_t *when);
+/* store_webhook_job_done - delete a job (delivered, or given up). */
+enum rc store_webhook_job_done(struct store *st, int64_t id);
+/* store_webhook_job_retry - reschedule a job after a failed attempt. */
+enum rc store_webhook_job_retry(struct store *st, int64_t id, uint32_t attempts,
+				int64_t next_attempt);
 
 #endif
