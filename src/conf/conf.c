@@ -474,6 +474,41 @@ static void conf_cidr_parse(struct conf_ctx *ctx, const struct conf_key *k, yaml
 
 static const struct conf_type conf_t_listen_addr = {.parse = conf_listen_addr_parse,
                                                     .release = conf_listen_addr_release};
+
+static bool conf_valid_url(const char *s)
+{
+	return (str_has_prefix_ci(s, "http://") && s[7] != '\0') ||
+	       (str_has_prefix_ci(s, "https://") && s[8] != '\0');
+}
+
+static bool conf_valid_event_type(const char *s)
+{
+	enum evlog_type t;
+	return evlog_type_parse(s, &t);
+}
+
+static bool conf_valid_nonempty(const char *s)
+{
+	return s[0] != '\0';
+}
+
+static const struct conf_type conf_t_url = {.parse = conf_str_parse,
+                                            .init = conf_str_init,
+                                            .release = conf_str_release,
+                                            .valid = conf_valid_url,
+                                            .expect = "an http:// or https:// URL"};
+static const struct conf_type conf_t_event_type = {
+    .parse = conf_str_parse,
+    .init = conf_str_init,
+    .release = conf_str_release,
+    .valid = conf_valid_event_type,
+    .expect = "an event type (accepted, delivered, deferred, bounced, expired, suppressed, "
+              "rejected, opened, clicked, complained, unsubscribed)"};
+static const struct conf_type conf_t_secret = {.parse = conf_str_parse,
+                                               .init = conf_str_init,
+                                               .release = conf_str_release,
+                                               .valid = conf_valid_nonempty,
+                                               .expect = "a non-empty string"};
 static const struct conf_type conf_t_cidr = {.parse = conf_cidr_parse};
 
 /* ---- mappings and lists ---- */
@@ -684,6 +719,19 @@ static const struct conf_key conf_listen_keys[] = {
 static const struct conf_key conf_listen_entry = KEY("", conf_t_map, 0, .sub = conf_listen_keys);
 static const struct conf_key conf_net_entry = KEY("", conf_t_cidr, 0);
 
+static const struct conf_key conf_addr_entry = KEY("", conf_t_listen_addr, 0);
+
+#define WF(f) offsetof(struct conf_webhook, f)
+static const struct conf_key conf_event_type_entry = KEY("", conf_t_event_type, 0);
+static const struct conf_key conf_webhook_keys[] = {
+    KEY("url", conf_t_url, WF(url), .required = true),
+    KEY("secret", conf_t_secret, WF(secret), .required = true),
+    KEY("events", conf_t_list, WF(events), .min = 0, .max = 16, .sub = &conf_event_type_entry,
+        .count_off = WF(nevents), .elem_size = sizeof(char *)),
+    CONF_END,
+};
+static const struct conf_key conf_webhook_entry = KEY("", conf_t_map, 0, .sub = conf_webhook_keys);
+
 #define CF(f) offsetof(struct conf, f)
 static const struct conf_key conf_tls_keys[] = {
     KEY("cert", conf_t_file, CF(tls_cert), .required = true),
@@ -761,6 +809,23 @@ static const struct conf_key conf_server_keys[] = {
     CONF_END,
 };
 
+static const struct conf_key conf_http_keys[] = {
+    KEY("listen", conf_t_list, CF(http.listen), .min = 0, .max = 16, .sub = &conf_addr_entry,
+        .count_off = CF(http.nlisten), .elem_size = sizeof(struct conf_listen)),
+    KEY("max_request_size", conf_t_u64, CF(http.max_request_size), .def = 41943040,
+        .min = 1024, .max = (uint64_t)1 << 32),
+    KEY("timeout", conf_t_uint, CF(http.timeout), .def = 30, .min = 1, .max = 3600),
+    CONF_END,
+};
+
+static const struct conf_key conf_events_keys[] = {
+    KEY("retention", conf_t_uint, CF(events.retention), .def = 2592000, .min = 3600,
+        .max = 315360000),
+    KEY("queue_max", conf_t_uint, CF(events.queue_max), .def = 65536, .min = 16,
+        .max = 16777216),
+    CONF_END,
+};
+
 static const struct conf_key conf_root_keys[] = {
     KEY("hostname", conf_t_hostname, CF(hostname)),
     KEY("data_dir", conf_t_path, CF(data_dir), .def_str = "/var/lib/relevo"),
@@ -777,6 +842,10 @@ static const struct conf_key conf_root_keys[] = {
     KEY("server", conf_t_map, 0, .sub = conf_server_keys),
     KEY("dkim", conf_t_map, 0, .sub = conf_dkim_keys),
     KEY("spf_include", conf_t_str, CF(spf_include)),
+    KEY("http", conf_t_map, 0, .sub = conf_http_keys),
+    KEY("events", conf_t_map, 0, .sub = conf_events_keys),
+    KEY("webhooks", conf_t_list, CF(webhooks), .min = 0, .max = 64, .sub = &conf_webhook_entry,
+        .count_off = CF(nwebhooks), .elem_size = sizeof(struct conf_webhook)),
     CONF_END,
 };
 static const struct conf_key conf_root = KEY("", conf_t_map, 0, .sub = conf_root_keys);

@@ -43,6 +43,15 @@ enum conf_tls_policy {
 };
 const char *conf_tls_policy_name(enum conf_tls_policy p);
 
+/* A webhooks entry: every event (of the listed types) is POSTed to url, signed
+ * with secret (X-Relevo-Signature). */
+struct conf_webhook {
+	char *url;		/* http:// or https:// */
+	char *secret;		/* never logged */
+	char **events;		/* evlog type names; none = every type */
+	size_t nevents;
+};
+
 /* dkim.missing_key: mail whose From: domain has no usable DKIM key. */
 enum conf_dkim_missing {
 	CONF_DKIM_MISSING_TEMPFAIL,	/* 451 at end of data, and a loud log line */
@@ -152,6 +161,23 @@ struct conf {
 
 	char *spf_include;		/* the operator's own SPF record for the relay's
 					 * addresses (customers include: it), or NULL */
+
+	struct {
+		struct conf_listen *listen;	/* http.listen: the API's addresses (mode
+						 * unused); none = no HTTP API */
+		size_t nlisten;
+		uint64_t max_request_size;	/* bytes, default 40 MiB (base64 inflates) */
+		unsigned timeout;		/* seconds per request, default 30 */
+	} http;
+
+	struct {
+		unsigned retention;		/* seconds events are kept, default 2592000
+						 * (30 days) */
+		unsigned queue_max;		/* events waiting for the store, default 65536 */
+	} events;
+
+	struct conf_webhook *webhooks;	/* webhooks: operator-wide endpoints */
+	size_t nwebhooks;
 };
 
 /*

@@ -212,6 +212,11 @@ struct mta_reply {
 	unsigned nlines;
 };
 
+/* mta_bounce_class - "hard" (the address or mailbox is gone: 5.1.x, 5.2.1, or a
+ * bare 550/551/553) or "soft" (anything else), for a final failure's status and
+ * reply code (0 if none). */
+const char *mta_bounce_class(const char *status, int code);
+
 struct mta_reply_parser {
 	struct mta_reply cur;
 	bool in_progress;		/* lines of a reply seen, its last line not yet */

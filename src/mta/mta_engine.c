@@ -129,6 +129,62 @@ static bool mta_crosses_delay_warning(struct mta *m, const struct spool_env *env
 
 /* ---- recording outcomes ------------------------------------------------------ */
 
+/* mta_stream_of - the scheduler stream a message travels in. */
+enum sched_stream mta_stream_of(const struct spool_env *env)
+{
+	return (env->flags & SPOOL_F_BULK) ? SCHED_STREAM_BULK : SCHED_STREAM_TRANSACTIONAL;
+}
+
+/*
+ * mta_bounce_class - "hard" when the failure says the mailbox or address does
+ * not exist or is disabled (5.1.x, 5.2.1; or a bare 550/551/553 without an
+ * enhanced code): such a recipient will not start working, so the sender's
+ * suppression list takes it. Everything else (full mailbox, policy, spam,
+ * routing, expiry) is "soft": worth trying again another day.
+ */
+const char *mta_bounce_class(const char *status, int code)
+{
+	if (status == NULL || status[0] != '5')
+		return "soft";
+	if (strncmp(status, "5.1.", 4) == 0 || strcmp(status, "5.2.1") == 0)
+		return "hard";
+	if (strcmp(status, "5.0.0") == 0 && (code == 550 || code == 551 || code == 553))
+		return "hard";
+	return "soft";
+}
+
+/* mta_emit - the event of one recipient's outcome (for the store and webhooks). */
+static void mta_emit(const struct spool_env *env, uint32_t idx, enum evlog_type type,
+		     const char *status, const char *remote, const struct mta_reply *reply,
+		     const char *why, uint32_t attempts)
+{
+	char text[MTA_REPLY_TEXT_MAX + 32];
+	const char *rtext = why;
+	if (reply && reply->code) {
+		snprintf(text, sizeof text, "%d %s%s%s", reply->code, reply->enh,
+			 reply->enh[0] ? " " : "", reply->text);
+		rtext = text;
+	}
+	struct evlog_event ev = {
+		.type = type,
+		.msgid = env->id,
+		.recipient = env->rcpt[idx].addr,
+		.sender = env->sender,
+		.user = env->user,
+		.stream = evlog_stream_name(env->flags & SPOOL_F_BULK),
+		.source = (env->flags & SPOOL_F_API) ? "api" : "smtp",
+		.status = (char *)status,
+		.remote = (char *)remote,
+		.reply = (char *)rtext,
+		.attempts = attempts,
+	};
+	if (type == EVLOG_BOUNCED || type == EVLOG_DEFERRED || type == EVLOG_EXPIRED)
+		ev.bounce_class = type == EVLOG_BOUNCED
+				      ? mta_bounce_class(status, reply ? reply->code : 0)
+				      : "soft";
+	evlog_emit(&ev);
+}
+
 static void on_rcpt_recorded(void *ctx, uint64_t msgid, enum rc rc, uint64_t unused)
 {
 	struct mta *m = ctx;
@@ -172,6 +228,12 @@ void mta_record(struct mta *m, const struct spool_env *env, uint32_t idx, enum r
 	mta_outcome_format(text, sizeof text, status, remote, reply, why);
 	id_format(env->id, idstr);
 	log_info("id=%s event=%s rcpt=<%s> attempts=%u %s", idstr, event, r->addr, attempts, text);
+	mta_emit(env, idx,
+		 st == SPOOL_RCPT_DELIVERED ? EVLOG_DELIVERED
+		 : st == SPOOL_RCPT_QUEUED  ? EVLOG_DEFERRED
+		 : next == 0 && rc == RC_TEMPFAIL ? EVLOG_EXPIRED
+						  : EVLOG_BOUNCED,
+		 status, remote, reply, why, attempts);
 	if (spool_rcpt_update(m->spool, env->id, idx, st, attempts, next, text, m->base,
 			      on_rcpt_recorded, m, env->id) != RC_OK)
 		log_err("id=%s event=spool_update_refused rcpt=<%s>", idstr, r->addr);
@@ -523,7 +585,7 @@ static void mta_schedule_msg(struct mta *m, const struct spool_env *env)
 			continue;
 		char dest[MTA_DNS_NAME_MAX + 3];
 		mta_rcpt_domain(r->addr, dest, sizeof dest);
-		sched_add(m->sched, SCHED_STREAM_TRANSACTIONAL, dest, env->id, (uint32_t)i,
+		sched_add(m->sched, mta_stream_of(env), dest, env->id, (uint32_t)i,
 			  r->next_attempt);
 		queued = true;
 	}

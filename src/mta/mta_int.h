@@ -75,6 +75,7 @@ struct mta {
 };
 
 /* mta_engine.c */
+enum sched_stream mta_stream_of(const struct spool_env *env);
 void mta_record(struct mta *m, const struct spool_env *env, uint32_t idx, enum rc rc,
 		const struct mta_reply *reply, const char *enh, const char *why,
 		const char *remote, const char *dest, enum sched_stream stream);

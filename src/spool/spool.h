@@ -55,6 +55,8 @@ const char *spool_rcpt_state_name(enum spool_rcpt_state s);
 #define SPOOL_F_RET_HDRS 0x08	/* DSN RET=HDRS */
 #define SPOOL_F_HELD 0x10	/* operator hold: not scheduled until released */
 #define SPOOL_F_SANDBOX 0x20	/* the submitting user is in sandbox mode: never sent */
+#define SPOOL_F_BULK 0x40	/* the bulk stream (campaigns), else transactional */
+#define SPOOL_F_API 0x80	/* submitted through the HTTP API, else SMTP */
 
 struct spool_rcpt {
 	char *addr;			/* forward-path without <>, as received */
