@@ -25,8 +25,10 @@ $(BUILD_ASAN)/Makefile: CMakeLists.txt | deps
 asan: deps $(BUILD_ASAN)/Makefile
 	@cmake --build $(BUILD_ASAN) -j $(JOBS)
 
-# make run - build, then start relevo on loopback with a demo configuration.
-run: build
+# make run - build the daemon (not the tests), then start it on loopback with a demo
+# configuration.
+run: deps $(BUILD)/Makefile
+	@cmake --build $(BUILD) -j $(JOBS) --target relevo
 	@scripts/run-demo.sh $(BUILD)/relevo
 
 # make test - every test: the source check, unit tests and fuzz-corpus replay under

@@ -15,6 +15,8 @@ Environment:
   BENCH_SYSTEMS=a,b      systems to run: ceiling,relevo,postfix (default all)
   BENCH_PERF=1           one extra, unscored relevo run per scenario under perf record;
                          the report goes to bench/results/perf-<scenario>.txt
+  BENCH_IDLE_CONNS=N     idle connections held open to relevo for the memory
+                         measurement "conn10k" (default 10000; 0 skips it)
   RELEVO_BIN=path        relevo binary (default build/relevo)
   BENCH_TMP=dir          working directory (run.sh makes one and removes it)
 
@@ -69,6 +71,12 @@ SCENARIOS = [
          sessions=500, rcpts=1, reuse=False),
 ]
 
+
+# Not a throughput scenario: relevo's memory with this many idle client
+# connections (measure_idle_conns), from 127.0.0.2.. (IDLE_SOURCES addresses).
+IDLE_SCENARIO = "conn10k"
+IDLE_CONNS = int(os.environ.get("BENCH_IDLE_CONNS", "10000"))
+IDLE_SOURCES = 50
 
 # x-axis labels of the plot
 SHORT = {"4k": "4 KiB", "4k-dkim": "4 KiB DKIM", "4k-reuse": "4 KiB reuse",
@@ -297,7 +305,7 @@ class Sink:
 # ---------------------------------------------------------------- relays
 
 class Relevo:
-    def __init__(self, procs, rundir, port, sink_port, probe_port, dkim=False):
+    def __init__(self, procs, rundir, port, sink_port, probe_port, dkim=False, max_conns=4000):
         self.procs, self.port, self.dkim = procs, port, dkim
         self.conf = os.path.join(rundir, "relevo.yaml")
         self.logpath = os.path.join(rundir, "relevo.log")
@@ -309,8 +317,8 @@ listen:
   - {{address: "127.0.0.1:{port}", mode: relay}}
 trusted_networks: [127.0.0.0/8]
 smtp:
-  max_connections: 4000
-  max_connections_per_ip: 4000
+  max_connections: {max_conns}
+  max_connections_per_ip: {max_conns}
 dkim:
   # without DKIM scenarios the sender domain has no key: send unsigned
   missing_key: {missing}
@@ -322,7 +330,7 @@ delivery:
     "*": "[127.0.0.1]:{sink}"
 """.format(data=os.path.join(rundir, "relevo-data"), port=port, conc=OUT_CONCURRENCY,
            missing="tempfail" if dkim else "send",
-           probe=probe_port, sink=sink_port))
+           probe=probe_port, sink=sink_port, max_conns=max_conns))
         self.proc = None
 
     def start(self):
@@ -772,6 +780,119 @@ def run_one(procs, tmp, sc, system, idx, perf_out=None):
         shutil.rmtree(rundir, ignore_errors=True)
 
 
+# ---------------------------------------------------------------- idle connections
+
+def vm_rss(pid):
+    try:
+        with open("/proc/%d/status" % pid) as f:
+            for line in f:
+                if line.startswith("VmRSS:"):
+                    return int(line.split()[1]) * 1024
+    except OSError:
+        pass
+    return 0
+
+
+def open_idle(port, n, timeout=120.0):
+    """n connections to 127.0.0.1:port from 127.0.0.2.., each read up to its greeting.
+    Returns (sockets, greeted, refused, failed, seconds)."""
+    import selectors
+    sel = selectors.DefaultSelector()
+    socks, got = [], {}
+    t0 = time.monotonic()
+    for i in range(n):
+        s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        s.setblocking(False)
+        s.bind(("127.0.0.%d" % (2 + i % IDLE_SOURCES), 0))
+        s.connect_ex(("127.0.0.1", port))
+        socks.append(s)
+        got[s.fileno()] = b""
+        sel.register(s, selectors.EVENT_READ)
+        if i % 500 == 499:          # let the accept queue drain as we go
+            for key, _ in sel.select(0.05):
+                try:
+                    got[key.fd] += key.fileobj.recv(512)
+                except OSError:
+                    got[key.fd] = b"error"
+                if b"\n" in got[key.fd] or got[key.fd] == b"error":
+                    sel.unregister(key.fileobj)
+    deadline = t0 + timeout
+    while sel.get_map() and time.monotonic() < deadline:
+        for key, _ in sel.select(1.0):
+            try:
+                d = key.fileobj.recv(512)
+            except OSError:
+                d = b""
+                got[key.fd] = b"error"
+            got[key.fd] += d
+            if not d or b"\n" in got[key.fd]:
+                sel.unregister(key.fileobj)
+    sel.close()
+    greeted = sum(1 for v in got.values() if v.startswith(b"220"))
+    refused = sum(1 for v in got.values() if v[:1] in (b"4", b"5"))
+    return socks, greeted, refused, n - greeted - refused, time.monotonic() - t0
+
+
+def measure_idle_conns(procs, tmp, n):
+    """relevo's RSS idle, then with n idle (greeted) client connections, and whether a
+    fresh client is still served promptly meanwhile."""
+    rundir = os.path.join(tmp, "%s-relevo" % IDLE_SCENARIO)
+    os.makedirs(rundir)
+    sink_port, probe_port, relay_port = free_ports(3)
+    res = dict(scenario=IDLE_SCENARIO, system="relevo", conns=n, ok=False)
+    relay, socks = None, []
+    try:
+        relay = Relevo(procs, rundir, relay_port, sink_port, probe_port, max_conns=n + 1000)
+        relay.start()
+        time.sleep(1.0)
+        pid = relay.proc.pid
+        res["rss_idle"] = vm_rss(pid)
+        socks, greeted, refused, failed, secs = open_idle(relay_port, n)
+        time.sleep(2.0)             # settle: sessions fully set up
+        res.update(greeted=greeted, refused=refused, failed=failed, open_secs=secs,
+                   rss_conns=vm_rss(pid), hwm=vm_hwm(pid), fds=len(os.listdir("/proc/%d/fd" % pid)))
+        t0 = time.monotonic()
+        with socket.create_connection(("127.0.0.1", relay_port), timeout=10) as c:
+            c.settimeout(10)
+            res["fresh_greeting_ms"] = (time.monotonic() - t0) * 1000.0 if \
+                c.recv(512).startswith(b"220") else None
+            c.sendall(b"QUIT\r\n")
+        res["ok"] = greeted == n
+        if not res["ok"]:
+            res["error"] = "%d of %d greeted (%d refused, %d failed)" % (greeted, n, refused, failed)
+        return res
+    finally:
+        for s in socks:
+            s.close()
+        if relay is not None:
+            relay.stop()
+        shutil.rmtree(rundir, ignore_errors=True)
+
+
+def render_idle(r):
+    if r is None:
+        return ""
+    mb = 1048576.0
+    out = ["", "## %s idle client connections to relevo" % format(r["conns"], ","), ""]
+    if "rss_conns" not in r:
+        out.append("**failed**: %s" % r.get("error", "?"))
+        return "\n".join(out) + "\n"
+    out.append("| RSS idle | RSS with the connections | peak (VmHWM) | per connection | "
+               "greeted | time to open them | fresh client's greeting meanwhile |")
+    out.append("|---|---|---|---|---|---|---|")
+    per = (r["rss_conns"] - r["rss_idle"]) / max(1, r["greeted"])
+    out.append("| %.0f MB | %.0f MB | %.0f MB | %.1f KiB | %d of %d%s | %.1f s | %s |" % (
+        r["rss_idle"] / mb, r["rss_conns"] / mb, r["hwm"] / mb, per / 1024.0, r["greeted"],
+        r["conns"], (" (%d refused, %d failed)" % (r["refused"], r["failed"]))
+        if r["greeted"] < r["conns"] else "", r["open_secs"],
+        fmt(r.get("fresh_greeting_ms"), ".1f") + " ms"))
+    out.append("")
+    out.append("Each connection is a plain TCP client from 127.0.0.2-%d that reads the 220 and "
+               "then says nothing; relevo's smtp.max_connections and max_connections_per_ip are "
+               "raised above the count for this run." % (1 + IDLE_SOURCES))
+    return "\n".join(out) + "\n"
+
+
 # ---------------------------------------------------------------- summary
 
 def pct(values, p):
@@ -978,7 +1099,7 @@ def main():
     if soft < want:
         resource.setrlimit(resource.RLIMIT_NOFILE, (want, hard))
 
-    names = [s["name"] for s in SCENARIOS]
+    names = [s["name"] for s in SCENARIOS] + [IDLE_SCENARIO]
     pick = [x.strip() for x in os.environ.get("BENCH_SCENARIOS", "").split(",") if x.strip()]
     for x in pick:
         if x not in names:
@@ -1009,6 +1130,7 @@ def main():
     started = datetime.datetime.utcnow()
     t_start = time.monotonic()
     results = []
+    idle = None
     status = 0
     try:
         background = machine_busy(2.0)
@@ -1054,6 +1176,23 @@ def main():
                 out = os.path.join(RESULTS, "perf-%s.txt" % sc["name"])
                 r = run_one(procs, tmp, sc, "relevo", RUNS, perf_out=out)
                 log("  perf run (not scored): %s -> %s" % ("ok" if r["ok"] else "failed", out))
+        if "relevo" in systems and IDLE_CONNS > 0 and (not pick or IDLE_SCENARIO in pick):
+            log("%s: relevo's memory with %d idle client connections" % (IDLE_SCENARIO, IDLE_CONNS))
+            try:
+                idle = measure_idle_conns(procs, tmp, IDLE_CONNS)
+            except Interrupted:
+                raise
+            except Exception as e:
+                idle = dict(scenario=IDLE_SCENARIO, system="relevo", conns=IDLE_CONNS, ok=False,
+                            error="%s: %s" % (type(e).__name__, e))
+            if idle["ok"]:
+                log("  RSS %.0f MB idle, %.0f MB with %d connections (peak %.0f MB), fresh "
+                    "greeting %s ms" % (idle["rss_idle"] / 1048576.0, idle["rss_conns"] / 1048576.0,
+                                        idle["greeted"], idle["hwm"] / 1048576.0,
+                                        fmt(idle.get("fresh_greeting_ms"), ".1f")))
+            else:
+                status = 1
+                log("  FAILED: %s" % idle.get("error"))
     except Interrupted as e:
         log("interrupted (%s): cleaning up" % e)
         status = 130
@@ -1063,12 +1202,13 @@ def main():
         procs.stop_all()
         if own_tmp:
             shutil.rmtree(tmp, ignore_errors=True)
-    if status == 130 or not results:
+    if status == 130 or not (results or idle):
         return status
 
     total = time.monotonic() - t_start
     m = machine()
     md, summary = render(results, scenarios, systems, started, m, total)
+    md += render_idle(idle)
     os.makedirs(RESULTS, exist_ok=True)
     stamp = started.strftime("%Y%m%d-%H%M%S") + ("-quick" if QUICK else "")
     with open(os.path.join(RESULTS, "latest.md"), "w") as f:
@@ -1078,11 +1218,12 @@ def main():
     raw = dict(started=started.isoformat() + "Z", quick=QUICK, runs=RUNS, machine=m,
                scenarios=scenarios, results=[{k: v for k, v in r.items() if k != "latencies_ms"}
                                              for r in results],
-               summary=summary)
+               summary=summary, idle_conns=idle)
     with open(os.path.join(RESULTS, "latest.json"), "w") as f:
         json.dump(raw, f, indent=1)
-    plot(summary, scenarios, systems, os.path.join(RESULTS, "latest.png"),
-         started.strftime("%Y-%m-%d"))
+    if scenarios:
+        plot(summary, scenarios, systems, os.path.join(RESULTS, "latest.png"),
+             started.strftime("%Y-%m-%d"))
     print(md)
     log("written: bench/results/latest.md, latest.png, latest.json, %s.md (%.0f s)" % (stamp, total))
     return status

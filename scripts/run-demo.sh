@@ -14,6 +14,7 @@ chmod 700 "$RUN"
 SUB_PORT=${RELEVO_DEMO_SUBMISSION_PORT:-2587}
 SUBS_PORT=${RELEVO_DEMO_SUBMISSIONS_PORT:-2465}
 RELAY_PORT=${RELEVO_DEMO_RELAY_PORT:-2525}
+HTTP_PORT=${RELEVO_DEMO_HTTP_PORT:-8025}
 
 if [ ! -f "$RUN/cert.pem" ]; then
 	openssl req -x509 -newkey rsa:2048 -nodes -days 825 -subj "/CN=relay.localhost" \
@@ -40,12 +41,20 @@ smtp:
   max_recipients: 1000
 delivery:
   mode: sandbox            # outgoing mail is written to run/data/sandbox/, never sent
+http:
+  listen: [127.0.0.1:$HTTP_PORT]   # the JSON API (/v1)
 YAML
 
 "$BIN" check-config -c "$RUN/relevo.yaml" >/dev/null
 if ! "$BIN" user list -c "$RUN/relevo.yaml" 2>/dev/null | grep -q '^demo\b'; then
 	printf 'demo-password\n' | "$BIN" user add demo --domain example.com -c "$RUN/relevo.yaml"
 fi
+# An API key for the demo account, kept in run/ (relevo shows a key only once).
+if [ ! -s "$RUN/demo-apikey" ]; then
+	"$BIN" apikey create demo --name demo -c "$RUN/relevo.yaml" 2>/dev/null >"$RUN/demo-apikey"
+	chmod 600 "$RUN/demo-apikey"
+fi
+KEY=$(cat "$RUN/demo-apikey")
 # Register the sending domain: relevo signs its mail with DKIM (RSA and Ed25519).
 if ! "$BIN" domain list -c "$RUN/relevo.yaml" 2>/dev/null | grep -q '^example\.com\b'; then
 	"$BIN" domain add example.com -c "$RUN/relevo.yaml" >/dev/null
@@ -58,12 +67,22 @@ relevo is starting on loopback with the demo configuration in run/relevo.yaml.
   submission (STARTTLS + AUTH)  127.0.0.1:$SUB_PORT
   submissions (implicit TLS)    127.0.0.1:$SUBS_PORT
   relay (trusted 127.0.0.0/8)   127.0.0.1:$RELAY_PORT
+  HTTP API                      http://127.0.0.1:$HTTP_PORT/v1/
   demo account                  demo / demo-password, may send as @example.com
+  demo API key                  $KEY (also in run/demo-apikey)
 
 Send a first message from another terminal:
 
   swaks --server 127.0.0.1:$SUB_PORT -tls --auth-user demo --auth-password demo-password \\
         --from you@example.com --to friend@example.org
+
+or through the HTTP API:
+
+  curl -s http://127.0.0.1:$HTTP_PORT/v1/messages -H "Authorization: Bearer $KEY" \\
+       -H 'Content-Type: application/json' \\
+       -d '{"from": "you@example.com", "to": ["friend@example.org"], "subject": "Hi", "text": "Hello"}'
+
+and what happened to it: curl -s http://127.0.0.1:$HTTP_PORT/v1/events -H "Authorization: Bearer $KEY"
 
 The demo runs in sandbox mode: instead of going to the recipient's servers, each
 outgoing message is written, DKIM-signed, to run/data/sandbox/ID-DOMAIN.eml:

@@ -19,6 +19,7 @@ struct store;
 /* cli_domain_check - `domain check`: exit status 0 only when every record is right. */
 int cli_domain_check(const struct conf *c, struct store *st, const char *domain, bool json);
 int cli_spf(int argc, char **argv, const char *conf_path);
+int cli_apikey(int argc, char **argv, const char *conf_path);
 
 /* cli_ctl_request - send one command line to the running daemon's control socket,
  * print its answer; returns the exit status */
@@ -26,6 +27,10 @@ int cli_ctl_request(const struct conf *c, const char *line);
 
 /* cli_load_conf - load the config or print every error to stderr; NULL on failure. */
 struct conf *cli_load_conf(const char *path);
+
+struct store;
+/* cli_open_store - the store of c's data_dir, or NULL after saying why on stderr. */
+struct store *cli_open_store(const struct conf *c);
 
 /* cli_read_secret - read the first line of standard input (no echo handling: the
  * caller pipes it in); strips the line ending. Returns a heap string or NULL. */

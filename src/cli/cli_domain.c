@@ -336,9 +336,8 @@ int cli_domain(int argc, char **argv, const char *conf_path)
 	if (c == NULL)
 		return 1;
 	log_set_level(LOG_LV_WARN);
-	struct store *st = NULL;
-	if (store_open(c->data_dir, &st) != RC_OK) {
-		fprintf(stderr, "relevo: cannot open the store in %s\n", c->data_dir);
+	struct store *st = cli_open_store(c);
+	if (st == NULL) {
 		conf_free(c);
 		return 1;
 	}

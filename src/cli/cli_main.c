@@ -11,6 +11,7 @@
 #include "cli/cli.h"
 #include "conf/conf.h"
 #include "core/core.h"
+#include "store/store.h"
 
 static const struct {
 	const char *name;
@@ -23,6 +24,7 @@ static const struct {
 	{"queue", cli_queue, "list|show|delete|flush|hold|release queued messages"},
 	{"domain", cli_domain, "add|records|rotate|retire-key|list|del sending domains"},
 	{"spf", cli_spf, "eval IP SENDER [HELO]: evaluate SPF (RFC 7208)"},
+	{"apikey", cli_apikey, "create|list|revoke HTTP API keys"},
 };
 
 static void usage(FILE *out)
@@ -84,6 +86,19 @@ struct conf *cli_load_conf(const char *path)
 		return NULL;
 	}
 	return c;
+}
+
+/* cli_open_store - the store of c's data_dir, or NULL after saying why on stderr. */
+struct store *cli_open_store(const struct conf *c)
+{
+	struct store *st = NULL;
+	enum rc rc = store_open(c->data_dir, &st);
+	if (rc != RC_OK) {
+		fprintf(stderr, "relevo: cannot open the store in %s (%s)\n", c->data_dir,
+			rc_name(rc));
+		return NULL;
+	}
+	return st;
 }
 
 /* cli_read_secret - first line of stdin, without its line ending; NULL if absent

@@ -22,6 +22,7 @@
 #include "cli/cli.h"
 #include "conf/conf.h"
 #include "core/core.h"
+#include "http/http.h"
 #include "mta/mta.h"
 #include "smtp/smtp.h"
 #include "spool/spool.h"
@@ -68,6 +69,67 @@ static bool serve_drop_privileges(const struct conf *c)
 	return true;
 }
 
+/* The event sink's state: it runs on the event stream's own thread. */
+struct serve_events {
+	const struct conf *conf;
+	struct store *store;
+	struct http_webhooks *hooks;
+	int64_t last_prune;		/* unix ms */
+};
+
+/* serve_suppress - a hard bounce puts the recipient on its account's list. */
+static void serve_suppress(struct serve_events *se, const struct evlog_event *ev)
+{
+	if (ev->type != EVLOG_BOUNCED || ev->user == NULL || ev->recipient == NULL ||
+	    ev->bounce_class == NULL || strcmp(ev->bounce_class, "hard") != 0)
+		return;
+	char *reason = xasprintf("hard bounce: %s", ev->reply ? ev->reply : "");
+	enum rc rc = store_suppression_add(se->store, ev->user, ev->recipient, reason);
+	free(reason);
+	if (rc == RC_OK)
+		log_info("event=suppressed_added user=%s rcpt=<%s>", ev->user, ev->recipient);
+	else if (rc != RC_EXISTS)
+		log_err("event=suppression_add_failed user=%s rc=%s", ev->user, rc_name(rc));
+}
+
+/* serve_on_events - the event stream's sink: store, suppress, webhooks, prune. */
+static void serve_on_events(void *ctx, struct evlog_event *const *evs, size_t n)
+{
+	struct serve_events *se = ctx;
+	enum rc rc = store_events_add(se->store, evs, n);
+	if (rc != RC_OK)
+		log_err("event=events_store_failed count=%zu rc=%s", n, rc_name(rc));
+	for (size_t i = 0; i < n; i++)
+		serve_suppress(se, evs[i]);
+	if (se->hooks != NULL && rc == RC_OK)
+		http_webhooks_enqueue(se->hooks, evs, n);
+	int64_t now = time_now_ms();
+	if (now - se->last_prune >= 3600 * 1000) {
+		uint64_t deleted = 0;
+		se->last_prune = now;
+		if (store_events_prune(se->store, now - (int64_t)se->conf->events.retention * 1000,
+				       &deleted) == RC_OK && deleted > 0)
+			log_info("event=events_pruned count=%llu", (unsigned long long)deleted);
+	}
+}
+
+/* serve_on_accept - the spool's accept hook: each recipient's "accepted" event. */
+static void serve_on_accept(void *ctx, const struct spool_env *env)
+{
+	struct evlog_event ev = {
+		.type = EVLOG_ACCEPTED,
+		.msgid = env->id,
+		.sender = env->sender,
+		.user = env->user,
+		.stream = evlog_stream_name(env->flags & SPOOL_F_BULK),
+		.source = (env->flags & SPOOL_F_API) ? "api" : "smtp",
+	};
+	for (size_t i = 0; i < env->nrcpt; i++) {
+		ev.recipient = env->rcpt[i].addr;
+		evlog_emit(&ev);
+	}
+}
+
 /* serve_on_commit - the spool's observer: a new message is durable. */
 static void serve_on_commit(void *ctx, uint64_t id)
 {
@@ -100,6 +162,9 @@ int cli_serve(int argc, char **argv, const char *conf_path)
 	struct smtp_server *srv = NULL;
 	struct mta *mta = NULL;
 	struct cli_ctl *ctl = NULL;
+	struct http_server *http = NULL;
+	struct serve_events se = {.conf = c};
+	bool evlog_on = false;
 	struct event *sigterm = NULL, *sigint = NULL;
 	/* data_dir holds keys, the spool and the control socket: owner-only, even if
 	 * it was created beforehand with a wider mode (install -d gives 0755). */
@@ -121,12 +186,28 @@ int cli_serve(int argc, char **argv, const char *conf_path)
 	}
 	log_info("event=spool_recovered messages=%zu quarantined=%zu", spool_count(sp),
 		 spool_quarantined(sp));
+	/* RELEVO_SPOOL_SEGMENT_MAX (bytes), for tests only: small segments make the
+	 * crash tests rotate and delete segments (see SECURITY.md). */
+	const char *seg_max = getenv("RELEVO_SPOOL_SEGMENT_MAX");
+	uint64_t seg_bytes;
+	if (seg_max && str_to_u64(seg_max, &seg_bytes))
+		spool_set_segment_max(sp, seg_bytes);
+	se.store = st;
+	se.last_prune = 0;
+	if (http_webhooks_start(c, st, &se.hooks) != RC_OK)
+		goto out;
+	if (evlog_start(c->events.queue_max, serve_on_events, &se) != RC_OK)
+		goto out;
+	evlog_on = true;
+	spool_set_accept_hook(sp, serve_on_accept, NULL);
 	if (mta_new(c, sp, &mta) != RC_OK)
 		goto out;
 	spool_set_observer(sp, serve_on_commit, mta);
 	if (smtp_server_new(c, sp, st, &srv) != RC_OK)
 		goto out;
 	struct event_base *base = smtp_server_base(srv);
+	if (http_server_new(c, sp, st, &http) != RC_OK)
+		goto out;
 	ctl = cli_ctl_start(base, c, sp, mta);
 	if (ctl == NULL || !serve_drop_privileges(c))
 		goto out;
@@ -135,6 +216,8 @@ int cli_serve(int argc, char **argv, const char *conf_path)
 	evsignal_add(sigterm, NULL);
 	evsignal_add(sigint, NULL);
 	if (mta_start(mta) != RC_OK)
+		goto out;
+	if (http != NULL && http_server_start(http) != RC_OK)
 		goto out;
 	log_info("event=started hostname=%s data_dir=%s pid=%d", c->hostname, c->data_dir,
 		 (int)getpid());
@@ -147,10 +230,15 @@ out:
 		event_free(sigint);
 	cli_ctl_stop(ctl);
 	smtp_server_free(srv);
+	http_server_stop(http);
+	http_server_free(http);
 	mta_stop(mta);
 	if (sp)
 		spool_close(sp); /* drains the outcomes the engine recorded */
 	mta_free(mta);
+	if (evlog_on)
+		evlog_stop(); /* every event emitted so far reaches the store */
+	http_webhooks_stop(se.hooks);
 	if (st)
 		store_close(st);
 	log_info("event=stopped status=%d", status);

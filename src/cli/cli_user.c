@@ -346,15 +346,10 @@ static int cli_user_run(const struct cli_user_cmd *cmd, const struct cli_user_ar
 	struct conf *c = cli_load_conf(conf_path);
 	if (c == NULL)
 		return 1;
-	struct store *st = NULL;
-	enum rc rc = store_open(c->data_dir, &st);
-	if (rc != RC_OK) {
-		fprintf(stderr, "relevo: cannot open the store in %s (%s)\n", c->data_dir,
-		        rc_name(rc));
-		conf_free(c);
-		return 1;
-	}
+	struct store *st = cli_open_store(c);
 	conf_free(c);
+	if (st == NULL)
+		return 1;
 	int status = cmd->run(st, a);
 	store_close(st);
 	return status;

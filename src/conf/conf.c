@@ -11,8 +11,8 @@
  * and delivery.tls). Keys whose shape needs code of their own live in
  * conf_delivery.c; the machinery they share is in conf_int.h. Whole-config
  * rules that span keys (listener clashes, TLS needed by submission, relay
- * needs trusted_networks, tls_verify needs tls: required) run after the walk,
- * from the conf_checks table.
+ * needs trusted_networks, tls_verify needs tls: required, a memory budget of at
+ * least one message) run after the walk, from the conf_checks table.
  *
  * Failure model: nothing stops at the first problem. Each one becomes a line
  * "key.path: explanation" (at most CONF_MAX_ERRORS lines) and the walk goes on;
@@ -32,6 +32,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
+#include <sys/stat.h>
 #include <arpa/inet.h>
 #include <yaml.h>
 
@@ -289,6 +290,30 @@ static void conf_file_parse(struct conf_ctx *ctx, const struct conf_key *k, yaml
 	         strerror_r(errno, buf, sizeof buf));
 }
 
+/* A private key file (tls.key): as conf_file_parse, and it must not be open to
+ * other users: readable or writable by "other" is an error, group-readable a
+ * warning (a group such as Debian's ssl-cert may need it). stat() follows
+ * symlinks, so a link into a certificate store is judged by its target. */
+static void conf_key_file_parse(struct conf_ctx *ctx, const struct conf_key *k, yaml_node_t *node,
+                                void *base, const char *path)
+{
+	unsigned before = ctx->nerr;
+	struct stat st;
+	conf_file_parse(ctx, k, node, base, path);
+	const char *file = *CONF_FIELD(base, k, char *);
+	if (ctx->nerr != before || file == NULL || stat(file, &st) != 0)
+		return;
+	char shown[CONF_SHOWN_BUF];
+	conf_shown(file, strlen(file), shown);
+	if (st.st_mode & S_IRWXO)
+		conf_err(ctx, path, "\"%s\" is open to other users (mode %04o): run chmod 600 %s",
+		         shown, (unsigned)(st.st_mode & 07777), shown);
+	else if (st.st_mode & (S_IRGRP | S_IWGRP))
+		log_warn("event=key_file_mode key=%s path=\"%s\" mode=%04o "
+		         "hint=\"readable by its group: chmod 600 %s unless the group needs it\"",
+		         path, shown, (unsigned)(st.st_mode & 07777), shown);
+}
+
 const struct conf_type conf_t_str = {.parse = conf_str_parse,
                                      .init = conf_str_init,
                                      .release = conf_str_release,
@@ -302,6 +327,10 @@ static const struct conf_type conf_t_file = {.parse = conf_file_parse,
                                              .init = conf_str_init,
                                              .release = conf_str_release,
                                              .expect = "a file name"};
+static const struct conf_type conf_t_key_file = {.parse = conf_key_file_parse,
+                                                 .init = conf_str_init,
+                                                 .release = conf_str_release,
+                                                 .expect = "a file name"};
 static const struct conf_type conf_t_hostname = {.parse = conf_str_parse,
                                                  .init = conf_hostname_init,
                                                  .release = conf_str_release,
@@ -735,7 +764,7 @@ static const struct conf_key conf_webhook_entry = KEY("", conf_t_map, 0, .sub = 
 #define CF(f) offsetof(struct conf, f)
 static const struct conf_key conf_tls_keys[] = {
     KEY("cert", conf_t_file, CF(tls_cert), .required = true),
-    KEY("key", conf_t_file, CF(tls_key), .required = true),
+    KEY("key", conf_t_key_file, CF(tls_key), .required = true),
     CONF_END,
 };
 
@@ -756,6 +785,16 @@ static const struct conf_key conf_smtp_keys[] = {
     KEY("timeout_data", conf_t_uint, CF(smtp.timeout_data), .def = 180, .min = 1, .max = 86400),
     KEY("greeting_delay_ms", conf_t_uint, CF(smtp.greeting_delay_ms), .def = 0, .min = 0,
         .max = 60000),
+    KEY("timeout_data_total", conf_t_uint, CF(smtp.timeout_data_total), .def = 600, .min = 1,
+        .max = 86400),
+    KEY("session_max_time", conf_t_uint, CF(smtp.session_max_time), .def = 3600, .min = 1,
+        .max = 604800),
+    KEY("auth_lockout_failures", conf_t_uint, CF(smtp.auth_lockout_failures), .def = 10, .min = 1,
+        .max = 1000000),
+    KEY("auth_lockout_window", conf_t_uint, CF(smtp.auth_lockout_window), .def = 900, .min = 1,
+        .max = 604800),
+    KEY("memory_budget", conf_t_u64, CF(smtp.memory_budget), .def = 1073741824, .min = 1,
+        .max = UINT64_MAX),
     CONF_END,
 };
 
@@ -766,6 +805,22 @@ static const struct conf_key conf_dns_keys[] = {
 };
 
 static const struct conf_key conf_retry_entry = KEY("", conf_t_u32, 0, .min = 1, .max = 604800);
+
+/* delivery.timeouts: the RFC 5321 4.5.3.2 values (data: 3 min for the 354, where the
+ * RFC has 2, as relevo always had; connect: 30 s, the RFC has none). */
+#define TMO(n, f, d) KEY(n, conf_t_uint, CF(delivery.timeouts.f), .def = d, .min = 1, .max = 86400)
+static const struct conf_key conf_delivery_timeout_keys[] = {
+    TMO("connect", connect, 30),
+    TMO("greeting", greeting, 300),
+    TMO("ehlo", ehlo, 300),
+    TMO("mail", mail, 300),
+    TMO("rcpt", rcpt, 300),
+    TMO("data", data, 180),
+    TMO("data_block", data_block, 180),
+    TMO("data_done", data_done, 600),
+    CONF_END,
+};
+#undef TMO
 
 static const struct conf_key conf_delivery_keys[] = {
     KEY("port", conf_t_uint, CF(delivery.port), .def = 25, .min = 1, .max = 65535),
@@ -786,6 +841,8 @@ static const struct conf_key conf_delivery_keys[] = {
         CF(delivery.max_connections_per_destination), .def = 10, .min = 1, .max = 100000),
     KEY("max_messages_per_connection", conf_t_uint, CF(delivery.max_messages_per_connection),
         .def = 100, .min = 1, .max = 100000),
+    KEY("idle_timeout", conf_t_uint, CF(delivery.idle_timeout), .def = 5, .min = 0, .max = 3600),
+    KEY("timeouts", conf_t_map, 0, .sub = conf_delivery_timeout_keys),
     KEY("tls", conf_t_enum, CF(delivery.tls), .def = CONF_TLS_OPPORTUNISTIC, .max = CONF_TLS__COUNT,
         .names = conf_tls_policy_names),
     KEY("tls_verify", conf_t_bool, CF(delivery.tls_verify), .def = false),
@@ -815,6 +872,7 @@ static const struct conf_key conf_http_keys[] = {
     KEY("max_request_size", conf_t_u64, CF(http.max_request_size), .def = 41943040,
         .min = 1024, .max = (uint64_t)1 << 32),
     KEY("timeout", conf_t_uint, CF(http.timeout), .def = 30, .min = 1, .max = 3600),
+    KEY("webhooks_allow_private", conf_t_bool, CF(http.webhooks_allow_private), .def = false),
     CONF_END,
 };
 
@@ -975,12 +1033,23 @@ static void conf_check_delay_warning(struct conf_ctx *ctx, const struct conf *c)
 		         c->delivery.max_queue_lifetime);
 }
 
+/* A budget smaller than one message would refuse every message of the largest
+ * allowed size, however idle the server. */
+static void conf_check_memory_budget(struct conf_ctx *ctx, const struct conf *c)
+{
+	if (c->smtp.memory_budget < c->smtp.max_message_size &&
+	    !conf_has_err(ctx, "smtp.max_message_size"))
+		conf_err(ctx, "smtp.memory_budget", "must be at least smtp.max_message_size (%llu)",
+		         (unsigned long long)c->smtp.max_message_size);
+}
+
 /* clang-format off */
 static void (*const conf_checks[])(struct conf_ctx *ctx, const struct conf *c) = {
     conf_check_tls,
     conf_check_relay,
     conf_check_clash,
     conf_check_tls_verify,
+    conf_check_memory_budget,
     conf_check_delay_warning,
 };
 /* clang-format on */

@@ -122,6 +122,20 @@ struct conf {
 		unsigned timeout_command;	/* seconds, default 300 (RFC 5321 4.5.3.2.7) */
 		unsigned timeout_data;		/* seconds between DATA blocks, default 180 */
 		unsigned greeting_delay_ms;	/* pre-greet pause; early talkers are cut, default 0 */
+		/* Totals that trickling cannot stretch (the timeouts above are idle
+		 * timeouts, reset by every byte): */
+		unsigned timeout_data_total;	/* seconds for a whole DATA/BDAT transfer, default 600 */
+		unsigned session_max_time;	/* seconds a session may last, default 3600 */
+		/* Password guessing across connections (smtp_guard.c): */
+		unsigned auth_lockout_failures;	/* failed AUTH per address (IPv6: per /64) before
+						 * it is locked out, and per account before every
+						 * failure is answered after the longest delay;
+						 * default 10 */
+		unsigned auth_lockout_window;	/* seconds those failures are counted over, and
+						 * an address stays locked; default 900 */
+		uint64_t memory_budget;		/* bytes of message data all sessions together may
+						 * hold before their commit; default 1 GiB, at
+						 * least max_message_size */
 	} smtp;
 
 	struct {
@@ -144,6 +158,18 @@ struct conf {
 		unsigned max_connections;	/* outbound in total, default 100 */
 		unsigned max_connections_per_destination;	/* default 10 */
 		unsigned max_messages_per_connection;		/* default 100 */
+		unsigned idle_timeout;		/* seconds a healthy connection waits, idle,
+					 * for the next attempt; default 5, 0 = close */
+		struct {			/* seconds per reply (RFC 5321 4.5.3.2) */
+			unsigned connect;	/* TCP connect, default 30 */
+			unsigned greeting;	/* 220, default 300 */
+			unsigned ehlo;		/* EHLO/HELO, STARTTLS + handshake, AUTH: 300 */
+			unsigned mail;		/* MAIL and RSET, default 300 */
+			unsigned rcpt;		/* each RCPT, default 300 */
+			unsigned data;		/* 354, default 180 */
+			unsigned data_block;	/* each body write making no progress: 180 */
+			unsigned data_done;	/* the reply to the final dot, default 600 */
+		} timeouts;
 		enum conf_tls_policy tls;	/* default CONF_TLS_OPPORTUNISTIC */
 		bool tls_verify;		/* default false; true only with tls required */
 		struct conf_route *routes;	/* as written; look up with conf_route_find() */
@@ -168,6 +194,8 @@ struct conf {
 		size_t nlisten;
 		uint64_t max_request_size;	/* bytes, default 40 MiB (base64 inflates) */
 		unsigned timeout;		/* seconds per request, default 30 */
+		bool webhooks_allow_private;	/* accounts' webhooks may reach private
+						 * and loopback addresses; default false */
 	} http;
 
 	struct {

@@ -38,9 +38,70 @@ enum rc http_server_new(const struct conf *c, struct spool *sp, struct store *st
 			struct http_server **out);
 /* http_server_start - serve on the API thread. */
 enum rc http_server_start(struct http_server *h);
-/* http_server_stop - stop accepting, answer the commits in flight, join the thread. */
+/* http_server_stop - stop accepting, answer the commits in flight, join the thread.
+ * http_server_stop and http_server_free accept NULL. */
 void http_server_stop(struct http_server *h);
 void http_server_free(struct http_server *h);
+
+/* ---- messages from JSON (http_mime.c) ------------------------------------- */
+
+/*
+ * http_mime_build turns the JSON body of POST /v1/messages into an envelope and
+ * an RFC 5322 message: pure (no I/O but a few random bytes for boundaries), so
+ * that it is unit-tested and fuzzed on its own. The message is 7-bit clean with
+ * CRLF line ends and no line over HTTP_MIME_LINE_MAX octets: text parts are 7bit
+ * when they are short ASCII lines, else quoted-printable; attachments are
+ * base64; non-ASCII in Subject and display names becomes RFC 2047 encoded-words.
+ * Every header field the caller supplies is refused, never repaired, when it
+ * could inject or override a field (CR, LF, NUL, a bad name, From/To/Date/...).
+ */
+#define HTTP_MIME_ADDR_MAX 254		/* an address (RFC 5321 4.5.3.1.3 path minus <>) */
+#define HTTP_MIME_LOCAL_MAX 64		/* its local part (RFC 5321 4.5.3.1.1) */
+#define HTTP_MIME_NAME_MAX 256		/* a display name, bytes of UTF-8 */
+#define HTTP_MIME_SUBJECT_MAX 4096	/* Subject, bytes of UTF-8 */
+#define HTTP_MIME_HEADERS_MAX 100	/* entries of "headers" */
+#define HTTP_MIME_HEADER_NAME_MAX 76	/* a field name */
+#define HTTP_MIME_ATTACH_MAX 100	/* entries of "attachments" */
+#define HTTP_MIME_FILENAME_MAX 255	/* an attachment's filename, bytes of UTF-8 */
+#define HTTP_MIME_LINE_MAX 998		/* RFC 5322 2.1.1 */
+#define HTTP_MIME_FOLD 78		/* RFC 5322 2.1.1 SHOULD; folding target */
+
+struct evbuffer;
+
+struct http_mime_opts {
+	const char *hostname;	/* the right-hand side of Message-ID */
+	uint64_t id;		/* the queue id: the left-hand side of Message-ID */
+	int64_t time;		/* Date:, unix seconds; 0: now */
+	size_t max_recipients;	/* To + Cc + Bcc, duplicates removed */
+	uint64_t max_size;	/* of the built message (RC_LIMIT beyond) */
+};
+
+/* The result; every pointer is owned (http_mime_msg_fini frees them). */
+struct http_mime_msg {
+	char *from;		/* the From: address, also the envelope sender */
+	char *from_domain;	/* its domain, lower case */
+	char **rcpt;		/* the envelope: To, Cc and Bcc addresses, in that order,
+				 * duplicates (case-insensitive) removed */
+	size_t nrcpt;
+	bool bulk;		/* "stream": "bulk" */
+	struct evbuffer *msg;	/* the message: header section, empty line, body */
+	const char *error;	/* on failure: a short machine-readable code (static),
+				 * "invalid_json", "header_injection", "too_large", ... */
+};
+
+/*
+ * http_mime_build - the envelope and message of a JSON request. RC_OK with *out
+ * filled; RC_INVALID (a 400: bad JSON, a missing or malformed field, an injection
+ * attempt) or RC_LIMIT (a 413: the message would exceed max_size) with out->error
+ * set, err holding a sentence for the client, and nothing else to free.
+ */
+enum rc http_mime_build(const char *json, size_t len, const struct http_mime_opts *o,
+			struct http_mime_msg *out, char *err, size_t errsz);
+/* http_mime_msg_fini - free what a successful http_mime_build filled in. */
+void http_mime_msg_fini(struct http_mime_msg *m);
+/* http_addr_valid - a strict address check: dot-atom@domain, ASCII, at most
+ * HTTP_MIME_ADDR_MAX octets, the domain policy_domain_valid. */
+bool http_addr_valid(const char *addr);
 
 /* ---- events as JSON (http_event.c) --------------------------------------- */
 
@@ -56,9 +117,16 @@ enum rc http_webhooks_start(const struct conf *c, struct store *st, struct http_
 /* http_webhooks_enqueue - durable jobs for the endpoints that want these events
  * (called on the event sink's thread, after the events are stored). */
 void http_webhooks_enqueue(struct http_webhooks *w, struct evlog_event *const *evs, size_t n);
-/* http_webhooks_stop - stop the thread (jobs not yet sent stay stored), free. */
+/* http_webhooks_stop - stop the thread (jobs not yet sent stay stored), free;
+ * NULL is a no-op. */
 void http_webhooks_stop(struct http_webhooks *w);
 /* http_webhook_signature - "t=UNIXTIME,v1=HEX" for body at time t. */
 char *http_webhook_signature(const char *secret, int64_t t, const char *body, size_t len);
+/* http_webhook_retry_at - when (unix ms) to retry a job created at created whose
+ * attempt number attempts failed at now: 30 s, 1 min, 2 min, 5 min, 10 min,
+ * 30 min, 1 h, then every 2 h (every fixed_delay_ms instead when it is > 0), never
+ * past created + 24 h; 0 once that day is over: give up. */
+int64_t http_webhook_retry_at(uint32_t attempts, int64_t created, int64_t now,
+			      int64_t fixed_delay_ms);
 
 #endif

@@ -333,15 +333,19 @@ struct mta_conn_params {
 	const char *auth_pass;
 	const struct sockaddr *source;	/* bind here before connect, or NULL */
 	socklen_t source_len;
-	/* Timeouts in seconds, 0: the default given. Each is a deadline for one
-	 * reply from its command, not extended by partial data. */
+	/* Timeouts in seconds, 0: the default given (delivery.timeouts). Each is a
+	 * deadline for one reply from its command, not extended by partial data. */
 	unsigned timeout_connect;	/* TCP connect: 30 s */
 	unsigned timeout_greeting;	/* 220: 5 min (RFC 5321 4.5.3.2.1) */
-	unsigned timeout_cmd;		/* EHLO/STARTTLS/TLS handshake/AUTH/MAIL/RCPT/RSET,
-					 * and writing a command: 5 min */
-	unsigned timeout_data;		/* 354, and each write of the body making no
-					 * progress: 3 min (one value for 4.5.3.2.3-5) */
-	unsigned timeout_final;		/* reply to the final dot: 10 min */
+	unsigned timeout_ehlo;		/* EHLO/HELO, STARTTLS and the TLS handshake,
+					 * AUTH, and writing those commands: 5 min */
+	unsigned timeout_mail;		/* MAIL and RSET, and writing a transaction's
+					 * commands: 5 min (4.5.3.2.2) */
+	unsigned timeout_rcpt;		/* each RCPT: 5 min (4.5.3.2.3) */
+	unsigned timeout_data;		/* 354: 3 min (4.5.3.2.4 says 2) */
+	unsigned timeout_data_block;	/* each write of the body making no progress:
+					 * 3 min (4.5.3.2.5) */
+	unsigned timeout_final;		/* reply to the final dot: 10 min (4.5.3.2.6) */
 };
 /* The strings and source address of mta_conn_params are copied by
  * mta_conn_open; the struct itself need not outlive the call. */
@@ -367,6 +371,10 @@ struct mta_txn {
 	struct mta_txn_rcpt *rcpt;
 	struct evbuffer *body;		/* borrowed until done(), not modified; CRLF lines,
 					 * not dot-stuffed */
+	bool unanswered;		/* set for done(): the connection broke before the
+					 * server answered any command of this transaction,
+					 * so nothing of it can have been delivered (e.g. a
+					 * reused connection the server had just closed) */
 };
 
 struct mta_conn_cbs {
@@ -379,6 +387,11 @@ struct mta_conn_cbs {
 	/* done - a transaction ended; every t->rcpt[i].rc is set. If the connection
 	 * broke, mta_conn_is_usable(c) is false: the callee must mta_conn_close(c). */
 	void (*done)(void *ctx, uint64_t cookie, struct mta_conn *c, struct mta_txn *t);
+	/* idle_lost - the connection broke while idle, between transactions (the
+	 * server closed it, or spoke out of turn); mta_conn_is_usable(c) is false
+	 * and the callee must mta_conn_close(c). Not called while another callback
+	 * is pending (that one sees the broken connection). May be NULL. */
+	void (*idle_lost)(void *ctx, uint64_t cookie, struct mta_conn *c);
 };
 
 /* mta_conn_open - connect to addr and run the opening dialogue; cbs->ready
@@ -401,6 +414,9 @@ struct mta_conn *mta_conn_open(struct event_base *base, const struct sockaddr *a
 void mta_conn_send(struct mta_conn *c, struct mta_txn *t);
 /* mta_conn_is_usable - may another transaction follow on this connection? */
 bool mta_conn_is_usable(const struct mta_conn *c);
+/* mta_conn_set_cookie - the cookie later callbacks carry (the connection has
+ * changed hands: parked for reuse, or taken by another attempt). */
+void mta_conn_set_cookie(struct mta_conn *c, uint64_t cookie);
 /* mta_conn_tls_info - "TLSv1.3 TLS_AES_256_GCM_SHA384 verified=yes" or "none". */
 const char *mta_conn_tls_info(const struct mta_conn *c);
 /* mta_conn_close - QUIT (if usable: written without waiting for 221) and free

@@ -48,8 +48,8 @@
 /* RFC 5321 4.5.3.2 defaults, for timeouts given as 0 (seconds). */
 #define DEFAULT_TMO_CONNECT 30
 #define DEFAULT_TMO_GREETING 300
-#define DEFAULT_TMO_CMD 300
-#define DEFAULT_TMO_DATA 180
+#define DEFAULT_TMO_CMD 300	/* EHLO, MAIL, RCPT */
+#define DEFAULT_TMO_DATA 180	/* 354 and each body write */
 #define DEFAULT_TMO_FINAL 600
 
 #define AUTH_FIELD_MAX 255	/* user and password for AUTH */
@@ -58,17 +58,17 @@ static const struct mta_cstate_def cstates[] = {
 	/* name		"connection lost ..."		deadline	opening reads */
 	{"connect", "while connecting", MTA_TMO_CONNECT, true, false},
 	{"greeting", "after connect", MTA_TMO_GREETING, true, true},
-	{"ehlo", "after EHLO", MTA_TMO_CMD, true, true},
-	{"helo", "after HELO", MTA_TMO_CMD, true, true},
-	{"starttls", "after STARTTLS", MTA_TMO_CMD, true, true},
-	{"tls", "after STARTTLS, in the TLS handshake", MTA_TMO_CMD, true, false},
-	{"auth", "after AUTH", MTA_TMO_CMD, true, true},
-	{"auth_user", "after AUTH", MTA_TMO_CMD, true, true},
-	{"auth_pass", "after AUTH", MTA_TMO_CMD, true, true},
+	{"ehlo", "after EHLO", MTA_TMO_EHLO, true, true},
+	{"helo", "after HELO", MTA_TMO_EHLO, true, true},
+	{"starttls", "after STARTTLS", MTA_TMO_EHLO, true, true},
+	{"tls", "after STARTTLS, in the TLS handshake", MTA_TMO_EHLO, true, false},
+	{"auth", "after AUTH", MTA_TMO_EHLO, true, true},
+	{"auth_user", "after AUTH", MTA_TMO_EHLO, true, true},
+	{"auth_pass", "after AUTH", MTA_TMO_EHLO, true, true},
 	{"ready", "after the previous transaction", MTA_TMO_NONE, false, true},
-	{"rset", "after RSET", MTA_TMO_CMD, false, true},
-	{"mail", "after MAIL FROM", MTA_TMO_CMD, false, true},
-	{"rcpt", "after RCPT TO", MTA_TMO_CMD, false, true},
+	{"rset", "after RSET", MTA_TMO_MAIL, false, true},
+	{"mail", "after MAIL FROM", MTA_TMO_MAIL, false, true},
+	{"rcpt", "after RCPT TO", MTA_TMO_RCPT, false, true},
 	{"data", "after DATA", MTA_TMO_DATA, false, true},
 	{"body", "after DATA, in the message body", MTA_TMO_NONE, false, true},
 	{"final", "after end of data", MTA_TMO_FINAL, false, true},
@@ -135,6 +135,8 @@ static void conn_on_notify(evutil_socket_t fd, short what, void *arg)
 		struct mta_txn *t = c->done_txn;
 		c->done_txn = NULL;
 		c->cbs.done(c->ctx, c->cookie, c, t);
+	} else if (n == MTA_NOTIFY_IDLE_LOST) {
+		c->cbs.idle_lost(c->ctx, c->cookie, c);
 	}
 }
 
@@ -220,6 +222,8 @@ void mta_conn_lost(struct mta_conn *c, const char *enh, const char *fmt, ...)
 	mta_conn_enter_state(c, MTA_CST_BROKEN);
 	if (c->txn != NULL)
 		mta_txn_abort(c);
+	else if (was == MTA_CST_READY && c->notify == MTA_NOTIFY_NONE && c->cbs.idle_lost)
+		mta_conn_notify(c, MTA_NOTIFY_IDLE_LOST);
 }
 
 /* conn_ready - the opening dialogue is complete. */
@@ -506,8 +510,12 @@ static unsigned conn_timeout(const struct mta_conn *c, enum mta_tmo t)
 		return c->to_connect;
 	case MTA_TMO_GREETING:
 		return c->to_greeting;
-	case MTA_TMO_CMD:
-		return c->to_cmd;
+	case MTA_TMO_EHLO:
+		return c->to_ehlo;
+	case MTA_TMO_MAIL:
+		return c->to_mail;
+	case MTA_TMO_RCPT:
+		return c->to_rcpt;
 	case MTA_TMO_DATA:
 		return c->to_data;
 	case MTA_TMO_FINAL:
@@ -610,6 +618,8 @@ static void conn_on_reply(struct mta_conn *c, const struct mta_reply *r)
 		return;
 	}
 	c->expect--;
+	if (c->txn != NULL)
+		c->txn_replies++;
 	conn_arm_timer(c);	/* a fresh deadline for the next reply */
 	switch (c->state) {
 	case MTA_CST_GREETING:
@@ -781,8 +791,11 @@ static void conn_copy_params(struct mta_conn *c, const struct mta_conn_params *p
 	}
 	c->to_connect = p->timeout_connect ? p->timeout_connect : DEFAULT_TMO_CONNECT;
 	c->to_greeting = p->timeout_greeting ? p->timeout_greeting : DEFAULT_TMO_GREETING;
-	c->to_cmd = p->timeout_cmd ? p->timeout_cmd : DEFAULT_TMO_CMD;
+	c->to_ehlo = p->timeout_ehlo ? p->timeout_ehlo : DEFAULT_TMO_CMD;
+	c->to_mail = p->timeout_mail ? p->timeout_mail : DEFAULT_TMO_CMD;
+	c->to_rcpt = p->timeout_rcpt ? p->timeout_rcpt : DEFAULT_TMO_CMD;
 	c->to_data = p->timeout_data ? p->timeout_data : DEFAULT_TMO_DATA;
+	c->to_data_block = p->timeout_data_block ? p->timeout_data_block : DEFAULT_TMO_DATA;
 	c->to_final = p->timeout_final ? p->timeout_final : DEFAULT_TMO_FINAL;
 }
 
@@ -823,8 +836,8 @@ struct mta_conn *mta_conn_open(struct event_base *base, const struct sockaddr *a
 		fatal("event=evtimer_new_failed");
 	/* c->state is MTA_CST_CONNECT (0) from xcalloc: a failure before the
 	 * bufferevent exists is an opening failure like any other. */
-	log_info("conn=%016llx event=connect host=%s addr=%s", (unsigned long long)c->id, c->host,
-		 c->peer);
+	log_debug("conn=%016llx event=connect host=%s addr=%s", (unsigned long long)c->id, c->host,
+		  c->peer);
 	if (!conn_socket(c, addr, p))
 		return c;
 	c->bev = bufferevent_socket_new(base, c->fd, BEV_OPT_DEFER_CALLBACKS);
@@ -842,13 +855,19 @@ struct mta_conn *mta_conn_open(struct event_base *base, const struct sockaddr *a
 void mta_conn_attach(struct mta_conn *c)
 {
 	bufferevent_setcb(c->bev, conn_on_read, conn_on_write, conn_on_event, c);
-	mta_conn_set_write_timeout(c, c->to_cmd);
+	mta_conn_set_write_timeout(c, c->to_ehlo);	/* only while opening */
 }
 
 /* mta_conn_is_usable - idle, unbroken, and no callback pending. */
 bool mta_conn_is_usable(const struct mta_conn *c)
 {
 	return c != NULL && c->state == MTA_CST_READY && c->txn == NULL;
+}
+
+/* mta_conn_set_cookie - what later callbacks carry as their cookie. */
+void mta_conn_set_cookie(struct mta_conn *c, uint64_t cookie)
+{
+	c->cookie = cookie;
 }
 
 /* mta_conn_tls_info - what TLS the connection uses, for logs and Received. */

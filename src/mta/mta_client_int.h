@@ -52,7 +52,9 @@ enum mta_tmo {
 	MTA_TMO_NONE,
 	MTA_TMO_CONNECT,
 	MTA_TMO_GREETING,
-	MTA_TMO_CMD,
+	MTA_TMO_EHLO,
+	MTA_TMO_MAIL,
+	MTA_TMO_RCPT,
 	MTA_TMO_DATA,
 	MTA_TMO_FINAL
 };
@@ -80,7 +82,13 @@ struct mta_cstate_def {
 #define MTA_AUTH_LOGIN 0x02
 
 /* The owner's callback waiting in c->notify_ev. */
-enum mta_notify { MTA_NOTIFY_NONE, MTA_NOTIFY_READY, MTA_NOTIFY_FAILED, MTA_NOTIFY_DONE };
+enum mta_notify {
+	MTA_NOTIFY_NONE,
+	MTA_NOTIFY_READY,
+	MTA_NOTIFY_FAILED,
+	MTA_NOTIFY_DONE,
+	MTA_NOTIFY_IDLE_LOST
+};
 
 /* Per recipient of the transaction in progress. */
 enum mta_rcpt_step { MTA_RS_PENDING = 0, MTA_RS_ACCEPTED, MTA_RS_DECIDED };
@@ -99,7 +107,8 @@ struct mta_conn {
 	SSL_CTX *tls_ctx;		/* referenced */
 	bool tls_required, tls_verify;
 	char *auth_user, *auth_pass;	/* owned; the password is wiped on free */
-	unsigned to_connect, to_greeting, to_cmd, to_data, to_final;
+	unsigned to_connect, to_greeting, to_ehlo, to_mail, to_rcpt;
+	unsigned to_data, to_data_block, to_final;
 	char peer[64];			/* "192.0.2.1:25" */
 
 	/* I/O */
@@ -131,6 +140,7 @@ struct mta_conn {
 	struct mta_txn *txn;		/* borrowed until done() */
 	struct mta_txn *done_txn;	/* waiting for done() */
 	uint8_t *rst;			/* MTA_RS_* per recipient */
+	unsigned txn_replies;		/* replies read for this transaction */
 	size_t rcpt_i;			/* next RCPT to send or to read the reply of */
 	size_t naccepted;
 	bool mail_failed;

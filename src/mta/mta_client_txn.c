@@ -65,10 +65,11 @@ static void txn_finish(struct mta_conn *c)
 	}
 	char idstr[ID_STR_LEN + 1];
 	id_format(t->msgid, idstr);
-	log_info("id=%s conn=%016llx event=txn host=%s rcpts=%zu ok=%zu tempfail=%zu "
+	log_debug("id=%s conn=%016llx event=txn host=%s rcpts=%zu ok=%zu tempfail=%zu "
 		 "permfail=%zu usable=%s",
 		 idstr, (unsigned long long)c->id, c->host, t->nrcpt, n[RC_OK], n[RC_TEMPFAIL],
 		 n[RC_PERMFAIL], c->state == MTA_CST_BROKEN ? "no" : "yes");
+	t->unanswered = c->state == MTA_CST_BROKEN && c->txn_replies == 0;
 	free(c->rst);
 	c->rst = NULL;
 	c->txn = NULL;
@@ -340,7 +341,7 @@ static void txn_body_start(struct mta_conn *c)
 	c->body_tail[0] = '\r';	/* as if after the DATA line: an empty body is just "." */
 	c->body_tail[1] = '\n';
 	bufferevent_setwatermark(c->bev, EV_WRITE, BODY_LOWAT, 0);
-	mta_conn_set_write_timeout(c, c->to_data);
+	mta_conn_set_write_timeout(c, c->to_data_block);
 	mta_txn_body_fill(c);
 }
 
@@ -519,6 +520,7 @@ void mta_conn_send(struct mta_conn *c, struct mta_txn *t)
 		memset(&t->rcpt[i].reply, 0, sizeof t->rcpt[i].reply);
 	}
 	c->rcpt_i = c->naccepted = 0;
+	c->txn_replies = 0;
 	c->mail_failed = false;
 	struct mta_reply r;
 	if (c->state == MTA_CST_BROKEN) {
@@ -539,6 +541,6 @@ void mta_conn_send(struct mta_conn *c, struct mta_txn *t)
 		return;
 	}
 	c->pipelined = (c->ext & MTA_EXT_PIPELINING) != 0;
-	mta_conn_set_write_timeout(c, c->to_cmd);
+	mta_conn_set_write_timeout(c, c->to_mail);
 	mta_conn_enter_state(c, c->dirty ? MTA_CST_RSET : MTA_CST_MAIL);
 }

@@ -19,15 +19,18 @@ void mta_conf_apply(struct mta *m)
 	m->dns_timeout_ms = c->dns.timeout * 1000;
 	m->max_conns = c->delivery.max_connections;
 	m->max_msgs_per_conn = c->delivery.max_messages_per_connection;
+	m->idle_timeout = c->delivery.idle_timeout;
 	m->params = (struct mta_conn_params){
 		.helo = c->hostname,
 		.tls_required = c->delivery.tls == CONF_TLS_REQUIRED,
 		.tls_verify = c->delivery.tls_verify,
-		/* RFC 5321 4.5.3.2 */
-		.timeout_connect = 30,
-		.timeout_greeting = 300,
-		.timeout_cmd = 300,
-		.timeout_data = 180,
-		.timeout_final = 600,
+		.timeout_connect = c->delivery.timeouts.connect,
+		.timeout_greeting = c->delivery.timeouts.greeting,
+		.timeout_ehlo = c->delivery.timeouts.ehlo,
+		.timeout_mail = c->delivery.timeouts.mail,
+		.timeout_rcpt = c->delivery.timeouts.rcpt,
+		.timeout_data = c->delivery.timeouts.data,
+		.timeout_data_block = c->delivery.timeouts.data_block,
+		.timeout_final = c->delivery.timeouts.data_done,
 	};
 }

@@ -5,11 +5,15 @@
  * One thread runs one event loop for all outbound work (DNS, connections,
  * timers); it is the only writer of recipient states, so what it decides is what
  * the spool records. An attempt takes a batch of due recipients for one
- * destination from the scheduler, resolves the route, connects (next address and
- * next MX on failure), sends one transaction per message over the same
- * connection, records every recipient's outcome durably (spool_rcpt_update),
- * reschedules temporary failures with backoff, and once a message has no queued
- * recipient left, bounces the failed ones in one DSN (RFC 3464) from <>.
+ * destination from the scheduler, takes a parked connection to the same place
+ * (mta_pool.c) or resolves the route and connects (next address and next MX on
+ * failure), sends one transaction per message over the same connection, records
+ * every recipient's outcome durably (spool_rcpt_update), reschedules temporary
+ * failures with backoff, and once a message has no queued recipient left,
+ * bounces the failed ones in one DSN (RFC 3464) from <>. When its batch is done
+ * and more of the destination is due, the attempt goes on over the same
+ * connection (up to delivery.max_messages_per_connection); when nothing is, a
+ * healthy connection is parked for the next attempt.
  *
  * Crash model: an outcome is written as soon as it is known; a crash re-sends at
  * most what was in flight. Recipient states live in the spool; the scheduler is
@@ -36,6 +40,7 @@
 static void mta_kick(struct mta *m);
 static void attempt_end(struct mta_attempt *a);
 static void attempt_connect_next(struct mta_attempt *a);
+static void attempt_get_conn(struct mta_attempt *a, bool pool_ok);
 static void attempt_send_next(struct mta_attempt *a);
 
 
@@ -246,7 +251,8 @@ void mta_record(struct mta *m, const struct spool_env *env, uint32_t idx, enum r
 
 /* ---- attempts ------------------------------------------------------------------ */
 
-static void attempt_free(struct mta_attempt *a)
+/* attempt_msgs_free - drop the attempt's batch (done, or about to be replaced). */
+static void attempt_msgs_free(struct mta_attempt *a)
 {
 	for (size_t i = 0; i < a->nmsgs; i++) {
 		spool_env_free(a->msgs[i].env);
@@ -255,6 +261,13 @@ static void attempt_free(struct mta_attempt *a)
 		free(a->msgs[i].rcpt);
 	}
 	free(a->msgs);
+	a->msgs = NULL;
+	a->nmsgs = a->next_msg = 0;
+}
+
+static void attempt_free(struct mta_attempt *a)
+{
+	attempt_msgs_free(a);
 	free(a);
 }
 
@@ -275,8 +288,11 @@ static void attempt_end_cb(evutil_socket_t fd, short what, void *arg)
 {
 	struct mta_attempt *a = arg;
 	struct mta *m = a->m;
-	if (a->conn)
+	if (a->conn && a->healthy)	/* parked if it can take more */
+		mta_pool_put(m, a->key, a->conn, a->last_host, a->sent_on_conn);
+	else if (a->conn)
 		mta_conn_close(a->conn);
+	a->conn = NULL;
 	for (struct mta_attempt **pp = &m->attempts; *pp; pp = &(*pp)->next) {
 		if (*pp == a) {
 			*pp = a->next;
@@ -360,6 +376,7 @@ static void attempt_on_route(void *ctx, uint64_t cookie, const struct mta_route 
 		return;
 	}
 	a->route = *r;
+	a->routed = true;
 	a->host_i = a->addr_i = 0;
 	attempt_connect_next(a);
 }
@@ -368,7 +385,50 @@ static void attempt_on_ready(void *ctx, uint64_t cookie, struct mta_conn *c, enu
 			     const struct mta_reply *why);
 static void attempt_on_done(void *ctx, uint64_t cookie, struct mta_conn *c, struct mta_txn *t);
 
-static const struct mta_conn_cbs attempt_cbs = {attempt_on_ready, attempt_on_done};
+/* attempt_on_idle_lost - a connection broke between transactions: a parked one
+ * is closed now; an attempt's own finds out when it next looks. */
+static void attempt_on_idle_lost(void *ctx, uint64_t cookie, struct mta_conn *c)
+{
+	struct mta *m = ctx;
+	if (!mta_pool_on_lost(m, cookie) && attempt_find(m, cookie) == NULL)
+		mta_conn_close(c);	/* nobody's: cannot happen, but never leak */
+}
+
+static const struct mta_conn_cbs attempt_cbs = {attempt_on_ready, attempt_on_done,
+						attempt_on_idle_lost};
+
+/* attempt_resolve - look up where the destination's mail goes. */
+static void attempt_resolve(struct mta_attempt *a)
+{
+	struct mta *m = a->m;
+	if (a->croute)
+		mta_route_host(m->dns, a->croute->host, a->croute->port, attempt_on_route, m,
+			       a->id);
+	else
+		mta_route_mx(m->dns, a->dest, (uint16_t)m->conf->delivery.port, attempt_on_route, m,
+			     a->id);
+}
+
+/* attempt_get_conn - a connection for what is left: a parked one to the same
+ * place (pool_ok), else the route's next address (resolving it first). */
+static void attempt_get_conn(struct mta_attempt *a, bool pool_ok)
+{
+	struct mta *m = a->m;
+	unsigned sent = 0;
+	if (pool_ok && !m->stopping) {
+		a->conn = mta_pool_take(m, a->key, a->id, a->last_host, sizeof a->last_host, &sent);
+		if (a->conn != NULL) {
+			a->reused = a->healthy = true;
+			a->sent_on_conn = sent;
+			attempt_send_next(a);
+			return;
+		}
+	}
+	if (a->routed)
+		attempt_connect_next(a);
+	else
+		attempt_resolve(a);
+}
 
 /* attempt_connect_next - the next address of the current host, else the next host. */
 static void attempt_connect_next(struct mta_attempt *a)
@@ -405,6 +465,9 @@ static void attempt_connect_next(struct mta_attempt *a)
 	socklen_t salen = sa->ss_family == AF_INET ? sizeof(struct sockaddr_in)
 						   : sizeof(struct sockaddr_in6);
 	a->sent_on_conn = 0;
+	a->reused = false;
+	a->healthy = true;
+	mta_pool_make_room(m);
 	/* The attempt owns the connection from now on, even before it is ready, so
 	 * that stopping can close it. */
 	a->conn = mta_conn_open(m->base, (const struct sockaddr *)sa, salen, &p, &attempt_cbs, m,
@@ -439,20 +502,47 @@ static void attempt_on_ready(void *ctx, uint64_t cookie, struct mta_conn *c, enu
 	attempt_send_next(a);
 }
 
+/*
+ * attempt_take_more - the batch is done: if the connection can take more and
+ * more of the destination is due, that is the new batch (the attempt keeps its
+ * slot). False when there is nothing more to do over this connection.
+ */
+static bool attempt_take_more(struct mta_attempt *a)
+{
+	struct mta *m = a->m;
+	struct sched_item items[MTA_BATCH_MAX];
+	while (!m->stopping && a->healthy && mta_conn_is_usable(a->conn) &&
+	       a->sent_on_conn < m->max_msgs_per_conn) {
+		enum sched_stream st;
+		size_t n = sched_take_more(m->sched, a->dest, time_now_ms(), items, MTA_BATCH_MAX,
+					   &st);
+		if (n == 0)
+			return false;
+		attempt_msgs_free(a);
+		a->stream = st;
+		if (!attempt_load(a, items, n))
+			continue;
+		mta_sandbox_deliver(m, a, true);
+		if (a->nmsgs > 0)
+			return true;
+	}
+	return false;
+}
+
 /* attempt_send_next - the next message over the open connection, or finish. */
 static void attempt_send_next(struct mta_attempt *a)
 {
 	struct mta *m = a->m;
-	if (a->next_msg >= a->nmsgs) {
+	if (a->next_msg >= a->nmsgs && !attempt_take_more(a)) {
 		attempt_end(a);
 		return;
 	}
 	if (a->sent_on_conn >= m->max_msgs_per_conn || !mta_conn_is_usable(a->conn)) {
-		/* Open a fresh connection for the rest. */
+		/* A fresh connection for the rest: parked, or the same address again. */
 		mta_conn_close(a->conn);
 		a->conn = NULL;
 		a->addr_i = a->addr_i > 0 ? a->addr_i - 1 : 0;
-		attempt_connect_next(a);
+		attempt_get_conn(a, true);
 		return;
 	}
 	struct mta_msgwork *w = &a->msgs[a->next_msg];
@@ -483,10 +573,26 @@ static void attempt_on_done(void *ctx, uint64_t cookie, struct mta_conn *c, stru
 	struct mta_attempt *a = attempt_find(m, cookie);
 	if (a == NULL)
 		return;
+	if (t->unanswered && a->reused) {
+		/* A parked connection the server had closed meanwhile: nothing of the
+		 * message was delivered and it is no attempt of the recipients'; send
+		 * it again over a new connection. */
+		log_debug("event=stale_reuse relay=%s", a->last_host);
+		mta_conn_close(c);
+		a->conn = NULL;
+		a->reused = false;
+		a->addr_i = a->addr_i > 0 ? a->addr_i - 1 : 0;
+		attempt_get_conn(a, false);
+		return;
+	}
+	a->reused = false;
+	a->healthy = t->nrcpt == 0;
 	struct mta_msgwork *w = &a->msgs[a->next_msg];
-	for (size_t k = 0; k < t->nrcpt; k++)
+	for (size_t k = 0; k < t->nrcpt; k++) {
+		a->healthy = a->healthy || t->rcpt[k].rc != RC_TEMPFAIL;
 		mta_record(m, w->env, t->rcpt[k].idx, t->rcpt[k].rc, &t->rcpt[k].reply, NULL, NULL,
 			   a->last_host, a->dest, a->stream);
+	}
 	evbuffer_free(w->body);
 	w->body = NULL;
 	a->next_msg++;
@@ -533,12 +639,8 @@ static void attempt_start(struct mta *m, const char *dest, enum sched_stream str
 		return;
 	}
 	a->croute = conf_route_find(m->conf, dest);
-	if (a->croute)
-		mta_route_host(m->dns, a->croute->host, a->croute->port, attempt_on_route, m,
-			       a->id);
-	else
-		mta_route_mx(m->dns, dest, (uint16_t)m->conf->delivery.port, attempt_on_route, m,
-			     a->id);
+	mta_pool_key(m, a->croute, dest, a->key, sizeof a->key);
+	attempt_get_conn(a, true);
 }
 
 /* ---- the run loop ------------------------------------------------------------------ */
@@ -699,6 +801,7 @@ enum rc mta_new(const struct conf *conf, struct spool *spool, struct mta **out)
 	m->run_ev = event_new(m->base, -1, 0, mta_on_run, m);
 	m->notify_ev = event_new(m->base, -1, 0, mta_on_notify, m);
 	m->timer = evtimer_new(m->base, mta_on_run, m);
+	mta_pool_init(m);
 	spool_foreach(spool, mta_load_one, m);
 	log_info("event=delivery_ready queued_recipients=%zu mode=%s", sched_count(m->sched),
 		 m->sandbox ? "sandbox" : "normal");
@@ -727,6 +830,7 @@ static void mta_on_stop(evutil_socket_t fd, short what, void *arg)
 {
 	struct mta *m = arg;
 	m->stopping = true;
+	mta_pool_close_all(m);	/* QUIT to every parked connection */
 	event_base_loopbreak(m->base);
 }
 
@@ -762,6 +866,7 @@ void mta_free(struct mta *m)
 	if (m->base)
 		event_base_loop(m->base, EVLOOP_NONBLOCK);
 	mta_bounce_fini(m);
+	mta_pool_fini(m);
 	if (m->run_ev)
 		event_free(m->run_ev);
 	if (m->notify_ev)

@@ -17,6 +17,8 @@
 #include "spool/spool.h"
 
 #define MTA_Q_FLUSH (1ULL << 63)	/* in the notify queue: also flush this id */
+#define MTA_HOST_TEXT_MAX (MTA_DNS_NAME_MAX + 64)	/* "mx.example.org[192.0.2.1]" */
+#define MTA_POOL_KEY_MAX (MTA_DNS_NAME_MAX + 320)	/* mta_pool_key: host, port, TLS, user */
 
 /* One message's part of an attempt: its recipients for this destination. */
 struct mta_msgwork {
@@ -35,19 +37,25 @@ struct mta_attempt {
 	char dest[MTA_DNS_NAME_MAX + 3];
 	enum sched_stream stream;
 	const struct conf_route *croute;	/* static route, or NULL: MX */
+	char key[MTA_POOL_KEY_MAX];	/* which parked connections it may take */
 	struct mta_msgwork *msgs;
 	size_t nmsgs, next_msg;
+	bool routed;			/* route resolved (not needed with a parked one) */
 	struct mta_route route;
 	size_t host_i, addr_i;
 	struct mta_conn *conn;		/* owned while open */
-	unsigned sent_on_conn;
+	bool reused;			/* conn was taken from the pool, nothing sent yet */
+	bool healthy;			/* conn's last transaction was not refused as a
+					 * whole with 4xx: worth more mail (and parking) */
+	unsigned sent_on_conn;		/* messages over conn, also before this attempt */
 	struct mta_reply last_err;	/* why the last connection failed */
-	char last_host[MTA_DNS_NAME_MAX + 64];	/* "mx.example.org[192.0.2.1]" */
+	char last_host[MTA_HOST_TEXT_MAX];	/* "mx.example.org[192.0.2.1]" */
 	bool ending;
 	struct event *end_ev;
 };
 
 struct mta_bounce;
+struct mta_idle;
 
 struct mta {
 	const struct conf *conf;
@@ -66,7 +74,11 @@ struct mta {
 	struct event *run_ev, *notify_ev, *timer;
 	struct mta_attempt *attempts;
 	unsigned nattempts;
-	uint64_t attempt_seq;
+	uint64_t attempt_seq;		/* ids of attempts and parked connections */
+	struct mta_idle *idle_head, *idle_tail;	/* parked connections, oldest first */
+	unsigned nidle;
+	unsigned idle_timeout;		/* seconds; 0: never park */
+	struct event *idle_timer;
 	pthread_mutex_t qlock;		/* guards q/nq/flush_all (other threads add) */
 	uint64_t *q;
 	size_t nq, capq;
@@ -84,6 +96,19 @@ void mta_outcome_format(char *out, size_t outsz, const char *status, const char 
 			const struct mta_reply *r, const char *why);
 void mta_outcome_parse(const char *s, char *status, size_t ssz, char *remote, size_t rsz,
 		       char *reply, size_t rpsz);
+
+/* mta_pool.c: idle connections kept for the next attempt (see there). */
+void mta_pool_init(struct mta *m);
+void mta_pool_fini(struct mta *m);
+void mta_pool_close_all(struct mta *m);
+void mta_pool_key(const struct mta *m, const struct conf_route *r, const char *dest, char *out,
+		  size_t outsz);
+void mta_pool_put(struct mta *m, const char *key, struct mta_conn *c, const char *host,
+		  unsigned sent);
+struct mta_conn *mta_pool_take(struct mta *m, const char *key, uint64_t cookie, char *host,
+			       size_t hostsz, unsigned *sent);
+void mta_pool_make_room(struct mta *m);
+bool mta_pool_on_lost(struct mta *m, uint64_t cookie);
 
 /* mta_conf.c: config -> engine settings. */
 void mta_conf_apply(struct mta *m);

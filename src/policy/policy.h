@@ -47,4 +47,20 @@ struct dkim_loaded_keys;
  */
 void policy_dkim_load(void *store, const char *domain, struct dkim_loaded_keys *out);
 
+/*
+ * API keys: "rlv_" + 16 hex digits of id + "_" + 40 hex digits of secret
+ * (160 random bits). The store keeps the id and the SHA-256 of the whole key:
+ * the key has full entropy, so a fast hash is as safe as a slow one and keeps
+ * every API request cheap.
+ */
+#define POLICY_APIKEY_LEN (4 + 16 + 1 + 40)
+/* policy_apikey_create - a new key for user, stored; *key (shown to the operator
+ * once) and *id are the caller's. RC_NOTFOUND if there is no such user. */
+enum rc policy_apikey_create(struct store *st, const char *user, const char *name, char **key,
+			     char **id);
+/* policy_apikey_check - the account a presented key acts for: RC_OK and *out (the
+ * user, with domains); RC_PERMFAIL for a malformed, unknown or revoked key
+ * (compared in constant time); RC_TEMPFAIL if the store failed. */
+enum rc policy_apikey_check(struct store *st, const char *key, struct store_user **out);
+
 #endif

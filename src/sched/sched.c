@@ -625,6 +625,26 @@ size_t sched_take(struct sched *s, int64_t now, struct sched_item *out, size_t m
 	return n;
 }
 
+/* sched_take_more - more due items of dest, for the holder of one of its slots. */
+size_t sched_take_more(struct sched *s, const char *dest, int64_t now, struct sched_item *out,
+                       size_t max, enum sched_stream *stream)
+{
+	struct sched_dest *d = dest_find(s, dest);
+	if (d == NULL || d->active == 0)
+		fatal("event=sched_take_more_without_slot dest=%s", dest);
+	if (max == 0)
+		return 0;
+	enum sched_stream st = pick_stream(d, now);
+	const struct sched_it *top = sched_heap_top(&d->q[st]);
+	if (top == NULL || top->due > now)
+		return 0;
+	size_t n = take_items(s, d, st, now, out, max);
+	if (stream != NULL)
+		*stream = st;
+	dest_update(s, d); /* keeps d: a slot is taken */
+	return n;
+}
+
 /* sched_release - give back a slot taken by sched_take for dest. */
 void sched_release(struct sched *s, const char *dest)
 {

@@ -72,6 +72,15 @@ void sched_flush(struct sched *s, uint64_t msgid, int64_t now);
 size_t sched_take(struct sched *s, int64_t now, struct sched_item *out, size_t max,
 		  char *dest, size_t dest_size, enum sched_stream *stream);
 
+/*
+ * sched_take_more - up to max due items of dest for an attempt that already
+ * holds one of dest's slots and goes on over the same connection: the stream
+ * and order as sched_take's, no further slot taken, dest's turn unchanged.
+ * Returns the number of items (0: nothing of dest is due now).
+ */
+size_t sched_take_more(struct sched *s, const char *dest, int64_t now, struct sched_item *out,
+		       size_t max, enum sched_stream *stream);
+
 /* sched_release - a connection to dest has ended. */
 void sched_release(struct sched *s, const char *dest);
 

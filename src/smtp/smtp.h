@@ -218,6 +218,7 @@ struct smtp_hdr_info {
 	unsigned from_fields;		/* RFC 5322 3.6 allows one of each */
 	unsigned date_fields;
 	unsigned message_id_fields;
+	bool bulk;			/* X-Relevo-Stream: bulk, or Precedence: bulk/list */
 };
 /* smtp_hdr_scan - parse a header section (unfolding, comments, quoted strings,
  * display names, groups, RFC 2047 words left alone). Never fails: oddities are

@@ -147,13 +147,85 @@ static void copy_headers(struct smtp_msg_check *c, const char *buf, size_t n)
 }
 
 /*
+ * Word-at-a-time scanning: the checker's work is in the few octets that need a
+ * decision (CR, LF, NUL, and 8-bit ones until the first is seen); everything
+ * else only counts towards the line length. scan_plain skips such ordinary
+ * octets eight at a time. has_zero(v) is non-zero iff some byte of v is zero
+ * (the classic (v - 0x01..) & ~v & 0x80.. test: exact as to whether, not as to
+ * where, which is all that is asked here).
+ */
+#define ONES 0x0101010101010101ULL
+#define HIGHS 0x8080808080808080ULL
+
+static inline uint64_t has_zero(uint64_t v)
+{
+	return (v - ONES) & ~v & HIGHS;
+}
+
+static inline bool is_special(unsigned char b, bool want_8bit)
+{
+	return b == '\r' || b == '\n' || b == 0 || (want_8bit && b >= 0x80);
+}
+
+/* scan_plain - the length of the leading run of p[0..len) without CR, LF, NUL
+ * and (when want_8bit) octets >= 0x80. */
+static size_t scan_plain(const unsigned char *p, size_t len, bool want_8bit)
+{
+	const uint64_t hi = want_8bit ? HIGHS : 0;
+	size_t i = 0;
+	for (; i + 8 <= len; i += 8) {
+		uint64_t w;
+		memcpy(&w, p + i, sizeof w);
+		if (has_zero(w) | has_zero(w ^ (ONES * '\n')) | has_zero(w ^ (ONES * '\r')) |
+		    (w & hi))
+			break;
+	}
+	while (i < len && !is_special(p[i], want_8bit))
+		i++;
+	return i;
+}
+
+/* check_octet - one octet that needs a decision (or follows a CR); *hdr_end
+ * moves when it ends the header section. */
+static void check_octet(struct smtp_msg_check *c, int b, size_t i, size_t *hdr_end)
+{
+	if (c->prev == '\r' && b != '\n')
+		c->bare_crlf = true;	/* CR not followed by LF */
+	if (b == '\n') {
+		if (c->prev != '\r') {
+			c->bare_crlf = true;	/* LF not preceded by CR */
+			c->line_len++;
+		} else {
+			if (c->line_len - 1 > 998)
+				c->long_line = true;
+			if (c->in_headers && c->line_len == 1) {
+				/* The empty line: the header section ends here. */
+				c->in_headers = false;
+				*hdr_end = i + 1;
+			}
+			c->line_len = 0;
+		}
+	} else {
+		c->line_len++;
+		if (b == 0)
+			c->nul = true;
+		else if (b >= 0x80)
+			c->eight_bit = true;
+	}
+	c->prev = b;
+}
+
+/*
  * smtp_msg_check_feed - account for buf[0..len) of message content.
  * line_len counts the octets of the current line including a trailing CR that
  * may turn out to be the CR of its CRLF; prev carries the last octet across
- * calls so that a CRLF split between two pieces is still one CRLF.
+ * calls so that a CRLF split between two pieces is still one CRLF. Runs of
+ * ordinary octets are skipped a word at a time (scan_plain); the result is the
+ * same as looking at every octet with check_octet.
  */
 void smtp_msg_check_feed(struct smtp_msg_check *c, const char *buf, size_t len)
 {
+	const unsigned char *p = (const unsigned char *)buf;
 	size_t hdr_end = c->in_headers ? len : 0;
 
 	if (len > UINT64_MAX - c->size)
@@ -163,32 +235,16 @@ void smtp_msg_check_feed(struct smtp_msg_check *c, const char *buf, size_t len)
 	if (c->max_size != 0 && c->size > c->max_size)
 		c->too_big = true;
 
-	for (size_t i = 0; i < len; i++) {
-		int b = (unsigned char)buf[i];
-		if (c->prev == '\r' && b != '\n')
-			c->bare_crlf = true;	/* CR not followed by LF */
-		if (b == '\n') {
-			if (c->prev != '\r') {
-				c->bare_crlf = true;	/* LF not preceded by CR */
-				c->line_len++;
-			} else {
-				if (c->line_len - 1 > 998)
-					c->long_line = true;
-				if (c->in_headers && c->line_len == 1) {
-					/* The empty line: the header section ends here. */
-					c->in_headers = false;
-					hdr_end = i + 1;
-				}
-				c->line_len = 0;
-			}
-		} else {
-			c->line_len++;
-			if (b == 0)
-				c->nul = true;
-			else if (b >= 0x80)
-				c->eight_bit = true;
+	for (size_t i = 0; i < len;) {
+		size_t n = c->prev == '\r' ? 0 : scan_plain(p + i, len - i, !c->eight_bit);
+		if (n > 0) {
+			c->line_len += n;
+			c->prev = p[i + n - 1];
+			i += n;
+			continue;
 		}
-		c->prev = b;
+		check_octet(c, p[i], i, &hdr_end);
+		i++;
 	}
 	if (hdr_end > 0)
 		copy_headers(c, buf, hdr_end);

@@ -331,6 +331,21 @@ static size_t line_end(const char *h, size_t len, size_t i)
 	return lf ? (size_t)(lf - h) : len;
 }
 
+/* scan_stream - X-Relevo-Stream: bulk, or Precedence: bulk / list, marks the
+ * message as bulk mail (the bulk delivery stream). */
+static void scan_stream(const char *body, size_t len, struct smtp_hdr_info *info)
+{
+	while (len > 0 && (is_wsp(*body) || *body == '\r' || *body == '\n')) {
+		body++;
+		len--;
+	}
+	while (len > 0 && (is_wsp(body[len - 1]) || body[len - 1] == '\r' || body[len - 1] == '\n'))
+		len--;
+	if ((len == 4 && strncasecmp(body, "bulk", 4) == 0) ||
+	    (len == 4 && strncasecmp(body, "list", 4) == 0))
+		info->bulk = true;
+}
+
 /* smtp_hdr_scan - find and check Message-ID, Date and From in a header section. */
 void smtp_hdr_scan(const char *hdrs, size_t len, struct smtp_hdr_info *info)
 {
@@ -371,6 +386,9 @@ void smtp_hdr_scan(const char *hdrs, size_t len, struct smtp_hdr_info *info)
 			} else if (name_is(name, n, "Message-ID")) {
 				info->has_message_id = true;
 				info->message_id_fields++;
+			} else if (name_is(name, n, "X-Relevo-Stream") ||
+				   name_is(name, n, "Precedence")) {
+				scan_stream(body, blen, info);
 			}
 		}
 		/* else: not a header field (no name or no colon): not counted. */

@@ -1,12 +1,14 @@
 /*
  * smtp_int.h - internals shared by the server's files (smtp_server.c: listeners,
- * workers, connection accounting; smtp_session.c: the state machine;
- * smtp_tls.c: the TLS context). Not a public header: only src/smtp/ includes it.
+ * workers, connection and memory accounting; smtp_session.c: the state machine;
+ * smtp_guard.c: failed AUTH across connections; smtp_tls.c: the TLS context).
+ * Not a public header: only src/smtp/ includes it.
  */
 #ifndef RELEVO_SMTP_INT_H
 #define RELEVO_SMTP_INT_H
 
 #include <pthread.h>
+#include <stdatomic.h>
 #include <stdbool.h>
 #include <stdint.h>
 #include <sys/socket.h>
@@ -56,6 +58,8 @@ struct smtp_server {
 	pthread_mutex_t conn_lock;	/* guards nconn and the per-address table */
 	unsigned nconn;
 	struct smtp_conncount **conn_table;
+	struct smtp_guard *guard;	/* failed AUTH per address and per account */
+	_Atomic uint64_t mem_held;	/* message bytes held by all sessions (smtp.memory_budget) */
 	bool stopping;
 };
 
@@ -73,6 +77,21 @@ struct smtp_pending {
 	const struct conf_listen *lst;
 };
 
+/* smtp_guard.c - failed AUTH across connections (see the file's comment). */
+struct smtp_guard;
+struct smtp_guard_verdict {
+	unsigned delay_ms;	/* answer the failure this much later */
+	unsigned addr_failures;	/* failures of the address in its window, this one included */
+	unsigned user_failures;	/* ... of the account (0: no user name) */
+	bool locked_now;	/* this failure locked the address */
+};
+struct smtp_guard *smtp_guard_new(unsigned limit, unsigned window_s);
+void smtp_guard_free(struct smtp_guard *g);
+bool smtp_guard_is_locked(struct smtp_guard *g, const struct sockaddr_storage *sa, int64_t now);
+void smtp_guard_fail(struct smtp_guard *g, const struct sockaddr_storage *sa, const char *user,
+		     int64_t now, struct smtp_guard_verdict *v);
+void smtp_guard_success(struct smtp_guard *g, const struct sockaddr_storage *sa, int64_t now);
+
 /* smtp_dkim.c */
 enum rc smtp_dkim_sign(struct smtp_server *srv, uint64_t sid, const char *domain,
 		       struct evbuffer *body, struct smtp_reply *r, char *text, size_t textsz);
@@ -85,6 +104,13 @@ void smtp_worker_register(struct smtp_worker *w, struct smtp_session *s, uint64_
 void smtp_worker_unregister(struct smtp_worker *w, uint64_t id);
 struct smtp_session *smtp_worker_find(struct smtp_worker *w, uint64_t id);
 void smtp_conn_release(struct smtp_server *srv, const struct sockaddr_storage *sa);
+/* smtp_mem_reserve - count n more bytes against smtp.memory_budget; false (and
+ * nothing counted) if that would pass it. Each reservation is released exactly
+ * once with smtp_mem_release. */
+bool smtp_mem_reserve(struct smtp_server *srv, uint64_t n);
+void smtp_mem_release(struct smtp_server *srv, uint64_t n);
+/* smtp_mem_held - bytes reserved now, by every session together. */
+uint64_t smtp_mem_held(struct smtp_server *srv);
 
 /* smtp_session.c */
 void smtp_session_start(struct smtp_worker *w, evutil_socket_t fd,

@@ -1,12 +1,16 @@
 /*
- * smtp_server.c - listeners, worker threads, connection accounting and the
- * session registry.
+ * smtp_server.c - listeners, worker threads, connection accounting, the
+ * memory budget and the session registry.
  *
  * The main loop owns the listening sockets; each accepted connection is counted
  * (in total and per client address), then handed to a worker thread round-robin.
  * A worker runs its own event loop and owns its sessions until they end.
  * Stopping: listeners close, every worker tells its sessions to finish (421),
  * and smtp_server_run returns once all workers are idle.
+ * The memory budget is one atomic counter of the message bytes every session
+ * holds before its commit (smtp.memory_budget): a session reserves before it
+ * keeps bytes and releases on every way out (commit answered, reset, refusal,
+ * disconnect), so the counter is back at zero when no transaction is open.
  */
 #include "smtp/smtp_int.h"
 
@@ -103,6 +107,35 @@ void smtp_conn_release(struct smtp_server *srv, const struct sockaddr_storage *s
 	}
 	srv->nconn--;
 	pthread_mutex_unlock(&srv->conn_lock);
+}
+
+/* ---- memory budget ------------------------------------------------------- */
+
+/* smtp_mem_reserve - take n bytes of smtp.memory_budget, or nothing. */
+bool smtp_mem_reserve(struct smtp_server *srv, uint64_t n)
+{
+	uint64_t budget = srv->conf->smtp.memory_budget;
+	uint64_t cur = atomic_load(&srv->mem_held);
+	do {
+		if (n > budget || cur > budget - n)
+			return false;
+	} while (!atomic_compare_exchange_weak(&srv->mem_held, &cur, cur + n));
+	return true;
+}
+
+/* smtp_mem_release - give back n reserved bytes. */
+void smtp_mem_release(struct smtp_server *srv, uint64_t n)
+{
+	uint64_t before = atomic_fetch_sub(&srv->mem_held, n);
+	if (before < n)
+		fatal("event=memory_budget_underflow held=%llu release=%llu",
+		      (unsigned long long)before, (unsigned long long)n);
+}
+
+/* smtp_mem_held - bytes reserved now. */
+uint64_t smtp_mem_held(struct smtp_server *srv)
+{
+	return atomic_load(&srv->mem_held);
 }
 
 /* ---- session registry (open addressing, linear probing, by 64-bit id) ---- */
@@ -381,6 +414,8 @@ enum rc smtp_server_new(const struct conf *conf, struct spool *spool, struct sto
 		}
 	}
 	srv->authq = workq_new(2, 256);
+	srv->guard = smtp_guard_new(conf->smtp.auth_lockout_failures,
+				    conf->smtp.auth_lockout_window);
 	srv->dkim = dkim_cache_new(policy_dkim_load, store);
 	server_init_workers(srv);
 	*out = srv;
@@ -438,6 +473,12 @@ void smtp_server_free(struct smtp_server *srv)
 	free(srv->listener_ctx);
 	workq_free(srv->authq);
 	dkim_cache_free(srv->dkim);
+	smtp_guard_free(srv->guard);
+	/* Every session is gone: whatever is still counted leaked. Said loudly, not
+	 * aborted: the daemon is exiting and nothing is left to protect. */
+	if (atomic_load(&srv->mem_held) != 0)
+		log_err("event=memory_budget_leak held=%llu",
+			(unsigned long long)atomic_load(&srv->mem_held));
 	for (unsigned i = 0; i < srv->nworkers; i++) {
 		struct smtp_worker *w = &srv->workers[i];
 		event_free(w->accept_ev);

@@ -16,6 +16,14 @@
  *   deep inside a handler.
  * - "250 queued" is written only from the spool's completion callback, i.e.
  *   after the message is on stable storage.
+ * - Besides the idle timeouts (bufferevent, reset by every byte), one timer
+ *   (deadline_ev) enforces totals a trickling client cannot stretch: a command
+ *   line complete within smtp.timeout_command of its first byte, a DATA/BDAT
+ *   transfer within smtp.timeout_data_total, a session within
+ *   smtp.session_max_time. It is re-armed after each batch of input.
+ * - Message bytes kept in s->body are reserved from the server-wide
+ *   smtp.memory_budget first (s->mem_held); session_mem_drop gives them back on
+ *   every way a transaction ends (commit answered, reset, refusal, free).
  */
 #include "smtp/smtp_int.h"
 
@@ -63,6 +71,8 @@ struct session_rcpt {
 	char *addr;
 	char *orcpt;
 	uint8_t notify;
+	bool suppressed;	/* on the account's suppression list: answered 250,
+				 * left out of the envelope, reported as an event */
 };
 
 struct smtp_session {
@@ -87,6 +97,10 @@ struct smtp_session {
 	bool out_paused;		/* replies pile up unread: input paused until they drain */
 	struct event *defer_ev;		/* deferred free and delayed replies */
 	void (*defer_fn)(struct smtp_session *s);
+	struct event *deadline_ev;	/* session, command line and transfer totals */
+	int64_t started_ms;		/* monotonic: the connection (smtp.session_max_time) */
+	int64_t line_ms;		/* first byte of the command line being read; 0: none */
+	int64_t transfer_ms;		/* DATA or the first BDAT chunk began; 0: none */
 	char helo[SMTP_DOMAIN_MAX + 1];
 	unsigned errors;
 	unsigned auth_failures;
@@ -113,6 +127,8 @@ struct smtp_session {
 	struct smtp_data_reader dr;
 	struct smtp_msg_check mc;
 	bool mc_live;
+	uint64_t mem_held;	/* bytes of body reserved from smtp.memory_budget */
+	bool mem_refused;	/* the budget was exhausted: 452 4.3.1 at the end */
 
 	char line[SMTP_AUTH_LINE_MAX + 1];
 	char text[1536];		/* reply texts built by handlers (paths are up to 1025 bytes) */
@@ -168,6 +184,29 @@ static void session_replyf(struct smtp_session *s, int code, const char *enh, co
 	session_reply(s, code, enh, s->text);
 }
 
+/* ---- the memory budget (smtp.memory_budget, counted in smtp_server.c) ------ */
+
+/* session_mem_take - reserve n more bytes for s->body; false if the budget is spent. */
+static bool session_mem_take(struct smtp_session *s, uint64_t n)
+{
+	if (!smtp_mem_reserve(s->srv, n))
+		return false;
+	s->mem_held += n;
+	return true;
+}
+
+/* session_mem_drop - give back everything s reserved (its body is gone or drained). */
+static void session_mem_drop(struct smtp_session *s)
+{
+	if (s->mem_held == 0)
+		return;
+	smtp_mem_release(s->srv, s->mem_held);
+	log_debug("sid=%016llx event=memory_release bytes=%llu held=%llu",
+		  (unsigned long long)s->id, (unsigned long long)s->mem_held,
+		  (unsigned long long)smtp_mem_held(s->srv));
+	s->mem_held = 0;
+}
+
 static void session_free(struct smtp_session *s)
 {
 	log_info("sid=%016llx event=disconnect client=%s errors=%u", (unsigned long long)s->id,
@@ -180,6 +219,8 @@ static void session_free(struct smtp_session *s)
 	if (!s->bev_owns_fd)
 		evutil_closesocket(s->fd);
 	event_free(s->defer_ev);
+	event_free(s->deadline_ev);
+	session_mem_drop(s);
 	for (size_t i = 0; i < s->nrcpt; i++) {
 		free(s->rcpt[i].addr);
 		free(s->rcpt[i].orcpt);
@@ -262,10 +303,13 @@ static void session_reset_transaction(struct smtp_session *s)
 	memset(&s->mp, 0, sizeof s->mp);
 	s->used_bdat = s->bdat_last = s->bdat_failed = false;
 	s->bdat_remaining = 0;
+	s->transfer_ms = 0;
 	if (s->body)
 		evbuffer_drain(s->body, evbuffer_get_length(s->body));
 	else
 		s->body = evbuffer_new();
+	session_mem_drop(s);
+	s->mem_refused = false;
 	if (s->mc_live) {
 		smtp_msg_check_fini(&s->mc);
 		s->mc_live = false;
@@ -517,6 +561,41 @@ static void session_auth_fail_reply(struct smtp_session *s)
 	session_resume(s, s->resume_state);
 }
 
+/* session_auth_failed - count a failed AUTH in the session and across connections
+ * (smtp_guard.c), then answer it late: the delay grows with the address's
+ * failures and is longest for an account under attack. The timer keeps the
+ * worker free meanwhile. */
+static void session_auth_failed(struct smtp_session *s, const char *user)
+{
+	struct smtp_guard_verdict v;
+	s->auth_failures++;
+	smtp_guard_fail(s->srv->guard, &s->sa, user, time_mono_ms(), &v);
+	log_info("sid=%016llx event=auth result=fail user=%s client=%s failures=%u "
+		 "client_failures=%u user_failures=%u delay_ms=%u",
+		 (unsigned long long)s->id, user && user[0] ? user : "-", s->peer,
+		 s->auth_failures, v.addr_failures, v.user_failures, v.delay_ms);
+	if (v.locked_now)
+		log_warn("sid=%016llx event=auth_lockout client=%s failures=%u seconds=%u",
+			 (unsigned long long)s->id, s->peer, v.addr_failures,
+			 s->conf->smtp.auth_lockout_window);
+	if (s->state != SMTP_ST_WAIT)
+		session_pause(s);
+	session_defer(s, session_auth_fail_reply, v.delay_ms);
+}
+
+/* session_auth_locked - true (and 454 sent) if AUTH from this address is locked
+ * out: refused without looking at what the client sent. */
+static bool session_auth_locked(struct smtp_session *s)
+{
+	if (!smtp_guard_is_locked(s->srv->guard, &s->sa, time_mono_ms()))
+		return false;
+	log_info("sid=%016llx event=auth result=locked_out client=%s", (unsigned long long)s->id,
+		 s->peer);
+	session_reply(s, 454, "4.7.0",
+		      "Too many authentication failures from your address, try again later");
+	return true;
+}
+
 static void auth_done(void *arg)
 {
 	struct auth_job *j = arg;
@@ -528,6 +607,7 @@ static void auth_done(void *arg)
 	}
 	if (j->rc == RC_OK) {
 		s->user = j->result;
+		smtp_guard_success(s->srv->guard, &s->sa, time_mono_ms());
 		log_info("sid=%016llx event=auth result=ok user=%s client=%s",
 			 (unsigned long long)s->id, s->user->name, s->peer);
 		session_reply(s, 235, "2.7.0", "Authentication successful");
@@ -538,24 +618,22 @@ static void auth_done(void *arg)
 		session_reply(s, 454, "4.7.0", "Temporary authentication failure");
 		session_resume(s, s->resume_state);
 	} else {
-		s->auth_failures++;
-		log_info("sid=%016llx event=auth result=fail user=%s client=%s failures=%u",
-			 (unsigned long long)s->id, j->user, s->peer, s->auth_failures);
-		/* Slow down guessing: each failure answers later than the last. */
-		session_defer(s, session_auth_fail_reply, MIN(s->auth_failures, 5) * 400);
+		session_auth_failed(s, j->user);
 	}
 	free(j);
 }
 
 static void session_auth_check(struct smtp_session *s, const char *user, const char *pass)
 {
+	s->auth_step = AUTH_NONE;
+	if (session_auth_locked(s))
+		return;
 	struct auth_job *j = xcalloc(1, sizeof *j);
 	j->w = s->w;
 	j->store = s->srv->store;
 	j->sid = s->id;
 	str_lcpy(j->user, user, sizeof j->user);
 	str_lcpy(j->pass, pass, sizeof j->pass);
-	s->auth_step = AUTH_NONE;
 	session_pause(s);
 	if (workq_submit(s->srv->authq, s->w->base, auth_work, auth_done, j) != RC_OK) {
 		explicit_bzero(j->pass, sizeof j->pass);
@@ -578,8 +656,8 @@ static void session_auth_plain(struct smtp_session *s, const char *b64, struct s
 	if (rc == RC_PERMFAIL) {
 		/* A well-formed response asking to act as someone else (authzid). */
 		explicit_bzero(pass, sizeof pass);
-		s->auth_failures++;
-		*r = (struct smtp_reply){535, "5.7.8", "Authentication credentials invalid"};
+		session_auth_failed(s, NULL);
+		r->code = 0; /* answered by session_auth_fail_reply */
 		return;
 	}
 	if (rc != RC_OK) {
@@ -609,6 +687,10 @@ static void cmd_auth(struct smtp_session *s, const char *arg, struct smtp_reply 
 	}
 	if (s->lst->mode == CONF_LISTEN_RELAY) {
 		*r = (struct smtp_reply){503, "5.5.1", "AUTH is not available on this port"};
+		return;
+	}
+	if (session_auth_locked(s)) {
+		r->code = 0; /* answered */
 		return;
 	}
 	char mech[32];
@@ -684,6 +766,29 @@ static void session_auth_line(struct smtp_session *s, const char *line)
 
 /* ---- MAIL, RCPT ------------------------------------------------------------------ */
 
+/* session_emit - an event of this session's transaction: rejected (r is the
+ * refusal) or suppressed (r is NULL). */
+static void session_emit(struct smtp_session *s, enum evlog_type type, uint64_t msgid,
+			 const char *rcpt, const struct smtp_reply *r, bool bulk)
+{
+	char reply[sizeof s->text + 32] = "recipient is on the suppression list";
+	if (r != NULL)
+		snprintf(reply, sizeof reply, "%d %s%s%s", r->code, r->enh ? r->enh : "",
+			 r->enh ? " " : "", r->text ? r->text : "");
+	struct evlog_event ev = {
+		.type = type,
+		.msgid = msgid,
+		.recipient = (char *)rcpt,
+		.sender = s->sender.addr,
+		.user = s->user ? s->user->name : NULL,
+		.stream = evlog_stream_name(bulk),
+		.source = "smtp",
+		.status = r && r->enh ? (char *)r->enh : NULL,
+		.reply = reply,
+	};
+	evlog_emit(&ev);
+}
+
 static void cmd_mail(struct smtp_session *s, const char *arg, struct smtp_reply *r)
 {
 	struct smtp_path path;
@@ -701,6 +806,9 @@ static void cmd_mail(struct smtp_session *s, const char *arg, struct smtp_reply 
 		*r = (struct smtp_reply){553, "5.7.1", s->text};
 		log_info("sid=%016llx event=reject reason=sender_not_owned user=%s sender=%s",
 			 (unsigned long long)s->id, s->user->name, path.addr);
+		str_lcpy(s->sender.addr, path.addr, sizeof s->sender.addr);
+		session_emit(s, EVLOG_REJECTED, 0, NULL, r, false);
+		s->sender.addr[0] = '\0';
 		return;
 	}
 	session_reset_transaction(s);
@@ -731,6 +839,10 @@ static void cmd_rcpt(struct smtp_session *s, const char *arg, struct smtp_reply 
 		.addr = xstrdup(path.addr),
 		.orcpt = rp.orcpt[0] ? xstrdup(rp.orcpt) : NULL,
 		.notify = rp.notify,
+		/* A point lookup on the store's read connection (microseconds). */
+		.suppressed = s->user != NULL && store_suppression_check(s->srv->store,
+									 s->user->name,
+									 path.addr) == RC_OK,
 	};
 	session_enter_state(s, SMTP_ST_RCPT);
 	snprintf(s->text, sizeof s->text, "Recipient <%s> OK", path.addr);
@@ -746,6 +858,23 @@ static void session_intake_begin(struct smtp_session *s)
 	smtp_msg_check_init(&s->mc, s->conf->smtp.max_message_size);
 	s->mc_live = true;
 	evbuffer_drain(s->body, evbuffer_get_length(s->body));
+	session_mem_drop(s);
+	s->mem_refused = false;
+	s->transfer_ms = time_mono_ms();
+}
+
+/* session_mem_refuse - the budget cannot hold this message: drop what it holds
+ * now (the rest is read and dropped); the client gets 452 4.3.1 at its end. */
+static void session_mem_refuse(struct smtp_session *s)
+{
+	log_info("sid=%016llx event=memory_budget_exhausted client=%s size=%llu held=%llu "
+		 "budget=%llu",
+		 (unsigned long long)s->id, s->peer, (unsigned long long)s->mc.size,
+		 (unsigned long long)smtp_mem_held(s->srv),
+		 (unsigned long long)s->conf->smtp.memory_budget);
+	s->mem_refused = true;
+	evbuffer_drain(s->body, evbuffer_get_length(s->body));
+	session_mem_drop(s);
 }
 
 /* session_intake - content bytes in s->chunk: check them, keep them if in bounds. */
@@ -767,8 +896,12 @@ static void session_intake(struct smtp_session *s)
 		    evbuffer_ptr_set(s->chunk, &pos, done, EVBUFFER_PTR_ADD) != 0)
 			break;
 	}
-	if (s->mc.too_big || s->bdat_failed)
-		evbuffer_drain(s->chunk, evbuffer_get_length(s->chunk));
+	size_t n = evbuffer_get_length(s->chunk);
+	if (!s->mc.too_big && !s->bdat_failed && !s->mem_refused && n > 0 &&
+	    !session_mem_take(s, n))
+		session_mem_refuse(s);
+	if (s->mc.too_big || s->bdat_failed || s->mem_refused)
+		evbuffer_drain(s->chunk, n);
 	else
 		evbuffer_add_buffer(s->body, s->chunk);
 }
@@ -803,6 +936,8 @@ static void session_bdat_refuse(struct smtp_session *s, uint64_t size, const str
 	s->bdat_refused = true;
 	s->bdat_prev = s->state;
 	s->bdat_remaining = size;
+	if (s->transfer_ms == 0)
+		s->transfer_ms = time_mono_ms();
 	session_enter_state(s, SMTP_ST_BDAT);
 	session_set_timeout(s, s->conf->smtp.timeout_data);
 }
@@ -933,7 +1068,7 @@ static void session_add_trace(struct smtp_session *s, uint64_t id,
 	evbuffer_free(h);
 }
 
-static struct spool_env *session_envelope(struct smtp_session *s, uint64_t id)
+static struct spool_env *session_envelope(struct smtp_session *s, uint64_t id, bool bulk)
 {
 	struct spool_env *env = xcalloc(1, sizeof *env);
 	env->id = id;
@@ -947,17 +1082,46 @@ static struct spool_env *session_envelope(struct smtp_session *s, uint64_t id)
 		     (s->mp.smtputf8 ? SPOOL_F_SMTPUTF8 : 0) |
 		     (s->mp.ret == SMTP_RET_FULL ? SPOOL_F_RET_FULL : 0) |
 		     (s->mp.ret == SMTP_RET_HDRS ? SPOOL_F_RET_HDRS : 0) |
-		     (s->user && s->user->sandbox ? SPOOL_F_SANDBOX : 0);
-	env->nrcpt = s->nrcpt;
+		     (s->user && s->user->sandbox ? SPOOL_F_SANDBOX : 0) |
+		     (bulk ? SPOOL_F_BULK : 0);
 	env->rcpt = xcalloc(s->nrcpt, sizeof *env->rcpt);
 	for (size_t i = 0; i < s->nrcpt; i++) {
-		env->rcpt[i].addr = s->rcpt[i].addr;
-		env->rcpt[i].orcpt = s->rcpt[i].orcpt;
-		env->rcpt[i].notify = s->rcpt[i].notify;
+		if (s->rcpt[i].suppressed)
+			continue;
+		struct spool_rcpt *r = &env->rcpt[env->nrcpt++];
+		r->addr = s->rcpt[i].addr;
+		r->orcpt = s->rcpt[i].orcpt;
+		r->notify = s->rcpt[i].notify;
 		s->rcpt[i].addr = s->rcpt[i].orcpt = NULL;
 	}
 	env->body_size = evbuffer_get_length(s->body);
 	return env;
+}
+
+/*
+ * session_all_suppressed - report the suppressed recipients (an event each). If
+ * no recipient is left there is nothing to queue: the client still gets 250
+ * (a submitter must not learn the list through SMTP; the account sees the
+ * events), and true is returned.
+ */
+static bool session_all_suppressed(struct smtp_session *s, uint64_t id, bool bulk)
+{
+	size_t left = s->nrcpt;
+	for (size_t i = 0; i < s->nrcpt; i++) {
+		if (!s->rcpt[i].suppressed)
+			continue;
+		left--;
+		session_emit(s, EVLOG_SUPPRESSED, id, s->rcpt[i].addr, NULL, bulk);
+	}
+	if (left > 0)
+		return false;
+	char idstr[ID_STR_LEN + 1];
+	id_format(id, idstr);
+	log_info("id=%s sid=%016llx event=all_suppressed nrcpt=%zu", idstr,
+		 (unsigned long long)s->id, s->nrcpt);
+	session_replyf(s, 250, "2.0.0", "queued as %s", idstr);
+	session_reset_transaction(s);
+	return true;
 }
 
 /* session_message_done - the last octet of the message has arrived. */
@@ -966,6 +1130,7 @@ static void session_message_done(struct smtp_session *s)
 	struct smtp_reply r = {0};
 	struct smtp_hdr_info hi;
 	session_enter_state(s, session_idle_state(s));
+	s->transfer_ms = 0;
 	if (s->bdat_failed) {
 		session_reply(s, s->bdat_err.code, s->bdat_err.enh, s->bdat_err.text);
 		session_reset_transaction(s);
@@ -974,7 +1139,14 @@ static void session_message_done(struct smtp_session *s)
 	if (smtp_msg_check_done(&s->mc, &r) != RC_OK) {
 		log_info("sid=%016llx event=reject reason=\"%s\" size=%llu",
 			 (unsigned long long)s->id, r.text, (unsigned long long)s->mc.size);
+		session_emit(s, EVLOG_REJECTED, 0, NULL, &r, false);
 		session_reply(s, r.code, r.enh, r.text);
+		session_reset_transaction(s);
+		return;
+	}
+	if (s->mem_refused) {
+		/* RFC 3463 4.3.1: the system is full; a later try may well succeed. */
+		session_reply(s, 452, "4.3.1", "Insufficient system storage, try again later");
 		session_reset_transaction(s);
 		return;
 	}
@@ -983,6 +1155,7 @@ static void session_message_done(struct smtp_session *s)
 	if (!session_check_from(s, &hi, &r)) {
 		log_info("sid=%016llx event=reject reason=from_not_owned user=%s",
 			 (unsigned long long)s->id, s->user->name);
+		session_emit(s, EVLOG_REJECTED, 0, NULL, &r, hi.bulk);
 		session_reply(s, r.code, r.enh, r.text);
 		session_reset_transaction(s);
 		return;
@@ -1001,11 +1174,14 @@ static void session_message_done(struct smtp_session *s)
 	const char *sign_as = hi.nfrom > 0 ? hi.from_domain[0] : s->sender.domain;
 	if (sign_as[0] && sign_as[0] != '[' &&
 	    smtp_dkim_sign(s->srv, s->id, sign_as, s->body, &r, s->text, sizeof s->text) != RC_OK) {
+		session_emit(s, EVLOG_REJECTED, 0, NULL, &r, hi.bulk);
 		session_reply(s, r.code, r.enh, r.text);
 		session_reset_transaction(s);
 		return;
 	}
-	struct spool_env *env = session_envelope(s, id);
+	if (session_all_suppressed(s, id, hi.bulk))
+		return;
+	struct spool_env *env = session_envelope(s, id, hi.bulk);
 	struct evbuffer *body = s->body;
 	s->body = NULL;
 	char idstr[ID_STR_LEN + 1];
@@ -1051,6 +1227,8 @@ static bool session_read_bdat(struct smtp_session *s, struct evbuffer *in)
 	session_set_timeout(s, s->conf->smtp.timeout_command);
 	if (s->bdat_refused) {
 		s->bdat_refused = false;
+		if (!s->used_bdat)
+			s->transfer_ms = 0;
 		session_enter_state(s, s->bdat_prev);
 		session_reply(s, s->bdat_err.code, s->bdat_err.enh, s->bdat_err.text);
 		return !session_error(s);
@@ -1064,6 +1242,10 @@ static bool session_read_bdat(struct smtp_session *s, struct evbuffer *in)
 		s->bdat_failed = true;
 		s->bdat_err = (struct smtp_reply){552, "5.3.4",
 						  "Message size exceeds fixed maximum message size"};
+	} else if (s->mem_refused && !s->bdat_failed) {
+		s->bdat_failed = true;
+		s->bdat_err = (struct smtp_reply){452, "4.3.1",
+						  "Insufficient system storage, try again later"};
 	}
 	if (s->bdat_failed)
 		session_reply(s, s->bdat_err.code, s->bdat_err.enh, s->bdat_err.text);
@@ -1193,6 +1375,7 @@ static bool session_discard_line(struct smtp_session *s, struct evbuffer *in)
 	if (p.pos >= 0) {
 		evbuffer_drain(in, (size_t)p.pos + 2);
 		s->discarding = false;
+		s->line_ms = 0;
 		return true;
 	}
 	size_t len = evbuffer_get_length(in);
@@ -1237,6 +1420,7 @@ static bool session_read_line(struct smtp_session *s, struct evbuffer *in)
 	memcpy(s->line, p, linelen);
 	s->line[linelen] = '\0';
 	evbuffer_drain(in, consumed);
+	s->line_ms = 0; /* the next line's clock starts with its first byte */
 	if (s->state == SMTP_ST_AUTH)
 		session_auth_line(s, s->line);
 	else
@@ -1249,8 +1433,8 @@ static bool session_read_line(struct smtp_session *s, struct evbuffer *in)
  * buffer replies without end: past this much unsent output, stop reading. */
 #define SMTP_OUT_HIGH (256 * 1024)
 
-/* session_process - consume buffered input until it runs out or we must wait. */
-static void session_process(struct smtp_session *s)
+/* session_consume - consume buffered input until it runs out or we must wait. */
+static void session_consume(struct smtp_session *s)
 {
 	struct evbuffer *in = bufferevent_get_input(s->bev);
 	for (;;) {
@@ -1290,6 +1474,109 @@ static void session_process(struct smtp_session *s)
 		if (!progress)
 			return;
 	}
+}
+
+/* ---- totals: session, command line, transfer ------------------------------------------ */
+
+/* session_reads_lines - is a command (or AUTH) line what the session waits for? */
+static bool session_reads_lines(const struct smtp_session *s)
+{
+	return (1u << s->state) &
+	       (ST(GREETED) | ST(READY) | ST(MAIL) | ST(RCPT) | ST(CHUNKS) | ST(AUTH));
+}
+
+/* The totals session_on_deadline enforces, in the order they are checked. */
+enum session_total { TOTAL_NONE, TOTAL_SESSION, TOTAL_TRANSFER, TOTAL_COMMAND };
+static const struct {
+	const char *name;	/* for the log */
+	const char *text;	/* for the 421 */
+} session_totals[] = {
+	[TOTAL_SESSION] = {"session", "the session lasted"},
+	[TOTAL_TRANSFER] = {"transfer", "the message transfer took"},
+	[TOTAL_COMMAND] = {"command", "the command line took"},
+};
+
+/* session_total_secs - the configured limit of a total. */
+static unsigned session_total_secs(const struct smtp_session *s, enum session_total t)
+{
+	return t == TOTAL_SESSION    ? s->conf->smtp.session_max_time
+	       : t == TOTAL_TRANSFER ? s->conf->smtp.timeout_data_total
+				     : s->conf->smtp.timeout_command;
+}
+
+/* session_overdue - the first total that has run out at now. */
+static enum session_total session_overdue(const struct smtp_session *s, int64_t now)
+{
+	if (now - s->started_ms >= (int64_t)session_total_secs(s, TOTAL_SESSION) * 1000)
+		return TOTAL_SESSION;
+	if (s->transfer_ms &&
+	    now - s->transfer_ms >= (int64_t)session_total_secs(s, TOTAL_TRANSFER) * 1000)
+		return TOTAL_TRANSFER;
+	if (s->line_ms && now - s->line_ms >= (int64_t)session_total_secs(s, TOTAL_COMMAND) * 1000)
+		return TOTAL_COMMAND;
+	return TOTAL_NONE;
+}
+
+/* session_arm_deadline - (re)start the timer for the earliest total still running.
+ * A command line's clock starts at its first byte and stops at its CRLF. */
+static void session_arm_deadline(struct smtp_session *s)
+{
+	if (s->state == SMTP_ST_CLOSING) {
+		evtimer_del(s->deadline_ev);
+		return;
+	}
+	int64_t now = time_mono_ms();
+	bool partial = session_reads_lines(s) &&
+		       (s->discarding || evbuffer_get_length(bufferevent_get_input(s->bev)) > 0);
+	if (!partial)
+		s->line_ms = 0;
+	else if (s->line_ms == 0)
+		s->line_ms = now;
+	int64_t due = s->started_ms + (int64_t)session_total_secs(s, TOTAL_SESSION) * 1000;
+	if (s->line_ms)
+		due = MIN(due, s->line_ms + (int64_t)session_total_secs(s, TOTAL_COMMAND) * 1000);
+	if (s->transfer_ms)
+		due = MIN(due,
+			  s->transfer_ms + (int64_t)session_total_secs(s, TOTAL_TRANSFER) * 1000);
+	int64_t left = MAX(due - now, (int64_t)0);
+	struct timeval tv = {(time_t)(left / 1000), (suseconds_t)(left % 1000) * 1000};
+	evtimer_add(s->deadline_ev, &tv);
+}
+
+/* session_on_deadline - a total ran out: 421 4.4.2 and close. */
+static void session_on_deadline(evutil_socket_t fd, short what, void *arg)
+{
+	static const struct timeval again = {1, 0};
+	struct smtp_session *s = arg;
+	if (s->state == SMTP_ST_CLOSING)
+		return;
+	enum session_total t = session_overdue(s, time_mono_ms());
+	if (t == TOTAL_NONE) {
+		session_arm_deadline(s);
+		return;
+	}
+	if (s->state == SMTP_ST_WAIT) {
+		/* Our turn (a commit, a password check): answer that first. */
+		evtimer_add(s->deadline_ev, &again);
+		return;
+	}
+	unsigned secs = session_total_secs(s, t);
+	log_info("sid=%016llx event=timeout client=%s state=%s limit=%s seconds=%u",
+		 (unsigned long long)s->id, s->peer, smtp_state_names[s->state],
+		 session_totals[t].name, secs);
+	if (s->state != SMTP_ST_TLS && s->state != SMTP_ST_CONNECTED)
+		session_replyf(s, 421, "4.4.2",
+			       "%s Timeout: %s more than %u seconds, closing connection",
+			       s->conf->hostname, session_totals[t].text, secs);
+	bufferevent_enable(s->bev, EV_WRITE);
+	session_close(s);
+}
+
+/* session_process - consume what can be consumed, then re-arm the totals. */
+static void session_process(struct smtp_session *s)
+{
+	session_consume(s);
+	session_arm_deadline(s);
 }
 
 /* ---- bufferevent callbacks ---------------------------------------------------------- */
@@ -1396,6 +1683,8 @@ void smtp_session_start(struct smtp_worker *w, evutil_socket_t fd,
 	s->chunk = evbuffer_new();
 	s->body = evbuffer_new();
 	s->defer_ev = evtimer_new(w->base, session_on_defer, s);
+	s->deadline_ev = evtimer_new(w->base, session_on_deadline, s);
+	s->started_ms = time_mono_ms();
 	evutil_make_socket_nonblocking(fd);
 	smtp_worker_register(w, s, s->id);
 	log_info("sid=%016llx event=connect client=%s listener=%s mode=%s",
@@ -1418,6 +1707,7 @@ void smtp_session_start(struct smtp_worker *w, evutil_socket_t fd,
 	session_set_timeout(s, s->conf->smtp.timeout_command);
 	bufferevent_enable(s->bev, EV_READ | EV_WRITE);
 	session_enter_state(s, SMTP_ST_CONNECTED);
+	session_arm_deadline(s);
 	if (lst->mode == CONF_LISTEN_RELAY && !conf_is_trusted(s->conf, (struct sockaddr *)sa)) {
 		session_replyf(s, 554, "5.7.1", "%s Your address is not allowed to relay here",
 			       s->conf->hostname);

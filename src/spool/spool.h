@@ -140,6 +140,15 @@ enum rc spool_rcpt_update(struct spool *sp, uint64_t id, size_t idx,
  */
 void spool_set_observer(struct spool *sp, void (*fn)(void *ctx, uint64_t id), void *ctx);
 
+/*
+ * spool_set_accept_hook - fn(ctx, env) is called on the writer thread for each
+ * new message committed with spool_commit, once it is durable and before any
+ * other thread can see it; env is valid during the call only. Used to record
+ * "accepted" events whatever the submitter became meanwhile. Quick, no blocking.
+ */
+void spool_set_accept_hook(struct spool *sp, void (*fn)(void *ctx, const struct spool_env *env),
+			   void *ctx);
+
 /* spool_delete - remove a message (operator action). RC_NOTFOUND if unknown. Durable
  * before return. */
 enum rc spool_delete(struct spool *sp, uint64_t id);

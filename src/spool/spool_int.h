@@ -232,6 +232,8 @@ struct spool {
 	int64_t compact_retry_at;	/* monotonic ms; after a failed compaction */
 	void (*observer)(void *ctx, uint64_t id);	/* set before traffic starts */
 	void *observer_ctx;
+	void (*accept_hook)(void *ctx, const struct spool_env *env);
+	void *accept_hook_ctx;
 };
 
 /* spool_index.c; every function below needs sp->lock held by the caller. */

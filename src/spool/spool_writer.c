@@ -210,6 +210,10 @@ static void write_batch(struct spool *sp, struct spool_op *batch)
 	enum rc rc = spool_writer_append(sp, iov, niov, total, &base);
 	free(iov);
 	if (rc == RC_OK) {
+		for (struct spool_op *op = batch; op; op = op->next)
+			if (op->notify && sp->accept_hook != NULL &&
+			    op->rec.type == SPOOL_REC_MSG)
+				sp->accept_hook(sp->accept_hook_ctx, op->rec.u.msg.env);
 		pthread_mutex_lock(&sp->lock);
 		for (struct spool_op *op = batch; op; op = op->next) {
 			op->rec.off = base + op->off;
@@ -446,6 +450,15 @@ enum rc spool_hold(struct spool *sp, uint64_t id, bool held)
 	r.u.hold.id = id;
 	r.u.hold.held = held;
 	return run_sync(sp, small_op(&r));
+}
+
+/* spool_set_accept_hook - fn(ctx, env) runs on the writer thread for each new
+ * message once it is durable, before it enters the index. */
+void spool_set_accept_hook(struct spool *sp, void (*fn)(void *ctx, const struct spool_env *env),
+			   void *ctx)
+{
+	sp->accept_hook = fn;
+	sp->accept_hook_ctx = ctx;
 }
 
 /* spool_set_observer - fn(ctx, id) runs on the writer thread after each new

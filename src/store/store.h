@@ -7,7 +7,11 @@
  * embedded default; PostgreSQL comes later behind the same functions.
  * Threads: a struct store may be used from any thread; calls are serialised by an
  * internal mutex. Calls block (disk I/O): event loops call them from worker
- * threads only.
+ * threads only. The hot point lookups (store_suppression_check, store_apikey_get)
+ * use a second, read-only connection with its own mutex: they see the last
+ * commit and never wait behind a write transaction. Callbacks of the _list,
+ * _query and _stats functions run with the mutex held: they must not call back
+ * into the same store; what they get is valid during the call only.
  * Ownership: out-parameters are new heap objects the caller frees with the
  * matching _free.
  */
@@ -86,7 +90,8 @@ enum rc store_dkim_key_del(struct store *st, const char *domain, const char *sel
  * The event history: struct evlog_event rows (core.h). Written in batches by the
  * event stream's sink thread; read by the HTTP API. */
 
-/* store_events_add - insert n events in one transaction; sets each ev->seq. */
+/* store_events_add - insert n events in one transaction; sets each ev->seq
+ * (increasing, never reused). RC_INVALID (nothing stored) for a bad type. */
 enum rc store_events_add(struct store *st, struct evlog_event *const *evs, size_t n);
 
 struct store_event_filter {
@@ -101,7 +106,9 @@ struct store_event_filter {
 	size_t limit;		/* at most this many (callers cap it); 0: 100 */
 };
 /* store_events_query - fn(arg, ev) per matching event in seq order (ev is valid
- * during the call only); stops early when fn returns false. */
+ * during the call only); stops early when fn returns false. The next page: the
+ * same filter with cursor = the last seq seen. RC_INVALID for a bad type or
+ * user name. */
 enum rc store_events_query(struct store *st, const struct store_event_filter *f,
 			   bool (*fn)(void *arg, const struct evlog_event *ev), void *arg);
 
@@ -118,7 +125,8 @@ enum rc store_events_stats(struct store *st, const char *user, int64_t since, in
 			   bool (*fn)(void *arg, const char *key,
 				      const uint64_t counts[EVLOG__COUNT]),
 			   void *arg);
-/* store_events_prune - delete events older than before (unix ms); *deleted may be NULL. */
+/* store_events_prune - delete events older than before (unix ms), in chunks of
+ * 10,000 rows per transaction; *deleted may be NULL. */
 enum rc store_events_prune(struct store *st, int64_t before, uint64_t *deleted);
 
 /* ---- suppression list ------------------------------------------------------
@@ -128,14 +136,16 @@ struct store_suppression {
 	char *reason;		/* "hard bounce: 550 5.1.1 ...", "manual", ... */
 	int64_t created;	/* unix ms */
 };
-/* store_suppression_add - RC_OK if added, RC_EXISTS if it was there (unchanged). */
+/* store_suppression_add - RC_OK if added, RC_EXISTS if it was there (unchanged),
+ * RC_NOTFOUND if there is no such user. reason NULL: "". */
 enum rc store_suppression_add(struct store *st, const char *user, const char *address,
 			      const char *reason);
 /* store_suppression_del - RC_NOTFOUND if it was not there. */
 enum rc store_suppression_del(struct store *st, const char *user, const char *address);
 /* store_suppression_check - RC_OK if suppressed, RC_NOTFOUND if not, or an error.
  * Hot path (every recipient): a point lookup on a separate read connection, so
- * it does not wait behind the event writer's transactions. */
+ * it does not wait behind the event writer's transactions. user NULL (mail
+ * without an account) is always RC_NOTFOUND. */
 enum rc store_suppression_check(struct store *st, const char *user, const char *address);
 /* store_suppression_list - in address order, only addresses > after (NULL: from
  * the start), at most limit (0: 100). */
@@ -153,7 +163,7 @@ struct store_apikey {
 	char *user;
 	char *name;		/* "" if none */
 	int64_t created;	/* unix ms */
-	int64_t last_used;	/* unix ms, 0 = never (updated at most once a minute) */
+	int64_t last_used;	/* unix ms, 0 = never (callers touch at most once a minute) */
 	unsigned char hash[STORE_APIKEY_HASH_LEN];
 };
 void store_apikey_free(struct store_apikey *k);
@@ -162,7 +172,7 @@ enum rc store_apikey_add(struct store *st, const char *id, const char *user, con
 			 const unsigned char hash[STORE_APIKEY_HASH_LEN]);
 /* store_apikey_get - by id (read connection); RC_NOTFOUND if none. */
 enum rc store_apikey_get(struct store *st, const char *id, struct store_apikey **out);
-/* store_apikey_touch - record a use (last_used = now). */
+/* store_apikey_touch - record a use (last_used = now); RC_NOTFOUND if no such key. */
 enum rc store_apikey_touch(struct store *st, const char *id, int64_t now);
 /* store_apikey_del - revoke; RC_NOTFOUND if none. */
 enum rc store_apikey_del(struct store *st, const char *id);
@@ -182,9 +192,12 @@ struct store_webhook {
 	char *events;
 	int64_t created;	/* unix ms */
 };
+/* store_webhook_add - *id (may be NULL) = the new id (never reused); events and
+ * secret NULL: ""; RC_NOTFOUND if there is no such user. */
 enum rc store_webhook_add(struct store *st, const char *user, const char *url,
 			  const char *secret, const char *events, int64_t *id);
-/* store_webhook_del - RC_NOTFOUND unless user owns webhook id. */
+/* store_webhook_del - RC_NOTFOUND unless user owns webhook id. user NULL
+ * deletes whoever's it is: for the operator's CLI, never for the API. */
 enum rc store_webhook_del(struct store *st, const char *user, int64_t id);
 /* store_webhook_list - user's webhooks (NULL: every account's) by id. */
 enum rc store_webhook_list(struct store *st, const char *user,
@@ -201,18 +214,21 @@ struct store_webhook_job {
 	int64_t created;	/* unix ms */
 };
 void store_webhook_jobs_free(struct store_webhook_job *jobs, size_t n);
-/* store_webhook_jobs_add - n new jobs (due now) in one transaction. */
+/* store_webhook_jobs_add - n new jobs in one transaction: due at next_attempt,
+ * 0 meaning now; created 0 means now; their ids are ignored (the store's). */
 enum rc store_webhook_jobs_add(struct store *st, const struct store_webhook_job *jobs,
 			       size_t n);
-/* store_webhook_jobs_due - up to max jobs with next_attempt <= now, oldest first,
- * excluding ids in the caller's in-flight set is the caller's business. */
+/* store_webhook_jobs_due - up to max (0: 100) jobs with next_attempt <= now, by
+ * next_attempt then id, as a new array (*n may be 0) the caller frees with
+ * store_webhook_jobs_free; excluding ids in the caller's in-flight set is the
+ * caller's business. */
 enum rc store_webhook_jobs_due(struct store *st, int64_t now, size_t max,
 			       struct store_webhook_job **out, size_t *n);
 /* store_webhook_job_next - the earliest next_attempt of any job, RC_NOTFOUND if none. */
 enum rc store_webhook_job_next(struct store *st, int64_t *when);
-/* store_webhook_job_done - delete a job (delivered, or given up). */
+/* store_webhook_job_done - delete a job (delivered, or given up); RC_NOTFOUND if gone. */
 enum rc store_webhook_job_done(struct store *st, int64_t id);
-/* store_webhook_job_retry - reschedule a job after a failed attempt. */
+/* store_webhook_job_retry - reschedule a job after a failed attempt; RC_NOTFOUND if gone. */
 enum rc store_webhook_job_retry(struct store *st, int64_t id, uint32_t attempts,
 				int64_t next_attempt);
 

@@ -23,9 +23,13 @@
  * prepared once at open and reset after each use (a statement left stepping would
  * hold a WAL read snapshot open and stall checkpoints).
  *
- * Threads: one connection per struct store, opened SQLITE_OPEN_NOMUTEX; every
+ * Threads: a main connection per struct store, opened SQLITE_OPEN_NOMUTEX; every
  * public call takes st->lock. store_user_list() calls its fn with the lock held:
- * fn must not call back into the same store.
+ * fn must not call back into the same store. A second, read-only connection
+ * (st->rdb, its own st->rlock, opened after the migrations) serves the hot point
+ * lookups of store_api.c: in WAL mode it reads the last commit while the main
+ * connection is inside a write transaction, so those lookups never wait for the
+ * event writer.
  *
  * Validation here is what the store alone can guarantee (it uses core only): user
  * names are 1-64 characters of [A-Za-z0-9._@+-] and compared case-insensitively
@@ -86,6 +90,70 @@ static const char *const store_migrations[] = {
     "  active     INTEGER NOT NULL,"
     "  PRIMARY KEY (domain, selector)"
     ") WITHOUT ROWID;",
+    /* 4: events, suppression lists, API keys, webhooks and their delivery jobs.
+     * Times in unix ms. AUTOINCREMENT: a seq (an API cursor) or a webhook id is
+     * never reused, even once pruning has emptied the table. Event indexes:
+     * events_user is (username, seq) (the rowid ends every index), so a page of
+     * one account's events in seq order is a range scan, not a sort of all of
+     * them; events_user_time serves time ranges and the statistics;
+     * events_time the pruning. */
+    "CREATE TABLE events ("
+    "  seq         INTEGER PRIMARY KEY AUTOINCREMENT,"
+    "  time        INTEGER NOT NULL,"
+    "  type        TEXT NOT NULL,"
+    "  msgid       TEXT,"
+    "  recipient   TEXT COLLATE NOCASE,"
+    "  rcpt_domain TEXT NOT NULL DEFAULT '',"
+    "  sender      TEXT,"
+    "  username    TEXT COLLATE NOCASE,"
+    "  stream      TEXT,"
+    "  source      TEXT,"
+    "  status      TEXT,"
+    "  class       TEXT,"
+    "  remote      TEXT,"
+    "  reply       TEXT,"
+    "  attempts    INTEGER NOT NULL DEFAULT 0"
+    ");"
+    "CREATE INDEX events_user ON events(username);"
+    "CREATE INDEX events_user_time ON events(username, time);"
+    "CREATE INDEX events_msgid ON events(msgid);"
+    "CREATE INDEX events_user_rcpt ON events(username, recipient);"
+    "CREATE INDEX events_time ON events(time);"
+    "CREATE TABLE suppressions ("
+    "  username TEXT NOT NULL COLLATE NOCASE REFERENCES users(name) ON DELETE CASCADE,"
+    "  address  TEXT NOT NULL,"
+    "  reason   TEXT NOT NULL DEFAULT '',"
+    "  created  INTEGER NOT NULL,"
+    "  PRIMARY KEY (username, address)"
+    ") WITHOUT ROWID;"
+    "CREATE TABLE api_keys ("
+    "  id        TEXT NOT NULL PRIMARY KEY,"
+    "  username  TEXT NOT NULL COLLATE NOCASE REFERENCES users(name) ON DELETE CASCADE,"
+    "  name      TEXT NOT NULL DEFAULT '',"
+    "  hash      BLOB NOT NULL,"
+    "  created   INTEGER NOT NULL,"
+    "  last_used INTEGER NOT NULL DEFAULT 0"
+    ");"
+    "CREATE INDEX api_keys_user ON api_keys(username, created);"
+    "CREATE TABLE webhooks ("
+    "  id       INTEGER PRIMARY KEY AUTOINCREMENT,"
+    "  username TEXT NOT NULL COLLATE NOCASE REFERENCES users(name) ON DELETE CASCADE,"
+    "  url      TEXT NOT NULL,"
+    "  secret   TEXT NOT NULL,"
+    "  events   TEXT NOT NULL DEFAULT '',"
+    "  created  INTEGER NOT NULL"
+    ");"
+    "CREATE INDEX webhooks_user ON webhooks(username);"
+    "CREATE TABLE webhook_jobs ("
+    "  id           INTEGER PRIMARY KEY,"
+    "  url          TEXT NOT NULL,"
+    "  secret       TEXT NOT NULL DEFAULT '',"
+    "  body         TEXT NOT NULL,"
+    "  attempts     INTEGER NOT NULL DEFAULT 0,"
+    "  next_attempt INTEGER NOT NULL,"
+    "  created      INTEGER NOT NULL"
+    ");"
+    "CREATE INDEX webhook_jobs_next ON webhook_jobs(next_attempt);",
 };
 
 static const char store_sql_version_table[] = "CREATE TABLE IF NOT EXISTS schema_version ("
@@ -133,13 +201,16 @@ static const struct {
 };
 _Static_assert(ARRAY_LEN(store_stmts) == STORE_ST__COUNT, "store_stmts out of sync");
 
-/* One open database. Owns db, path and the prepared statements (store_int.h
- * shows db and lock to the other store files). */
+/* One open database. Owns db, rdb, path and the prepared statements (store_int.h
+ * shows db, rdb and their locks to the other store files). */
 struct store {
-	pthread_mutex_t lock;
+	pthread_mutex_t lock; /* guards db and stmt */
 	sqlite3 *db;
 	char *path;
 	sqlite3_stmt *stmt[STORE_ST__COUNT];
+	pthread_mutex_t rlock; /* guards rdb and rstmt */
+	sqlite3 *rdb;          /* read-only, for the hot point lookups */
+	sqlite3_stmt *rstmt[STORE_RST__COUNT];
 };
 
 /* store_db - the connection and its lock, for the store's other files. */
@@ -147,6 +218,29 @@ sqlite3 *store_db(struct store *st, pthread_mutex_t **lock)
 {
 	*lock = &st->lock;
 	return st->db;
+}
+
+/* store_rdb - the read-only connection and its lock. */
+sqlite3 *store_rdb(struct store *st, pthread_mutex_t **lock)
+{
+	*lock = &st->rlock;
+	return st->rdb;
+}
+
+/* store_rstmt - a cached statement of the read connection, ready for binding. */
+sqlite3_stmt *store_rstmt(struct store *st, enum store_rst id, const char *sql)
+{
+	if (st->rstmt[id] == NULL) {
+		int src = sqlite3_prepare_v3(st->rdb, sql, -1, SQLITE_PREPARE_PERSISTENT,
+		                             &st->rstmt[id], NULL);
+		if (src != SQLITE_OK) {
+			(void)store_fail_db(st, st->rdb, "prepare_read", src);
+			return NULL;
+		}
+	}
+	sqlite3_reset(st->rstmt[id]);
+	sqlite3_clear_bindings(st->rstmt[id]);
+	return st->rstmt[id];
 }
 
 /* Called for each user read; takes ownership of u; false stops the reading. */
@@ -173,19 +267,25 @@ static enum rc store_rc(int src)
 	}
 }
 
-/* store_fail - log a SQLite failure (never with bound values: they may be
- * hashes) and map it. */
-enum rc store_fail(struct store *st, const char *op, int src)
+/* store_fail_db - log a SQLite failure on db (never with bound values: they may
+ * be hashes) and map it. */
+enum rc store_fail_db(struct store *st, sqlite3 *db, const char *op, int src)
 {
 	enum rc rc = store_rc(src);
 	if (rc != RC_EXISTS)
 		log_err("event=store_error op=%s db=%s sqlite=\"%s\" msg=\"%s\"", op, st->path,
-		        sqlite3_errstr(src), st->db ? sqlite3_errmsg(st->db) : "");
+		        sqlite3_errstr(src), db ? sqlite3_errmsg(db) : "");
 	return rc;
 }
 
+/* store_fail - store_fail_db on the main connection. */
+enum rc store_fail(struct store *st, const char *op, int src)
+{
+	return store_fail_db(st, st->db, op, src);
+}
+
 /* store_is_user_name - 1-64 characters of [A-Za-z0-9._@+-]. */
-static bool store_is_user_name(const char *name)
+bool store_is_user_name(const char *name)
 {
 	if (name == NULL)
 		return false;
@@ -251,6 +351,18 @@ static enum rc store_end(struct store *st, enum rc rc)
 	if (!sqlite3_get_autocommit(st->db))
 		(void)store_simple(st, STORE_ST_ROLLBACK);
 	return rc;
+}
+
+/* store_tx_begin - start a write transaction on the main connection. */
+enum rc store_tx_begin(struct store *st)
+{
+	return store_simple(st, STORE_ST_BEGIN);
+}
+
+/* store_tx_end - commit on RC_OK, roll back otherwise. */
+enum rc store_tx_end(struct store *st, enum rc rc)
+{
+	return store_end(st, rc);
 }
 
 /* Create the database file 0600 if it is missing: SQLite would use 0644, and it
@@ -399,6 +511,19 @@ static enum rc store_connect(struct store *st)
 	return rc;
 }
 
+/* The read-only connection, opened once the schema is current. */
+static enum rc store_connect_read(struct store *st)
+{
+	int src =
+	    sqlite3_open_v2(st->path, &st->rdb, SQLITE_OPEN_READONLY | SQLITE_OPEN_NOMUTEX, NULL);
+	if (src != SQLITE_OK)
+		return store_fail_db(st, st->rdb, "open_read", src);
+	sqlite3_extended_result_codes(st->rdb, 1);
+	sqlite3_busy_timeout(st->rdb, STORE_BUSY_TIMEOUT_MS);
+	sqlite3_db_config(st->rdb, SQLITE_DBCONFIG_DEFENSIVE, 1, NULL);
+	return RC_OK;
+}
+
 /* store_open - open data_dir/relevo.db, creating the directory (0700), the file
  * (0600) and the schema as needed. */
 enum rc store_open(const char *data_dir, struct store **out)
@@ -414,9 +539,12 @@ enum rc store_open(const char *data_dir, struct store **out)
 	struct store *st = xcalloc(1, sizeof *st);
 	st->path = xasprintf("%s/%s", data_dir, STORE_DB_NAME);
 	pthread_mutex_init(&st->lock, NULL);
+	pthread_mutex_init(&st->rlock, NULL);
 	enum rc rc = store_create_file(st->path);
 	if (rc == RC_OK)
 		rc = store_connect(st);
+	if (rc == RC_OK)
+		rc = store_connect_read(st);
 	if (rc != RC_OK) {
 		store_close(st);
 		return rc;
@@ -430,12 +558,18 @@ void store_close(struct store *st)
 {
 	if (st == NULL)
 		return;
+	for (size_t i = 0; i < STORE_RST__COUNT; i++)
+		sqlite3_finalize(st->rstmt[i]);
+	if (st->rdb && sqlite3_close(st->rdb) != SQLITE_OK) /* before db: it is the reader */
+		log_err("event=store_error op=close_read db=%s msg=\"%s\"", st->path,
+		        sqlite3_errmsg(st->rdb));
 	for (size_t i = 0; i < STORE_ST__COUNT; i++)
 		sqlite3_finalize(st->stmt[i]);
 	if (st->db && sqlite3_close(st->db) != SQLITE_OK)
 		log_err("event=store_error op=close db=%s msg=\"%s\"", st->path,
 		        sqlite3_errmsg(st->db));
 	pthread_mutex_destroy(&st->lock);
+	pthread_mutex_destroy(&st->rlock);
 	free(st->path);
 	free(st);
 }
@@ -612,7 +746,8 @@ static enum rc store_user_change(struct store *st, enum store_st id, const char 
 	return rc;
 }
 
-/* store_user_del - delete a user and (by cascade) its domains. */
+/* store_user_del - delete a user and (by cascade) its domains, API keys,
+ * suppressions and webhooks. Its events stay (history, pruned by age). */
 enum rc store_user_del(struct store *st, const char *name)
 {
 	if (!store_is_user_name(name))

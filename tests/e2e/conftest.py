@@ -33,6 +33,8 @@ import tempfile
 import threading
 import time
 import base64
+import http.client
+import json
 
 import pytest
 
@@ -228,6 +230,13 @@ def default_config(workdir, tls, ports, mx_port=None):
     }
 
 
+def _yaml_flow(v):
+    """A scalar, or a list of scalars as a flow sequence (inside a flow mapping)."""
+    if isinstance(v, list):
+        return "[%s]" % ", ".join(_yaml_scalar(x) for x in v)
+    return _yaml_scalar(v)
+
+
 def render_yaml(cfg, indent=0):
     """Render the small config dialect we use: nested mappings, lists of scalars
     (flow style) and lists of flat mappings (one flow mapping per line)."""
@@ -243,7 +252,7 @@ def render_yaml(cfg, indent=0):
                 out.append("%s%s:" % (pad, k))
                 for item in val:
                     out.append("%s  - {%s}" % (pad, ", ".join(
-                        "%s: %s" % (ik, _yaml_scalar(iv)) for ik, iv in item.items())))
+                        "%s: %s" % (ik, _yaml_flow(iv)) for ik, iv in item.items())))
             else:
                 out.append("%s%s: [%s]" % (pad, k, ", ".join(_yaml_scalar(v) for v in val)))
         else:
@@ -847,3 +856,118 @@ def poll(fn, timeout=10.0, interval=0.05, what="condition"):
         if time.monotonic() > deadline:
             raise AssertionError("timed out after %ss waiting for %s" % (timeout, what))
         time.sleep(interval)
+
+
+# ---------------------------------------------------------------------------
+# The HTTP API
+# ---------------------------------------------------------------------------
+
+APIKEY_RE = re.compile(r"^rlv_[0-9a-f]{16}_[0-9a-f]{40}$")
+
+
+def enable_http(relevo, **http):
+    """Give a not yet started relevo an http.listen on a free loopback port (and
+    any other http.* settings); wait_listening then waits for it too."""
+    port = pick_ports(1)[0]
+    relevo.ports["http"] = port
+    relevo.config["http"] = dict({"listen": ["127.0.0.1:%d" % port]}, **http)
+    relevo.write_config()
+    return port
+
+
+def create_api_key(relevo, user="alice"):
+    """`relevo apikey create USER`: the new key (printed once on stdout)."""
+    res = relevo.cli_ok(["apikey", "create", user])
+    key = res.out.strip()
+    assert APIKEY_RE.match(key), "not an API key on stdout: %r" % res
+    return key
+
+
+class APIResponse:
+    def __init__(self, status, headers, body):
+        self.status = status
+        self.headers = headers          # {lower-case name: value}
+        self.body = body                # bytes
+        try:
+            self.json = json.loads(body) if body else None
+        except ValueError:
+            self.json = None
+
+    def __repr__(self):
+        return "HTTP %d %r %r" % (self.status, self.headers, self.body[:2000])
+
+
+class APIClient:
+    """A small client of relevo's HTTP API (http.client, one connection per call)."""
+
+    def __init__(self, port, key=None):
+        self.port = port
+        self.key = key
+
+    def request(self, method, path, body=None, key=..., raw=None, headers=None,
+                timeout=DEFAULT_TIMEOUT):
+        """body: a JSON value; raw: exact bytes instead; key=None sends no key."""
+        key = self.key if key is ... else key
+        hdrs = dict(headers or {})
+        if key is not None:
+            hdrs["Authorization"] = "Bearer " + key
+        data = raw
+        if body is not None:
+            data = json.dumps(body).encode()
+            hdrs.setdefault("Content-Type", "application/json")
+        conn = http.client.HTTPConnection("127.0.0.1", self.port, timeout=timeout)
+        try:
+            conn.request(method, path, body=data, headers=hdrs)
+            resp = conn.getresponse()
+            payload = resp.read()
+            return APIResponse(resp.status, {k.lower(): v for k, v in resp.getheaders()},
+                               payload)
+        finally:
+            conn.close()
+
+    def get(self, path, **kw):
+        return self.request("GET", path, **kw)
+
+    def post(self, path, body=None, **kw):
+        return self.request("POST", path, body, **kw)
+
+    def delete(self, path, **kw):
+        return self.request("DELETE", path, **kw)
+
+
+def expect_status(resp, status, code=None):
+    """Assert an API response's status and, for errors, the JSON error document."""
+    assert resp.status == status, "expected HTTP %d, got %r" % (status, resp)
+    assert resp.headers.get("content-type", "").startswith("application/json"), resp
+    assert resp.json is not None, "the body is not JSON: %r" % resp
+    if status >= 400:
+        err = resp.json.get("error")
+        assert isinstance(err, dict) and err.get("status") == status, resp
+        assert isinstance(err.get("message"), str) and err["message"], resp
+        if code is not None:
+            assert err.get("code") == code, "expected code %s: %r" % (code, resp)
+    return resp.json
+
+
+@pytest.fixture
+def make_api_relevo(make_relevo):
+    """Factory: a relevo with the HTTP API on, keys for alice and carol (r.keys),
+    and r.api (alice's APIClient). make(relevo=None, start=True, http={...}):
+    pass a relevo made with start=False (e.g. a delivering one) to add the API."""
+
+    def make(relevo=None, start=True, http=None):
+        r = relevo if relevo is not None else make_relevo(start=False)
+        enable_http(r, **(http or {}))
+        r.keys = {u: create_api_key(r, u) for u in USERS}
+        r.api = APIClient(r.ports["http"], r.keys["alice"])
+        if start:
+            r.start()
+        return r
+
+    return make
+
+
+@pytest.fixture
+def api_relevo(make_api_relevo):
+    """A started relevo with the HTTP API (mail stays queued: the 421 fake MX)."""
+    return make_api_relevo()

@@ -160,3 +160,55 @@ def test_usage_errors(inst):
     r = subprocess.run([RELEVO_BIN, "frobnicate"], capture_output=True, text=True,
                        env=sanitizer_env())
     assert r.returncode == 2, r
+
+
+# -- tls.key permissions ---------------------------------------------------------------
+
+def _key_copy(inst, mode):
+    """A copy of the test TLS key in the workdir with the given mode; the config
+    points tls.key at it."""
+    import shutil
+    path = os.path.join(inst.workdir, "key-%o.pem" % mode)
+    shutil.copyfile(inst.tls.key, path)
+    os.chmod(path, mode)
+    cfg = copy.deepcopy(inst.config)
+    cfg["tls"]["key"] = path
+    inst.write_config(render_yaml(cfg))
+    return path
+
+
+@pytest.mark.parametrize("mode", [0o644, 0o604, 0o602, 0o666])
+def test_tls_key_open_to_others_is_refused(inst, mode):
+    """A key readable or writable by "other" stops check-config and serve, with an
+    error that names the key, the file and the fix."""
+    path = _key_copy(inst, mode)
+    r = inst.cli(["check-config"])
+    assert r.rc == 1, r
+    line = [l for l in r.err.splitlines() if l.startswith("tls.key:")]
+    assert line, r
+    assert path in line[0] and "open to other users" in line[0], r
+    assert "(mode %04o)" % mode in line[0], r
+    assert "chmod 600 " + path in line[0], r
+    s = subprocess.run([RELEVO_BIN, "serve", "-c", inst.conf_path], capture_output=True,
+                       text=True, timeout=30, env=sanitizer_env())
+    assert s.returncode == 1, s
+    assert "tls.key:" in s.stderr and "chmod 600 " + path in s.stderr, s.stderr
+    assert "event=listening" not in s.stderr, "serve started with a world-readable key"
+
+
+@pytest.mark.parametrize("mode", [0o640, 0o660])
+def test_tls_key_readable_by_group_is_a_warning(inst, mode):
+    path = _key_copy(inst, mode)
+    r = inst.cli(["check-config"])
+    assert r.rc == 0, r
+    assert "configuration is valid" in r.out, r
+    warn = [l for l in r.err.splitlines() if "event=key_file_mode" in l]
+    assert len(warn) == 1, r
+    assert " warn " in warn[0] and path in warn[0] and "chmod 600 " + path in warn[0], r
+
+
+def test_tls_key_owner_only_is_quiet(inst):
+    _key_copy(inst, 0o600)
+    r = inst.cli(["check-config"])
+    assert r.rc == 0, r
+    assert "key_file_mode" not in r.err, r

@@ -21,6 +21,7 @@ from conftest import expect, make_message, submit
 from fakes import (DSN, delivering_relevo, log_events, queue, queue_ok, rcpt_lines,
                    relay_submit, unfold, wait_event, wait_for, wait_queue_empty)
 from fakes import dns, mxs  # noqa: F401  (fixtures)
+from test_hardening_helpers import HostileMX, greet_and_ehlo
 
 SENDER = "bob@sender.test"
 
@@ -343,7 +344,8 @@ def test_null_mx_bounces_without_connecting(make_relevo, dns, mxs):
     assert_failed(dsn, "n@nomail.test", r"5\.1\.10")
     wait_queue_empty(r)
     assert trap.connections == []
-    assert not log_events(r, "connect", host="nomail.test")
+    assert not log_events(r, "ready", host="nomail.test")          # no connection
+    assert not log_events(r, "open_failed", host="nomail.test")    # nor an attempt
     assert len(log_events(r, "bounced", id=qid)) == 1
 
 
@@ -445,6 +447,123 @@ def test_connection_reuse_after_flush(make_relevo, dns, mxs, per_conn, expect_tx
     assert [len(c.transactions) for c in mx.connections] == expect_txns, mx.connections
     assert sorted(m.rcpt_tos[0] for m in mx.messages) == ["r0@dest.test", "r1@dest.test",
                                                           "r2@dest.test"]
+
+
+def test_burst_reuses_few_connections(make_relevo, dns, mxs):
+    """A burst of messages, each submitted on its own, goes out over far fewer
+    connections than messages: an attempt goes on with what became due meanwhile,
+    and a healthy connection waits (delivery.idle_timeout) for the next attempt.
+    A second burst within the idle timeout opens no connection at all; after it,
+    the idle connections are closed."""
+    mx = domain_mx(dns, mxs, "dest.test")
+    r = delivering_relevo(make_relevo, dns, mxs)
+    sent = {}
+    for i in range(40):
+        rcpt = "burst%d@dest.test" % i
+        original = msg(rcpt, subject="burst %d" % i)
+        sent[rcpt] = (relay_submit(r, SENDER, [rcpt], original), original)
+    mx.wait_messages(40)
+    first = len(mx.connections)
+    for i in range(10):                     # well within the 5 s idle timeout
+        rcpt = "again%d@dest.test" % i
+        relay_submit(r, SENDER, [rcpt], msg(rcpt, subject="again %d" % i))
+    mx.wait_messages(50)
+    second = len(mx.connections)
+    wait_queue_empty(r)
+
+    assert first <= 10, "%d connections for 40 messages: %r" % (first, mx.connections)
+    assert second == first, "the second burst opened connections: %r" % mx.connections
+    for rcpt, (qid, original) in sent.items():
+        got = mx.messages_to(rcpt)
+        assert len(got) == 1, (rcpt, got)
+        split_prepended(got[0].content, original)
+    delivered = log_events(r, "delivered")
+    assert len(delivered) == 50 and all(e["attempts"] == "1" for e in delivered)
+    assert not log_events(r, "deferred")
+    wait_for(lambda: all(c.closed for c in mx.connections), timeout=15,
+             what="idle connections closed after delivery.idle_timeout")
+
+
+def test_idle_timeout_zero_closes_after_each_attempt(make_relevo, dns, mxs):
+    """delivery.idle_timeout: 0 keeps nothing: every connection ends with its attempt."""
+    mx = domain_mx(dns, mxs, "dest.test")
+    r = delivering_relevo(make_relevo, dns, mxs, idle_timeout=0)
+    for i in range(3):
+        rcpt = "z%d@dest.test" % i
+        relay_submit(r, SENDER, [rcpt], msg(rcpt))
+        mx.wait_messages(i + 1)
+        wait_for(lambda: all(c.closed for c in mx.connections), timeout=10,
+                 what="the connection closed after its attempt")
+    assert len(mx.connections) == 3, mx.connections
+
+
+def serving_mx(c, after_first=None):
+    """A plain SMTP server for one connection (PIPELINING): every transaction is
+    accepted and kept in c.messages. after_first: "close" hangs up while idle,
+    1 s after the first message; "close-on-next" reads the next command (the
+    MAIL of a second transaction on the same connection) and hangs up without
+    a reply."""
+    c.messages = []
+    if not greet_and_ehlo(c):
+        return
+    while True:
+        line = c.readline(timeout=60)
+        if line is None:
+            return
+        verb = line.split(" ", 1)[0].upper()
+        if c.messages and after_first == "close-on-next":
+            return
+        if verb == "QUIT":
+            c.send("221 2.0.0 bye\r\n")
+            return
+        if verb != "DATA":
+            c.send("250 2.0.0 ok\r\n")
+            continue
+        c.send("354 go ahead\r\n")
+        data = c.read_data()
+        if data is None:
+            return
+        c.messages.append(data)
+        c.send("250 2.0.0 queued as %d\r\n" % len(c.messages))
+        if after_first == "close":
+            time.sleep(1)
+            return
+
+
+@pytest.mark.parametrize("how", ["close", "close-on-next"])
+def test_mail_arrives_when_the_mx_drops_an_idle_connection(make_relevo, dns, mxs, how):
+    """The MX hangs up a connection relevo keeps for reuse: while it is idle
+    (relevo notices and closes its side), or just as relevo starts the next
+    transaction on it (no reply at all: nothing can have been delivered, so the
+    message goes again at once over a new connection). Either way the second
+    message arrives once, on the first try, with no deferral."""
+    n = [0]
+
+    def script(c):
+        n[0] += 1
+        serving_mx(c, after_first=how if n[0] == 1 else None)
+
+    mx = HostileMX(script)
+    try:
+        r = delivering_relevo(make_relevo, dns, mxs, routes={"*": mx.route})
+        q1 = relay_submit(r, SENDER, ["one@dest.test"], msg("one@dest.test", subject="one"))
+        wait_event(r, "delivered", id=q1)
+        if how == "close":
+            wait_for(lambda: mx.finished(), timeout=10, what="the MX to hang up")
+            time.sleep(0.5)
+        q2 = relay_submit(r, SENDER, ["two@dest.test"], msg("two@dest.test", subject="two"))
+        ev = wait_event(r, "delivered", id=q2)[0]
+        assert ev["attempts"] == "1", ev["_line"]
+        assert not log_events(r, "deferred")
+        assert len(mx.conns) == 2, mx.conns
+        first, second = mx.conns
+        assert [b"Subject: one" in m for m in first.messages] == [True]
+        assert [b"Subject: two" in m for m in second.messages] == [True]
+        if how == "close-on-next":
+            assert first.commands()[-1] == "MAIL", first.lines   # it was reused
+        wait_queue_empty(r)
+    finally:
+        mx.close()
 
 
 def test_8bitmime_kept_dsn_parameters_not_sent_to_non_dsn_server(make_relevo, dns, mxs):
@@ -599,7 +718,8 @@ def test_sandbox_writes_files_and_connects_nowhere(make_relevo, dns, mxs):
         b"X-Relevo-Envelope-To: <o@other.test>"]
     assert trap.connections == [] and trap2.connections == []
     assert mxs.connections() == 0
-    assert not log_events(r, "connect", host="mx1.dest.test")
+    assert not log_events(r, "ready", host="mx1.dest.test")
+    assert not log_events(r, "open_failed", host="mx1.dest.test")
 
 
 def test_delay_warning_sent_once_while_retries_go_on(make_relevo, dns, mxs):

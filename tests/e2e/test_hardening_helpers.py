@@ -13,6 +13,10 @@ no tests itself.
   wait_settled     wait until every queued message has had a delivery attempt.
   relay_message    a complete message with a unique Message-ID and a body whose
                    every line names that id, so a partial delivery is detectable.
+  client_from      an SMTPClient connected from another loopback address
+                   (127.0.0.x), for limits that are kept per client address.
+  trickle          send bytes one at a time with a pause between them, watching
+                   for the server's answer.
   HostileMX        a raw-socket SMTP "server" on 127.0.0.1 running a per-test script
                    per connection: whatever bytes, in whatever order, a hostile MX
                    may send. Records every connection (its lifetime, the lines the
@@ -25,7 +29,7 @@ import ssl
 import threading
 import time
 
-from conftest import make_message
+from conftest import DEFAULT_TIMEOUT, SMTPClient, make_message
 
 # On a fresh data_dir the daemon's start-up makes 4 fsync calls through the seam
 # (data_dir and spool/ directories, then the first segment's SEG record and its
@@ -102,6 +106,44 @@ def relay_send(relevo, msg, sender="load@sender.test", rcpts=("rcpt@dest.test",)
         r = c.mail_transaction(sender, list(rcpts), msg)
         c.quit()
     return r
+
+
+class _ClientFrom(SMTPClient):
+    """SMTPClient whose socket is bound to source (an address of 127.0.0.0/8)."""
+
+    def __init__(self, port, source, tls, tlsmat, timeout):
+        self.port = port
+        self.tlsmat = tlsmat
+        self.timeout = timeout
+        self.buf = b""
+        self.transcript = []
+        self.sock = socket.create_connection(("127.0.0.1", port), timeout=timeout,
+                                             source_address=(source, 0))
+        self.tls = False
+        if tls:
+            self._wrap()
+        self.greeting = self.reply()
+        self.extensions = {}
+
+
+def client_from(relevo, source, mode="submissions", timeout=DEFAULT_TIMEOUT):
+    """A client of relevo's `mode` listener connecting from `source` (127.0.0.x)."""
+    return _ClientFrom(relevo.ports[mode], source, mode == "submissions", relevo.tls, timeout)
+
+
+def trickle(c, data, interval=0.2, give_up=60.0):
+    """Send data one byte every `interval` seconds until the server says something
+    or closes. Returns (what it said, seconds from the first byte to then)."""
+    t0 = time.monotonic()
+    for b in data:
+        try:
+            c.sock.sendall(bytes([b]))
+        except OSError:
+            break
+        got = c.pending(interval)
+        if got or time.monotonic() - t0 > give_up:
+            return got, time.monotonic() - t0
+    return c.pending(5), time.monotonic() - t0
 
 
 # ---------------------------------------------------------------------------

@@ -12,11 +12,11 @@ and stalls in each phase of the transaction. In every case:
   - the daemon stays up and a fresh client submits promptly meanwhile;
   - memory stays bounded across repeated attempts (retry_schedule [1]).
 
-Outbound phase timeouts are fixed to RFC 5321 4.5.3.2 values (greeting and
-commands 300 s, DATA 180 s, end of data 600 s; mta_conf.c) and not configurable,
-so stalls are checked while they last: the connection is held, nothing else
-suffers, the message stays queued; that the attempt is given up after the
-timeout is not tested here (it would take five minutes).
+Outbound phase timeouts default to RFC 5321 4.5.3.2 values (greeting and
+commands 300 s, DATA 180 s, end of data 600 s), so with the defaults stalls are
+checked while they last: the connection is held, nothing else suffers, the
+message stays queued. With delivery.timeouts set short, each phase's own timeout
+gives the attempt up (test_short_timeout_gives_up_each_stalled_phase).
 """
 
 import time
@@ -303,6 +303,42 @@ def test_stalled_mx_in_every_phase_holds_only_its_own_connection(make_relevo, tl
     finally:
         for mx in mxs.values():
             mx.close()
+
+
+# phase of stall_at -> the delivery.timeouts key that bounds it
+STALL_TIMEOUT_KEY = {
+    "greeting": "greeting",
+    "ehlo-answered": "mail",        # MAIL/RCPT/DATA pipelined, MAIL never answered
+    "tls-handshake": "ehlo",
+    "data": "data",                 # MAIL and RCPT answered, no 354
+    "final": "data_done",
+}
+
+
+@pytest.mark.parametrize("phase", STALL_PHASES)
+def test_short_timeout_gives_up_each_stalled_phase(make_relevo, tls_ca, phase):
+    """delivery.timeouts: with only this phase's timeout short (2 s, the others
+    60 s), relevo gives the stalled attempt up after about 2 s: the connection
+    is closed, the message stays queued (deferred, not bounced) with a timeout
+    in its stored reply."""
+    key = STALL_TIMEOUT_KEY[phase]
+    timeouts = {k: 60 for k in STALL_TIMEOUT_KEY.values()}
+    timeouts[key] = 2
+    mx = HostileMX(stall_at(phase, server_tls_context(tls_ca)))
+    try:
+        r = start_measured(make_relevo(start=False, delivery={
+            "routes": {"*": mx.route}, "retry_schedule": [3600], "timeouts": timeouts}))
+        rep = expect(relay_send(r, relay_message("short-%s@x.test" % phase)), 250)
+        wait_for(lambda: mx.finished(), timeout=20, what="relevo to give up the attempt")
+        c = mx.finished()[0]
+        assert 1.5 < c.duration < 10, "%s: gave up after %.1fs" % (phase, c.duration)
+        wait_for(lambda: log_events(r, "deferred"), timeout=10, what="the deferral")
+        line = rcpt_reply(r.queue_show(rep.queued_id), "rcpt@dest.test")
+        assert "state=queued" in line and "timeout" in line, line
+        assert not log_events(r, "delivered") and not log_events(r, "bounced")
+        assert len(mx.conns) == 1, mx.conns
+    finally:
+        mx.close()
 
 
 # ---------------------------------------------------------------------------

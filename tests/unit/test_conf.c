@@ -100,12 +100,24 @@ static int group_setup(void **state)
 	write_file("cert.pem", "cert\n");
 	write_file("key.pem", "key\n");
 	write_file("unreadable.pem", "key\n");
+	write_file("open_key.pem", "key\n");
+	write_file("group_key.pem", "key\n");
 	write_file("pw.txt", "s3cret\nsecond line is ignored\n");
 	write_file("pw_crlf.txt", "p@ss word\r\n");
 	write_file("pw_noeol.txt", "last");
 	write_file("pw_empty.txt", "\nsecret on line two\n");
 	write_file("pw_zero.txt", "");
 	char path[128];
+	/* tls.key must not be open to other users (conf_key_file_parse) */
+	snprintf(path, sizeof path, "%s/key.pem", tmpdir);
+	if (chmod(path, 0600) != 0)
+		return -1;
+	snprintf(path, sizeof path, "%s/open_key.pem", tmpdir);
+	if (chmod(path, 0604) != 0)
+		return -1;
+	snprintf(path, sizeof path, "%s/group_key.pem", tmpdir);
+	if (chmod(path, 0640) != 0)
+		return -1;
 	snprintf(path, sizeof path, "%s/unreadable.pem", tmpdir);
 	return chmod(path, 0);
 }
@@ -113,8 +125,9 @@ static int group_setup(void **state)
 static int group_teardown(void **state)
 {
 	static const char *const files[] = {
-	    "cert.pem",    "key.pem",      "unreadable.pem", "relevo.yaml", "pw.txt",
-	    "pw_crlf.txt", "pw_noeol.txt", "pw_empty.txt",   "pw_zero.txt",
+	    "cert.pem",    "key.pem",      "unreadable.pem", "relevo.yaml",
+	    "pw.txt",      "pw_crlf.txt",  "pw_noeol.txt",   "pw_empty.txt",
+	    "pw_zero.txt", "open_key.pem", "group_key.pem",
 	};
 	char path[128];
 	for (size_t i = 0; i < ARRAY_LEN(files); i++) {
@@ -168,6 +181,11 @@ static void test_defaults(void **state)
 	    NUM("smtp.timeout_command default", smtp.timeout_command, 300),
 	    NUM("smtp.timeout_data default", smtp.timeout_data, 180),
 	    NUM("smtp.greeting_delay_ms default", smtp.greeting_delay_ms, 0),
+	    NUM("smtp.timeout_data_total default", smtp.timeout_data_total, 600),
+	    NUM("smtp.session_max_time default", smtp.session_max_time, 3600),
+	    NUM("smtp.auth_lockout_failures default", smtp.auth_lockout_failures, 10),
+	    NUM("smtp.auth_lockout_window default", smtp.auth_lockout_window, 900),
+	    NUM("smtp.memory_budget default", smtp.memory_budget, 1073741824),
 	    NUM("delivery.port default", delivery.port, 25),
 	    NUM("server.workers default", server.workers, 0),
 	    NUM("dns.timeout default", dns.timeout, 10),
@@ -235,6 +253,11 @@ static const char full_yaml[] = "# every key, none at its default\n"
                                 "  timeout_command: 60\n"
                                 "  timeout_data: 90\n"
                                 "  greeting_delay_ms: 1500\n"
+                                "  timeout_data_total: 1200\n"
+                                "  session_max_time: 7200\n"
+                                "  auth_lockout_failures: 5\n"
+                                "  auth_lockout_window: 3600\n"
+                                "  memory_budget: 4294967296\n"
                                 "dns:\n"
                                 "  resolver: 127.0.0.1@5353\n"
                                 "  timeout: 5\n"
@@ -272,6 +295,11 @@ static void test_every_key(void **state)
 	    NUM("smtp.timeout_command", smtp.timeout_command, 60),
 	    NUM("smtp.timeout_data", smtp.timeout_data, 90),
 	    NUM("smtp.greeting_delay_ms", smtp.greeting_delay_ms, 1500),
+	    NUM("smtp.timeout_data_total", smtp.timeout_data_total, 1200),
+	    NUM("smtp.session_max_time", smtp.session_max_time, 7200),
+	    NUM("smtp.auth_lockout_failures", smtp.auth_lockout_failures, 5),
+	    NUM("smtp.auth_lockout_window", smtp.auth_lockout_window, 3600),
+	    NUM("smtp.memory_budget", smtp.memory_budget, 4294967296),
 	    NUM("delivery.port", delivery.port, 2525),
 	    NUM("server.workers", server.workers, 4),
 	    NUM("nlisten", nlisten, 3),
@@ -359,7 +387,10 @@ static void test_valid_variants(void **state)
 	    {"same port, other family wildcard",
 	     "listen: [{address: 0.0.0.0:25, mode: relay}, {address: \"[::]:25\", mode: relay}]\n"
 	     "trusted_networks: [0.0.0.0/0]\n"},
-	    {"max_message_size above 4 GiB", RELAY "smtp: {max_message_size: 8589934592}\n"},
+	    {"max_message_size above 4 GiB",
+	     RELAY "smtp: {max_message_size: 8589934592, memory_budget: 8589934592}\n"},
+	    {"memory budget of exactly one message",
+	     RELAY "smtp: {max_message_size: 1000, memory_budget: 1000}\n"},
 	    {"explicit document markers", "---\n" RELAY "...\n"},
 	    {"zero where allowed", RELAY "server: {workers: 0}\nsmtp: {greeting_delay_ms: 0}\n"},
 	    {"delivery bounds, low",
@@ -578,6 +609,20 @@ static const struct err_case err_cases[] = {
      "tls: missing, required by listen[0] (submission)"},
     {"submissions without tls", RELAY "  - {address: 127.0.0.1:465, mode: submissions}\n",
      "tls: missing, required by listen[1] (submissions)"},
+    /* smtp totals, lockout, memory budget */
+    {"transfer total zero", RELAY "smtp: {timeout_data_total: 0}\n",
+     "smtp.timeout_data_total: must be between 1 and 86400"},
+    {"session time zero", RELAY "smtp: {session_max_time: 0}\n",
+     "smtp.session_max_time: must be between 1 and 604800"},
+    {"lockout after zero failures", RELAY "smtp: {auth_lockout_failures: 0}\n",
+     "smtp.auth_lockout_failures: must be between 1 and 1000000"},
+    {"lockout window over a week", RELAY "smtp: {auth_lockout_window: 604801}\n",
+     "smtp.auth_lockout_window: must be between 1 and 604800"},
+    {"memory budget below the default message size", RELAY "smtp: {memory_budget: 1048576}\n",
+     "smtp.memory_budget: must be at least smtp.max_message_size (26214400)"},
+    {"memory budget below the message size",
+     RELAY "smtp: {max_message_size: 2000, memory_budget: 1999}\n",
+     "smtp.memory_budget: must be at least smtp.max_message_size (2000)"},
     {"tls without key",
      "listen: [{address: 127.0.0.1:587, mode: submission}]\n"
      "tls: {cert: @DIR@/cert.pem}\n",
@@ -948,6 +993,10 @@ static void test_tls_files(void **state)
 	     "tls.key: cannot read \"@DIR@/unreadable.pem\": Permission denied", true},
 	    {"relative name, missing", "{cert: cert.pem, key: @DIR@/key.pem}",
 	     "tls.cert: cannot read \"cert.pem\": No such file or directory", false},
+	    {"key open to other users", "{cert: @DIR@/cert.pem, key: @DIR@/open_key.pem}",
+	     "tls.key: \"@DIR@/open_key.pem\" is open to other users (mode 0604): run chmod 600 "
+	     "@DIR@/open_key.pem",
+	     false},
 	};
 	for (size_t i = 0; i < ARRAY_LEN(cases); i++) {
 		if (cases[i].root_skips && geteuid() == 0)
@@ -966,6 +1015,20 @@ static void test_tls_files(void **state)
 		free(line);
 		free(yaml);
 	}
+}
+
+/* A group-readable tls.key is allowed (a group such as ssl-cert may need it); the
+ * loader only warns. */
+static void test_tls_key_group_readable(void **state)
+{
+	struct conf *c;
+	char *errs = NULL;
+	assert_int_equal(load("listen: [{address: 127.0.0.1:587, mode: submission}]\n"
+	                      "tls: {cert: @DIR@/cert.pem, key: @DIR@/group_key.pem}\n",
+	                      &c, &errs),
+	                 RC_OK);
+	assert_null(errs);
+	conf_free(c);
 }
 
 /* conf_load reads the file; a missing file is RC_IO with a message. */
@@ -1561,6 +1624,64 @@ static void test_delivery_names(void **state)
 	assert_string_equal(conf_delivery_mode_name(CONF_DELIVERY__COUNT), "unknown");
 }
 
+/* delivery.timeouts and delivery.idle_timeout: defaults, values, bounds, unknown keys. */
+static void test_delivery_timeouts(void **state)
+{
+	struct conf *c = NULL;
+	char *errs = NULL;
+	assert_int_equal(load(RELAY, &c, &errs), RC_OK);
+	assert_int_equal(c->delivery.idle_timeout, 5);
+	assert_int_equal(c->delivery.timeouts.connect, 30);
+	assert_int_equal(c->delivery.timeouts.greeting, 300);
+	assert_int_equal(c->delivery.timeouts.ehlo, 300);
+	assert_int_equal(c->delivery.timeouts.mail, 300);
+	assert_int_equal(c->delivery.timeouts.rcpt, 300);
+	assert_int_equal(c->delivery.timeouts.data, 180);
+	assert_int_equal(c->delivery.timeouts.data_block, 180);
+	assert_int_equal(c->delivery.timeouts.data_done, 600);
+	conf_free(c);
+	assert_int_equal(load(RELAY "delivery:\n  idle_timeout: 0\n  timeouts: {connect: 3, "
+	                            "greeting: 4, ehlo: 5, mail: 6, rcpt: 7, data: 8, "
+	                            "data_block: 9, data_done: 10}\n",
+	                      &c, &errs),
+	                 RC_OK);
+	assert_int_equal(c->delivery.idle_timeout, 0);
+	assert_int_equal(c->delivery.timeouts.connect, 3);
+	assert_int_equal(c->delivery.timeouts.greeting, 4);
+	assert_int_equal(c->delivery.timeouts.ehlo, 5);
+	assert_int_equal(c->delivery.timeouts.mail, 6);
+	assert_int_equal(c->delivery.timeouts.rcpt, 7);
+	assert_int_equal(c->delivery.timeouts.data, 8);
+	assert_int_equal(c->delivery.timeouts.data_block, 9);
+	assert_int_equal(c->delivery.timeouts.data_done, 10);
+	conf_free(c);
+	/* one given: the others keep their defaults */
+	assert_int_equal(load(RELAY "delivery: {timeouts: {rcpt: 2}}\n", &c, &errs), RC_OK);
+	assert_int_equal(c->delivery.timeouts.rcpt, 2);
+	assert_int_equal(c->delivery.timeouts.data_done, 600);
+	conf_free(c);
+	static const struct {
+		const char *label, *yaml, *line;
+	} bad[] = {
+	    {"zero timeout", RELAY "delivery: {timeouts: {data: 0}}\n",
+	     "delivery.timeouts.data: must be between 1 and 86400"},
+	    {"unknown timeout", RELAY "delivery: {timeouts: {quit: 5}}\n",
+	     "delivery.timeouts.quit: unknown key"},
+	    {"timeouts as a number", RELAY "delivery: {timeouts: 30}\n",
+	     "delivery.timeouts: must be a mapping, not a single value"},
+	    {"idle_timeout too long", RELAY "delivery: {idle_timeout: 3601}\n",
+	     "delivery.idle_timeout: must be between 0 and 3600"},
+	};
+	for (size_t i = 0; i < ARRAY_LEN(bad); i++) {
+		c = NULL;
+		errs = NULL;
+		if (load(bad[i].yaml, &c, &errs) != RC_INVALID || !has_line(errs, bad[i].line))
+			fail_msg("case %s: errors \"%s\"", bad[i].label, errs ? errs : "");
+		assert_null(c);
+		free(errs);
+	}
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -1572,6 +1693,7 @@ int main(void)
 	    cmocka_unit_test(test_all_errors_together),
 	    cmocka_unit_test(test_error_cap),
 	    cmocka_unit_test(test_tls_files),
+	    cmocka_unit_test(test_tls_key_group_readable),
 	    cmocka_unit_test(test_load_file),
 	    cmocka_unit_test(test_route_hosts),
 	    cmocka_unit_test(test_route_defaults),
@@ -1586,6 +1708,7 @@ int main(void)
 	    cmocka_unit_test(test_is_trusted_odd),
 	    cmocka_unit_test(test_mode_names),
 	    cmocka_unit_test(test_delivery_names),
+	    cmocka_unit_test(test_delivery_timeouts),
 	};
 	return cmocka_run_group_tests(tests, group_setup, group_teardown);
 }

@@ -404,6 +404,10 @@ struct client {
 	bool usable[MAX_TXN];
 	char tls_info[200];
 	bool keep_open;			/* do not close after ready/done (the test does) */
+	int idle_lost_calls;
+	bool close_on_idle_lost;	/* idle_lost closes and ends the run */
+	uint64_t recookie;		/* ready sets this cookie (mta_conn_set_cookie) */
+	uint64_t cookie;		/* what idle_lost must carry (0: 77) */
 	int send_delay_ms;		/* wait this long after ready before sending */
 	struct event *delay_ev;
 };
@@ -453,6 +457,10 @@ static void on_ready(void *ctx, uint64_t cookie, struct mta_conn *c, enum rc rc,
 		return;
 	}
 	cl->c = c;
+	if (cl->recookie != 0) {
+		mta_conn_set_cookie(c, cl->recookie);
+		cl->cookie = cl->recookie;
+	}
 	snprintf(cl->tls_info, sizeof cl->tls_info, "%s", mta_conn_tls_info(c));
 	if (cl->ntx == 0 || cl->keep_open) {
 		if (!cl->keep_open) {
@@ -486,7 +494,21 @@ static void on_done(void *ctx, uint64_t cookie, struct mta_conn *c, struct mta_t
 	event_base_loopbreak(cl->base);
 }
 
-static const struct mta_conn_cbs test_cbs = {on_ready, on_done};
+static void on_idle_lost(void *ctx, uint64_t cookie, struct mta_conn *c)
+{
+	struct client *cl = ctx;
+	assert_ptr_equal(c, cl->c);
+	assert_int_equal(cookie, cl->cookie ? cl->cookie : 77);
+	assert_false(mta_conn_is_usable(c));
+	cl->idle_lost_calls++;
+	if (cl->close_on_idle_lost) {
+		mta_conn_close(c);
+		cl->c = NULL;
+		event_base_loopbreak(cl->base);
+	}
+}
+
+static const struct mta_conn_cbs test_cbs = {on_ready, on_done, on_idle_lost};
 
 static struct mta_conn_params default_params(void)
 {
@@ -495,8 +517,11 @@ static struct mta_conn_params default_params(void)
 		.host = "mx.test",
 		.timeout_connect = 5,
 		.timeout_greeting = 5,
-		.timeout_cmd = 5,
+		.timeout_ehlo = 5,
+		.timeout_mail = 5,
+		.timeout_rcpt = 5,
 		.timeout_data = 5,
+		.timeout_data_block = 5,
 		.timeout_final = 5,
 	};
 }
@@ -1058,11 +1083,13 @@ static void test_dropped_mid_data(void **state)
 	assert_rcpt(&x, 0, RC_TEMPFAIL, 451, "4.4.2");
 	assert_non_null(strstr(x.r[0].reply.text, "connection lost after DATA"));
 	assert_false(cl.usable[0]);
+	assert_false(x.t.unanswered);	/* 354 came: part of it may have been taken */
 	fake_free(f);
 	tx_fini(&x);
 }
 
-/* A server that stops answering, in each phase: a clean TEMPFAIL. */
+/* A server that stops answering, in each phase: a clean TEMPFAIL once that
+ * phase's own timeout (delivery.timeouts) has passed. */
 static void test_stalls(void **state)
 {
 	static const char *const at_greeting[] = {"S", NULL};
@@ -1085,21 +1112,26 @@ static void test_stalls(void **state)
 		const char *const *script;
 		bool opening;
 		const char *phase;
+		size_t tmo;	/* the timeout that bounds this phase (1 s, the others 30 s) */
 	} cases[] = {
-		{"greeting", at_greeting, true, "after connect"},
-		{"EHLO", at_ehlo, true, "after EHLO"},
-		{"TLS handshake", at_tls, true, "TLS"},
-		{"RCPT", at_rcpt, false, "after RCPT TO"},
-		{"DATA", at_data, false, "after DATA"},
-		{"final", at_final, false, "after end of data"},
-		{"partial reply", trickle, false, "after MAIL FROM"},
+#define TMO(f) offsetof(struct mta_conn_params, f)
+		{"greeting", at_greeting, true, "after connect", TMO(timeout_greeting)},
+		{"EHLO", at_ehlo, true, "after EHLO", TMO(timeout_ehlo)},
+		{"TLS handshake", at_tls, true, "TLS", TMO(timeout_ehlo)},
+		{"RCPT", at_rcpt, false, "after RCPT TO", TMO(timeout_rcpt)},
+		{"DATA", at_data, false, "after DATA", TMO(timeout_data)},
+		{"final", at_final, false, "after end of data", TMO(timeout_final)},
+		{"partial reply", trickle, false, "after MAIL FROM", TMO(timeout_mail)},
+#undef TMO
 	};
 	for (size_t i = 0; i < ARRAY_LEN(cases); i++) {
 		struct client cl = {0};
 		struct tx x;
 		tx_init(&x, "a@x.test", one_rcpt, "x\r\n", 3);
 		struct mta_conn_params p = default_params();
-		p.timeout_greeting = p.timeout_cmd = p.timeout_data = p.timeout_final = 1;
+		p.timeout_greeting = p.timeout_ehlo = p.timeout_mail = p.timeout_rcpt = 30;
+		p.timeout_data = p.timeout_data_block = p.timeout_final = 30;
+		*(unsigned *)(void *)((char *)&p + cases[i].tmo) = 1;
 		p.tls = client_ctx();
 		int64_t t0 = time_mono_ms();
 		struct fake *f = run_one(cases[i].script, &p, &cl, &x);
@@ -1283,6 +1315,50 @@ static void test_idle_close(void **state)
 	assert_int_equal(cl.done_calls, 1);
 	assert_false(cl.usable[0]);
 	assert_rcpt(&x, 0, RC_TEMPFAIL, 451, "4.4.2");
+	assert_true(x.t.unanswered);	/* nothing was sent: safe to send elsewhere */
+	/* (idle_lost may or may not have come: the 421 can arrive with the EHLO
+	 * reply, before ready() has run; test_idle_lost_while_parked covers it) */
+	fake_free(f);
+	tx_fini(&x);
+}
+
+/* A connection kept idle (parked for reuse under another cookie) that the
+ * server closes: idle_lost says so at once, with the new cookie, and the
+ * owner closes it. No transaction is involved. */
+static void test_idle_lost_while_parked(void **state)
+{
+	const char *const script[] = {">220 fake", "<EHLO client.test", ">250 fake", "N", "X",
+				      NULL};
+	struct client cl = {0};
+	cl.keep_open = true;
+	cl.close_on_idle_lost = true;
+	struct mta_conn_params p = default_params();
+	cl.recookie = 78;
+	struct fake *f = fake_start(script);
+	client_run(&cl, f->port, &p);
+	fake_join(f);
+	assert_int_equal(cl.ready_calls, 1);
+	assert_int_equal(cl.idle_lost_calls, 1);
+	assert_int_equal(cl.done_calls, 0);
+	assert_null(cl.c);
+	fake_free(f);
+}
+
+/* The server hangs up right after a transaction is sent on a connection it
+ * had accepted (a reused one it had just dropped): no reply at all, so the
+ * transaction is "unanswered" and may be sent again at once elsewhere. */
+static void test_unanswered_transaction(void **state)
+{
+	const char *const script[] = {">220 fake", "<EHLO client.test", ">250 fake", "<MAIL*",
+				      "X", NULL};
+	struct client cl = {0};
+	struct tx x;
+	tx_init(&x, "a@x.test", one_rcpt, "x\r\n", 3);
+	struct mta_conn_params p = default_params();
+	struct fake *f = run_one(script, &p, &cl, &x);
+	assert_rcpt(&x, 0, RC_TEMPFAIL, 451, "4.4.2");
+	assert_true(x.t.unanswered);
+	assert_int_equal(cl.idle_lost_calls, 0);	/* it broke in a transaction */
 	fake_free(f);
 	tx_fini(&x);
 }
@@ -1383,6 +1459,8 @@ int main(void)
 		cmocka_unit_test(test_auth_failures),
 		cmocka_unit_test(test_connect_refused),
 		cmocka_unit_test(test_idle_close),
+		cmocka_unit_test(test_idle_lost_while_parked),
+		cmocka_unit_test(test_unanswered_transaction),
 		cmocka_unit_test(test_close_mid_transaction),
 		cmocka_unit_test(test_large_body),
 	};

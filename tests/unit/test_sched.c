@@ -325,6 +325,45 @@ static void test_stream_order(void **state)
 	sched_free(s);
 }
 
+/* An attempt that holds a slot goes on with more of its destination: only due
+ * items, transactional first, grouped by message, no further slot taken (the
+ * other slot stays free for a second attempt), other destinations untouched. */
+static void test_take_more(void **state)
+{
+	(void)state;
+	struct sched_conf c = conf_with(2);
+	struct sched *s = sched_new(&c);
+	struct sched_item out[8];
+	char dest[256];
+	enum sched_stream st;
+	sched_add(s, TR, "a.example", 1, 0, 10);
+	sched_add(s, TR, "b.example", 9, 0, 10);
+	assert_int_equal(take(s, 20, out, 8, dest, &st), 1);
+	assert_string_equal(dest, "a.example");
+	assert_int_equal(sched_take_more(s, "a.example", 20, out, 8, &st), 0); /* none left */
+	sched_add(s, BU, "a.example", 2, 0, 15);
+	sched_add(s, BU, "a.example", 3, 1, 16);
+	sched_add(s, TR, "a.example", 4, 0, 17);
+	sched_add(s, BU, "a.example", 2, 1, 18);
+	sched_add(s, TR, "a.example", 5, 0, 500); /* not due yet */
+	assert_int_equal(sched_take_more(s, "a.example", 20, out, 8, &st), 1);
+	assert_true(st == TR && out[0].msgid == 4);
+	assert_int_equal(sched_take_more(s, "a.example", 20, out, 8, &st), 3);
+	assert_int_equal(st, BU);
+	assert_true(out[0].msgid == 2 && out[1].msgid == 2 && out[2].msgid == 3);
+	assert_int_equal(sched_take_more(s, "a.example", 20, out, 8, &st), 0);
+	assert_int_equal(sched_next_due(s), 10); /* b waits; a's item at 500 */
+	/* a's second slot is still free: a second attempt may start */
+	assert_int_equal(take(s, 600, out, 8, dest, &st), 1);
+	assert_int_equal(take(s, 600, out, 8, dest, &st), 1);
+	assert_int_equal(take(s, 600, out, 8, dest, &st), 0);
+	sched_release(s, "a.example");
+	sched_release(s, "a.example");
+	sched_release(s, "b.example");
+	assert_int_equal(sched_count(s), 0);
+	sched_free(s);
+}
+
 static void test_remove_msg(void **state)
 {
 	(void)state;
@@ -680,7 +719,7 @@ int main(void)
 	    cmocka_unit_test(test_round_robin),   cmocka_unit_test(test_stream_order),
 	    cmocka_unit_test(test_remove_msg),    cmocka_unit_test(test_readd_replaces),
 	    cmocka_unit_test(test_flush),         cmocka_unit_test(test_model),
-	    cmocka_unit_test(test_smoke_200k),
+	    cmocka_unit_test(test_smoke_200k),    cmocka_unit_test(test_take_more),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }

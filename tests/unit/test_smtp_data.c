@@ -569,6 +569,118 @@ static void test_check_header_overflow(void **state)
 	smtp_msg_check_fini(&c);
 }
 
+/* ---- the checker against the byte-at-a-time original ------------------------- */
+
+/* ref_check_feed - the checker as it was before word-at-a-time scanning (one
+ * octet per iteration), kept as the reference the fast one must agree with. */
+static void ref_check_feed(struct smtp_msg_check *c, const char *buf, size_t len)
+{
+	size_t hdr_end = c->in_headers ? len : 0;
+
+	c->size += len;
+	if (c->max_size != 0 && c->size > c->max_size)
+		c->too_big = true;
+	for (size_t i = 0; i < len; i++) {
+		int b = (unsigned char)buf[i];
+		if (c->prev == '\r' && b != '\n')
+			c->bare_crlf = true;
+		if (b == '\n') {
+			if (c->prev != '\r') {
+				c->bare_crlf = true;
+				c->line_len++;
+			} else {
+				if (c->line_len - 1 > 998)
+					c->long_line = true;
+				if (c->in_headers && c->line_len == 1) {
+					c->in_headers = false;
+					hdr_end = i + 1;
+				}
+				c->line_len = 0;
+			}
+		} else {
+			c->line_len++;
+			if (b == 0)
+				c->nul = true;
+			else if (b >= 0x80)
+				c->eight_bit = true;
+		}
+		c->prev = b;
+	}
+	if (hdr_end > 0 && !c->header_overflow) {
+		size_t have = evbuffer_get_length(c->headers);
+		if (hdr_end > SMTP_HEADER_MAX - have) {
+			hdr_end = SMTP_HEADER_MAX - have;
+			c->header_overflow = true;
+		}
+		evbuffer_add(c->headers, buf, hdr_end);
+	}
+}
+
+/* A random message biased towards what the checker decides on: mostly text
+ * lines, with CR, LF, CRLF, NUL, 8-bit octets and long runs mixed in. */
+static size_t random_message(char *buf, size_t cap)
+{
+	size_t len = rnd() % cap, i = 0;
+	while (i < len) {
+		uint32_t r = rnd() % 100;
+		size_t run = 1 + rnd() % (r < 5 ? 1100 : 80);
+		for (size_t k = 0; k < run && i < len; k++)
+			buf[i++] = rnd() % 64 == 0 ? (char)(0x80 + rnd() % 128)
+						   : (char)('a' + rnd() % 26);
+		if (i >= len)
+			break;
+		if (r < 70) {
+			buf[i++] = '\r';
+			if (i < len)
+				buf[i++] = '\n';
+		} else {
+			static const char odd[] = {'\r', '\n', '\0', (char)0x80, (char)0xc3,
+						   (char)0xff, '.', ' '};
+			buf[i++] = odd[rnd() % sizeof odd];
+		}
+	}
+	return len;
+}
+
+static void test_check_matches_reference(void **state)
+{
+	(void)state;
+	enum { CAP = 6000 };
+	char *buf = malloc(CAP);
+	for (int round = 0; round < 3000; round++) {
+		size_t len = random_message(buf, CAP);
+		uint64_t max = rnd() % 4 == 0 ? rnd() % CAP : 0;
+		struct smtp_msg_check fast, ref;
+		smtp_msg_check_init(&fast, max);
+		smtp_msg_check_init(&ref, max);
+		for (size_t off = 0; off < len;) {
+			size_t n = rnd() % 3 == 0 ? len - off : 1 + rnd() % 700;
+			if (n > len - off)
+				n = len - off;
+			smtp_msg_check_feed(&fast, buf + off, n);
+			ref_check_feed(&ref, buf + off, n);
+			off += n;
+		}
+		char label[64];
+		snprintf(label, sizeof label, "random round %d (%zu octets)", round, len);
+		CHECK(label, fast.size == ref.size && fast.too_big == ref.too_big);
+		CHECK(label, fast.bare_crlf == ref.bare_crlf && fast.nul == ref.nul);
+		CHECK(label, fast.long_line == ref.long_line && fast.eight_bit == ref.eight_bit);
+		CHECK(label, fast.in_headers == ref.in_headers && fast.line_len == ref.line_len);
+		CHECK(label, fast.prev == ref.prev && fast.header_overflow == ref.header_overflow);
+		size_t hl = evbuffer_get_length(fast.headers);
+		CHECK(label, hl == evbuffer_get_length(ref.headers));
+		CHECK(label, memcmp(evbuffer_pullup(fast.headers, -1),
+				    evbuffer_pullup(ref.headers, -1), hl) == 0);
+		struct smtp_reply a = {0}, b = {0};
+		CHECK(label, smtp_msg_check_done(&fast, &a) == smtp_msg_check_done(&ref, &b));
+		CHECK(label, a.code == b.code);
+		smtp_msg_check_fini(&fast);
+		smtp_msg_check_fini(&ref);
+	}
+	free(buf);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -579,6 +691,7 @@ int main(void)
 		cmocka_unit_test(test_check_cases),
 		cmocka_unit_test(test_check_line_length),
 		cmocka_unit_test(test_check_header_overflow),
+		cmocka_unit_test(test_check_matches_reference),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -1,0 +1,148 @@
+/*
+ * http_int.h - what the API server's files share: the server, one request being
+ * handled (struct http_call), JSON replies and errors, query-string helpers and
+ * the table of commits in flight.
+ *
+ * Threads: everything here runs on the API thread, except http_server_stop's
+ * event_active and the spool writer's event_active of commit completions.
+ * Ownership: the server owns the pending table and each entry; an entry holds
+ * the evhttp request it must answer, which libevent owns (it is set to NULL when
+ * the connection closes first).
+ */
+#ifndef RELEVO_HTTP_INT_H
+#define RELEVO_HTTP_INT_H
+
+#include <pthread.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <sys/queue.h>
+
+#include <event2/event.h>
+#include <event2/http.h>
+#include <event2/keyvalq_struct.h>
+#include <jansson.h>
+
+#include "conf/conf.h"
+#include "core/core.h"
+#include "http/http.h"
+
+#define HTTP_PENDING_MAX 4096		/* commits in flight; beyond, 503 */
+#define HTTP_HEADERS_SIZE_MAX 65536	/* request line and header fields */
+#define HTTP_CLIENT_MAX 64		/* a client address as text */
+#define HTTP_LIMIT_DEFAULT 100		/* page size of lists */
+#define HTTP_LIMIT_MAX 1000
+#define HTTP_ERROR_TEXT_MAX 512
+
+struct spool;
+struct store;
+struct store_user;
+struct dkim_cache;
+
+/* A POST /v1/messages waiting for its spool commit. */
+struct http_pending {
+	uint64_t cookie;
+	uint64_t msgid;
+	int64_t created;		/* unix ms: when the request was accepted */
+	struct evhttp_request *req;	/* NULL once the client is gone */
+	struct evhttp_connection *evcon;
+	char *user;
+	char *sender;
+	bool bulk;
+	char **rcpt;			/* accepted recipients (the envelope) */
+	size_t nrcpt;
+	char **suppressed;		/* left out: on the user's suppression list */
+	size_t nsuppressed;
+};
+
+struct http_server {
+	const struct conf *conf;
+	struct spool *spool;
+	struct store *store;
+	struct dkim_cache *dkim;
+	struct event_base *base;
+	struct evhttp *http;
+	struct evhttp_bound_socket **socks;
+	size_t nsocks;
+	struct event *stop_ev;		/* activated by http_server_stop */
+	pthread_t thread;
+	bool running;			/* the thread was started (main thread's view) */
+	bool stopping;			/* API thread only */
+	struct http_pending **pending;	/* open addressing by cookie */
+	size_t pending_size, npending;
+	uint64_t next_cookie;
+};
+
+/* One request being handled. */
+struct http_call {
+	struct http_server *h;
+	struct evhttp_request *req;
+	enum evhttp_cmd_type method;
+	const char *tail;		/* the decoded {id} of /v1/x/{id}, or NULL */
+	struct evkeyvalq query;		/* decoded query parameters */
+	struct store_user *user;	/* the key's account (NULL for open routes) */
+	char client[HTTP_CLIENT_MAX];	/* the peer's address */
+};
+
+/* ---- replies (http_server.c) ----------------------------------------------- */
+
+/* http_reply_json - send body (a reference is taken over) with status. */
+void http_reply_json(struct evhttp_request *req, int status, json_t *body);
+/* http_error - {"error": {"status", "code", "message"}} with status. */
+void http_error(struct evhttp_request *req, int status, const char *code, const char *fmt, ...)
+	__attribute__((format(printf, 4, 5)));
+/* http_utf8_clean - '?' for every byte of s that is not valid UTF-8 or is a
+ * control character, in place. */
+void http_utf8_clean(char *s);
+/* http_reply_text - a prepared JSON text (taken over: free()d). */
+void http_reply_text(struct evhttp_request *req, int status, char *json);
+
+/* ---- query strings and bodies (http_server.c) -------------------------------- */
+
+/* http_query_only - true if every query parameter is in allowed (NULL-terminated);
+ * else a 400 has been sent. */
+bool http_query_only(struct http_call *c, const char *const *allowed);
+/* http_query_limit - "limit" in 1..HTTP_LIMIT_MAX (default HTTP_LIMIT_DEFAULT);
+ * false after a 400. */
+bool http_query_limit(struct http_call *c, size_t *out);
+/* http_query_time - "since"/"until" as unix ms (0 when absent): unix seconds or
+ * RFC 3339; false after a 400. */
+bool http_query_time(struct http_call *c, const char *name, int64_t *out);
+/* http_parse_time - unix seconds or an RFC 3339 date-time, as unix ms. */
+bool http_parse_time(const char *s, int64_t *ms);
+/* http_body_json - the request body as a JSON object; NULL after a 400. */
+json_t *http_body_json(struct http_call *c);
+/* http_time_json - unix ms as an RFC 3339 string (UTC, milliseconds). */
+json_t *http_time_json(int64_t ms);
+
+/* ---- commits in flight (http_server.c) ----------------------------------------- */
+
+/* http_pending_add - register p (taken over) under a new cookie and watch its
+ * connection. */
+uint64_t http_pending_add(struct http_server *h, struct http_pending *p);
+/* http_pending_take - remove and return the entry of cookie (NULL if none). */
+struct http_pending *http_pending_take(struct http_server *h, uint64_t cookie);
+void http_pending_free(struct http_pending *p);
+/* http_server_idle - a commit finished: end the loop if stopping and none is left. */
+void http_server_idle(struct http_server *h);
+
+/* ---- handlers ---------------------------------------------------------------- */
+
+/* http_api_messages.c */
+void http_api_message_send(struct http_call *c);
+void http_api_message_get(struct http_call *c);
+/* http_api_account.c */
+void http_api_events(struct http_call *c);
+void http_api_stats(struct http_call *c);
+void http_api_suppressions_list(struct http_call *c);
+void http_api_suppression_add(struct http_call *c);
+void http_api_suppression_del(struct http_call *c);
+void http_api_webhooks_list(struct http_call *c);
+void http_api_webhook_add(struct http_call *c);
+void http_api_webhook_del(struct http_call *c);
+
+/* The OpenAPI document, embedded at build time (generated http_openapi.c). */
+extern const unsigned char http_openapi_json[];
+extern const size_t http_openapi_json_len;
+
+#endif

@@ -1,0 +1,671 @@
+/*
+ * http_server.c - the API server: sockets, the API thread and its event loop,
+ * routing, authentication, JSON replies and errors, and the table of commits in
+ * flight.
+ *
+ * http_server_new binds http.listen (before privileges are dropped);
+ * http_server_start runs an event_base with evhttp on a new thread. Every request
+ * goes through one dispatcher (http_on_request): route by path, 405 with Allow
+ * for a known path and another method, 404 otherwise, 401 without a valid
+ * "Authorization: Bearer KEY", then the handler. Every answer is JSON, errors
+ * included: {"error": {"status", "code", "message"}}.
+ *
+ * Commits: POST /v1/messages answers only once spool_commit says the message is
+ * durable. The completion finds its request by a 64-bit cookie in a table, never
+ * by a pointer: if the client's connection closes meanwhile, the close callback
+ * forgets the request and the completion only records the events.
+ *
+ * Stopping (http_server_stop, any thread): the listeners close at once, new
+ * requests on open connections get 503, the commits in flight are answered, then
+ * the loop ends and the thread is joined.
+ */
+#include "http/http_int.h"
+
+#include <arpa/inet.h>
+#include <stdarg.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include <event2/buffer.h>
+#include <event2/keyvalq_struct.h>
+
+#include "dkim/dkim.h"
+#include "policy/policy.h"
+#include "store/store.h"
+
+enum {
+	M_GET = EVHTTP_REQ_GET | EVHTTP_REQ_HEAD,
+	M_POST = EVHTTP_REQ_POST,
+	M_DELETE = EVHTTP_REQ_DELETE,
+};
+
+struct http_route {
+	const char *path;	/* exact, or the prefix of "/x/{id}" when tail */
+	bool tail;
+	unsigned methods;
+	bool open;		/* no API key needed */
+	void (*fn)(struct http_call *c);
+};
+
+static void http_api_openapi(struct http_call *c);
+
+static const struct http_route http_routes[] = {
+	{"/v1/messages", false, M_POST, false, http_api_message_send},
+	{"/v1/messages/", true, M_GET, false, http_api_message_get},
+	{"/v1/events", false, M_GET, false, http_api_events},
+	{"/v1/stats", false, M_GET, false, http_api_stats},
+	{"/v1/suppressions", false, M_GET, false, http_api_suppressions_list},
+	{"/v1/suppressions", false, M_POST, false, http_api_suppression_add},
+	{"/v1/suppressions/", true, M_DELETE, false, http_api_suppression_del},
+	{"/v1/webhooks", false, M_GET, false, http_api_webhooks_list},
+	{"/v1/webhooks", false, M_POST, false, http_api_webhook_add},
+	{"/v1/webhooks/", true, M_DELETE, false, http_api_webhook_del},
+	{"/v1/openapi.json", false, M_GET, true, http_api_openapi},
+};
+
+/* ---- replies ------------------------------------------------------------------ */
+
+static const char *http_reason(int status)
+{
+	static const struct {
+		int status;
+		const char *reason;
+	} reasons[] = {
+		{200, "OK"},
+		{201, "Created"},
+		{202, "Accepted"},
+		{400, "Bad Request"},
+		{401, "Unauthorized"},
+		{403, "Forbidden"},
+		{404, "Not Found"},
+		{405, "Method Not Allowed"},
+		{413, "Payload Too Large"},
+		{500, "Internal Server Error"},
+		{503, "Service Unavailable"},
+	};
+	for (size_t i = 0; i < ARRAY_LEN(reasons); i++)
+		if (reasons[i].status == status)
+			return reasons[i].reason;
+	return "Unknown";
+}
+
+/* http_reply_text - send a JSON document; json is free()d. */
+void http_reply_text(struct evhttp_request *req, int status, char *json)
+{
+	struct evbuffer *buf = evbuffer_new();
+	evbuffer_add(buf, json, strlen(json));
+	evbuffer_add(buf, "\n", 1);
+	free(json);
+	struct evkeyvalq *out = evhttp_request_get_output_headers(req);
+	evhttp_add_header(out, "Content-Type", "application/json");
+	evhttp_add_header(out, "Cache-Control", "no-store");
+	evhttp_send_reply(req, status, http_reason(status), buf);
+	evbuffer_free(buf);
+}
+
+/* http_reply_json - send body (its reference is taken over). */
+void http_reply_json(struct evhttp_request *req, int status, json_t *body)
+{
+	char *s = json_dumps(body, JSON_COMPACT | JSON_ENSURE_ASCII);
+	json_decref(body);
+	if (s == NULL)
+		fatal("event=json_dumps_failed");
+	http_reply_text(req, status, s);
+}
+
+/* http_utf8_clean - replace every byte of s that is not part of a valid UTF-8
+ * sequence (or is a control character) with '?': error texts quote the client,
+ * cut to a length that may split a character. */
+void http_utf8_clean(char *s)
+{
+	unsigned char *p = (unsigned char *)s;
+	while (*p) {
+		size_t n = *p < 0x80 ? 1 : (*p & 0xe0) == 0xc0 ? 2 : (*p & 0xf0) == 0xe0 ? 3
+			   : (*p & 0xf8) == 0xf0 ? 4 : 0;
+		bool ok = n > 0 && !(n == 2 && *p < 0xc2);
+		for (size_t i = 1; ok && i < n; i++)
+			ok = (p[i] & 0xc0) == 0x80;
+		if (!ok || (n == 1 && (*p < 0x20 || *p == 0x7f))) {
+			*p++ = '?';
+			continue;
+		}
+		p += n;
+	}
+}
+
+/* http_error - the JSON error document. */
+void http_error(struct evhttp_request *req, int status, const char *code, const char *fmt, ...)
+{
+	char msg[HTTP_ERROR_TEXT_MAX];
+	va_list ap;
+	va_start(ap, fmt);
+	vsnprintf(msg, sizeof msg, fmt, ap);
+	va_end(ap);
+	http_utf8_clean(msg);
+	json_t *e = json_pack("{s:{s:i,s:s,s:s}}", "error", "status", status, "code", code,
+			      "message", msg);
+	if (e == NULL) /* overlong forms and the like: say less */
+		e = json_pack("{s:{s:i,s:s,s:s}}", "error", "status", status, "code", code,
+			      "message", http_reason(status));
+	http_reply_json(req, status, e);
+}
+
+/* ---- query strings and bodies ----------------------------------------------------- */
+
+/* http_query_only - refuse parameters that the route does not know. */
+bool http_query_only(struct http_call *c, const char *const *allowed)
+{
+	struct evkeyval *kv;
+	TAILQ_FOREACH(kv, &c->query, next)
+	{
+		bool ok = false;
+		for (size_t i = 0; allowed[i] && !ok; i++)
+			ok = strcmp(kv->key, allowed[i]) == 0;
+		if (!ok) {
+			http_error(c->req, 400, "unknown_parameter",
+				   "unknown query parameter \"%.64s\"", kv->key);
+			return false;
+		}
+	}
+	return true;
+}
+
+/* http_query_limit - "limit", 1..HTTP_LIMIT_MAX. */
+bool http_query_limit(struct http_call *c, size_t *out)
+{
+	const char *v = evhttp_find_header(&c->query, "limit");
+	uint64_t n = HTTP_LIMIT_DEFAULT;
+	if (v != NULL && (!str_to_u64(v, &n) || n < 1 || n > HTTP_LIMIT_MAX)) {
+		http_error(c->req, 400, "invalid_parameter", "limit must be a number from 1 to %d",
+			   HTTP_LIMIT_MAX);
+		return false;
+	}
+	*out = (size_t)n;
+	return true;
+}
+
+static bool http_digits(const char *s, int n, int *out)
+{
+	int v = 0;
+	for (int i = 0; i < n; i++) {
+		if (s[i] < '0' || s[i] > '9')
+			return false;
+		v = v * 10 + (s[i] - '0');
+	}
+	*out = v;
+	return true;
+}
+
+/* http_parse_rfc3339 - "2026-11-26T13:05:39(.123)?(Z|+01:00)". A space stands
+ * for '+' in the offset, since query strings decode '+' as a space. */
+static bool http_parse_rfc3339(const char *s, int64_t *ms)
+{
+	int y, mo, d, h, mi, sec, frac = 0, oh = 0, om = 0;
+	if (strlen(s) < 20 || !http_digits(s, 4, &y) || s[4] != '-' ||
+	    !http_digits(s + 5, 2, &mo) || s[7] != '-' || !http_digits(s + 8, 2, &d) ||
+	    !strchr("Tt ", s[10]) || !http_digits(s + 11, 2, &h) || s[13] != ':' ||
+	    !http_digits(s + 14, 2, &mi) || s[16] != ':' || !http_digits(s + 17, 2, &sec))
+		return false;
+	const char *p = s + 19;
+	if (*p == '.') {
+		int digits = 0;
+		for (p++; *p >= '0' && *p <= '9'; p++, digits++)
+			if (digits < 3)
+				frac = frac * 10 + (*p - '0');
+		if (digits == 0)
+			return false;
+		for (; digits < 3; digits++)
+			frac *= 10;
+	}
+	int sign = 0;
+	if ((*p == 'Z' || *p == 'z') && p[1] == '\0') {
+		sign = 0;
+	} else if ((*p == '+' || *p == '-' || *p == ' ') && strlen(p) == 6 &&
+		   http_digits(p + 1, 2, &oh) && p[3] == ':' && http_digits(p + 4, 2, &om)) {
+		sign = *p == '-' ? -1 : 1;
+	} else {
+		return false;
+	}
+	if (mo < 1 || mo > 12 || d < 1 || d > 31 || h > 23 || mi > 59 || sec > 60 || oh > 23 ||
+	    om > 59)
+		return false;
+	struct tm tm = {.tm_year = y - 1900, .tm_mon = mo - 1, .tm_mday = d, .tm_hour = h,
+			.tm_min = mi, .tm_sec = sec};
+	int64_t t = (int64_t)timegm(&tm) - (int64_t)sign * (oh * 3600 + om * 60);
+	*ms = t * 1000 + frac;
+	return true;
+}
+
+/* http_parse_time - unix seconds or RFC 3339, as unix ms. */
+bool http_parse_time(const char *s, int64_t *ms)
+{
+	uint64_t secs;
+	if (str_to_u64(s, &secs)) {
+		if (secs > (uint64_t)INT64_MAX / 1000)
+			return false;
+		*ms = (int64_t)secs * 1000;
+		return true;
+	}
+	return http_parse_rfc3339(s, ms);
+}
+
+/* http_query_time - a time parameter, 0 when absent. */
+bool http_query_time(struct http_call *c, const char *name, int64_t *out)
+{
+	const char *v = evhttp_find_header(&c->query, name);
+	*out = 0;
+	if (v == NULL)
+		return true;
+	if (!http_parse_time(v, out)) {
+		http_error(c->req, 400, "invalid_parameter",
+			   "%s must be unix seconds or an RFC 3339 date-time "
+			   "(2026-11-26T13:05:39Z)", name);
+		return false;
+	}
+	return true;
+}
+
+/* http_body_json - parse the body as one JSON object. */
+json_t *http_body_json(struct http_call *c)
+{
+	struct evbuffer *in = evhttp_request_get_input_buffer(c->req);
+	size_t len = evbuffer_get_length(in);
+	json_error_t jerr;
+	const char *text = len ? (const char *)evbuffer_pullup(in, -1) : "";
+	json_t *j = json_loadb(text, len, JSON_REJECT_DUPLICATES, &jerr);
+	if (j == NULL) {
+		http_error(c->req, 400, "invalid_json", "malformed JSON at line %d column %d: %s",
+			   jerr.line, jerr.column, jerr.text);
+		return NULL;
+	}
+	if (!json_is_object(j)) {
+		json_decref(j);
+		http_error(c->req, 400, "invalid_json", "the request must be a JSON object");
+		return NULL;
+	}
+	return j;
+}
+
+/* http_time_json - "2026-11-26T13:05:39.123Z". */
+json_t *http_time_json(int64_t ms)
+{
+	char when[40];
+	time_t secs = (time_t)(ms / 1000);
+	struct tm tm;
+	gmtime_r(&secs, &tm);
+	size_t n = strftime(when, sizeof when, "%Y-%m-%dT%H:%M:%S", &tm);
+	snprintf(when + n, sizeof when - n, ".%03dZ", (int)(ms % 1000));
+	return json_string(when);
+}
+
+/* ---- commits in flight ------------------------------------------------------------- */
+
+static size_t pending_slot(const struct http_server *h, uint64_t cookie)
+{
+	return (size_t)((cookie * 0x9E3779B97F4A7C15ULL) >> 32) & (h->pending_size - 1);
+}
+
+static void pending_insert(struct http_server *h, struct http_pending *p)
+{
+	size_t j = pending_slot(h, p->cookie);
+	while (h->pending[j])
+		j = (j + 1) & (h->pending_size - 1);
+	h->pending[j] = p;
+}
+
+static void pending_grow(struct http_server *h)
+{
+	struct http_pending **old = h->pending;
+	size_t oldn = h->pending_size;
+	h->pending_size = oldn ? oldn * 2 : 64;
+	h->pending = xcalloc(h->pending_size, sizeof *h->pending);
+	for (size_t i = 0; i < oldn; i++)
+		if (old[i])
+			pending_insert(h, old[i]);
+	free(old);
+}
+
+/* http_on_close - a connection with a commit in flight closed: forget its request. */
+static void http_on_close(struct evhttp_connection *evcon, void *arg)
+{
+	struct http_server *h = arg;
+	for (size_t i = 0; i < h->pending_size; i++) {
+		struct http_pending *p = h->pending[i];
+		if (p == NULL || p->evcon != evcon || p->req == NULL)
+			continue;
+		/* A request that libevent detached from its connection (the client
+		 * went away while we owed the answer) is ours to free; an attached one
+		 * is freed by libevent right after this callback. */
+		if (evhttp_request_get_connection(p->req) == NULL)
+			evhttp_request_free(p->req);
+		p->req = NULL;
+		p->evcon = NULL;
+	}
+}
+
+/* http_pending_add - register p under a new cookie. */
+uint64_t http_pending_add(struct http_server *h, struct http_pending *p)
+{
+	if ((h->npending + 1) * 2 > h->pending_size)
+		pending_grow(h);
+	p->cookie = ++h->next_cookie;
+	p->evcon = evhttp_request_get_connection(p->req);
+	if (p->evcon)
+		evhttp_connection_set_closecb(p->evcon, http_on_close, h);
+	pending_insert(h, p);
+	h->npending++;
+	return p->cookie;
+}
+
+/* http_pending_take - remove cookie's entry (backward-shift deletion). */
+struct http_pending *http_pending_take(struct http_server *h, uint64_t cookie)
+{
+	if (h->pending_size == 0)
+		return NULL;
+	size_t mask = h->pending_size - 1, j;
+	for (j = pending_slot(h, cookie); h->pending[j]; j = (j + 1) & mask)
+		if (h->pending[j]->cookie == cookie)
+			break;
+	struct http_pending *p = h->pending[j];
+	if (p == NULL)
+		return NULL;
+	h->pending[j] = NULL;
+	h->npending--;
+	for (size_t k = (j + 1) & mask; h->pending[k]; k = (k + 1) & mask) {
+		struct http_pending *q = h->pending[k];
+		h->pending[k] = NULL;
+		pending_insert(h, q);
+	}
+	if (p->evcon)
+		evhttp_connection_set_closecb(p->evcon, NULL, NULL);
+	return p;
+}
+
+void http_pending_free(struct http_pending *p)
+{
+	if (p == NULL)
+		return;
+	free(p->user);
+	free(p->sender);
+	for (size_t i = 0; i < p->nrcpt; i++)
+		free(p->rcpt[i]);
+	free(p->rcpt);
+	for (size_t i = 0; i < p->nsuppressed; i++)
+		free(p->suppressed[i]);
+	free(p->suppressed);
+	free(p);
+}
+
+/* http_server_idle - end the loop once stopping and nothing is in flight. */
+void http_server_idle(struct http_server *h)
+{
+	if (h->stopping && h->npending == 0)
+		event_base_loopexit(h->base, NULL);
+}
+
+/* ---- dispatch ------------------------------------------------------------------------ */
+
+static void http_api_openapi(struct http_call *c)
+{
+	struct evbuffer *buf = evbuffer_new();
+	evbuffer_add(buf, http_openapi_json, http_openapi_json_len);
+	evhttp_add_header(evhttp_request_get_output_headers(c->req), "Content-Type",
+			  "application/json");
+	evhttp_send_reply(c->req, 200, "OK", buf);
+	evbuffer_free(buf);
+}
+
+/* http_route_path - does path name route r? Sets *tail for "/x/{id}" routes. */
+static bool http_route_path(const struct http_route *r, const char *path, const char **tail)
+{
+	size_t n = strlen(r->path);
+	if (!r->tail)
+		return strcmp(path, r->path) == 0;
+	if (strncmp(path, r->path, n) != 0 || path[n] == '\0' || strchr(path + n, '/'))
+		return false;
+	*tail = path + n;
+	return true;
+}
+
+static void http_method_not_allowed(struct http_call *c, unsigned allowed)
+{
+	char allow[64] = "";
+	static const struct {
+		unsigned m;
+		const char *name;
+	} names[] = {{EVHTTP_REQ_GET, "GET"}, {EVHTTP_REQ_HEAD, "HEAD"},
+		     {EVHTTP_REQ_POST, "POST"}, {EVHTTP_REQ_DELETE, "DELETE"}};
+	for (size_t i = 0; i < ARRAY_LEN(names); i++)
+		if (allowed & names[i].m)
+			snprintf(allow + strlen(allow), sizeof allow - strlen(allow), "%s%s",
+				 allow[0] ? ", " : "", names[i].name);
+	evhttp_add_header(evhttp_request_get_output_headers(c->req), "Allow", allow);
+	http_error(c->req, 405, "method_not_allowed", "this path allows %s", allow);
+}
+
+/* http_authenticate - the account of "Authorization: Bearer KEY", or a 401/503. */
+static bool http_authenticate(struct http_call *c)
+{
+	const char *a = evhttp_find_header(evhttp_request_get_input_headers(c->req),
+					   "Authorization");
+	const char *key = NULL;
+	if (a != NULL && str_has_prefix_ci(a, "Bearer ")) {
+		key = a + 7;
+		while (*key == ' ')
+			key++;
+	}
+	enum rc rc = key ? policy_apikey_check(c->h->store, key, &c->user) : RC_PERMFAIL;
+	if (rc == RC_OK)
+		return true;
+	if (rc == RC_TEMPFAIL) {
+		log_err("event=http_auth_failed client=%s error=store_unavailable", c->client);
+		http_error(c->req, 503, "unavailable", "cannot check the API key right now, "
+			   "try again later");
+		return false;
+	}
+	log_info("event=http_auth_refused client=%s reason=%s", c->client,
+		 a == NULL ? "no_authorization" : "bad_key");
+	evhttp_add_header(evhttp_request_get_output_headers(c->req), "WWW-Authenticate",
+			  "Bearer realm=\"relevo\"");
+	http_error(c->req, 401, "unauthorized",
+		   a == NULL ? "an API key is required: Authorization: Bearer KEY"
+			     : "the API key is not valid");
+	return false;
+}
+
+static void http_client_address(struct http_call *c)
+{
+	struct evhttp_connection *evcon = evhttp_request_get_connection(c->req);
+	char *addr = NULL;
+	ev_uint16_t port = 0;
+	if (evcon)
+		evhttp_connection_get_peer(evcon, &addr, &port);
+	str_lcpy(c->client, addr ? addr : "unknown", sizeof c->client);
+}
+
+/* http_dispatch - route, authenticate, run the handler. */
+static void http_dispatch(struct http_call *c, const char *path)
+{
+	unsigned allowed = 0;
+	for (size_t i = 0; i < ARRAY_LEN(http_routes); i++) {
+		const struct http_route *r = &http_routes[i];
+		const char *tail = NULL;
+		if (!http_route_path(r, path, &tail))
+			continue;
+		allowed |= r->methods;
+		if (!(r->methods & (unsigned)c->method))
+			continue;
+		char *decoded = NULL;
+		if (tail) {
+			size_t n = 0;
+			decoded = evhttp_uridecode(tail, 0, &n);
+			if (decoded == NULL || strlen(decoded) != n) {
+				free(decoded);
+				http_error(c->req, 400, "invalid_path", "the path is malformed");
+				return;
+			}
+			c->tail = decoded;
+		}
+		if (r->open || http_authenticate(c))
+			r->fn(c);
+		free(decoded);
+		return;
+	}
+	if (allowed)
+		http_method_not_allowed(c, allowed);
+	else
+		http_error(c->req, 404, "not_found", "no such endpoint: %.200s", path);
+}
+
+/* http_on_request - every request (evhttp's generic callback). */
+static void http_on_request(struct evhttp_request *req, void *arg)
+{
+	struct http_call c = {.h = arg, .req = req, .method = evhttp_request_get_command(req)};
+	TAILQ_INIT(&c.query);
+	http_client_address(&c);
+	const struct evhttp_uri *uri = evhttp_request_get_evhttp_uri(req);
+	const char *path = uri ? evhttp_uri_get_path(uri) : NULL;
+	const char *query = uri ? evhttp_uri_get_query(uri) : NULL;
+	if (path == NULL || path[0] == '\0')
+		path = "/";
+	if (c.h->stopping) {
+		evhttp_add_header(evhttp_request_get_output_headers(req), "Connection", "close");
+		http_error(req, 503, "shutting_down", "the server is shutting down, try again "
+			   "shortly");
+	} else if (query && evhttp_parse_query_str(query, &c.query) != 0) {
+		http_error(req, 400, "invalid_query", "the query string is malformed");
+	} else {
+		http_dispatch(&c, path);
+	}
+	evhttp_clear_headers(&c.query);
+	store_user_free(c.user);
+}
+
+/* ---- the thread ------------------------------------------------------------------------ */
+
+static void http_on_stop(evutil_socket_t fd, short what, void *arg)
+{
+	struct http_server *h = arg;
+	h->stopping = true;
+	for (size_t i = 0; i < h->nsocks; i++)
+		if (h->socks[i])
+			evhttp_del_accept_socket(h->http, h->socks[i]);
+	h->nsocks = 0;
+	log_info("event=http_stopping commits_in_flight=%zu", h->npending);
+	http_server_idle(h);
+}
+
+static void *http_thread_main(void *arg)
+{
+	struct http_server *h = arg;
+	event_base_loop(h->base, EVLOOP_NO_EXIT_ON_EMPTY);
+	return NULL;
+}
+
+/* http_bind - one http.listen address. */
+static enum rc http_bind(struct http_server *h, const struct conf_listen *l)
+{
+	char host[INET6_ADDRSTRLEN];
+	uint16_t port;
+	if (l->sa.ss_family == AF_INET6) {
+		const struct sockaddr_in6 *s6 = (const struct sockaddr_in6 *)&l->sa;
+		inet_ntop(AF_INET6, &s6->sin6_addr, host, sizeof host);
+		port = ntohs(s6->sin6_port);
+	} else {
+		const struct sockaddr_in *s4 = (const struct sockaddr_in *)&l->sa;
+		inet_ntop(AF_INET, &s4->sin_addr, host, sizeof host);
+		port = ntohs(s4->sin_port);
+	}
+	struct evhttp_bound_socket *s = evhttp_bind_socket_with_handle(h->http, host, port);
+	if (s == NULL) {
+		log_err("event=listen_failed address=%s what=http", l->address);
+		return RC_IO;
+	}
+	h->socks[h->nsocks++] = s;
+	log_info("event=listening address=%s mode=http", l->address);
+	return RC_OK;
+}
+
+/* http_server_new - evhttp on a new event base, bound to http.listen. */
+enum rc http_server_new(const struct conf *c, struct spool *sp, struct store *st,
+			struct http_server **out)
+{
+	*out = NULL;
+	if (c->http.nlisten == 0)
+		return RC_OK;
+	core_threads_init();
+	struct http_server *h = xcalloc(1, sizeof *h);
+	h->conf = c;
+	h->spool = sp;
+	h->store = st;
+	h->base = event_base_new();
+	if (h->base == NULL)
+		fatal("event=event_base_new_failed");
+	h->http = evhttp_new(h->base);
+	if (h->http == NULL)
+		fatal("event=evhttp_new_failed");
+	h->stop_ev = event_new(h->base, -1, 0, http_on_stop, h);
+	h->dkim = dkim_cache_new(policy_dkim_load, st);
+	evhttp_set_gencb(h->http, http_on_request, h);
+	evhttp_set_max_body_size(h->http, (ev_ssize_t)MIN(c->http.max_request_size,
+							  (uint64_t)INT64_MAX));
+	evhttp_set_max_headers_size(h->http, HTTP_HEADERS_SIZE_MAX);
+	evhttp_set_timeout(h->http, (int)c->http.timeout);
+	evhttp_set_allowed_methods(h->http, EVHTTP_REQ_GET | EVHTTP_REQ_POST | EVHTTP_REQ_HEAD |
+						    EVHTTP_REQ_PUT | EVHTTP_REQ_DELETE |
+						    EVHTTP_REQ_OPTIONS | EVHTTP_REQ_TRACE |
+						    EVHTTP_REQ_CONNECT | EVHTTP_REQ_PATCH);
+	/* Read an oversized body to its end before answering 413, so that the client
+	 * sees the answer instead of a reset connection. */
+	evhttp_set_flags(h->http, EVHTTP_SERVER_LINGERING_CLOSE);
+	h->socks = xcalloc(c->http.nlisten, sizeof *h->socks);
+	for (size_t i = 0; i < c->http.nlisten; i++) {
+		if (http_bind(h, &c->http.listen[i]) != RC_OK) {
+			http_server_free(h);
+			return RC_IO;
+		}
+	}
+	*out = h;
+	return RC_OK;
+}
+
+/* http_server_start - the API thread. */
+enum rc http_server_start(struct http_server *h)
+{
+	if (h == NULL)
+		return RC_OK;
+	if (pthread_create(&h->thread, NULL, http_thread_main, h) != 0)
+		fatal("event=pthread_create_failed where=http");
+	h->running = true;
+	return RC_OK;
+}
+
+/* http_server_stop - close the listeners, answer the commits in flight, join. */
+void http_server_stop(struct http_server *h)
+{
+	if (h == NULL || !h->running)
+		return;
+	event_active(h->stop_ev, 0, 0);
+	pthread_join(h->thread, NULL);
+	h->running = false;
+}
+
+/* http_server_free - close every connection and free (after http_server_stop). */
+void http_server_free(struct http_server *h)
+{
+	if (h == NULL)
+		return;
+	http_server_stop(h);
+	if (h->http)
+		evhttp_free(h->http);
+	for (size_t i = 0; i < h->pending_size; i++)
+		http_pending_free(h->pending[i]);
+	free(h->pending);
+	free(h->socks);
+	if (h->stop_ev)
+		event_free(h->stop_ev);
+	dkim_cache_free(h->dkim);
+	event_base_free(h->base);
+	free(h);
+}

@@ -1,0 +1,599 @@
+"""
+test_api.py - the HTTP API (JSON under /v1), end to end.
+
+The real daemon with http.listen on loopback, keys made with `relevo apikey
+create`, driven with http.client. Mail is delivered to fake MX servers found
+through the fake DNS (fakes.py); what arrives is parsed with Python's email
+package and DKIM is checked with dkimpy. Each test asserts what an API user
+sees: the status, the JSON (errors included), the bytes delivered, the events
+and the queue.
+"""
+
+import base64
+import email
+import email.policy
+import http.client
+import json
+import os
+import re
+import time
+import urllib.parse
+
+import pytest
+
+from conftest import ID_RE, expect_status
+from fakes import delivering_relevo, wait_for
+from fakes import dns, mxs  # noqa: F401  (fixtures)
+from test_dkim import publish, verify_all, zone_records
+from test_hardening_helpers import FSYNC_AT_START, start_with_env
+
+FROM = "alice@example.com"
+
+
+def send(r, key=None, **fields):
+    """POST /v1/messages with sensible defaults; returns the response."""
+    body = {"from": FROM, "to": "carol@dest.test", "subject": "test", "text": "Hello.\n"}
+    body.update(fields)
+    return r.api.post("/v1/messages", body, **({"key": key} if key else {}))
+
+
+def send_ok(r, **fields):
+    """send() and assert 202; returns the JSON answer."""
+    j = expect_status(send(r, **fields), 202)
+    assert ID_RE.match(j["id"]), j
+    return j
+
+
+def dest_mx(dns, mxs, domain="dest.test"):
+    mx = mxs.add("mx1." + domain)
+    dns.mx(domain, mx.name)
+    dns.a(mx.name, mx.addr)
+    return mx
+
+
+@pytest.fixture
+def delivering(make_relevo, make_api_relevo, dns, mxs):
+    """A relevo with the API that delivers to the fake MX of dest.test."""
+    mx = dest_mx(dns, mxs)
+    r = make_api_relevo(delivering_relevo(make_relevo, dns, mxs, start=False))
+    return r, mx
+
+
+def events(r, key=None, **params):
+    """GET /v1/events with params; the JSON answer."""
+    q = urllib.parse.urlencode(params)
+    return expect_status(r.api.get("/v1/events" + ("?" + q if q else ""),
+                                   **({"key": key} if key else {})), 200)
+
+
+def all_events(r, **params):
+    """Every page of GET /v1/events, following the cursors."""
+    out, cursor = [], None
+    for _ in range(1000):
+        p = dict(params)
+        if cursor:
+            p["cursor"] = cursor
+        page = events(r, **p)
+        out += page["events"]
+        cursor = page["next"]
+        if cursor is None:
+            return out
+    raise AssertionError("pagination does not end")
+
+
+def wait_events(r, n, **params):
+    return wait_for(lambda: (lambda ev: ev if len(ev) >= n else None)(all_events(r, **params)),
+                    what="%d event(s) %r" % (n, params))
+
+
+def header(msg, name):
+    return str(msg[name]) if msg[name] is not None else None
+
+
+# ---------------------------------------------------------------------------
+# sending and what arrives
+# ---------------------------------------------------------------------------
+
+PNG = bytes(range(256)) * 40 + os.urandom(3001)
+CSV = "name,amount\r\nJörg,3\r\n".encode()
+
+
+def test_sent_mail_arrives_signed_and_intact(make_relevo, make_api_relevo, dns, mxs):
+    mx = dest_mx(dns, mxs)
+    r = delivering_relevo(make_relevo, dns, mxs, start=False)
+    r.config["dkim"] = {"missing_key": "tempfail"}
+    r.write_config()
+    r.cli_ok(["domain", "add", "example.com"])
+    recs = zone_records(r, "example.com")
+    publish(dns, recs)
+    make_api_relevo(r)
+    j = send_ok(r, **{
+        "from": "Alice Example <alice@example.com>",
+        "to": ["carol@dest.test", "Dave Ü <dave@dest.test>"],
+        "cc": "erin@dest.test",
+        "bcc": ["hidden@dest.test"],
+        "reply_to": "help@example.com",
+        "subject": "Your order ☃ — #42",
+        "text": "Hello Carol,\nyour order is on its way: café €3.\n.\nFrom here on, " + "x" * 120,
+        "html": "<p>Hello <b>Carol</b>, café</p>",
+        "headers": {"X-Campaign": "spring", "List-Unsubscribe": "<https://example.com/u/1>"},
+        "attachments": [
+            {"filename": "pixel.png", "content_type": "image/png",
+             "content": base64.b64encode(PNG).decode()},
+            {"filename": "résumé.csv", "content_type": "text/csv",
+             "content": base64.b64encode(CSV).decode()},
+        ],
+    })
+    assert sorted(j["accepted"]) == sorted(["carol@dest.test", "dave@dest.test",
+                                            "erin@dest.test", "hidden@dest.test"])
+    assert j["suppressed"] == []
+    msgs = mx.wait_messages(1)
+    m = msgs[0]
+    assert m.mail_from == FROM
+    assert sorted(a.lower() for a in m.rcpt_tos) == sorted(j["accepted"])
+    raw = m.content
+    # the wire format: CRLF only, no line over 998, 7-bit
+    assert b"\n" not in raw.replace(b"\r\n", b"")
+    assert b"\r" not in raw.replace(b"\r\n", b"")
+    assert max(len(l) for l in raw.split(b"\r\n")) <= 998
+    assert all(b < 0x80 for b in raw)
+    # DKIM: both signatures verify with the published keys
+    ok, _ = verify_all(raw, recs)
+    assert ok == [True, True], ok
+    p = email.message_from_bytes(raw, policy=email.policy.default)
+    assert re.match(r"from api \(\[127\.0\.0\.1\]\)\s+by relay\.test \(relevo\) with HTTP id "
+                    + j["id"], " ".join(p.get_all("Received")[0].split())), p["Received"]
+    assert str(p["From"]) == "Alice Example <alice@example.com>"
+    assert str(p["To"]) == "carol@dest.test, Dave Ü <dave@dest.test>"
+    assert str(p["Cc"]) == "erin@dest.test"
+    assert p["Bcc"] is None and b"hidden" not in raw.split(b"\r\n\r\n")[0]
+    assert str(p["Reply-To"]) == "help@example.com"
+    assert str(p["Subject"]) == "Your order ☃ — #42"
+    assert str(p["Message-ID"]) == "<%s@relay.test>" % j["id"]
+    assert p["Date"] is not None
+    assert str(p["X-Campaign"]) == "spring"
+    assert p.get_content_type() == "multipart/mixed"
+    parts = list(p.iter_parts())
+    assert [x.get_content_type() for x in parts] == ["multipart/alternative", "image/png",
+                                                     "text/csv"]
+    alt = list(parts[0].iter_parts())
+    assert [x.get_content_type() for x in alt] == ["text/plain", "text/html"]
+    assert alt[0].get_content().replace("\r\n", "\n") == \
+        "Hello Carol,\nyour order is on its way: café €3.\n.\nFrom here on, " + "x" * 120 + "\n"
+    assert "<b>Carol</b>, café" in alt[1].get_content()
+    assert parts[1].get_content() == PNG
+    assert parts[1].get_filename() == "pixel.png"
+    assert parts[2].get_filename() == "résumé.csv"
+    assert parts[2].get_payload(decode=True) == CSV
+    # the message as the API shows it, once delivered
+    def delivered():
+        m = expect_status(r.api.get("/v1/messages/" + j["id"]), 200)
+        states = [x["state"] for x in m["recipients"]]
+        return len(states) == 4 and set(states) == {"delivered"}
+    wait_for(delivered, what="every recipient delivered in GET /v1/messages/ID")
+
+
+def test_bulk_stream_and_single_strings(delivering):
+    r, mx = delivering
+    j = send_ok(r, to="carol@dest.test", text=None, html="<p>only html</p>", stream="bulk",
+                subject="plain ascii subject")
+    m = mx.wait_messages(1)[0]
+    p = email.message_from_bytes(m.content, policy=email.policy.default)
+    assert p.get_content_type() == "text/html"
+    assert p.get_content().strip() == "<p>only html</p>"
+    ev = wait_events(r, 2, message_id=j["id"])
+    assert {e["stream"] for e in ev} == {"bulk"}
+    assert {e["source"] for e in ev} == {"api"}
+
+
+def test_missing_dkim_key_is_503(make_api_relevo, make_relevo):
+    r = make_relevo(start=False)
+    r.config["dkim"] = {"missing_key": "tempfail"}
+    make_api_relevo(r)
+    resp = send(r)
+    expect_status(resp, 503, "dkim_key_missing")
+    assert "relevo domain add example.com" in resp.json["error"]["message"]
+    assert r.queue_list() == []
+
+
+def test_disk_failure_is_503_and_nothing_queued(make_api_relevo):
+    """202 only once durable: a failed fsync of the message's batch is a 503, the
+    message is never queued (not even after a restart), and the next one works."""
+    r = make_api_relevo(start=False)
+    start_with_env(r, {"RELEVO_FAULT": "fsync:%d" % (FSYNC_AT_START + 1)})
+    expect_status(send(r, subject="lost"), 503, "unavailable")
+    assert r.queue_list() == []
+    j = send_ok(r, subject="kept")
+    assert r.queue_ids() == [j["id"]]
+    r.restart()
+    assert r.queue_ids() == [j["id"]]
+    wait_events(r, 1, type="accepted")
+    assert {e.get("message_id") for e in all_events(r)} == {j["id"]}
+
+
+# ---------------------------------------------------------------------------
+# refusals: 401, 403, 400, 413, 404, 405
+# ---------------------------------------------------------------------------
+
+def test_unauthorized(api_relevo):
+    r = api_relevo
+    for key in (None, "", "rlv_0000000000000000_" + "0" * 40, r.keys["alice"] + "x",
+                r.keys["alice"][:-1] + ("0" if r.keys["alice"][-1] != "0" else "1")):
+        resp = r.api.post("/v1/messages", {"from": FROM, "to": "x@dest.test", "text": "x"},
+                          key=key)
+        expect_status(resp, 401, "unauthorized")
+        assert resp.headers.get("www-authenticate", "").startswith("Bearer")
+    for path in ("/v1/events", "/v1/stats", "/v1/suppressions", "/v1/webhooks",
+                 "/v1/messages/0123456789ABCDEF"):
+        expect_status(r.api.get(path, key=None), 401, "unauthorized")
+    # a scheme other than Bearer
+    resp = r.api.get("/v1/events", key=None,
+                     headers={"Authorization": "Basic " + r.keys["alice"]})
+    expect_status(resp, 401, "unauthorized")
+    # a revoked key stops working at once
+    key_id = r.keys["carol"].split("_")[1]
+    expect_status(r.api.get("/v1/events", key=r.keys["carol"]), 200)
+    r.cli_ok(["apikey", "revoke", key_id])
+    expect_status(r.api.get("/v1/events", key=r.keys["carol"]), 401, "unauthorized")
+    assert r.queue_list() == []
+
+
+def test_foreign_sender_domain_is_403(api_relevo):
+    r = api_relevo
+    for sender in ("carol@example.net", "Alice <alice@example.org>", "alice@sub.example.com"):
+        resp = send(r, **{"from": sender})
+        expect_status(resp, 403, "sender_domain_not_allowed")
+        assert sender.split("@")[1].rstrip(">") in resp.json["error"]["message"]
+    # carol's key may send as carol's domains
+    j = expect_status(send(r, key=r.keys["carol"], **{"from": "carol@example.net"}), 202)
+    assert ID_RE.match(j["id"])
+    assert len(r.queue_list()) == 1
+    rejected = wait_events(r, 3, type="rejected")
+    assert all(e["user"] == "alice" and e["source"] == "api" for e in rejected)
+    assert any("example.net" in e["reply"] for e in rejected)
+
+
+MSG = {"from": FROM, "to": "carol@dest.test", "text": "x"}
+
+BAD_REQUESTS = [
+    ("CRLF in subject", dict(MSG, subject="hi\r\nBcc: victim@dest.test"), "header_injection",
+     "subject"),
+    ("LF in subject", dict(MSG, subject="hi\nX-Injected: 1"), "header_injection", "subject"),
+    ("CRLF in a header value", dict(MSG, headers={"X-Tag": "a\r\nBcc: victim@dest.test"}),
+     "header_injection", "X-Tag"),
+    ("CRLF in a header name", dict(MSG, headers={"X-Tag\r\nBcc": "victim@dest.test"}),
+     "header_injection", "header name"),
+    ("colon in a header name", dict(MSG, headers={"Bcc: victim@dest.test\nX": "1"}),
+     "header_injection", "header name"),
+    ("space in a header name", dict(MSG, headers={"X Tag": "1"}), "invalid_header",
+     "field name"),
+    ("overriding Bcc", dict(MSG, headers={"Bcc": "victim@dest.test"}), "reserved_header",
+     "Bcc"),
+    ("overriding From", dict(MSG, headers={"From": "ceo@example.com"}), "reserved_header",
+     "From"),
+    ("overriding Content-Type", dict(MSG, headers={"Content-Type": "text/html"}),
+     "reserved_header", "Content-Type"),
+    ("CRLF in from", dict(MSG, **{"from": "alice@example.com\r\nBcc: victim@dest.test"}),
+     "header_injection", "from"),
+    ("CRLF in to", dict(MSG, to=["carol@dest.test\r\nX: 1"]), "header_injection", "to"),
+    ("CRLF in a filename", dict(MSG, attachments=[{"filename": "a\r\nX: 1",
+                                                   "content": "aGk="}]),
+     "header_injection", "filename"),
+    ("invalid base64", dict(MSG, attachments=[{"filename": "a", "content": "@@@"}]),
+     "invalid_attachment", "base64"),
+    ("missing from", {"to": "carol@dest.test", "text": "x"}, "missing_field", "from"),
+    ("missing to", {"from": FROM, "text": "x"}, "missing_field", "recipient"),
+    ("missing body", {"from": FROM, "to": "carol@dest.test"}, "missing_field", "text"),
+    ("bad address", dict(MSG, to="carol at dest.test"), "invalid_address", "to"),
+    ("unknown field", dict(MSG, bbc="x@dest.test"), "unknown_field", "bbc"),
+    ("wrong type", dict(MSG, to=42), "invalid_field", "to"),
+    ("too many recipients", dict(MSG, to=["r%d@dest.test" % i for i in range(6)]),
+     "too_many_recipients", "at most 5"),
+]
+
+
+@pytest.mark.parametrize("label,body,code,says", BAD_REQUESTS,
+                         ids=[b[0] for b in BAD_REQUESTS])
+def test_bad_requests_are_400(api_relevo, label, body, code, says):
+    r = api_relevo
+    resp = r.api.post("/v1/messages", body)
+    expect_status(resp, 400, code)
+    assert says in resp.json["error"]["message"], resp
+    assert r.queue_list() == []
+
+
+@pytest.mark.parametrize("raw,says", [
+    (b'{"from": "alice@example.com", "to": [', "malformed JSON"),
+    (b"", "malformed JSON"),
+    (b"not json at all", "malformed JSON"),
+    (b'["a list"]', "object"),
+    (b'{"from":"alice@example.com","from":"x@example.com","to":"c@dest.test","text":"x"}',
+     "duplicate"),
+    (b'{"from":"alice@example.com","to":"c@dest.test","text":"\xff\xfe"}', "malformed JSON"),
+], ids=["truncated", "empty", "not json", "not an object", "duplicate key", "not utf-8"])
+def test_malformed_json_is_400(api_relevo, raw, says):
+    r = api_relevo
+    resp = r.api.request("POST", "/v1/messages", raw=raw,
+                         headers={"Content-Type": "application/json"})
+    expect_status(resp, 400, "invalid_json")
+    assert says in resp.json["error"]["message"], resp
+    rejected = wait_events(r, 1, type="rejected")
+    assert rejected[0]["user"] == "alice"
+
+
+def test_oversized_message_is_413(api_relevo):
+    r = api_relevo            # smtp.max_message_size is 1 MiB in the harness
+    resp = send(r, text="y" * (1024 * 1024 + 10))
+    expect_status(resp, 413, "too_large")
+    assert "limit is 1048576" in resp.json["error"]["message"]
+    resp = send(r, attachments=[{"filename": "big.bin",
+                                 "content": base64.b64encode(b"\0" * 800000).decode()}])
+    expect_status(resp, 413, "too_large")
+    assert r.queue_list() == []
+    ev = wait_events(r, 2, type="rejected")
+    assert all(e.get("status") == "5.3.4" for e in ev)
+
+
+def test_oversized_request_is_413(make_api_relevo):
+    r = make_api_relevo(http={"max_request_size": 65536})
+    resp = r.api.post("/v1/messages", dict(MSG, text="z" * 100000))
+    assert resp.status == 413, resp
+    # the server is fine afterwards
+    expect_status(send(r), 202)
+
+
+def test_unknown_paths_and_methods(api_relevo):
+    r = api_relevo
+    for path in ("/", "/v1", "/v1/nope", "/v2/messages", "/v1/events/x", "/v1/messages/"):
+        resp = r.api.get(path)
+        expect_status(resp, 404, "not_found")
+    for method, path, allow in (("DELETE", "/v1/messages", "POST"),
+                                ("GET", "/v1/messages", "POST"),
+                                ("PUT", "/v1/events", "GET"),
+                                ("POST", "/v1/stats", "GET"),
+                                ("PATCH", "/v1/webhooks", "POST"),
+                                ("POST", "/v1/messages/0123456789ABCDEF", "GET"),
+                                ("GET", "/v1/suppressions/x@dest.test", "DELETE")):
+        resp = r.api.request(method, path)
+        expect_status(resp, 405, "method_not_allowed")
+        assert allow in resp.headers.get("allow", ""), resp
+    resp = r.api.get("/v1/events?bogus=1")
+    expect_status(resp, 400, "unknown_parameter")
+
+
+# ---------------------------------------------------------------------------
+# events, messages, stats
+# ---------------------------------------------------------------------------
+
+def test_events_accepted_then_delivered(delivering):
+    r, mx = delivering
+    j = send_ok(r, to=["carol@dest.test", "dave@dest.test", "erin@dest.test"])
+    mx.wait_messages(1)
+    ev = wait_events(r, 6, message_id=j["id"])
+    assert len(ev) == 6, ev
+    for rcpt in j["accepted"]:
+        mine = [e for e in ev if e["recipient"] == rcpt]
+        assert [e["type"] for e in mine] == ["accepted", "delivered"], mine
+        assert mine[0]["timestamp"] <= mine[1]["timestamp"]
+        assert all(e["message_id"] == j["id"] and e["sender"] == FROM and
+                   e["user"] == "alice" and e["source"] == "api" and
+                   e["stream"] == "transactional" for e in mine)
+    assert [e["id"] for e in ev] == sorted(e["id"] for e in ev)
+    # filters
+    d = all_events(r, message_id=j["id"], type="delivered")
+    assert sorted(e["recipient"] for e in d) == sorted(j["accepted"])
+    d = all_events(r, recipient="DAVE@dest.test")
+    assert [e["type"] for e in d] == ["accepted", "delivered"]
+    first = ev[0]["timestamp"]
+    assert len(all_events(r, since=str(first // 1000 - 60))) == 6
+    assert all_events(r, until=str(first // 1000 - 60)) == []
+    assert len(all_events(r, since="2020-01-01T00:00:00Z", until="2999-01-01T00:00:00+01:00")) == 6
+    assert all_events(r, since="2999-01-01T00:00:00Z") == []
+    # pagination: pages of 4 then 2, the cursor continues without overlap
+    p1 = events(r, message_id=j["id"], limit=4)
+    assert len(p1["events"]) == 4 and p1["next"]
+    p2 = events(r, message_id=j["id"], limit=4, cursor=p1["next"])
+    assert len(p2["events"]) == 2 and p2["next"] is None
+    assert [e["id"] for e in p1["events"] + p2["events"]] == [e["id"] for e in ev]
+    assert [e["id"] for e in all_events(r, message_id=j["id"], limit=1)] == \
+        [e["id"] for e in ev]
+    # another account sees none of it
+    assert events(r, key=r.keys["carol"])["events"] == []
+    # bad parameters
+    for q in ("limit=0", "limit=1001", "limit=x", "type=nope", "since=yesterday",
+              "message_id=xyz", "cursor=abc", "until=2026-13-01T00:00:00Z"):
+        expect_status(r.api.get("/v1/events?" + q), 400, "invalid_parameter")
+    # the message, finished: rebuilt from its events
+    def finished():
+        m = r.api.get("/v1/messages/" + j["id"]).json
+        return m if m and m.get("status") == "finished" else None
+    m = wait_for(finished, what="the message to leave the queue")
+    assert m["id"] == j["id"] and m["sender"] == FROM and m["source"] == "api"
+    assert sorted(x["address"] for x in m["recipients"]) == sorted(j["accepted"])
+    assert all(x["state"] == "delivered" and x["attempts"] == 1 for x in m["recipients"])
+    expect_status(r.api.get("/v1/messages/" + j["id"], key=r.keys["carol"]), 404, "not_found")
+
+
+def test_message_while_queued(api_relevo):
+    r = api_relevo            # every domain goes to a fake MX that answers 421
+    j = send_ok(r, to=["carol@dest.test", "dave@dest.test"], bcc="erin@dest.test")
+    m = expect_status(r.api.get("/v1/messages/" + j["id"]), 200)
+    assert m["status"] == "queued" and m["id"] == j["id"]
+    assert m["sender"] == FROM and m["source"] == "api" and m["stream"] == "transactional"
+    assert m["size"] > 0 and m["created"].endswith("Z")
+    assert [x["address"] for x in m["recipients"]] == ["carol@dest.test", "dave@dest.test",
+                                                       "erin@dest.test"]
+    assert all(x["state"] == "queued" for x in m["recipients"])
+    m = wait_for(lambda: (lambda m: m if all(x["attempts"] >= 1 for x in m["recipients"])
+                          else None)(r.api.get("/v1/messages/" + j["id"]).json),
+                 what="a first (deferred) attempt")
+    assert all("421" in x["last_reply"] and x.get("next_attempt") for x in m["recipients"])
+    # the lower-case id works too; other accounts and unknown ids are 404
+    expect_status(r.api.get("/v1/messages/" + j["id"].lower()), 200)
+    expect_status(r.api.get("/v1/messages/" + j["id"], key=r.keys["carol"]), 404, "not_found")
+    expect_status(r.api.get("/v1/messages/0000000000000001"), 404, "not_found")
+    expect_status(r.api.get("/v1/messages/not-an-id"), 404, "not_found")
+    # the queue shows what the API queued
+    q = r.queue_list()
+    assert [e.id for e in q] == [j["id"]]
+    assert re.search(r"(?m)^helo:\s+api$", r.queue_show(j["id"]))
+
+
+def test_stats(delivering):
+    r, mx = delivering
+    send_ok(r, to=["carol@dest.test", "dave@dest.test"])
+    send_ok(r, to="erin@other.test")        # no such domain in the fake DNS: bounced
+    send(r, **{"from": "carol@example.net"})     # 403: rejected
+    mx.wait_messages(1)
+
+    def total():
+        s = expect_status(r.api.get("/v1/stats"), 200)
+        row = s["stats"][0] if s["stats"] else {}
+        return s if row.get("delivered") == 2 and row.get("rejected") == 1 and \
+            row.get("accepted") == 3 and row.get("bounced", 0) + row.get("deferred", 0) >= 1 \
+            else None
+    s = wait_for(total, what="stats to count everything", timeout=30)
+    assert s["group"] == "total" and s["stats"][0]["key"] == "total"
+    assert set(s["stats"][0]) >= {"accepted", "delivered", "deferred", "bounced", "expired",
+                                  "suppressed", "rejected"}
+    day = expect_status(r.api.get("/v1/stats?group=day"), 200)
+    assert day["group"] == "day" and len(day["stats"]) == 1
+    assert day["stats"][0]["key"] == time.strftime("%Y-%m-%d", time.gmtime())
+    assert day["stats"][0]["delivered"] == 2
+    hour = expect_status(r.api.get("/v1/stats?group=hour"), 200)
+    assert re.match(r"^\d{4}-\d\d-\d\dT\d\d$", hour["stats"][0]["key"])
+    dom = expect_status(r.api.get("/v1/stats?group=domain"), 200)
+    rows = {x["key"]: x for x in dom["stats"]}
+    assert rows["dest.test"]["delivered"] == 2 and rows["dest.test"]["accepted"] == 2
+    assert rows["other.test"]["accepted"] == 1
+    later = expect_status(r.api.get("/v1/stats?since=2999-01-01T00:00:00Z"), 200)
+    assert all(v == 0 for row in later["stats"] for k, v in row.items() if k != "key")
+    carol = expect_status(r.api.get("/v1/stats", key=r.keys["carol"]), 200)
+    assert all(v == 0 for row in carol["stats"] for k, v in row.items() if k != "key")
+    expect_status(r.api.get("/v1/stats?group=week"), 400, "invalid_parameter")
+
+
+# ---------------------------------------------------------------------------
+# suppressions
+# ---------------------------------------------------------------------------
+
+def test_suppressions(delivering):
+    r, mx = delivering
+    api = r.api
+    j = expect_status(api.post("/v1/suppressions", {"address": "Dave@Dest.test",
+                                                    "reason": "asked us to stop"}), 201)
+    assert j["address"] == "dave@dest.test"
+    expect_status(api.post("/v1/suppressions", {"address": "dave@dest.test"}), 200)
+    expect_status(api.post("/v1/suppressions", {"address": "erin+news@dest.test"}), 201)
+    expect_status(api.post("/v1/suppressions", {"address": "not an address"}), 400,
+                  "invalid_address")
+    expect_status(api.post("/v1/suppressions", {}), 400, "missing_field")
+    expect_status(api.post("/v1/suppressions", {"address": "a@dest.test", "x": 1}), 400,
+                  "unknown_field")
+    expect_status(api.request("POST", "/v1/suppressions", raw=b"{"), 400, "invalid_json")
+    lst = expect_status(api.get("/v1/suppressions"), 200)
+    assert [s["address"] for s in lst["suppressions"]] == ["dave@dest.test",
+                                                           "erin+news@dest.test"]
+    assert lst["suppressions"][0]["reason"] == "asked us to stop"
+    assert lst["suppressions"][1]["reason"] == "manual"
+    assert lst["next"] is None
+    # pagination, one at a time
+    p1 = expect_status(api.get("/v1/suppressions?limit=1"), 200)
+    assert [s["address"] for s in p1["suppressions"]] == ["dave@dest.test"] and p1["next"]
+    p2 = expect_status(api.get("/v1/suppressions?limit=1&cursor=" + p1["next"]), 200)
+    assert [s["address"] for s in p2["suppressions"]] == ["erin+news@dest.test"]
+    assert p2["next"] is None
+    # carol's list is her own
+    assert expect_status(api.get("/v1/suppressions", key=r.keys["carol"]),
+                         200)["suppressions"] == []
+    # a message to a suppressed and a normal address: only the normal one is sent
+    j = send_ok(r, to=["carol@dest.test", "DAVE@dest.test"])
+    assert j["accepted"] == ["carol@dest.test"] and j["suppressed"] == ["DAVE@dest.test"]
+    m = mx.wait_messages(1)[0]
+    assert [a.lower() for a in m.rcpt_tos] == ["carol@dest.test"]
+    assert b"DAVE@dest.test" in m.content           # still in To:, as written
+    ev = wait_events(r, 1, message_id=j["id"], type="suppressed")
+    assert ev[0]["recipient"] == "DAVE@dest.test" and ev[0]["user"] == "alice"
+    wait_events(r, 1, message_id=j["id"], type="delivered")
+    # every recipient suppressed: 202, nothing queued
+    j2 = send_ok(r, to="dave@dest.test", cc="erin+news@dest.test")
+    assert j2["accepted"] == [] and sorted(j2["suppressed"]) == ["dave@dest.test",
+                                                                  "erin+news@dest.test"]
+    wait_events(r, 2, message_id=j2["id"], type="suppressed")
+    time.sleep(0.5)
+    assert len(mx.messages) == 1 and r.queue_list() == []
+    # removing: 200, then 404; the address is reachable again
+    expect_status(api.delete("/v1/suppressions/" + urllib.parse.quote("erin+news@dest.test")),
+                  200)
+    expect_status(api.delete("/v1/suppressions/erin%2Bnews%40dest.test"), 404, "not_found")
+    expect_status(api.delete("/v1/suppressions/dave@dest.test", key=r.keys["carol"]), 404)
+    j3 = send_ok(r, to="erin+news@dest.test")
+    assert j3["accepted"] == ["erin+news@dest.test"]
+    mx.wait_messages(2)
+
+
+# ---------------------------------------------------------------------------
+# webhooks, openapi
+# ---------------------------------------------------------------------------
+
+def test_webhooks(api_relevo):
+    r = api_relevo
+    api = r.api
+    w1 = expect_status(api.post("/v1/webhooks", {"url": "https://hooks.example.com/relevo"}),
+                       201)
+    assert re.match(r"^[0-9a-f]{64}$", w1["secret"]) and w1["events"] == []
+    w2 = expect_status(api.post("/v1/webhooks", {"url": "http://127.0.0.1:9/h",
+                                                 "secret": "s3cret-s3cret-s3cret",
+                                                 "events": ["delivered", "bounced"]}), 201)
+    assert "secret" not in w2 and w2["events"] == ["delivered", "bounced"]
+    for bad, code in (({"url": "ftp://x"}, "invalid_field"), ({}, "missing_field"),
+                      ({"url": "https://x", "events": ["nope"]}, "invalid_field"),
+                      ({"url": "https://x", "secret": "short"}, "invalid_field"),
+                      ({"url": "https://x", "hmm": 1}, "unknown_field")):
+        expect_status(api.post("/v1/webhooks", bad), 400, code)
+    lst = expect_status(api.get("/v1/webhooks"), 200)["webhooks"]
+    assert [w["id"] for w in lst] == [w1["id"], w2["id"]]
+    assert all("secret" not in w for w in lst)
+    assert lst[1]["events"] == ["delivered", "bounced"] and lst[1]["url"] == "http://127.0.0.1:9/h"
+    assert expect_status(api.get("/v1/webhooks", key=r.keys["carol"]), 200)["webhooks"] == []
+    expect_status(api.delete("/v1/webhooks/%d" % w1["id"], key=r.keys["carol"]), 404)
+    expect_status(api.delete("/v1/webhooks/%d" % w1["id"]), 200)
+    expect_status(api.delete("/v1/webhooks/%d" % w1["id"]), 404, "not_found")
+    expect_status(api.delete("/v1/webhooks/abc"), 404, "not_found")
+    assert [w["id"] for w in expect_status(api.get("/v1/webhooks"), 200)["webhooks"]] == \
+        [w2["id"]]
+
+
+def test_openapi_document(api_relevo):
+    r = api_relevo
+    resp = r.api.get("/v1/openapi.json", key=None)
+    doc = expect_status(resp, 200)
+    with open(os.path.join(os.path.dirname(__file__), "..", "..", "src", "http",
+                           "openapi.json"), "rb") as f:
+        assert json.loads(f.read()) == doc            # the embedded copy is the file
+    assert doc["openapi"].startswith("3.")
+    want = {"/v1/messages": {"post"}, "/v1/messages/{id}": {"get"}, "/v1/events": {"get"},
+            "/v1/stats": {"get"}, "/v1/suppressions": {"get", "post"},
+            "/v1/suppressions/{address}": {"delete"}, "/v1/webhooks": {"get", "post"},
+            "/v1/webhooks/{id}": {"delete"}, "/v1/openapi.json": {"get"}}
+    assert set(doc["paths"]) == set(want)
+    for path, methods in want.items():
+        assert set(doc["paths"][path]) == methods, path
+    # every $ref resolves
+    refs = re.findall(r'"\$ref": "#/([^"]+)"', json.dumps(doc))
+    for ref in refs:
+        node = doc
+        for part in ref.split("/"):
+            node = node[part]
+
+
+def test_stop_while_idle_connections_are_open(api_relevo):
+    r = api_relevo
+    conn = http.client.HTTPConnection("127.0.0.1", r.ports["http"], timeout=5)
+    conn.request("GET", "/v1/stats", headers={"Authorization": "Bearer " + r.keys["alice"]})
+    assert conn.getresponse().read()
+    # a keep-alive connection stays open; the daemon still stops promptly and cleanly
+    t = time.monotonic()
+    assert r.stop() == 0
+    assert time.monotonic() - t < 8
+    conn.close()
