@@ -4,13 +4,19 @@
  *
  * Emitting takes a mutex for a pointer append: no I/O, no waiting on the sink.
  * The sink thread swaps the whole queue out under the lock and hands it over in
- * batches of EVLOG_BATCH_MAX, so a slow store slows only the sink thread.
+ * batches of EVLOG_BATCH_MAX, so a slow store slows only the sink thread. Once
+ * woken it lingers up to EVLOG_LINGER_MS for a full batch: under load the store
+ * then writes hundreds of events per transaction instead of one or two, at the
+ * price of events reaching the store (and webhooks) that much later.
  */
 #include "core/core.h"
 
 #include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
+
+#define EVLOG_LINGER_MS 50
 
 static const char *const evlog_names[EVLOG__COUNT] = {
 	[EVLOG_ACCEPTED] = "accepted",	   [EVLOG_DELIVERED] = "delivered",
@@ -81,11 +87,27 @@ static struct {
 	size_t n, cap, max;
 	uint64_t emitted, consumed, dropped;
 	bool running, stopping;
+	unsigned flushing;		/* evlog_flush callers waiting: do not linger */
 	evlog_sink_fn sink;
 	void *ctx;
 	pthread_t thread;
 } evl = {.lock = PTHREAD_MUTEX_INITIALIZER, .wake = PTHREAD_COND_INITIALIZER,
 	 .idle = PTHREAD_COND_INITIALIZER};
+
+/* evlog_linger - with the lock held: wait (up to EVLOG_LINGER_MS) for a full batch. */
+static void evlog_linger(void)
+{
+	struct timespec until;
+	clock_gettime(CLOCK_REALTIME, &until);
+	until.tv_nsec += EVLOG_LINGER_MS * 1000000L;
+	if (until.tv_nsec >= 1000000000L) {
+		until.tv_sec++;
+		until.tv_nsec -= 1000000000L;
+	}
+	while (evl.n < EVLOG_BATCH_MAX && !evl.stopping && evl.flushing == 0)
+		if (pthread_cond_timedwait(&evl.wake, &evl.lock, &until) != 0)
+			break;
+}
 
 static void *evlog_main(void *unused)
 {
@@ -96,6 +118,7 @@ static void *evlog_main(void *unused)
 			pthread_cond_wait(&evl.wake, &evl.lock);
 		if (evl.n == 0 && evl.stopping)
 			break;
+		evlog_linger();
 		struct evlog_event **batch = evl.q;
 		size_t n = evl.n;
 		evl.q = NULL;
@@ -180,7 +203,7 @@ void evlog_emit(const struct evlog_event *ev)
 	}
 	evl.q[evl.n++] = c;
 	evl.emitted++;
-	if (evl.n == 1)
+	if (evl.n == 1 || evl.n == EVLOG_BATCH_MAX)
 		pthread_cond_signal(&evl.wake);
 	pthread_mutex_unlock(&evl.lock);
 }
@@ -197,7 +220,10 @@ void evlog_flush(void)
 {
 	pthread_mutex_lock(&evl.lock);
 	uint64_t target = evl.emitted;
+	evl.flushing++;
+	pthread_cond_signal(&evl.wake);
 	while (evl.running && evl.consumed < target)
 		pthread_cond_wait(&evl.idle, &evl.lock);
+	evl.flushing--;
 	pthread_mutex_unlock(&evl.lock);
 }

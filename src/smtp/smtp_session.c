@@ -994,7 +994,9 @@ static void session_on_commit(void *ctx, uint64_t cookie, enum rc rc, uint64_t m
 		return;
 	}
 	if (rc == RC_OK) {
-		log_info("id=%s sid=%016llx event=queued", idstr, (unsigned long long)s->id);
+		log_info("id=%s sid=%016llx event=queued sender=<%s> nrcpt=%zu size=%llu user=%s",
+			 idstr, (unsigned long long)s->id, s->sender.addr, s->nrcpt,
+			 (unsigned long long)s->mc.size, s->user ? s->user->name : "-");
 		session_replyf(s, 250, "2.0.0", "queued as %s", idstr);
 	} else {
 		log_err("id=%s sid=%016llx event=commit_failed rc=%s", idstr,
@@ -1186,9 +1188,10 @@ static void session_message_done(struct smtp_session *s)
 	s->body = NULL;
 	char idstr[ID_STR_LEN + 1];
 	id_format(id, idstr);
-	log_info("id=%s sid=%016llx event=accepted sender=<%s> nrcpt=%zu size=%llu user=%s",
-		 idstr, (unsigned long long)s->id, env->sender, env->nrcpt,
-		 (unsigned long long)env->body_size, env->user ? env->user : "-");
+	/* The info line is "queued", once durable; this one is for debugging. */
+	log_debug("id=%s sid=%016llx event=committing sender=<%s> nrcpt=%zu size=%llu",
+		  idstr, (unsigned long long)s->id, env->sender, env->nrcpt,
+		  (unsigned long long)env->body_size);
 	session_pause(s);
 	spool_commit(s->srv->spool, env, body, s->w->base, session_on_commit, s->w, s->id);
 }
