@@ -587,9 +587,10 @@ static void hook_record(struct http_webhooks *w, struct hook_req *r, CURLcode re
 	         (long long)(at ? at - now : 0), err);
 	if (!ok && at == 0)
 		log_warn("event=webhook_given_up job=%lld event_id=%lld url=%s attempts=%u "
-		         "age_s=%lld",
+		         "age_s=%lld reason=%s",
 		         (long long)j->id, (long long)r->event_id, url, attempts,
-		         (long long)((now - j->created) / 1000));
+		         (long long)((now - j->created) / 1000),
+		         r->blocked ? "private_address" : hopeless ? "unusable_url" : "too_old");
 	if (rc != RC_OK)
 		log_err("event=webhook_record_failed job=%lld rc=%s", (long long)j->id,
 		        rc_name(rc));

@@ -445,6 +445,18 @@ static enum rc api_jobs_insert(struct store *st, sqlite3_stmt *s,
 	return RC_OK;
 }
 
+struct api_job_batch {
+	const struct store_webhook_job *jobs;
+	size_t n;
+	int64_t now;
+};
+
+static enum rc api_jobs_insert_batch(struct store *st, sqlite3_stmt *s, void *arg)
+{
+	const struct api_job_batch *b = arg;
+	return api_jobs_insert(st, s, b->jobs, b->n, b->now);
+}
+
 /* store_webhook_jobs_add - n new jobs in one transaction: due now (or at their
  * next_attempt if set), created now (or at created if set). ids are ignored. */
 enum rc store_webhook_jobs_add(struct store *st, const struct store_webhook_job *jobs, size_t n)
@@ -454,21 +466,9 @@ enum rc store_webhook_jobs_add(struct store *st, const struct store_webhook_job 
 			return RC_INVALID;
 	if (n == 0)
 		return RC_OK;
-	pthread_mutex_t *lock;
-	sqlite3 *db = store_db(st, &lock);
-	sqlite3_stmt *s = NULL;
-	pthread_mutex_lock(lock);
-	int src = sqlite3_prepare_v2(db, api_job_insert_sql, -1, &s, NULL);
-	enum rc rc =
-	    src == SQLITE_OK ? store_tx_begin(st) : store_fail(st, "webhook_jobs_add", src);
-	if (rc == RC_OK) {
-		rc = api_jobs_insert(st, s, jobs, n, time_now_ms());
-		sqlite3_reset(s);
-		rc = store_tx_end(st, rc);
-	}
-	sqlite3_finalize(s);
-	pthread_mutex_unlock(lock);
-	return rc;
+	struct api_job_batch b = {jobs, n, time_now_ms()};
+	return store_insert_batch(st, "webhook_jobs_add", api_job_insert_sql,
+				  api_jobs_insert_batch, &b);
 }
 
 static void api_job_from_row(sqlite3_stmt *s, struct store_webhook_job *j)

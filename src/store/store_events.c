@@ -145,6 +145,17 @@ static enum rc ev_insert_all(struct store *st, sqlite3_stmt *s, struct evlog_eve
 	return RC_OK;
 }
 
+struct ev_batch {
+	struct evlog_event *const *evs;
+	size_t n;
+};
+
+static enum rc ev_insert_batch(struct store *st, sqlite3_stmt *s, void *arg)
+{
+	const struct ev_batch *b = arg;
+	return ev_insert_all(st, s, b->evs, b->n);
+}
+
 /* store_events_add - insert n events in one transaction; sets each ev->seq.
  * On failure nothing is stored (the seqs already set are meaningless). */
 enum rc store_events_add(struct store *st, struct evlog_event *const *evs, size_t n)
@@ -154,20 +165,8 @@ enum rc store_events_add(struct store *st, struct evlog_event *const *evs, size_
 			return RC_INVALID;
 	if (n == 0)
 		return RC_OK;
-	pthread_mutex_t *lock;
-	sqlite3 *db = store_db(st, &lock);
-	sqlite3_stmt *s = NULL;
-	pthread_mutex_lock(lock);
-	int src = sqlite3_prepare_v2(db, ev_insert_sql, -1, &s, NULL);
-	enum rc rc = src == SQLITE_OK ? store_tx_begin(st) : store_fail(st, "events_add", src);
-	if (rc == RC_OK) {
-		rc = ev_insert_all(st, s, evs, n);
-		sqlite3_reset(s);
-		rc = store_tx_end(st, rc);
-	}
-	sqlite3_finalize(s);
-	pthread_mutex_unlock(lock);
-	return rc;
+	struct ev_batch b = {evs, n};
+	return store_insert_batch(st, "events_add", ev_insert_sql, ev_insert_batch, &b);
 }
 
 /* One of a closed set of static strings equal to v, or NULL. */

@@ -27,6 +27,11 @@ bool store_is_user_name(const char *name);
 enum rc store_tx_begin(struct store *st);
 /* store_tx_end - commit if rc is RC_OK, else roll back; the transaction's result. */
 enum rc store_tx_end(struct store *st, enum rc rc);
+/* store_insert_batch - prepare sql once and run insert(st, stmt, arg) inside one
+ * write transaction under the main lock; nothing is kept unless all went in. */
+enum rc store_insert_batch(struct store *st, const char *what, const char *sql,
+			   enum rc (*insert)(struct store *st, sqlite3_stmt *s, void *arg),
+			   void *arg);
 
 /* Statements of the read connection, prepared on first use and kept. */
 enum store_rst { STORE_RST_SUPPRESSION_CHECK, STORE_RST_APIKEY_GET, STORE_RST__COUNT };

@@ -365,6 +365,28 @@ enum rc store_tx_end(struct store *st, enum rc rc)
 	return store_end(st, rc);
 }
 
+/* store_insert_batch - prepare sql once and run insert(st, stmt, arg) inside one
+ * write transaction under the main lock; nothing is kept unless all went in. */
+enum rc store_insert_batch(struct store *st, const char *what, const char *sql,
+			   enum rc (*insert)(struct store *st, sqlite3_stmt *s, void *arg),
+			   void *arg)
+{
+	pthread_mutex_t *lock;
+	sqlite3 *db = store_db(st, &lock);
+	sqlite3_stmt *s = NULL;
+	pthread_mutex_lock(lock);
+	int src = sqlite3_prepare_v2(db, sql, -1, &s, NULL);
+	enum rc rc = src == SQLITE_OK ? store_tx_begin(st) : store_fail(st, what, src);
+	if (rc == RC_OK) {
+		rc = insert(st, s, arg);
+		sqlite3_reset(s);
+		rc = store_tx_end(st, rc);
+	}
+	sqlite3_finalize(s);
+	pthread_mutex_unlock(lock);
+	return rc;
+}
+
 /* Create the database file 0600 if it is missing: SQLite would use 0644, and it
  * gives the -wal and -shm files the main file's mode. */
 static enum rc store_create_file(const char *path)

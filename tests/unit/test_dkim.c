@@ -24,6 +24,7 @@
 #include <unistd.h>
 
 #include "dkim/dkim.h"
+#include "unit_util.h"
 
 #define S(lit) lit, sizeof(lit) - 1
 
@@ -435,14 +436,6 @@ static int setup(void **state)
 	return 0;
 }
 
-static int rm_entry(const char *path, const struct stat *st, int flag, struct FTW *ftw)
-{
-	(void)st;
-	(void)flag;
-	(void)ftw;
-	return remove(path);
-}
-
 static int teardown(void **state)
 {
 	(void)state;
@@ -450,7 +443,7 @@ static int teardown(void **state)
 	EVP_PKEY_free(ed_key);
 	free(rsa_txt);
 	free(ed_txt);
-	return nftw(tmpdir, rm_entry, 8, FTW_DEPTH | FTW_PHYS);
+	return unit_rm_tree(tmpdir);
 }
 
 /* dkimpy's verdict on each signature of msg: "pass fail ...". recs: "name txt" lines. */

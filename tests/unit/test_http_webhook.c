@@ -28,6 +28,7 @@
 #include "conf/conf.h"
 #include "http/http.h"
 #include "store/store.h"
+#include "unit_util.h"
 
 #define SECRET "whsec_test"
 
@@ -282,11 +283,6 @@ struct fixture {
 	struct conf conf;
 };
 
-static int rm_entry(const char *path, const struct stat *sb, int flag, struct FTW *ftw)
-{
-	return remove(path);
-}
-
 static int setup(void **state)
 {
 	struct fixture *f = calloc(1, sizeof *f);
@@ -302,7 +298,7 @@ static int teardown(void **state)
 {
 	struct fixture *f = *state;
 	store_close(f->st);
-	int r = nftw(f->root, rm_entry, 16, FTW_DEPTH | FTW_PHYS);
+	int r = unit_rm_tree(f->root);
 	free(f);
 	return r;
 }

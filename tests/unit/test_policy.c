@@ -18,6 +18,7 @@
 
 #include "policy/policy.h"
 #include "store/store.h"
+#include "unit_util.h"
 
 /* Made by an independent implementation: openssl passwd -6 -salt saltsalt. */
 #define OPENSSL_SHA512                                                                             \
@@ -153,11 +154,6 @@ struct fixture {
 	struct store *st;
 };
 
-static int rm_entry(const char *path, const struct stat *sb, int flag, struct FTW *ftw)
-{
-	return remove(path);
-}
-
 static int setup_store(void **state)
 {
 	struct fixture *f = calloc(1, sizeof *f);
@@ -180,7 +176,7 @@ static int teardown_store(void **state)
 {
 	struct fixture *f = *state;
 	store_close(f->st);
-	int r = nftw(f->root, rm_entry, 16, FTW_DEPTH | FTW_PHYS);
+	int r = unit_rm_tree(f->root);
 	free(f);
 	return r;
 }

@@ -31,6 +31,7 @@
 #include "core/core.h"
 #include "spool/spool.h"
 #include "spool/spool_int.h"
+#include "unit_util.h"
 
 /* ---- fixture and helpers ---- */
 
@@ -51,14 +52,9 @@ static int fx_setup(void **state)
 	return 0;
 }
 
-static int rm_one(const char *path, const struct stat *st, int flag, struct FTW *ftw)
-{
-	return remove(path);
-}
-
 static void rm_rf(const char *dir)
 {
-	nftw(dir, rm_one, 16, FTW_DEPTH | FTW_PHYS);
+	unit_rm_tree(dir);
 }
 
 static int fx_teardown(void **state)

@@ -20,6 +20,7 @@
 #include <sqlite3.h>
 
 #include "store/store.h"
+#include "unit_util.h"
 
 #define HASH_A "$argon2id$v=19$m=65536,t=2,p=1$c2FsdA$aGFzaA"
 #define HASH_B "$6$saltsalt$notreallyahash"
@@ -30,11 +31,6 @@ struct fixture {
 	char db_path[160];
 	struct store *st;
 };
-
-static int rm_entry(const char *path, const struct stat *sb, int flag, struct FTW *ftw)
-{
-	return remove(path);
-}
 
 static int setup(void **state)
 {
@@ -54,7 +50,7 @@ static int teardown(void **state)
 {
 	struct fixture *f = *state;
 	store_close(f->st);
-	int r = nftw(f->root, rm_entry, 16, FTW_DEPTH | FTW_PHYS);
+	int r = unit_rm_tree(f->root);
 	free(f);
 	return r;
 }

@@ -26,6 +26,7 @@
 
 #include "store/store.h"
 #include "store/store_int.h"
+#include "unit_util.h"
 
 #define HASH_A "$argon2id$v=19$m=65536,t=2,p=1$c2FsdA$aGFzaA"
 
@@ -40,11 +41,6 @@ struct fixture {
 	char db_path[160];
 	struct store *st;
 };
-
-static int rm_entry(const char *path, const struct stat *sb, int flag, struct FTW *ftw)
-{
-	return remove(path);
-}
 
 static int setup(void **state)
 {
@@ -68,7 +64,7 @@ static int teardown(void **state)
 {
 	struct fixture *f = *state;
 	store_close(f->st);
-	int r = nftw(f->root, rm_entry, 16, FTW_DEPTH | FTW_PHYS);
+	int r = unit_rm_tree(f->root);
 	free(f);
 	return r;
 }
