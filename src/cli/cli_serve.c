@@ -190,8 +190,10 @@ int cli_serve(int argc, char **argv, const char *conf_path)
 	 * crash tests rotate and delete segments (see SECURITY.md). */
 	const char *seg_max = getenv("RELEVO_SPOOL_SEGMENT_MAX");
 	uint64_t seg_bytes;
-	if (seg_max && str_to_u64(seg_max, &seg_bytes))
+	if (seg_max && str_to_u64(seg_max, &seg_bytes)) {
 		spool_set_segment_max(sp, seg_bytes);
+		spool_set_compact_age(sp, 0); /* and compact at once, under the crashes */
+	}
 	se.store = st;
 	se.last_prune = 0;
 	if (http_webhooks_start(c, st, &se.hooks) != RC_OK)

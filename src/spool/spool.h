@@ -175,6 +175,11 @@ size_t spool_count(struct spool *sp);
 /* spool_quarantined - number of records quarantined during recovery. */
 size_t spool_quarantined(struct spool *sp);
 
+/* spool_set_compact_age - compact (re-append the live messages of) the oldest
+ * segment only once it has been closed for ms (default 30000): younger ones hold
+ * mail in flight that delivery is about to finish. 0 for tests. */
+void spool_set_compact_age(struct spool *sp, int64_t ms);
+
 /* spool_set_segment_max - start a new segment once the current one exceeds bytes
  * (default 64 MiB; 0 restores it). For tests and tuning. */
 void spool_set_segment_max(struct spool *sp, uint64_t bytes);

@@ -145,6 +145,7 @@ struct spool_seg *spool_seg_add(struct spool *sp, uint64_t seq, uint64_t size)
 	memset(s, 0, sizeof *s);
 	s->seq = seq;
 	s->size = size;
+	s->born = time_mono_ms();
 	return s;
 }
 

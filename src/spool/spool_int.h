@@ -52,6 +52,7 @@
 #define SPOOL_SMALL_MAX (1u << 20)		/* payload of a non-MSG record */
 #define SPOOL_PAYLOAD_MAX (1u << 30)		/* any payload */
 #define SPOOL_SEG_MAX_DEFAULT (64ull << 20)	/* rotate beyond this */
+#define SPOOL_COMPACT_AGE_DEFAULT_MS 30000	/* spool_set_compact_age */
 
 enum spool_rec_type {
 	SPOOL_REC_SEG = 1,
@@ -202,6 +203,7 @@ struct spool_seg {
 	uint64_t size;		/* valid bytes */
 	size_t live_msgs;	/* live messages whose newest MSG record is here */
 	uint64_t live_bytes;	/* their MSG records' bytes */
+	int64_t born;		/* monotonic ms it was started (or recovered) */
 };
 
 struct spool_op;
@@ -218,6 +220,7 @@ struct spool {
 	size_t quarantined;
 	uint64_t max_id;		/* largest id seen by recovery */
 	_Atomic uint64_t seg_max;
+	_Atomic int64_t compact_age_ms; /* segments closed less long ago are not compacted */
 
 	/* Writer (RDWR only); fd/seq/size below belong to the writer thread. */
 	pthread_mutex_t qlock;

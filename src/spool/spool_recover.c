@@ -325,6 +325,7 @@ enum rc spool_open(const char *data_dir, enum spool_mode mode, struct spool **ou
 	sp->mode = mode;
 	sp->lock_fd = sp->fd = -1;
 	sp->seg_max = SPOOL_SEG_MAX_DEFAULT;
+	sp->compact_age_ms = SPOOL_COMPACT_AGE_DEFAULT_MS;
 	pthread_mutex_init(&sp->lock, NULL);
 	pthread_mutex_init(&sp->qlock, NULL);
 	pthread_cond_init(&sp->qcond, NULL);
@@ -361,4 +362,10 @@ void spool_close(struct spool *sp)
 void spool_set_segment_max(struct spool *sp, uint64_t bytes)
 {
 	sp->seg_max = bytes > 0 ? bytes : SPOOL_SEG_MAX_DEFAULT;
+}
+
+/* spool_set_compact_age - compact only segments closed at least ms ago. */
+void spool_set_compact_age(struct spool *sp, int64_t ms)
+{
+	sp->compact_age_ms = ms;
 }

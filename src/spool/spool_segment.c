@@ -217,8 +217,13 @@ bool spool_reclaim_step(struct spool *sp)
 		return false;
 	pthread_mutex_lock(&sp->lock);
 	const struct spool_seg *s = sp->nsegs >= 2 ? &sp->segs[0] : NULL;
-	bool due =
-	    s != NULL && s->seq != sp->cur_seq && s->live_msgs > 0 && s->live_bytes * 2 < s->size;
+	/* A segment closed moments ago still holds the messages in flight: they
+	 * will be delivered (and the segment deleted) sooner than copying them
+	 * would take; compaction is for the long-deferred few. segs[1] started
+	 * when segs[0] was closed. */
+	bool due = s != NULL && s->seq != sp->cur_seq && s->live_msgs > 0 &&
+		   s->live_bytes * 2 < s->size &&
+		   time_mono_ms() - sp->segs[1].born >= atomic_load(&sp->compact_age_ms);
 	uint64_t seq = due ? s->seq : 0;
 	size_t nids = 0;
 	uint64_t *ids = due ? spool_idx_ids_in_seg(sp, seq, &nids) : NULL;

@@ -1104,6 +1104,7 @@ static void test_reclaim_compacts(void **state)
 	struct fx *fx = *state;
 	struct spool *sp = open_rw(fx);
 	spool_set_segment_max(sp, 2048);
+	spool_set_compact_age(sp, 0);
 	uint64_t keep = commit_text(fx, sp, "Subject: keep\r\n\r\nkeep me\r\n"), segs[64];
 	assert_int_equal(spool_hold(sp, keep, true), RC_OK);
 	uint64_t max_seq = 0;
