@@ -34,6 +34,8 @@
 
 #include <arpa/inet.h>
 #include <errno.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
 #include <stdarg.h>
 #include <stdatomic.h>
 #include <stdio.h>
@@ -808,6 +810,10 @@ static bool conn_socket(struct mta_conn *c, const struct sockaddr *addr,
 		mta_conn_lost(c, "4.4.1", "socket: %s", strerror(errno));
 		return false;
 	}
+	/* Commands and the end of data are small writes the other side waits for:
+	 * never hold them back for an ACK (Nagle). */
+	int one = 1;
+	(void)setsockopt(c->fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
 	if (p->source != NULL && bind(c->fd, p->source, p->source_len) != 0) {
 		mta_conn_lost(c, "4.4.1", "bind to the source address: %s", strerror(errno));
 		return false;

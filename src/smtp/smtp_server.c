@@ -16,6 +16,7 @@
 
 #include <arpa/inet.h>
 #include <netinet/in.h>
+#include <netinet/tcp.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <stdlib.h>
@@ -285,6 +286,10 @@ static void server_on_accept(struct evconnlistener *l, evutil_socket_t fd,
 		free(p);
 		return;
 	}
+	/* Replies are small writes the client waits for: never hold them back
+	 * for an ACK (Nagle). */
+	int one = 1;
+	(void)setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
 	struct smtp_worker *w = &srv->workers[srv->next_worker++ % srv->nworkers];
 	pthread_mutex_lock(&w->lock);
 	p->next = w->pending;
