@@ -120,6 +120,14 @@ void http_webhooks_enqueue(struct http_webhooks *w, struct evlog_event *const *e
 /* http_webhooks_stop - stop the thread (jobs not yet sent stay stored), free;
  * NULL is a no-op. */
 void http_webhooks_stop(struct http_webhooks *w);
+struct sockaddr;
+/* http_addr_is_private - loopback, private, link-local, CGNAT, unspecified or
+ * multicast (also IPv4-mapped): where an account's webhook may not connect. */
+bool http_addr_is_private(const struct sockaddr *sa);
+/* http_webhook_url_private - does url name localhost or a private address
+ * literal? (The check that counts is made on the address connected to.) */
+bool http_webhook_url_private(const char *url);
+
 /* http_webhook_signature - "t=UNIXTIME,v1=HEX" for body at time t. */
 char *http_webhook_signature(const char *secret, int64_t t, const char *body, size_t len);
 /* http_webhook_retry_at - when (unix ms) to retry a job created at created whose

@@ -478,6 +478,12 @@ void http_api_webhook_add(struct http_call *c)
 			   WEBHOOK_URL_MAX);
 		goto out;
 	}
+	if (!c->h->conf->http.webhooks_allow_private && http_webhook_url_private(url)) {
+		http_error(c->req, 400, "invalid_field",
+			   "\"url\" points at a private or loopback address, which this relay "
+			   "does not post to (http.webhooks_allow_private)");
+		goto out;
+	}
 	size_t slen = secret ? strlen(secret) : 0;
 	if (secret && (slen < WEBHOOK_SECRET_MIN || slen > WEBHOOK_SECRET_MAX ||
 		       !is_printable(secret))) {

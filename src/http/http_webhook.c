@@ -397,11 +397,11 @@ static struct curl_slist *hook_req_headers(const struct hook_req *r)
 }
 
 /*
- * hook_addr_is_private - loopback, private (RFC 1918, RFC 4193), link-local,
+ * http_addr_is_private - loopback, private (RFC 1918, RFC 4193), link-local,
  * CGNAT, unspecified, multicast or IPv4-mapped forms of these: the operator's
  * own network, which an account's webhook must not be able to reach (SSRF).
  */
-static bool hook_addr_is_private(const struct sockaddr *sa)
+bool http_addr_is_private(const struct sockaddr *sa)
 {
 	if (sa->sa_family == AF_INET) {
 		uint32_t a = ntohl(((const struct sockaddr_in *)(const void *)sa)->sin_addr.s_addr);
@@ -414,13 +414,45 @@ static bool hook_addr_is_private(const struct sockaddr *sa)
 		if (IN6_IS_ADDR_V4MAPPED(a)) {
 			struct sockaddr_in v4 = {.sin_family = AF_INET};
 			memcpy(&v4.sin_addr, a->s6_addr + 12, 4);
-			return hook_addr_is_private((const struct sockaddr *)&v4);
+			return http_addr_is_private((const struct sockaddr *)&v4);
 		}
 		return IN6_IS_ADDR_UNSPECIFIED(a) || IN6_IS_ADDR_LOOPBACK(a) ||
 		       IN6_IS_ADDR_LINKLOCAL(a) || IN6_IS_ADDR_MULTICAST(a) ||
 		       (a->s6_addr[0] & 0xfe) == 0xfc;
 	}
 	return true;
+}
+
+bool http_webhook_url_private(const char *url)
+{
+	const char *h = strstr(url, "://");
+	if (h == NULL)
+		return false;
+	h += 3;
+	const char *at = strpbrk(h, "@/?#");
+	if (at != NULL && *at == '@')
+		h = at + 1; /* user:pass@host */
+	char host[256];
+	size_t n;
+	if (*h == '[') {
+		n = strcspn(++h, "]");
+	} else {
+		n = strcspn(h, ":/?#");
+	}
+	if (n == 0 || n >= sizeof host)
+		return false;
+	memcpy(host, h, n);
+	host[n] = '\0';
+	size_t hl = strlen(host);
+	if (str_ieq(host, "localhost") || (hl > 10 && str_ieq(host + hl - 10, ".localhost")))
+		return true;
+	struct sockaddr_in v4 = {.sin_family = AF_INET};
+	struct sockaddr_in6 v6 = {.sin6_family = AF_INET6};
+	if (inet_pton(AF_INET, host, &v4.sin_addr) == 1)
+		return http_addr_is_private((const struct sockaddr *)&v4);
+	if (inet_pton(AF_INET6, host, &v6.sin6_addr) == 1)
+		return http_addr_is_private((const struct sockaddr *)&v6);
+	return false;
 }
 
 /* hook_open_socket - libcurl's socket for an account's webhook: refused when the
@@ -430,7 +462,7 @@ static curl_socket_t hook_open_socket(void *arg, curlsocktype purpose,
                                       struct curl_sockaddr *a)
 {
 	struct hook_req *r = arg;
-	if (purpose == CURLSOCKTYPE_IPCXN && hook_addr_is_private(&a->addr)) {
+	if (purpose == CURLSOCKTYPE_IPCXN && http_addr_is_private(&a->addr)) {
 		r->blocked = true;
 		return CURL_SOCKET_BAD;
 	}

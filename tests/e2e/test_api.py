@@ -542,19 +542,27 @@ def test_webhooks(api_relevo):
     w1 = expect_status(api.post("/v1/webhooks", {"url": "https://hooks.example.com/relevo"}),
                        201)
     assert re.match(r"^[0-9a-f]{64}$", w1["secret"]) and w1["events"] == []
-    w2 = expect_status(api.post("/v1/webhooks", {"url": "http://127.0.0.1:9/h",
+    w2 = expect_status(api.post("/v1/webhooks", {"url": "http://203.0.113.9:9/h",
                                                  "secret": "s3cret-s3cret-s3cret",
                                                  "events": ["delivered", "bounced"]}), 201)
     assert "secret" not in w2 and w2["events"] == ["delivered", "bounced"]
     for bad, code in (({"url": "ftp://x"}, "invalid_field"), ({}, "missing_field"),
                       ({"url": "https://x", "events": ["nope"]}, "invalid_field"),
                       ({"url": "https://x", "secret": "short"}, "invalid_field"),
-                      ({"url": "https://x", "hmm": 1}, "unknown_field")):
+                      ({"url": "https://x", "hmm": 1}, "unknown_field"),
+                      # the operator's network is out of bounds for accounts' webhooks
+                      ({"url": "http://127.0.0.1:9/h"}, "invalid_field"),
+                      ({"url": "http://localhost/h"}, "invalid_field"),
+                      ({"url": "https://user:pw@10.1.2.3/h"}, "invalid_field"),
+                      ({"url": "http://[::1]:8080/h"}, "invalid_field"),
+                      ({"url": "http://[fd00::1]/h"}, "invalid_field"),
+                      ({"url": "http://192.168.1.1/h"}, "invalid_field"),
+                      ({"url": "http://169.254.169.254/latest"}, "invalid_field")):
         expect_status(api.post("/v1/webhooks", bad), 400, code)
     lst = expect_status(api.get("/v1/webhooks"), 200)["webhooks"]
     assert [w["id"] for w in lst] == [w1["id"], w2["id"]]
     assert all("secret" not in w for w in lst)
-    assert lst[1]["events"] == ["delivered", "bounced"] and lst[1]["url"] == "http://127.0.0.1:9/h"
+    assert lst[1]["events"] == ["delivered", "bounced"] and lst[1]["url"] == "http://203.0.113.9:9/h"
     assert expect_status(api.get("/v1/webhooks", key=r.keys["carol"]), 200)["webhooks"] == []
     expect_status(api.delete("/v1/webhooks/%d" % w1["id"], key=r.keys["carol"]), 404)
     expect_status(api.delete("/v1/webhooks/%d" % w1["id"]), 200)

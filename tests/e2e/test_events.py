@@ -90,13 +90,14 @@ def verify_signature(post, secret=SECRET):
     assert hmac.compare_digest(parts["v1"], want), "bad signature %s for %r" % (sig, post)
 
 
-def events_relevo(make_relevo, make_api_relevo, dns, mxs, webhooks=(), **delivery):
+def events_relevo(make_relevo, make_api_relevo, dns, mxs, webhooks=(), http=None,
+                  **delivery):
     """A delivering relevo with the HTTP API (r.api acts as alice) and the given
     config webhooks ({url, secret[, events]})."""
     r = delivering_relevo(make_relevo, dns, mxs, start=False, **delivery)
     if webhooks:
         r.config["webhooks"] = list(webhooks)
-    return make_api_relevo(relevo=r)
+    return make_api_relevo(relevo=r, http=http)
 
 
 def api_events(r, key=None, **filters):
@@ -297,6 +298,28 @@ def test_webhook_event_filter_and_bad_signature_secret(make_relevo, make_api_rel
     with pytest.raises(AssertionError):
         verify_signature(post, secret="another-secret")
     assert json.loads(post["body"])["message_id"] == qid
+
+
+def test_account_webhook_from_the_api_gets_its_own_events(make_relevo, make_api_relevo,
+                                                          dns, mxs, receiver):
+    mx = domain_mx(dns, mxs, "dest.test")
+    # the receiver is on loopback: this relay's operator allows that
+    r = events_relevo(make_relevo, make_api_relevo, dns, mxs,
+                      http={"webhooks_allow_private": True})
+    secret = "account-secret-0123456789"
+    w = expect_status(r.api.post("/v1/webhooks", {"url": receiver.url, "secret": secret,
+                                                  "events": ["delivered"]}), 201)
+    assert w["events"] == ["delivered"]
+    mine = smtp_send(r, ["carol@dest.test"])
+    theirs = smtp_send(r, ["dave@dest.test"], sender="x@example.net", user="carol")
+    mx.wait_messages(2)
+    wait_for(lambda: receiver.events(), what="a webhook POST")
+    wait_api_events(r, 1, message_id=mine, type="delivered")
+    time.sleep(1.0)                              # room for a wrong POST to show up
+    got = [(e["type"], e["message_id"]) for e in receiver.events()]
+    assert got == [("delivered", mine)], got     # not carol's mail, not "accepted"
+    assert theirs != mine
+    verify_signature(receiver.posts[0], secret=secret)
 
 
 def test_webhook_jobs_survive_a_restart(make_relevo, make_api_relevo, dns, mxs, monkeypatch):
