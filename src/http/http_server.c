@@ -114,6 +114,36 @@ void http_reply_json(struct evhttp_request *req, int status, json_t *body)
 	http_reply_text(req, status, s);
 }
 
+/* utf8_seq_len - the length of the well-formed UTF-8 sequence at p (RFC 3629:
+ * no overlong forms, no surrogates, nothing above U+10FFFF), or 0. */
+static size_t utf8_seq_len(const unsigned char *p)
+{
+	unsigned char c = p[0];
+	if (c < 0x80)
+		return 1;
+	size_t n;
+	unsigned char lo = 0x80, hi = 0xbf; /* the range of the second byte */
+	if (c >= 0xc2 && c <= 0xdf) {
+		n = 2;
+	} else if (c >= 0xe0 && c <= 0xef) {
+		n = 3;
+		lo = c == 0xe0 ? 0xa0 : 0x80;
+		hi = c == 0xed ? 0x9f : 0xbf;
+	} else if (c >= 0xf0 && c <= 0xf4) {
+		n = 4;
+		lo = c == 0xf0 ? 0x90 : 0x80;
+		hi = c == 0xf4 ? 0x8f : 0xbf;
+	} else {
+		return 0;
+	}
+	if (p[1] < lo || p[1] > hi)
+		return 0;
+	for (size_t i = 2; i < n; i++)
+		if ((p[i] & 0xc0) != 0x80)
+			return 0;
+	return n;
+}
+
 /* http_utf8_clean - replace every byte of s that is not part of a valid UTF-8
  * sequence (or is a control character) with '?': error texts quote the client,
  * cut to a length that may split a character. */
@@ -121,12 +151,8 @@ void http_utf8_clean(char *s)
 {
 	unsigned char *p = (unsigned char *)s;
 	while (*p) {
-		size_t n = *p < 0x80 ? 1 : (*p & 0xe0) == 0xc0 ? 2 : (*p & 0xf0) == 0xe0 ? 3
-			   : (*p & 0xf8) == 0xf0 ? 4 : 0;
-		bool ok = n > 0 && !(n == 2 && *p < 0xc2);
-		for (size_t i = 1; ok && i < n; i++)
-			ok = (p[i] & 0xc0) == 0x80;
-		if (!ok || (n == 1 && (*p < 0x20 || *p == 0x7f))) {
+		size_t n = utf8_seq_len(p);
+		if (n == 0 || (n == 1 && (*p < 0x20 || *p == 0x7f))) {
 			*p++ = '?';
 			continue;
 		}
@@ -231,8 +257,15 @@ static bool http_parse_rfc3339(const char *s, int64_t *ms)
 	    om > 59)
 		return false;
 	struct tm tm = {.tm_year = y - 1900, .tm_mon = mo - 1, .tm_mday = d, .tm_hour = h,
-			.tm_min = mi, .tm_sec = sec};
-	int64_t t = (int64_t)timegm(&tm) - (int64_t)sign * (oh * 3600 + om * 60);
+			.tm_min = mi, .tm_sec = sec == 60 ? 59 : sec}; /* a leap second */
+	time_t local = timegm(&tm);
+	struct tm back;
+	/* timegm() normalises 31 February into March: such a date is an error. */
+	if (gmtime_r(&local, &back) == NULL || back.tm_mday != d || back.tm_mon != mo - 1)
+		return false;
+	int64_t t = (int64_t)local + (sec == 60) - (int64_t)sign * (oh * 3600 + om * 60);
+	if (t < 0)
+		return false; /* before 1970: no event is that old */
 	*ms = t * 1000 + frac;
 	return true;
 }

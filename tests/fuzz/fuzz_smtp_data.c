@@ -14,6 +14,7 @@
 
 #include "smtp/smtp.h"
 #include "fuzz.h"
+#include "../unit/ref_data_reader.h"
 
 
 struct result {
@@ -58,30 +59,11 @@ static struct result read_data(const char *in, size_t len, int mode, uint32_t se
 	return res;
 }
 
-/* The rules written the obvious way (see tests/unit/test_smtp_data.c). */
+/* The rules written the obvious way (see tests/unit/ref_data_reader.h). */
 static struct result reference(const char *in, size_t len)
 {
-	struct result res = {RC_AGAIN, len, 0, malloc(len + 1)};
-	size_t pos = 0;
-	while (pos < len) {
-		if (len - pos >= 3 && memcmp(in + pos, ".\r\n", 3) == 0) {
-			res.rc = RC_OK;
-			res.consumed = pos + 3;
-			break;
-		}
-		if (in[pos] == '.') {
-			pos++;
-			if (pos + 1 == len && in[pos] == '\r')
-				break;
-		}
-		size_t e = pos;
-		while (e + 1 < len && !(in[e] == '\r' && in[e + 1] == '\n'))
-			e++;
-		size_t end = (e + 1 < len) ? e + 2 : len;
-		memcpy(res.content + res.len, in + pos, end - pos);
-		res.len += end - pos;
-		pos = end;
-	}
+	struct result res = {RC_AGAIN, 0, 0, malloc(len + 1)};
+	res.rc = ref_data_read(in, len, res.content, &res.len, &res.consumed);
 	return res;
 }
 

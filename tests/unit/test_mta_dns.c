@@ -1,19 +1,20 @@
 /*
  * test_mta_dns.c - DNS and routes of the mta module.
  *
- * Parser: hand-built response packets (the builder below writes names
- * uncompressed, or "label.@12" for a label followed by a pointer to offset 12)
- * against mta_dnsmsg_parse, each case with a label and the answer rendered as
- * text ("10 mx.example.com | 20 ..."). The question of every packet is at
- * offset 12, so "@12" is the question name.
+ * Parser: hand-built response packets (the builder of fake_dns.h and below
+ * writes names uncompressed, or "label.@12" for a label followed by a pointer to
+ * offset 12) against mta_dnsmsg_parse, each case with a label and the answer
+ * rendered as text ("10 mx.example.com | 20 ..."). The question of every packet
+ * is at offset 12, so "@12" is the question name.
  *
- * Resolver and routes end to end: libunbound (mta_dns_new) forwarding to a
- * fake DNS server that this process runs on 127.0.0.1 (a UDP socket on an
- * ephemeral port, served on the same libevent loop). The fake answers exactly
- * the question asked from a zone table, the way a simple authoritative server
- * would: the records of that name and type, else the name's CNAME (libunbound
- * then asks for the target), else NODATA or NXDOMAIN with an SOA; some names
- * answer an rcode, are never answered, or are answered late.
+ * Resolver and routes end to end: libunbound (mta_dns_new) forwarding to the
+ * fake DNS server of fake_dns.h, which this process runs on 127.0.0.1 (a UDP
+ * socket on an ephemeral port, served on the same libevent loop). The fake
+ * answers exactly the question asked from the zone table below, the way a
+ * simple authoritative server would: the records of that name and type, else
+ * the name's CNAME (libunbound then asks for the target), else NODATA or
+ * NXDOMAIN with an SOA; some names answer an rcode, are never answered, or are
+ * answered late.
  * TEST_DNS_DEBUG=1 in the environment prints every question the fake gets and
  * every route.
  */
@@ -34,6 +35,7 @@
 #include <event2/event.h>
 
 #include "mta/mta.h"
+#include "fake_dns.h"
 
 #define CHECK(label, cond)                                                                         \
 	do {                                                                                       \
@@ -41,102 +43,9 @@
 			fail_msg("case '%s': %s", (label), #cond);                                 \
 	} while (0)
 
-/* ==== packet builder ===================================================== */
-
-struct pkt {
-	uint8_t b[16384];
-	size_t n;
-};
-
-static void put8(struct pkt *p, unsigned v)
-{
-	assert_true(p->n < sizeof p->b);
-	p->b[p->n++] = (uint8_t)v;
-}
-
-static void put16(struct pkt *p, unsigned v)
-{
-	put8(p, v >> 8);
-	put8(p, v & 0xff);
-}
-
-static void put32(struct pkt *p, uint32_t v)
-{
-	put16(p, v >> 16);
-	put16(p, v & 0xffff);
-}
-
-static void putbytes(struct pkt *p, const void *data, size_t n)
-{
-	assert_true(n <= sizeof p->b - p->n);
-	memcpy(p->b + p->n, data, n);
-	p->n += n;
-}
-
-/* "a.b.c" uncompressed; "" or "." is the root; a label "@N" is a pointer to N. */
-static void putname(struct pkt *p, const char *name)
-{
-	const char *s = name;
-	if (strcmp(s, ".") == 0)
-		s = "";
-	while (*s) {
-		const char *dot = strchr(s, '.');
-		size_t l = dot ? (size_t)(dot - s) : strlen(s);
-		if (s[0] == '@') {
-			put16(p, 0xc000 | (unsigned)strtoul(s + 1, NULL, 10));
-			return;
-		}
-		put8(p, (unsigned)l);
-		putbytes(p, s, l);
-		s += l;
-		if (*s == '.')
-			s++;
-	}
-	put8(p, 0);
-}
+/* ==== packet builder (more in fake_dns.h) ============================== */
 
 #define FL_NOERROR 0x8180		/* QR RD RA, NOERROR */
-
-static void hdr(struct pkt *p, unsigned flags, unsigned qd, unsigned an)
-{
-	p->n = 0;
-	put16(p, 0x1234);
-	put16(p, flags);
-	put16(p, qd);
-	put16(p, an);
-	put16(p, 0);
-	put16(p, 0);
-}
-
-static void question(struct pkt *p, const char *name, unsigned type)
-{
-	putname(p, name);
-	put16(p, type);
-	put16(p, 1);
-}
-
-/* Start an RR: owner, type, class, ttl; returns where RDLENGTH goes. */
-static size_t rr_begin_class(struct pkt *p, const char *owner, unsigned type, unsigned class)
-{
-	putname(p, owner);
-	put16(p, type);
-	put16(p, class);
-	put32(p, 300);
-	put16(p, 0);
-	return p->n - 2;
-}
-
-static size_t rr_begin(struct pkt *p, const char *owner, unsigned type)
-{
-	return rr_begin_class(p, owner, type, 1);
-}
-
-static void rr_end(struct pkt *p, size_t at)
-{
-	size_t l = p->n - at - 2;
-	p->b[at] = (uint8_t)(l >> 8);
-	p->b[at + 1] = (uint8_t)l;
-}
 
 static void rr_a(struct pkt *p, const char *owner, const char *ip)
 {
@@ -182,16 +91,6 @@ static void rr_txt(struct pkt *p, const char *owner, ...)
 		putbytes(p, s, strlen(s));
 	}
 	va_end(ap);
-	rr_end(p, at);
-}
-
-static void rr_soa(struct pkt *p, const char *owner)
-{
-	size_t at = rr_begin(p, owner, 6);
-	putname(p, "ns.test");
-	putname(p, "hostmaster.test");
-	for (int i = 0; i < 5; i++)
-		put32(p, 60);
 	rr_end(p, at);
 }
 
@@ -880,206 +779,6 @@ static void test_names(void **state)
 	assert_string_equal(mta_dns_type_name(99), "TYPE");
 }
 
-/* ==== the fake DNS server ================================================ */
-
-#define Z_RCODE 0xff01		/* data: the rcode to answer with */
-#define Z_DROP 0xff02		/* never answer this name */
-#define Z_DELAY 0xff03		/* data: answer this name after so many ms */
-
-struct zrec {
-	const char *name;
-	uint16_t type;
-	const char *data;		/* "192.0.2.1", "10 mx.test", "target", "text" */
-};
-
-struct delayed;
-
-struct fake {
-	evutil_socket_t fd;
-	struct event *ev;
-	struct event_base *base;
-	uint16_t port;
-	const struct zrec *zone;
-	size_t nzone;
-	unsigned nqueries, nreplies;
-	struct delayed *pending;	/* replies waiting for their time */
-};
-
-static const struct zrec *zfind(const struct fake *f, const char *name, uint16_t type)
-{
-	for (size_t i = 0; i < f->nzone; i++)
-		if (f->zone[i].type == type && strcasecmp(f->zone[i].name, name) == 0)
-			return &f->zone[i];
-	return NULL;
-}
-
-static bool zexists(const struct fake *f, const char *name)
-{
-	for (size_t i = 0; i < f->nzone; i++)
-		if (strcasecmp(f->zone[i].name, name) == 0)
-			return true;
-	return false;
-}
-
-static void zput(struct pkt *p, const struct zrec *z)
-{
-	unsigned pref;
-	char host[256];
-	switch (z->type) {
-	case MTA_DNS_A:
-		rr_a(p, "@12", z->data);
-		break;
-	case MTA_DNS_AAAA:
-		rr_aaaa(p, "@12", z->data);
-		break;
-	case MTA_DNS_MX:
-		assert_int_equal(sscanf(z->data, "%u %255s", &pref, host), 2);
-		rr_mx(p, "@12", pref, host);
-		break;
-	case MTA_DNS_CNAME:
-		rr_cname(p, "@12", z->data);
-		break;
-	case MTA_DNS_TXT:
-		rr_txt(p, "@12", z->data, NULL);
-		break;
-	}
-}
-
-/* Decode the (uncompressed) question name of a query; false if odd. */
-static bool fake_qname(const uint8_t *q, size_t n, size_t *off, char *out, size_t outsz)
-{
-	size_t o = 0;
-	while (*off < n && q[*off] != 0) {
-		size_t l = q[*off];
-		if (l > 63 || *off + 1 + l >= n || o + l + 2 > outsz)
-			return false;
-		if (o)
-			out[o++] = '.';
-		memcpy(out + o, q + *off + 1, l);
-		o += l;
-		*off += 1 + l;
-	}
-	out[o] = '\0';
-	(*off)++;
-	return *off + 4 <= n;
-}
-
-/* Build the reply to query q for name/type into p; false: do not answer. */
-static bool fake_answer(const struct fake *f, const uint8_t *q, size_t qend, const char *name,
-			uint16_t type, struct pkt *p)
-{
-	if (zfind(f, name, Z_DROP))
-		return false;
-	const struct zrec *rc = zfind(f, name, Z_RCODE);
-	unsigned rcode = rc ? (unsigned)strtoul(rc->data, NULL, 10) : 0;
-	unsigned an = 0;
-	for (size_t i = 0; i < f->nzone && !rc; i++)
-		an += f->zone[i].type == type && strcasecmp(f->zone[i].name, name) == 0;
-	const struct zrec *cname = an || rc ? NULL : zfind(f, name, MTA_DNS_CNAME);
-	if (!rc && !an && !cname && !zexists(f, name))
-		rcode = 3;
-	bool soa = !rc && !an && !cname;
-	hdr(p, 0x8080 | (q[2] << 8 & 0x0100) | rcode, 1, an + (cname != NULL));
-	p->b[0] = q[0];
-	p->b[1] = q[1];
-	p->b[9] = soa;		/* NSCOUNT */
-	putbytes(p, q + 12, qend - 12);
-	for (size_t i = 0; i < f->nzone && an; i++)
-		if (f->zone[i].type == type && strcasecmp(f->zone[i].name, name) == 0)
-			zput(p, &f->zone[i]);
-	if (cname)
-		zput(p, cname);
-	if (soa)
-		rr_soa(p, "test");
-	return true;
-}
-
-struct delayed {
-	struct delayed *next;
-	struct fake *f;
-	struct event *ev;
-	struct sockaddr_storage to;
-	socklen_t tolen;
-	struct pkt p;
-};
-
-static void delayed_free(struct delayed *d)
-{
-	struct delayed **pp = &d->f->pending;
-	while (*pp != d)
-		pp = &(*pp)->next;
-	*pp = d->next;
-	event_free(d->ev);
-	free(d);
-}
-
-static void fake_on_delayed(evutil_socket_t fd, short what, void *arg)
-{
-	struct delayed *d = arg;
-	(void)sendto(d->f->fd, d->p.b, d->p.n, 0, (struct sockaddr *)&d->to, d->tolen);
-	d->f->nreplies++;
-	delayed_free(d);
-}
-
-static void fake_on_read(evutil_socket_t fd, short what, void *arg)
-{
-	struct fake *f = arg;
-	uint8_t q[2048];
-	struct sockaddr_storage from;
-	socklen_t fromlen = sizeof from;
-	ssize_t n = recvfrom(fd, q, sizeof q, 0, (struct sockaddr *)&from, &fromlen);
-	char name[256];
-	size_t off = 12;
-	if (n < 12 || !fake_qname(q, (size_t)n, &off, name, sizeof name))
-		return;
-	uint16_t type = (uint16_t)(q[off] << 8 | q[off + 1]);
-	f->nqueries++;
-	if (getenv("TEST_DNS_DEBUG"))
-		fprintf(stderr, "fake: %s %s\n", name, mta_dns_type_name(type));
-	struct delayed *d = calloc(1, sizeof *d);
-	if (!fake_answer(f, q, off + 4, name, type, &d->p)) {
-		free(d);
-		return;
-	}
-	d->f = f;
-	d->to = from;
-	d->tolen = fromlen;
-	const struct zrec *delay = zfind(f, name, Z_DELAY);
-	unsigned ms = delay ? (unsigned)strtoul(delay->data, NULL, 10) : 0;
-	struct timeval tv = {ms / 1000, (ms % 1000) * 1000};
-	d->ev = event_new(f->base, -1, 0, fake_on_delayed, d);
-	d->next = f->pending;
-	f->pending = d;
-	event_add(d->ev, &tv);
-}
-
-static void fake_start(struct fake *f, struct event_base *base, const struct zrec *zone,
-		       size_t nzone)
-{
-	memset(f, 0, sizeof *f);
-	f->base = base;
-	f->zone = zone;
-	f->nzone = nzone;
-	f->fd = socket(AF_INET, SOCK_DGRAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
-	assert_true(f->fd >= 0);
-	struct sockaddr_in sin = {.sin_family = AF_INET};
-	sin.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-	assert_int_equal(bind(f->fd, (struct sockaddr *)&sin, sizeof sin), 0);
-	socklen_t l = sizeof sin;
-	assert_int_equal(getsockname(f->fd, (struct sockaddr *)&sin, &l), 0);
-	f->port = ntohs(sin.sin_port);
-	f->ev = event_new(base, f->fd, EV_READ | EV_PERSIST, fake_on_read, f);
-	event_add(f->ev, NULL);
-}
-
-static void fake_stop(struct fake *f)
-{
-	while (f->pending)
-		delayed_free(f->pending);
-	event_free(f->ev);
-	close(f->fd);
-}
-
 /* ==== resolver and routes against the fake ================================= */
 
 static const struct zrec zone[] = {
@@ -1127,52 +826,13 @@ static const struct zrec zone[] = {
 	{"relay.test", MTA_DNS_A, "192.0.2.60"},
 	{"txt.test", MTA_DNS_TXT, "v=STSv1; id=20240101"},
 	{"txt.test", MTA_DNS_TXT, "second"},
+	{NULL, 0, NULL},
 };
 
-struct env {
-	struct event_base *base;
-	struct fake fake;
-	struct mta_dns *dns;
-	struct event *tick;		/* keeps EVLOOP_ONCE from blocking forever */
-};
-
-static void on_tick(evutil_socket_t fd, short what, void *arg)
-{
-}
-
+/* env_init - the environment over zone (see fake_dns.h). */
 static void env_init(struct env *e, unsigned timeout_ms)
 {
-	e->base = event_base_new();
-	assert_non_null(e->base);
-	fake_start(&e->fake, e->base, zone, ARRAY_LEN(zone));
-	char resolver[64];
-	snprintf(resolver, sizeof resolver, "127.0.0.1@%u", e->fake.port);
-	assert_int_equal(mta_dns_new(e->base, resolver, timeout_ms, &e->dns), RC_OK);
-	e->tick = event_new(e->base, -1, EV_PERSIST, on_tick, NULL);
-	struct timeval tv = {0, 20000};
-	event_add(e->tick, &tv);
-}
-
-static void env_fini(struct env *e)
-{
-	mta_dns_free(e->dns);
-	fake_stop(&e->fake);
-	event_free(e->tick);
-	event_base_free(e->base);
-}
-
-/* Run the loop until *done or ms have passed. */
-static void run_until(struct env *e, const bool *done, int ms)
-{
-	int64_t end = time_mono_ms() + ms;
-	while (!*done && time_mono_ms() < end)
-		event_base_loop(e->base, EVLOOP_ONCE);
-}
-
-static void run_for(struct env *e, int ms)
-{
-	bool never = false;
-	run_until(e, &never, ms);
+	env_start(e, "test", false, zone, NULL, timeout_ms);
 }
 
 struct route_res {

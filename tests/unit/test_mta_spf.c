@@ -8,9 +8,9 @@
  * letters, syntax errors, the 253-character cut of 7.3); records that are
  * and are not valid, most of them from the openspf test suite.
  *
- * End to end: mta_spf_check through libunbound (mta_dns_new) forwarding to a
- * fake DNS server this process runs on 127.0.0.1 (UDP, ephemeral port, the
- * same libevent loop), as in test_mta_dns.c. Each case has its own zone
+ * End to end: mta_spf_check through libunbound (mta_dns_new) forwarding to the
+ * fake DNS server of fake_dns.h, which this process runs on 127.0.0.1 (UDP,
+ * ephemeral port, the same libevent loop), as test_mta_dns.c does. Each case has its own zone
  * table (and a fresh resolver, so no cache crosses cases); the fake answers
  * the records of the name and type asked, else the name's CNAME, else NODATA
  * or NXDOMAIN; some names answer an rcode or never answer. A TXT record's
@@ -42,6 +42,7 @@
 #include <event2/event.h>
 
 #include "mta/mta.h"
+#include "fake_dns.h"
 
 #define CHECK(label, cond)                                                                         \
 	do {                                                                                       \
@@ -449,140 +450,7 @@ static void test_names(void **state)
 	assert_string_equal(mta_spf_result_name((enum mta_spf_result)42), "?");
 }
 
-/* ==== the fake DNS server (as in test_mta_dns.c, with PTR) ================ */
-
-struct pkt {
-	uint8_t b[16384];
-	size_t n;
-};
-
-static void put8(struct pkt *p, unsigned v)
-{
-	assert_true(p->n < sizeof p->b);
-	p->b[p->n++] = (uint8_t)v;
-}
-
-static void put16(struct pkt *p, unsigned v)
-{
-	put8(p, v >> 8);
-	put8(p, v & 0xff);
-}
-
-static void put32(struct pkt *p, uint32_t v)
-{
-	put16(p, v >> 16);
-	put16(p, v & 0xffff);
-}
-
-static void putbytes(struct pkt *p, const void *data, size_t n)
-{
-	assert_true(n <= sizeof p->b - p->n);
-	memcpy(p->b + p->n, data, n);
-	p->n += n;
-}
-
-/* "a.b.c" uncompressed; "" or "." is the root; a label "@N" is a pointer to N. */
-static void putname(struct pkt *p, const char *name)
-{
-	const char *s = name;
-	if (strcmp(s, ".") == 0)
-		s = "";
-	while (*s) {
-		const char *dot = strchr(s, '.');
-		size_t l = dot ? (size_t)(dot - s) : strlen(s);
-		if (s[0] == '@') {
-			put16(p, 0xc000 | (unsigned)strtoul(s + 1, NULL, 10));
-			return;
-		}
-		put8(p, (unsigned)l);
-		putbytes(p, s, l);
-		s += l;
-		if (*s == '.')
-			s++;
-	}
-	put8(p, 0);
-}
-
-static void hdr(struct pkt *p, unsigned flags, unsigned qd, unsigned an)
-{
-	p->n = 0;
-	put16(p, 0x1234);
-	put16(p, flags);
-	put16(p, qd);
-	put16(p, an);
-	put16(p, 0);
-	put16(p, 0);
-}
-
-static size_t rr_begin(struct pkt *p, const char *owner, unsigned type)
-{
-	putname(p, owner);
-	put16(p, type);
-	put16(p, 1);
-	put32(p, 300);
-	put16(p, 0);
-	return p->n - 2;
-}
-
-static void rr_end(struct pkt *p, size_t at)
-{
-	size_t l = p->n - at - 2;
-	p->b[at] = (uint8_t)(l >> 8);
-	p->b[at + 1] = (uint8_t)l;
-}
-
-static void rr_addr(struct pkt *p, int af, unsigned type, const char *ip)
-{
-	uint8_t a[16];
-	assert_int_equal(inet_pton(af, ip, a), 1);
-	size_t at = rr_begin(p, "@12", type);
-	putbytes(p, a, af == AF_INET ? 4 : 16);
-	rr_end(p, at);
-}
-
-static void rr_name(struct pkt *p, unsigned type, unsigned pref, const char *name)
-{
-	size_t at = rr_begin(p, "@12", type);
-	if (type == MTA_DNS_MX)
-		put16(p, pref);
-	putname(p, name);
-	rr_end(p, at);
-}
-
-/* A TXT RR whose character-strings are data cut at each '|'. */
-static void rr_txt(struct pkt *p, const char *data)
-{
-	size_t at = rr_begin(p, "@12", MTA_DNS_TXT);
-	for (const char *s = data;; s++) {
-		size_t l = strcspn(s, "|");
-		assert_true(l <= 255);	/* one character-string: split the test's data */
-		put8(p, (unsigned)l);
-		putbytes(p, s, l);
-		s += l;
-		if (*s == '\0')
-			break;
-	}
-	rr_end(p, at);
-}
-
-static void rr_soa(struct pkt *p)
-{
-	size_t at = rr_begin(p, "example", 6);
-	putname(p, "ns.example");
-	putname(p, "hostmaster.example");
-	for (int i = 0; i < 5; i++)
-		put32(p, 60);
-	rr_end(p, at);
-}
-
-#define Z_RCODE 0xff01		/* data: the rcode to answer with */
-#define Z_DROP 0xff02		/* never answer this name */
-
-struct zrec {
-	const char *name;		/* NULL ends a zone */
-	uint16_t type;
-	const char *data;		/* "192.0.2.1", "10 mx.example", "target", "text" */
-};
+/* ==== zones for the fake DNS server (fake_dns.h) ========================= */
 
 /* Zone literals for the case tables. */
 #define ZONE(...) ((const struct zrec[]){__VA_ARGS__, {NULL, 0, NULL}})
@@ -595,174 +463,14 @@ struct zrec {
 #define RCODE(n, d) {n, Z_RCODE, d}
 #define DROP(n) {n, Z_DROP, ""}
 
-struct fake {
-	evutil_socket_t fd;
-	struct event *ev;
-	uint16_t port;
-	const struct zrec *zones[2];
-	unsigned nqueries;
-};
-
-/* The i-th record over both zones, or NULL past the end. */
-static const struct zrec *zat(const struct fake *f, size_t i)
-{
-	for (int z = 0; z < 2; z++) {
-		const struct zrec *r = f->zones[z];
-		for (; r && r->name; r++, i--)
-			if (i == 0)
-				return r;
-	}
-	return NULL;
-}
-
-static const struct zrec *zfind(const struct fake *f, const char *name, uint16_t type)
-{
-	const struct zrec *r;
-	for (size_t i = 0; (r = zat(f, i)) != NULL; i++)
-		if (r->type == type && strcasecmp(r->name, name) == 0)
-			return r;
-	return NULL;
-}
-
-static bool zexists(const struct fake *f, const char *name)
-{
-	const struct zrec *r;
-	for (size_t i = 0; (r = zat(f, i)) != NULL; i++)
-		if (strcasecmp(r->name, name) == 0)
-			return true;
-	return false;
-}
-
-static void zput(struct pkt *p, const struct zrec *z)
-{
-	unsigned pref;
-	char host[256];
-	switch (z->type) {
-	case MTA_DNS_A:
-		rr_addr(p, AF_INET, MTA_DNS_A, z->data);
-		break;
-	case MTA_DNS_AAAA:
-		rr_addr(p, AF_INET6, MTA_DNS_AAAA, z->data);
-		break;
-	case MTA_DNS_MX:
-		assert_int_equal(sscanf(z->data, "%u %255s", &pref, host), 2);
-		rr_name(p, MTA_DNS_MX, pref, host);
-		break;
-	case MTA_DNS_CNAME:
-	case T_PTR:
-		rr_name(p, z->type, 0, z->data);
-		break;
-	case MTA_DNS_TXT:
-		rr_txt(p, z->data);
-		break;
-	}
-}
-
-/* Decode the (uncompressed) question name of a query; false if odd. */
-static bool fake_qname(const uint8_t *q, size_t n, size_t *off, char *out, size_t outsz)
-{
-	size_t o = 0;
-	while (*off < n && q[*off] != 0) {
-		size_t l = q[*off];
-		if (l > 63 || *off + 1 + l >= n || o + l + 2 > outsz)
-			return false;
-		if (o)
-			out[o++] = '.';
-		memcpy(out + o, q + *off + 1, l);
-		o += l;
-		*off += 1 + l;
-	}
-	out[o] = '\0';
-	(*off)++;
-	return *off + 4 <= n;
-}
-
-/* Build the reply to query q for name/type into p; false: do not answer. */
-static bool fake_answer(const struct fake *f, const uint8_t *q, size_t qend, const char *name,
-			uint16_t type, struct pkt *p)
-{
-	const struct zrec *r;
-	if (zfind(f, name, Z_DROP))
-		return false;
-	const struct zrec *rc = zfind(f, name, Z_RCODE);
-	unsigned rcode = rc ? (unsigned)strtoul(rc->data, NULL, 10) : 0;
-	unsigned an = 0;
-	for (size_t i = 0; (r = zat(f, i)) != NULL && !rc; i++)
-		an += r->type == type && strcasecmp(r->name, name) == 0;
-	const struct zrec *cname = an || rc ? NULL : zfind(f, name, MTA_DNS_CNAME);
-	if (!rc && !an && !cname && !zexists(f, name))
-		rcode = 3;
-	bool soa = !rc && !an && !cname;
-	hdr(p, 0x8480 | (q[2] << 8 & 0x0100) | rcode, 1, an + (cname != NULL));
-	p->b[0] = q[0];
-	p->b[1] = q[1];
-	p->b[9] = soa;		/* NSCOUNT */
-	putbytes(p, q + 12, qend - 12);
-	for (size_t i = 0; (r = zat(f, i)) != NULL && an; i++)
-		if (r->type == type && strcasecmp(r->name, name) == 0)
-			zput(p, r);
-	if (cname)
-		zput(p, cname);
-	if (soa)
-		rr_soa(p);
-	return true;
-}
-
-static void fake_on_read(evutil_socket_t fd, short what, void *arg)
-{
-	struct fake *f = arg;
-	uint8_t q[2048];
-	struct sockaddr_storage from;
-	socklen_t fromlen = sizeof from;
-	ssize_t n = recvfrom(fd, q, sizeof q, 0, (struct sockaddr *)&from, &fromlen);
-	char name[256];
-	size_t off = 12;
-	if (n < 12 || !fake_qname(q, (size_t)n, &off, name, sizeof name))
-		return;
-	uint16_t type = (uint16_t)(q[off] << 8 | q[off + 1]);
-	f->nqueries++;
-	if (getenv("TEST_DNS_DEBUG"))
-		fprintf(stderr, "fake: %s %u\n", name, type);
-	struct pkt *p = calloc(1, sizeof *p);
-	if (fake_answer(f, q, off + 4, name, type, p))
-		(void)sendto(fd, p->b, p->n, 0, (struct sockaddr *)&from, fromlen);
-	free(p);
-}
-
-static void fake_start(struct fake *f, struct event_base *base, const struct zrec *z1,
-		       const struct zrec *z2)
-{
-	memset(f, 0, sizeof *f);
-	f->zones[0] = z1;
-	f->zones[1] = z2;
-	f->fd = socket(AF_INET, SOCK_DGRAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
-	assert_true(f->fd >= 0);
-	struct sockaddr_in sin = {.sin_family = AF_INET};
-	sin.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-	assert_int_equal(bind(f->fd, (struct sockaddr *)&sin, sizeof sin), 0);
-	socklen_t l = sizeof sin;
-	assert_int_equal(getsockname(f->fd, (struct sockaddr *)&sin, &l), 0);
-	f->port = ntohs(sin.sin_port);
-	f->ev = event_new(base, f->fd, EV_READ | EV_PERSIST, fake_on_read, f);
-	event_add(f->ev, NULL);
-}
-
-static void fake_stop(struct fake *f)
-{
-	event_free(f->ev);
-	close(f->fd);
-}
-
 /* Does mta_dnsmsg_parse decode PTR RDATA (as a name in rr.u.cname)? */
 static bool ptr_supported(void)
 {
 	struct pkt *p = calloc(1, sizeof *p);
 	struct mta_dns_answer a;
 	hdr(p, 0x8180, 1, 1);
-	putname(p, "4.3.2.1.in-addr.arpa");
-	put16(p, T_PTR);
-	put16(p, 1);
-	rr_name(p, T_PTR, 0, "host.example.com");
+	question(p, "4.3.2.1.in-addr.arpa", T_PTR);
+	fake_rr_name(p, T_PTR, 0, "host.example.com");
 	enum rc rc = mta_dnsmsg_parse(p->b, p->n, "4.3.2.1.in-addr.arpa", T_PTR, &a);
 	bool ok = rc == RC_OK && a.nrr == 1 && strcmp(a.rr[0].u.cname, "host.example.com") == 0;
 	mta_dns_answer_fini(&a);
@@ -772,50 +480,11 @@ static bool ptr_supported(void)
 
 /* ==== the environment ===================================================== */
 
-struct env {
-	struct event_base *base;
-	struct fake fake;
-	struct mta_dns *dns;
-	struct event *tick;		/* keeps EVLOOP_ONCE from blocking forever */
-};
-
-static void on_tick(evutil_socket_t fd, short what, void *arg)
-{
-}
-
+/* env_init - the environment over zones z1 and z2 (see fake_dns.h). */
 static void env_init(struct env *e, const struct zrec *z1, const struct zrec *z2,
 		     unsigned timeout_ms)
 {
-	e->base = event_base_new();
-	assert_non_null(e->base);
-	fake_start(&e->fake, e->base, z1, z2);
-	char resolver[64];
-	snprintf(resolver, sizeof resolver, "127.0.0.1@%u", e->fake.port);
-	assert_int_equal(mta_dns_new(e->base, resolver, timeout_ms, &e->dns), RC_OK);
-	e->tick = event_new(e->base, -1, EV_PERSIST, on_tick, NULL);
-	struct timeval tv = {0, 20000};
-	event_add(e->tick, &tv);
-}
-
-static void env_fini(struct env *e)
-{
-	mta_dns_free(e->dns);
-	fake_stop(&e->fake);
-	event_free(e->tick);
-	event_base_free(e->base);
-}
-
-static void run_until(struct env *e, const bool *done, int ms)
-{
-	int64_t end = time_mono_ms() + ms;
-	while (!*done && time_mono_ms() < end)
-		event_base_loop(e->base, EVLOOP_ONCE);
-}
-
-static void run_for(struct env *e, int ms)
-{
-	bool never = false;
-	run_until(e, &never, ms);
+	env_start(e, "example", true, z1, z2, timeout_ms);
 }
 
 struct spf_res {

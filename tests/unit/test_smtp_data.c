@@ -15,6 +15,7 @@
 #include <cmocka.h>
 
 #include "smtp/smtp.h"
+#include "ref_data_reader.h"
 
 #define S(lit) lit, sizeof(lit) - 1
 
@@ -102,37 +103,11 @@ static size_t piece_random(size_t k, size_t left)
 	return 1 + rnd() % 7;
 }
 
-/*
- * reference - the same rules written the obvious way, over the whole input:
- * lines end only at CRLF; at the start of a line ".CRLF" ends the data and a
- * leading "." is dropped.
- */
+/* reference - the same rules written the obvious way (ref_data_reader.h). */
 static struct run reference(const char *in, size_t len)
 {
-	struct run res = {RC_AGAIN, len, malloc(len + 1), 0};
-	size_t pos = 0;
-
-	while (pos < len) {
-		if (len - pos >= 3 && memcmp(in + pos, ".\r\n", 3) == 0) {
-			res.rc = RC_OK;
-			res.consumed = pos + 3;
-			break;
-		}
-		if (in[pos] == '.') {
-			pos++;
-			/* ".CR" at the end of input: the CR may yet be the end marker's */
-			if (pos + 1 == len && in[pos] == '\r')
-				break;
-		}
-		size_t e = pos;
-		while (e + 1 < len && !(in[e] == '\r' && in[e + 1] == '\n'))
-			e++;
-		size_t end = (e + 1 < len) ? e + 2 : len;
-		memcpy(res.content + res.clen, in + pos, end - pos);
-		res.clen += end - pos;
-		pos = end;
-	}
-	res.content[res.clen] = '\0';
+	struct run res = {RC_AGAIN, 0, malloc(len + 1), 0};
+	res.rc = ref_data_read(in, len, res.content, &res.clen, &res.consumed);
 	return res;
 }
 
