@@ -129,7 +129,8 @@ void workq_free(struct workq *wq);
  * returns at once: it never blocks an event loop on I/O. A thread hands the
  * queue to the sink in batches. When the sink falls behind and the queue is
  * full, new events are dropped and counted (evlog_dropped, logged): memory stays
- * bounded. evlog_stop drains everything queued, so a clean shutdown loses
+ * bounded (at most twice the queue: one swapped-out batch being written, one
+ * filling). evlog_stop drains everything queued, so a clean shutdown loses
  * nothing.
  */
 enum evlog_type {
