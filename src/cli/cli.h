@@ -31,6 +31,8 @@ struct conf *cli_load_conf(const char *path);
 struct store;
 /* cli_open_store - the store of c's data_dir, or NULL after saying why on stderr. */
 struct store *cli_open_store(const struct conf *c);
+/* cli_store_for - the same from the config file at conf_path. */
+struct store *cli_store_for(const char *conf_path);
 
 /* cli_read_secret - read the first line of standard input (no echo handling: the
  * caller pipes it in); strips the line ending. Returns a heap string or NULL. */

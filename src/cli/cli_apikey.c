@@ -14,7 +14,6 @@
 #include <time.h>
 
 #include "cli/cli.h"
-#include "conf/conf.h"
 #include "core/core.h"
 #include "policy/policy.h"
 #include "store/store.h"
@@ -142,11 +141,7 @@ int cli_apikey(int argc, char **argv, const char *conf_path)
 		return 2;
 	}
 	log_set_level(LOG_LV_WARN);
-	struct conf *c = cli_load_conf(conf_path);
-	if (c == NULL)
-		return 1;
-	struct store *st = cli_open_store(c);
-	conf_free(c);
+	struct store *st = cli_store_for(conf_path);
 	if (st == NULL)
 		return 1;
 	int status = cmds[i].fn(st, argc, argv);

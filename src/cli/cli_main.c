@@ -101,6 +101,18 @@ struct store *cli_open_store(const struct conf *c)
 	return st;
 }
 
+/* cli_store_for - the store of the data_dir named by the config at conf_path, or
+ * NULL after saying why on stderr. */
+struct store *cli_store_for(const char *conf_path)
+{
+	struct conf *c = cli_load_conf(conf_path);
+	if (c == NULL)
+		return NULL;
+	struct store *st = cli_open_store(c);
+	conf_free(c);
+	return st;
+}
+
 /* cli_read_secret - first line of stdin, without its line ending; NULL if absent
  * or longer than 1022 bytes. */
 char *cli_read_secret(void)

@@ -343,11 +343,7 @@ static int cli_user_sandbox(struct store *st, const struct cli_user_args *a)
 static int cli_user_run(const struct cli_user_cmd *cmd, const struct cli_user_args *a,
                         const char *conf_path)
 {
-	struct conf *c = cli_load_conf(conf_path);
-	if (c == NULL)
-		return 1;
-	struct store *st = cli_open_store(c);
-	conf_free(c);
+	struct store *st = cli_store_for(conf_path);
 	if (st == NULL)
 		return 1;
 	int status = cmd->run(st, a);
