@@ -7,6 +7,8 @@
 #define RELEVO_CLI_H
 
 #include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
 
 struct conf;
 
@@ -33,6 +35,9 @@ struct store;
 struct store *cli_open_store(const struct conf *c);
 /* cli_store_for - the same from the config file at conf_path. */
 struct store *cli_store_for(const char *conf_path);
+
+/* cli_time_utc - "2026-11-26T13:05:39Z" for unix seconds t ("-" if unusable). */
+void cli_time_utc(int64_t t, char *out, size_t outsz);
 
 /* cli_read_secret - read the first line of standard input (no echo handling: the
  * caller pipes it in); strips the line ending. Returns a heap string or NULL. */

@@ -11,7 +11,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
 
 #include "cli/cli.h"
 #include "core/core.h"
@@ -25,17 +24,13 @@ static void cli_apikey_usage(FILE *out)
 		     "       relevo apikey revoke ID [-c FILE]\n");
 }
 
-/* cli_apikey_time - "2026-11-26 13:05" (UTC) or "never". */
+/* cli_apikey_time - ISO 8601 UTC, or "never". */
 static void cli_apikey_time(int64_t ms, char *out, size_t n)
 {
-	if (ms == 0) {
+	if (ms == 0)
 		str_lcpy(out, "never", n);
-		return;
-	}
-	time_t t = (time_t)(ms / 1000);
-	struct tm tm;
-	gmtime_r(&t, &tm);
-	strftime(out, n, "%Y-%m-%d %H:%M", &tm);
+	else
+		cli_time_utc(ms / 1000, out, n);
 }
 
 static bool cli_apikey_print(void *arg, const struct store_apikey *k)
@@ -43,9 +38,8 @@ static bool cli_apikey_print(void *arg, const struct store_apikey *k)
 	char created[32], used[32];
 	cli_apikey_time(k->created, created, sizeof created);
 	cli_apikey_time(k->last_used, used, sizeof used);
-	printf("%-16s  %-20s  %-20s  %s  %s\n", k->id, k->user, k->name[0] ? k->name : "-",
+	printf("%-16s  %-20s  %-20s  %-20s  %s\n", k->id, k->user, k->name[0] ? k->name : "-",
 	       created, used);
-	*(size_t *)arg += 1;
 	return true;
 }
 
@@ -90,10 +84,8 @@ static int cli_apikey_list(struct store *st, int argc, char **argv)
 {
 	if (argc > 3)
 		return cli_apikey_usage(stderr), 2;
-	size_t n = 0;
-	printf("%-16s  %-20s  %-20s  %-16s  %s\n", "ID", "USER", "NAME", "CREATED (UTC)",
-	       "LAST USED");
-	if (store_apikey_list(st, argc == 3 ? argv[2] : NULL, cli_apikey_print, &n) != RC_OK) {
+	printf("%-16s  %-20s  %-20s  %-20s  %s\n", "ID", "USER", "NAME", "CREATED", "LAST USED");
+	if (store_apikey_list(st, argc == 3 ? argv[2] : NULL, cli_apikey_print, NULL) != RC_OK) {
 		fprintf(stderr, "relevo: cannot list the keys\n");
 		return 1;
 	}

@@ -285,11 +285,8 @@ static int domain_list(struct store *st)
 	if (store_domain_list(st, domain_list_one, &d) != RC_OK)
 		return 1;
 	for (size_t i = 0; i < d.n; i++) {
-		char when[32] = "-";
-		time_t t = (time_t)d.created[i];
-		struct tm tm;
-		if (gmtime_r(&t, &tm))
-			strftime(when, sizeof when, "%Y-%m-%dT%H:%M:%SZ", &tm);
+		char when[32];
+		cli_time_utc(d.created[i], when, sizeof when);
 		printf("%s\t%s\t", d.name[i], when);
 		struct store_dkim_key *keys = NULL;
 		size_t n = 0;

@@ -7,6 +7,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include "cli/cli.h"
 #include "conf/conf.h"
@@ -111,6 +112,16 @@ struct store *cli_store_for(const char *conf_path)
 	struct store *st = cli_open_store(c);
 	conf_free(c);
 	return st;
+}
+
+/* cli_time_utc - "2026-11-26T13:05:39Z" for unix seconds t ("-" if unusable). */
+void cli_time_utc(int64_t t, char *out, size_t outsz)
+{
+	time_t tt = (time_t)t;
+	struct tm tm;
+	str_lcpy(out, "-", outsz);
+	if (gmtime_r(&tt, &tm) != NULL)
+		strftime(out, outsz, "%Y-%m-%dT%H:%M:%SZ", &tm);
 }
 
 /* cli_read_secret - first line of stdin, without its line ending; NULL if absent

@@ -53,10 +53,7 @@ static void put_str(FILE *out, const char *s)
 /* ISO-8601 UTC for a unix-ms time. */
 static void fmt_time(int64_t ms, char *out, size_t outsz)
 {
-	time_t t = (time_t)(ms / 1000);
-	struct tm tm;
-	gmtime_r(&t, &tm);
-	strftime(out, outsz, "%Y-%m-%dT%H:%M:%SZ", &tm);
+	cli_time_utc(ms / 1000, out, outsz);
 }
 
 /* "now" when due, "-" when nothing is waiting, else the time. */

@@ -279,11 +279,8 @@ static int cli_user_add(struct store *st, const struct cli_user_args *a)
 static bool cli_user_print(void *arg, const struct store_user *u)
 {
 	FILE *out = arg;
-	char created[32] = "-";
-	time_t t = (time_t)u->created;
-	struct tm tm;
-	if (gmtime_r(&t, &tm) != NULL)
-		strftime(created, sizeof created, "%Y-%m-%dT%H:%M:%SZ", &tm);
+	char created[32];
+	cli_time_utc(u->created, created, sizeof created);
 	fprintf(out, "%s\t", u->name);
 	for (size_t i = 0; i < u->ndomains; i++)
 		fprintf(out, "%s%s", i ? "," : "", u->domains[i]);

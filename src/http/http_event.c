@@ -9,10 +9,9 @@
  *  "remote": "mx.example.org[192.0.2.1]", "reply": "550 5.1.1 ...", "attempts": 1}
  * Absent values are omitted; timestamp is unix milliseconds.
  */
-#include "http/http.h"
+#include "http/http_int.h"
 
 #include <stdlib.h>
-#include <time.h>
 
 #include <jansson.h>
 
@@ -25,16 +24,11 @@ static void set_str(json_t *o, const char *k, const char *v)
 char *http_event_json(const struct evlog_event *ev)
 {
 	json_t *o = json_object();
-	char when[40], id[ID_STR_LEN + 1];
-	time_t secs = (time_t)(ev->time / 1000);
-	struct tm tm;
-	gmtime_r(&secs, &tm);
-	size_t n = strftime(when, sizeof when, "%Y-%m-%dT%H:%M:%S", &tm);
-	snprintf(when + n, sizeof when - n, ".%03dZ", (int)(ev->time % 1000));
+	char id[ID_STR_LEN + 1];
 	if (ev->seq)
 		json_object_set_new(o, "id", json_integer(ev->seq));
 	json_object_set_new(o, "type", json_string(evlog_type_name(ev->type)));
-	json_object_set_new(o, "time", json_string(when));
+	json_object_set_new(o, "time", http_time_json(ev->time));
 	json_object_set_new(o, "timestamp", json_integer(ev->time));
 	if (ev->msgid) {
 		id_format(ev->msgid, id);

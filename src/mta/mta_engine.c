@@ -62,17 +62,22 @@ void mta_rcpt_domain(const char *addr, char *out, size_t outsz)
 	str_lower(out);
 }
 
+/* reply_line - "550 5.1.1 text" of the remote reply, else why (or ""). */
+static void reply_line(char *out, size_t outsz, const struct mta_reply *r, const char *why)
+{
+	if (r && r->code)
+		snprintf(out, outsz, "%d %s%s%s", r->code, r->enh, r->enh[0] ? " " : "", r->text);
+	else
+		str_lcpy(out, why ? why : "", outsz);
+}
+
 /* mta_outcome_format - the last_reply kept in the spool: key=value, readable by
  * operators (queue show) and parsed back for bounces. */
 void mta_outcome_format(char *out, size_t outsz, const char *status, const char *remote,
 			const struct mta_reply *r, const char *why)
 {
 	char text[MTA_REPLY_TEXT_MAX + 32];
-	if (r && r->code)
-		snprintf(text, sizeof text, "%d %s%s%s", r->code, r->enh, r->enh[0] ? " " : "",
-			 r->text);
-	else
-		str_lcpy(text, why ? why : "", sizeof text);
+	reply_line(text, sizeof text, r, why);
 	for (char *p = text; *p; p++)
 		if (*p == '"' || (unsigned char)*p < 0x20)
 			*p = '\'';
@@ -164,12 +169,7 @@ static void mta_emit(const struct spool_env *env, uint32_t idx, enum evlog_type 
 		     const char *why, uint32_t attempts)
 {
 	char text[MTA_REPLY_TEXT_MAX + 32];
-	const char *rtext = why;
-	if (reply && reply->code) {
-		snprintf(text, sizeof text, "%d %s%s%s", reply->code, reply->enh,
-			 reply->enh[0] ? " " : "", reply->text);
-		rtext = text;
-	}
+	reply_line(text, sizeof text, reply, why);
 	struct evlog_event ev = {
 		.type = type,
 		.msgid = env->id,
@@ -180,7 +180,7 @@ static void mta_emit(const struct spool_env *env, uint32_t idx, enum evlog_type 
 		.source = (env->flags & SPOOL_F_API) ? "api" : "smtp",
 		.status = (char *)status,
 		.remote = (char *)remote,
-		.reply = (char *)rtext,
+		.reply = text[0] ? text : NULL,
 		.attempts = attempts,
 	};
 	if (type == EVLOG_BOUNCED || type == EVLOG_DEFERRED || type == EVLOG_EXPIRED)

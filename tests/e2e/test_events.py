@@ -311,14 +311,13 @@ def test_account_webhook_from_the_api_gets_its_own_events(make_relevo, make_api_
                                                   "events": ["delivered"]}), 201)
     assert w["events"] == ["delivered"]
     mine = smtp_send(r, ["carol@dest.test"])
-    theirs = smtp_send(r, ["dave@dest.test"], sender="x@example.net", user="carol")
+    smtp_send(r, ["dave@dest.test"], sender="x@example.net", user="carol")
     mx.wait_messages(2)
     wait_for(lambda: receiver.events(), what="a webhook POST")
     wait_api_events(r, 1, message_id=mine, type="delivered")
     time.sleep(1.0)                              # room for a wrong POST to show up
     got = [(e["type"], e["message_id"]) for e in receiver.events()]
     assert got == [("delivered", mine)], got     # not carol's mail, not "accepted"
-    assert theirs != mine
     verify_signature(receiver.posts[0], secret=secret)
 
 

@@ -170,21 +170,27 @@ class MXConn:
         self.sock.sendall(data)
         self.sent += len(data)
 
-    def readline(self, timeout=30):
-        """The next line from the client (str, CRLF stripped); None at EOF/timeout."""
+    def _read_until(self, marker, timeout):
+        """Receive until marker is in the buffer; False at EOF/timeout."""
         deadline = time.monotonic() + timeout
-        while b"\n" not in self.buf:
+        while marker not in self.buf:
             left = deadline - time.monotonic()
             if left <= 0:
-                return None
+                return False
             self.sock.settimeout(left)
             try:
                 d = self.sock.recv(65536)
             except (socket.timeout, OSError):
-                return None
+                return False
             if not d:
-                return None
+                return False
             self.buf += d
+        return True
+
+    def readline(self, timeout=30):
+        """The next line from the client (str, CRLF stripped); None at EOF/timeout."""
+        if not self._read_until(b"\n", timeout):
+            return None
         line, self.buf = self.buf.split(b"\n", 1)
         s = line.rstrip(b"\r").decode("utf-8", "replace")
         self.lines.append(s)
@@ -192,19 +198,8 @@ class MXConn:
 
     def read_data(self, timeout=30):
         """The message after 354, up to and including CRLF.CRLF (bytes) or None."""
-        deadline = time.monotonic() + timeout
-        while b"\r\n.\r\n" not in self.buf:
-            left = deadline - time.monotonic()
-            if left <= 0:
-                return None
-            self.sock.settimeout(left)
-            try:
-                d = self.sock.recv(65536)
-            except (socket.timeout, OSError):
-                return None
-            if not d:
-                return None
-            self.buf += d
+        if not self._read_until(b"\r\n.\r\n", timeout):
+            return None
         data, self.buf = self.buf.split(b"\r\n.\r\n", 1)
         return data + b"\r\n.\r\n"
 

@@ -89,15 +89,23 @@ def premature_final_reply(c):
     that was not sent yet; the real answer to the message is a 451."""
     if not greet_and_ehlo(c):
         return
-    for _ in range(3):                      # MAIL, RCPT, DATA (one pipelined group)
+    pipelined_txn(c, "250 2.1.0 ok\r\n250 2.1.5 ok\r\n354 go ahead\r\n"
+                  "250 2.0.0 premature-marker: queued\r\n",
+                  "451 4.3.0 hostile-final-marker: not really\r\n")
+
+
+def pipelined_txn(c, replies, final):
+    """Read MAIL, RCPT, DATA (one pipelined group), send replies, read the message,
+    answer its end with final, wait for the client to go. False if it went early."""
+    for _ in range(3):
         if c.readline() is None:
-            return
-    c.send("250 2.1.0 ok\r\n250 2.1.5 ok\r\n354 go ahead\r\n"
-           "250 2.0.0 premature-marker: queued\r\n")
+            return False
+    c.send(replies)
     if c.read_data() is None:
-        return
-    c.send("451 4.3.0 hostile-final-marker: not really\r\n")
+        return False
+    c.send(final)
     c.wait_closed(10)
+    return True
 
 
 def extra_reply_after_ehlo(c):
@@ -105,14 +113,8 @@ def extra_reply_after_ehlo(c):
     if not greet_and_ehlo(c, ("PIPELINING", "8BITMIME")):
         return
     c.send("250 2.0.0 extra-marker\r\n")    # (greet_and_ehlo's write went just before)
-    for _ in range(3):
-        if c.readline() is None:
-            return
-    c.send("250 2.1.0 ok\r\n250 2.1.5 ok\r\n354 go ahead\r\n")
-    if c.read_data() is None:
-        return
-    c.send("451 4.3.0 hostile-final-marker: not really\r\n")
-    c.wait_closed(10)
+    pipelined_txn(c, "250 2.1.0 ok\r\n250 2.1.5 ok\r\n354 go ahead\r\n",
+                  "451 4.3.0 hostile-final-marker: not really\r\n")
 
 
 def extra_reply_after_greeting(c):
@@ -122,28 +124,16 @@ def extra_reply_after_greeting(c):
     if line is None:
         return
     c.send("250-mx.hostile.test\r\n250 PIPELINING\r\n")
-    for _ in range(3):
-        if c.readline() is None:
-            return
-    c.send("250 2.1.0 ok\r\n250 2.1.5 ok\r\n354 go ahead\r\n")
-    if c.read_data() is None:
-        return
-    c.send("451 4.3.0 hostile-final-marker: not really\r\n")
-    c.wait_closed(10)
+    pipelined_txn(c, "250 2.1.0 ok\r\n250 2.1.5 ok\r\n354 go ahead\r\n",
+                  "451 4.3.0 hostile-final-marker: not really\r\n")
 
 
 def two_replies_to_data_end(c):
     """The end of the message answered twice: 451 then 250 in one write."""
     if not greet_and_ehlo(c):
         return
-    for _ in range(3):
-        if c.readline() is None:
-            return
-    c.send("250 2.1.0 ok\r\n250 2.1.5 ok\r\n354 go ahead\r\n")
-    if c.read_data() is None:
-        return
-    c.send("451 4.3.0 hostile-final-marker: first answer\r\n250 2.0.0 second answer\r\n")
-    c.wait_closed(10)
+    pipelined_txn(c, "250 2.1.0 ok\r\n250 2.1.5 ok\r\n354 go ahead\r\n",
+                  "451 4.3.0 hostile-final-marker: first answer\r\n250 2.0.0 second answer\r\n")
 
 
 HOSTILE = {
