@@ -33,7 +33,7 @@ static void usage(FILE *out)
 	fprintf(out, "usage: relevo COMMAND [ARGS] [-c FILE]\n\ncommands:\n");
 	for (size_t i = 0; i < ARRAY_LEN(cli_commands); i++)
 		fprintf(out, "  %-14s %s\n", cli_commands[i].name, cli_commands[i].help);
-	fprintf(out, "\n-c FILE defaults to %s\n", CONF_DEFAULT_PATH);
+	fprintf(out, "\n-c FILE defaults to %s\n--version prints the version\n", CONF_DEFAULT_PATH);
 }
 
 int main(int argc, char **argv)
@@ -54,6 +54,11 @@ int main(int argc, char **argv)
 		} else {
 			args[nargs++] = argv[i];
 		}
+	}
+	if (nargs == 1 && (strcmp(args[0], "--version") == 0 || strcmp(args[0], "version") == 0)) {
+		printf("relevo %s\n", RELEVO_VERSION);
+		free(args);
+		return 0;
 	}
 	if (nargs == 0 || strcmp(args[0], "help") == 0 || strcmp(args[0], "--help") == 0 ||
 	    strcmp(args[0], "-h") == 0) {
