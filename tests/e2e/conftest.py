@@ -38,7 +38,8 @@ import json
 
 import pytest
 
-RELEVO_BIN = os.environ.get("RELEVO_BIN", "/work/main/build/relevo")
+RELEVO_BIN = os.environ.get(
+    "RELEVO_BIN", os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..", "build", "relevo"))
 HOSTNAME = "relay.test"
 DEFAULT_TIMEOUT = 15.0          # seconds for any single network read
 START_TIMEOUT = 20.0            # daemon start (ASan builds are slow)
