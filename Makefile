@@ -5,8 +5,16 @@ BUILD      ?= build
 BUILD_ASAN ?= build-asan
 JOBS       ?= $(shell nproc)
 CMAKE_FLAGS ?= -DCMAKE_BUILD_TYPE=RelWithDebInfo
+BUILD_DEB  ?= build-deb
 
-.PHONY: all deps build run test test-unit test-e2e asan fuzz bench clean format
+# make install: where things go (scripts/install.sh). DESTDIR stages the tree.
+PREFIX     ?= /usr/local
+SBINDIR    ?= $(PREFIX)/sbin
+UNITDIR    ?= $(PREFIX)/lib/systemd/system
+MANDIR     ?= $(PREFIX)/share/man
+SYSCONFDIR ?= /etc
+
+.PHONY: all deps build run test test-unit test-e2e asan fuzz bench clean format install deb
 
 all: build
 
@@ -38,6 +46,22 @@ test: build asan
 	cd $(BUILD) && ctest --output-on-failure -E '^e2e$$'
 	cd $(BUILD_ASAN) && ctest --output-on-failure
 
+# make install - the binary, relevo.service, /etc/relevo/relevo.yaml.example and the
+# man pages relevo(8) and relevo.yaml(5) (generated from README.md).
+install: build
+	DESTDIR="$(DESTDIR)" PREFIX="$(PREFIX)" SBINDIR="$(SBINDIR)" UNITDIR="$(UNITDIR)" \
+	MANDIR="$(MANDIR)" SYSCONFDIR="$(SYSCONFDIR)" scripts/install.sh $(BUILD)/relevo
+
+# make deb - a Debian package in $(BUILD_DEB)/, built with Debian's hardening flags
+# (dpkg-buildflags) in a build directory of its own.
+deb: deps
+	DEB_BUILD_MAINT_OPTIONS=hardening=+all; export DEB_BUILD_MAINT_OPTIONS; \
+	CFLAGS="$$(dpkg-buildflags --get CFLAGS) $$(dpkg-buildflags --get CPPFLAGS)" \
+	LDFLAGS="$$(dpkg-buildflags --get LDFLAGS)" \
+	cmake -S . -B $(BUILD_DEB) -DCMAKE_BUILD_TYPE=RelWithDebInfo $(if $(CI),-DRELEVO_WERROR=ON)
+	@cmake --build $(BUILD_DEB) -j $(JOBS) --target relevo
+	@scripts/build-deb.sh $(BUILD_DEB)/relevo $(BUILD_DEB)
+
 fuzz: deps
 	@scripts/fuzz.sh $(FUZZ_SECONDS)
 
@@ -48,4 +72,4 @@ format:
 	clang-format -i src/*/*.c src/*/*.h tests/unit/*.c tests/fuzz/*.c
 
 clean:
-	rm -rf $(BUILD) $(BUILD_ASAN) build-fuzz
+	rm -rf $(BUILD) $(BUILD_ASAN) $(BUILD_DEB) build-fuzz
