@@ -87,7 +87,8 @@ static void serve_suppress(struct serve_events *se, const struct evlog_event *ev
 	enum rc rc = store_suppression_add(se->store, ev->user, ev->recipient, reason);
 	free(reason);
 	if (rc == RC_OK)
-		log_info("event=suppressed_added user=%s rcpt=<%s>", ev->user, ev->recipient);
+		log_info("event=suppression_added user=%s address=<%s> source=bounce", ev->user,
+			 ev->recipient);
 	else if (rc != RC_EXISTS)
 		log_err("event=suppression_add_failed user=%s rc=%s", ev->user, rc_name(rc));
 }

@@ -109,6 +109,17 @@ bool http_addr_valid(const char *addr);
  * format), as a new string. */
 char *http_event_json(const struct evlog_event *ev);
 
+/* A recipient's last reply as the API shows it (GET /v1/messages/{id}):
+ * {"status": "4.2.0", "remote": "mx.example.org[192.0.2.1]", "reply": "421 4.2.0
+ * busy", "code": 421}; a member not known is null (code: the reply does not start
+ * with one), and the whole is JSON null when nothing is known. */
+struct json_t;
+/* http_last_reply - from an outcome's fields (an event's status, remote, reply). */
+struct json_t *http_last_reply(const char *status, const char *remote, const char *reply);
+/* http_last_reply_stored - from the text the spool keeps for a recipient
+ * ("status=X remote=H reply=\"...\""; other text is taken as the reply). */
+struct json_t *http_last_reply_stored(const char *stored);
+
 /* ---- webhooks (http_webhook.c) ------------------------------------------- */
 
 struct http_webhooks;

@@ -7,7 +7,8 @@
  *
  * Pagination: lists return {"...": [...], "next": CURSOR or null}; the next page
  * is ?cursor=CURSOR with the same filters. An events cursor is the last event's
- * sequence number; a suppressions cursor is the hex of the last address (opaque,
+ * sequence number (the next page has the events after it in the order asked,
+ * ?order=asc or desc); a suppressions cursor is the hex of the last address (opaque,
  * so that no address character needs URL-encoding).
  *
  * Store calls block: they run on the API thread (docs/decisions.md), which is
@@ -66,11 +67,17 @@ static bool events_on_event(void *arg, const struct evlog_event *ev)
 static bool events_filter(struct http_call *c, struct store_event_filter *f)
 {
 	static const char *const params[] = {"message_id", "recipient", "type", "since",
-					     "until", "limit", "cursor", NULL};
+					     "until", "limit", "cursor", "order", NULL};
 	const char *v;
 	if (!http_query_only(c, params) || !http_query_limit(c, &f->limit) ||
 	    !http_query_time(c, "since", &f->since) || !http_query_time(c, "until", &f->until))
 		return false;
+	if ((v = evhttp_find_header(&c->query, "order")) && strcmp(v, "asc") != 0 &&
+	    strcmp(v, "desc") != 0) {
+		http_error(c->req, 400, "invalid_parameter", "order must be asc or desc");
+		return false;
+	}
+	f->descending = v && strcmp(v, "desc") == 0;
 	if ((v = evhttp_find_header(&c->query, "message_id")) && !id_parse(v, &f->msgid)) {
 		http_error(c->req, 400, "invalid_parameter", "message_id must be 16 hex digits");
 		return false;
@@ -96,7 +103,8 @@ static bool events_filter(struct http_call *c, struct store_event_filter *f)
 	return true;
 }
 
-/* http_api_events - GET /v1/events: oldest first, paginated. */
+/* http_api_events - GET /v1/events: oldest first (order=desc: newest first),
+ * paginated; the cursor continues in the order asked. */
 void http_api_events(struct http_call *c)
 {
 	struct store_event_filter f = {.user = c->user->name, .type = -1};
@@ -324,19 +332,27 @@ void http_api_suppression_add(struct http_call *c)
 			   "printable characters", SUPPRESSION_REASON_MAX);
 		goto out;
 	}
-	char *lower = xstrdup(addr);
+	char *lower = xstrdup(addr), *stored = NULL;
 	str_lower(lower);
-	reason = reason ? reason : "manual";
-	enum rc rc = store_suppression_add(c->h->store, c->user->name, lower, reason);
-	if (rc == RC_OK || rc == RC_EXISTS) {
-		log_info("event=suppression_added user=%s address=<%s> new=%d", c->user->name,
-			 lower, rc == RC_OK);
+	int64_t created = 0;
+	enum rc rc = store_suppression_add(c->h->store, c->user->name, lower,
+					   reason ? reason : "manual");
+	if (rc == RC_OK)
+		log_info("event=suppression_added user=%s address=<%s> source=api",
+			 c->user->name, lower);
+	/* the answer is the entry as stored (an existing one keeps its reason) */
+	enum rc grc = rc == RC_OK || rc == RC_EXISTS
+			      ? store_suppression_get(c->h->store, c->user->name, lower, &stored,
+						      &created)
+			      : rc;
+	if (grc == RC_OK)
 		http_reply_json(c->req, rc == RC_OK ? 201 : 200,
-				json_pack("{s:s,s:s,s:b}", "address", lower, "reason", reason,
-					  "created", rc == RC_OK));
-	} else {
-		store_failed(c, "suppression_add", rc);
-	}
+				json_pack("{s:s,s:s,s:o,s:b}", "address", lower, "reason", stored,
+					  "created", http_time_json(created), "added",
+					  rc == RC_OK));
+	else
+		store_failed(c, "suppression_add", grc);
+	free(stored);
 	free(lower);
 out:
 	json_decref(body);

@@ -48,8 +48,8 @@ static void msg_reject(struct http_call *c, int status, const char *code, const 
 		.reply = (char *)text,
 	};
 	evlog_emit(&ev);
-	log_info("event=api_rejected user=%s client=%s status=%d code=%s", c->user->name,
-		 c->client, status, code);
+	log_info("event=rejected source=api user=%s client=%s status=%s http_status=%d code=%s",
+		 c->user->name, c->client, ev.status, status, code);
 	http_error(c->req, status, code, "%s", text);
 }
 
@@ -61,11 +61,15 @@ static json_t *msg_list_json(char *const *list, size_t n)
 	return a;
 }
 
-/* msg_emit - one event per address of list. */
+/* msg_emit - one event (and its log line) per address of list. */
 static void msg_emit(const struct http_pending *p, enum evlog_type type, char *const *list,
 		     size_t n, int64_t when, const char *reply)
 {
+	char idstr[ID_STR_LEN + 1];
+	id_format(p->msgid, idstr);
 	for (size_t i = 0; i < n; i++) {
+		log_info("id=%s event=%s source=api rcpt=<%s> user=%s", idstr,
+			 evlog_type_name(type), list[i], p->user);
 		struct evlog_event ev = {
 			.time = when,
 			.type = type,
@@ -110,8 +114,9 @@ static void msg_on_commit(void *ctx, uint64_t cookie, enum rc rc, uint64_t msgid
 		 * ours. */
 		msg_emit(p, EVLOG_SUPPRESSED, p->suppressed, p->nsuppressed, p->created,
 			 "the recipient is on the account's suppression list");
-		log_info("id=%s event=queued source=api user=%s nrcpt=%zu suppressed=%zu%s", idstr,
-			 p->user, p->nrcpt, p->nsuppressed, p->req ? "" : " note=client_gone");
+		log_info("id=%s event=accepted source=api sender=<%s> nrcpt=%zu suppressed=%zu "
+			 "user=%s%s", idstr, p->sender, p->nrcpt, p->nsuppressed, p->user,
+			 p->req ? "" : " note=client_gone");
 		if (p->req)
 			msg_reply_accepted(p->req, p);
 	} else {
@@ -241,9 +246,10 @@ static void msg_queue(struct http_call *c, struct http_mime_msg *m, struct http_
 	struct spool_env *env = msg_envelope(c, p, m);
 	struct evbuffer *body = m->msg;
 	m->msg = NULL;
-	log_info("id=%s event=accepted source=api sender=<%s> nrcpt=%zu size=%llu user=%s "
-		 "client=%s", idstr, env->sender, env->nrcpt, (unsigned long long)env->body_size,
-		 env->user, c->client);
+	/* The info line is "accepted", once durable; this one is for debugging. */
+	log_debug("id=%s event=committing source=api sender=<%s> nrcpt=%zu size=%llu user=%s "
+		  "client=%s", idstr, env->sender, env->nrcpt, (unsigned long long)env->body_size,
+		  env->user, c->client);
 	uint64_t cookie = http_pending_add(h, p);
 	spool_commit(h->spool, env, body, h->base, msg_on_commit, h, cookie);
 }
@@ -298,43 +304,49 @@ void http_api_message_send(struct http_call *c)
 
 /* ---- GET /v1/messages/{id} ------------------------------------------------------ */
 
-static json_t *msg_from_spool(const struct spool_env *env)
-{
-	char idstr[ID_STR_LEN + 1];
-	id_format(env->id, idstr);
-	json_t *rc = json_array();
-	for (size_t i = 0; i < env->nrcpt; i++) {
-		const struct spool_rcpt *r = &env->rcpt[i];
-		json_t *o = json_pack("{s:s,s:s,s:I}", "address", r->addr, "state",
-				      spool_rcpt_state_name(r->state), "attempts",
-				      (json_int_t)r->attempts);
-		if (r->state == SPOOL_RCPT_QUEUED && r->next_attempt)
-			json_object_set_new(o, "next_attempt", http_time_json(r->next_attempt));
-		if (r->last_reply)
-			json_object_set_new(o, "last_reply", json_string(r->last_reply));
-		json_array_append_new(rc, o);
-	}
-	return json_pack("{s:s,s:s,s:s,s:o,s:I,s:s,s:s,s:b,s:b,s:o}", "id", idstr, "status",
-			 "queued", "sender", env->sender, "created", http_time_json(env->created),
-			 "size", (json_int_t)env->body_size, "stream",
-			 evlog_stream_name(env->flags & SPOOL_F_BULK), "source",
-			 (env->flags & SPOOL_F_API) ? "api" : "smtp", "held",
-			 (env->flags & SPOOL_F_HELD) != 0, "sandbox",
-			 (env->flags & SPOOL_F_SANDBOX) != 0, "recipients", rc);
-}
+/*
+ * A message has the same members whether it is queued or finished, and so has
+ * each recipient (README, "API changes in 0.3"):
+ *   {"id", "status": "queued"|"finished", "sender", "created", "size", "stream",
+ *    "source", "held", "sandbox", "recipients": [{"address", "state", "attempts",
+ *    "next_attempt", "time", "status", "last_reply"}]}
+ * What is not known is null: a finished message's size and sandbox flag (the
+ * queue no longer has them), next_attempt unless the recipient waits for one,
+ * last_reply before any attempt, time before its first event is stored. A
+ * state is an event type's word (queued for accepted): queued, deferred,
+ * delivered, bounced, expired, suppressed, ... The recipients are the queue's,
+ * then those its events name that the queue does not hold (suppressed ones).
+ */
 
-/* The per-recipient state rebuilt from a finished message's events. */
+/* What the message's events tell. */
 struct msg_history {
 	json_t *msg;		/* the answer being built */
 	json_t *rcpts;		/* address (lower case) -> recipient object */
 	json_t *order;		/* addresses in first-seen order */
 	size_t nevents;
 	int64_t last_seq;
+	bool have_accepted;
 };
 
-static const char *msg_state_of(enum evlog_type t)
+static json_t *msg_new(const char *idstr)
 {
-	return t == EVLOG_ACCEPTED ? "queued" : evlog_type_name(t);
+	return json_pack("{s:s,s:s,s:n,s:n,s:n,s:n,s:n,s:b,s:n,s:[]}", "id", idstr, "status",
+			 "finished", "sender", "created", "size", "stream", "source", "held", 0,
+			 "sandbox", "recipients");
+}
+
+static json_t *msg_rcpt_new(const char *addr)
+{
+	return json_pack("{s:s,s:s,s:i,s:n,s:n,s:n,s:n}", "address", addr, "state", "queued",
+			 "attempts", 0, "next_attempt", "time", "status", "last_reply");
+}
+
+/* msg_rcpt_set_reply - last_reply (taken over), and status, which repeats its own. */
+static void msg_rcpt_set_reply(json_t *r, json_t *reply)
+{
+	json_t *st = json_object_get(reply, "status");
+	json_object_set(r, "status", st ? st : json_null());
+	json_object_set_new(r, "last_reply", reply);
 }
 
 static bool msg_on_event(void *arg, const struct evlog_event *ev)
@@ -342,10 +354,15 @@ static bool msg_on_event(void *arg, const struct evlog_event *ev)
 	struct msg_history *mh = arg;
 	mh->nevents++;
 	mh->last_seq = ev->seq;
-	if (json_object_get(mh->msg, "sender") == NULL && ev->sender)
+	if (json_is_null(json_object_get(mh->msg, "sender")) && ev->sender)
 		json_object_set_new(mh->msg, "sender", json_string(ev->sender));
-	if (ev->type == EVLOG_ACCEPTED && json_object_get(mh->msg, "created") == NULL)
+	/* created: when it was accepted; a message never queued (every recipient
+	 * suppressed) has only its first event's time */
+	if (!mh->have_accepted && (ev->type == EVLOG_ACCEPTED ||
+				   json_is_null(json_object_get(mh->msg, "created")))) {
 		json_object_set_new(mh->msg, "created", http_time_json(ev->time));
+		mh->have_accepted = ev->type == EVLOG_ACCEPTED;
+	}
 	if (ev->stream)
 		json_object_set_new(mh->msg, "stream", json_string(ev->stream));
 	if (ev->source)
@@ -356,53 +373,94 @@ static bool msg_on_event(void *arg, const struct evlog_event *ev)
 	str_lower(key);
 	json_t *r = json_object_get(mh->rcpts, key);
 	if (r == NULL) {
-		r = json_pack("{s:s}", "address", ev->recipient);
+		r = msg_rcpt_new(ev->recipient);
 		json_object_set_new(mh->rcpts, key, r);
 		json_array_append_new(mh->order, json_string(key));
 	}
 	free(key);
-	json_object_set_new(r, "state", json_string(msg_state_of(ev->type)));
+	json_object_set_new(r, "state", json_string(ev->type == EVLOG_ACCEPTED
+							? "queued" : evlog_type_name(ev->type)));
 	json_object_set_new(r, "time", http_time_json(ev->time));
 	if (ev->attempts)
 		json_object_set_new(r, "attempts", json_integer(ev->attempts));
-	json_object_set_new(r, "status", ev->status ? json_string(ev->status) : json_null());
-	json_object_set_new(r, "last_reply", ev->reply ? json_string(ev->reply) : json_null());
+	if (ev->status || ev->remote || ev->reply)
+		msg_rcpt_set_reply(r, http_last_reply(ev->status, ev->remote, ev->reply));
 	return true;
 }
 
-/* msg_from_events - the message as its events tell it, or NULL if it has none
- * (or the store failed: *failed). */
-static json_t *msg_from_events(struct http_call *c, uint64_t id, bool *failed)
+/* msg_history_read - the message's events into mh; false if the store failed. */
+static bool msg_history_read(struct http_call *c, uint64_t id, struct msg_history *mh)
 {
-	char idstr[ID_STR_LEN + 1];
-	id_format(id, idstr);
-	struct msg_history mh = {.msg = json_pack("{s:s,s:s}", "id", idstr, "status", "finished"),
-				 .rcpts = json_object(), .order = json_array()};
 	struct store_event_filter f = {.user = c->user->name, .msgid = id, .type = -1,
 				       .limit = HTTP_LIMIT_MAX};
 	enum rc rc = RC_OK;
 	for (;;) {
-		size_t before = mh.nevents;
-		f.cursor = mh.last_seq;
-		rc = store_events_query(c->h->store, &f, msg_on_event, &mh);
-		if (rc != RC_OK || mh.nevents - before < HTTP_LIMIT_MAX ||
-		    mh.nevents >= MSG_EVENTS_MAX)
+		size_t before = mh->nevents;
+		f.cursor = mh->last_seq;
+		rc = store_events_query(c->h->store, &f, msg_on_event, mh);
+		if (rc != RC_OK || mh->nevents - before < HTTP_LIMIT_MAX ||
+		    mh->nevents >= MSG_EVENTS_MAX)
 			break;
 	}
-	*failed = rc != RC_OK;
-	json_t *list = json_array();
-	size_t i;
-	json_t *k;
-	json_array_foreach(mh.order, i, k)
-		json_array_append(list, json_object_get(mh.rcpts, json_string_value(k)));
-	json_object_set_new(mh.msg, "recipients", list);
-	json_decref(mh.rcpts);
-	json_decref(mh.order);
-	if (rc != RC_OK || mh.nevents == 0) {
-		json_decref(mh.msg);
-		return NULL;
+	return rc == RC_OK;
+}
+
+/* msg_spool_state - a queued message's recipient state, in the events' words. */
+static const char *msg_spool_state(const struct spool_rcpt *r, json_t *reply)
+{
+	const char *st = json_string_value(json_object_get(reply, "status"));
+	switch (r->state) {
+	case SPOOL_RCPT_QUEUED:
+		return r->attempts ? "deferred" : "queued";
+	case SPOOL_RCPT_DELIVERED:
+		return "delivered";
+	default: /* failed: a 4.x.x status is a temporary failure that ran out of time */
+		return st && st[0] == '4' ? "expired" : "bounced";
 	}
-	return mh.msg;
+}
+
+/* msg_from_spool - the queued message: the envelope and recipient states are the
+ * spool's, the times of the recipients' last events mh's. */
+static void msg_from_spool(json_t *m, const struct spool_env *env, struct msg_history *mh)
+{
+	json_object_set_new(m, "status", json_string("queued"));
+	json_object_set_new(m, "sender", json_string(env->sender));
+	json_object_set_new(m, "created", http_time_json(env->created));
+	json_object_set_new(m, "size", json_integer((json_int_t)env->body_size));
+	json_object_set_new(m, "stream", json_string(evlog_stream_name(env->flags & SPOOL_F_BULK)));
+	json_object_set_new(m, "source", json_string((env->flags & SPOOL_F_API) ? "api" : "smtp"));
+	json_object_set_new(m, "held", json_boolean(env->flags & SPOOL_F_HELD));
+	json_object_set_new(m, "sandbox", json_boolean(env->flags & SPOOL_F_SANDBOX));
+	json_t *list = json_object_get(m, "recipients");
+	for (size_t i = 0; i < env->nrcpt; i++) {
+		const struct spool_rcpt *sr = &env->rcpt[i];
+		json_t *r = msg_rcpt_new(sr->addr), *reply = http_last_reply_stored(sr->last_reply);
+		json_object_set_new(r, "state", json_string(msg_spool_state(sr, reply)));
+		json_object_set_new(r, "attempts", json_integer(sr->attempts));
+		if (sr->state == SPOOL_RCPT_QUEUED && sr->next_attempt)
+			json_object_set_new(r, "next_attempt", http_time_json(sr->next_attempt));
+		msg_rcpt_set_reply(r, reply);
+		char *key = xstrdup(sr->addr);
+		str_lower(key);
+		json_t *h = json_object_get(mh->rcpts, key);
+		if (h)
+			json_object_set(r, "time", json_object_get(h, "time"));
+		json_object_del(mh->rcpts, key);	/* left: those only the events know */
+		free(key);
+		json_array_append_new(list, r);
+	}
+}
+
+/* msg_add_history - the recipients of mh (in first-seen order) not yet listed. */
+static void msg_add_history(json_t *m, struct msg_history *mh)
+{
+	json_t *list = json_object_get(m, "recipients"), *k;
+	size_t i;
+	json_array_foreach(mh->order, i, k) {
+		json_t *r = json_object_get(mh->rcpts, json_string_value(k));
+		if (r)
+			json_array_append(list, r);
+	}
 }
 
 /* http_api_message_get - GET /v1/messages/{id}. */
@@ -416,20 +474,26 @@ void http_api_message_get(struct http_call *c)
 			   "hex digits)", c->tail);
 		return;
 	}
+	char idstr[ID_STR_LEN + 1];
+	id_format(id, idstr);
+	struct msg_history mh = {.msg = msg_new(idstr), .rcpts = json_object(),
+				 .order = json_array()};
+	bool read = msg_history_read(c, id, &mh);
 	struct spool_env *env = NULL;
-	if (spool_get(c->h->spool, id, &env) == RC_OK && env->user &&
-	    strcmp(env->user, c->user->name) == 0) {
-		http_reply_json(c->req, 200, msg_from_spool(env));
-		spool_env_free(env);
-		return;
-	}
+	bool queued = spool_get(c->h->spool, id, &env) == RC_OK && env->user &&
+		      strcmp(env->user, c->user->name) == 0;
+	if (queued)
+		msg_from_spool(mh.msg, env, &mh);
 	spool_env_free(env);
-	bool failed = false;
-	json_t *m = msg_from_events(c, id, &failed);
-	if (m)
-		http_reply_json(c->req, 200, m);
-	else if (failed)
+	if (queued || (read && mh.nevents > 0)) {
+		msg_add_history(mh.msg, &mh);
+		http_reply_json(c->req, 200, json_incref(mh.msg));
+	} else if (!read) {
 		http_error(c->req, 503, "unavailable", "cannot read events right now, try again");
-	else
+	} else {
 		http_error(c->req, 404, "not_found", "no message %s", c->tail);
+	}
+	json_decref(mh.msg);
+	json_decref(mh.rcpts);
+	json_decref(mh.order);
 }

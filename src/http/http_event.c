@@ -7,11 +7,18 @@
  *  "recipient": "...", "sender": "...", "user": "...", "stream": "bulk",
  *  "source": "api", "status": "5.1.1", "classification": "hard",
  *  "remote": "mx.example.org[192.0.2.1]", "reply": "550 5.1.1 ...", "attempts": 1}
- * Absent values are omitted; timestamp is unix milliseconds.
+ * Absent values are omitted; timestamp is unix milliseconds (kept for clients of
+ * 0.2; time says the same as RFC 3339).
+ *
+ * Also one recipient's last reply as the object GET /v1/messages/{id} shows, both
+ * from an event's fields and from the outcome text the spool keeps
+ * ("status=X remote=H reply=\"...\"", mta_outcome_format): the API never shows
+ * that log-style text itself.
  */
 #include "http/http_int.h"
 
 #include <stdlib.h>
+#include <string.h>
 
 #include <jansson.h>
 
@@ -50,4 +57,61 @@ char *http_event_json(const struct evlog_event *ev)
 	if (s == NULL)
 		fatal("event=json_dumps_failed");
 	return s;
+}
+
+/* reply_code - the SMTP code a reply text starts with ("421 4.2.0 ..."), or 0. */
+static int reply_code(const char *reply)
+{
+	if (reply == NULL || reply[0] < '2' || reply[0] > '5' || reply[1] < '0' ||
+	    reply[1] > '9' || reply[2] < '0' || reply[2] > '9' ||
+	    (reply[3] != '\0' && reply[3] != ' '))
+		return 0;
+	return (reply[0] - '0') * 100 + (reply[1] - '0') * 10 + (reply[2] - '0');
+}
+
+static json_t *str_or_null(const char *s, size_t n)
+{
+	return s != NULL && n > 0 ? json_stringn(s, n) : json_null();
+}
+
+/* http_last_reply - {"status", "remote", "reply", "code"}; absent (NULL or empty)
+ * members are null; JSON null when there is nothing at all. */
+struct json_t *http_last_reply(const char *status, const char *remote, const char *reply)
+{
+	size_t ns = status ? strlen(status) : 0, nr = remote ? strlen(remote) : 0;
+	size_t np = reply ? strlen(reply) : 0;
+	if (ns + nr + np == 0)
+		return json_null();
+	int code = reply_code(reply);
+	json_t *o = json_object();
+	json_object_set_new(o, "status", str_or_null(status, ns));
+	json_object_set_new(o, "remote", str_or_null(remote, nr));
+	json_object_set_new(o, "reply", str_or_null(reply, np));
+	json_object_set_new(o, "code", code ? json_integer(code) : json_null());
+	return o;
+}
+
+/*
+ * http_last_reply_stored - the object of a spool outcome, "status=X remote=H
+ * reply=\"...\"" (remote "-" when there was none; the reply holds no '"'). Text
+ * of any other form is the reply itself. A later change stores outcomes as
+ * structs; until then this is the only place that reads the text.
+ */
+struct json_t *http_last_reply_stored(const char *stored)
+{
+	if (stored == NULL)
+		return json_null();
+	const char *st = stored + 7, *rm, *rp;
+	if (strncmp(stored, "status=", 7) != 0 || (rm = strstr(st, " remote=")) == NULL ||
+	    (rp = strstr(rm + 8, " reply=\"")) == NULL)
+		return http_last_reply(NULL, NULL, stored);
+	char *status = xstrndup(st, (size_t)(rm - st));
+	char *remote = xstrndup(rm + 8, (size_t)(rp - rm - 8));
+	size_t n = strlen(rp + 8);
+	char *reply = xstrndup(rp + 8, n > 0 && rp[8 + n - 1] == '"' ? n - 1 : n);
+	json_t *o = http_last_reply(status, strcmp(remote, "-") == 0 ? NULL : remote, reply);
+	free(status);
+	free(remote);
+	free(reply);
+	return o;
 }

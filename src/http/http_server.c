@@ -49,6 +49,7 @@ struct http_route {
 };
 
 static void http_api_openapi(struct http_call *c);
+static void http_api_index(struct http_call *c);
 
 static const struct http_route http_routes[] = {
 	{"/v1/messages", false, M_POST, false, http_api_message_send},
@@ -62,6 +63,8 @@ static const struct http_route http_routes[] = {
 	{"/v1/webhooks", false, M_POST, false, http_api_webhook_add},
 	{"/v1/webhooks/", true, M_DELETE, false, http_api_webhook_del},
 	{"/v1/openapi.json", false, M_GET, true, http_api_openapi},
+	{"/v1/", false, M_GET, true, http_api_index},
+	{"/v1", false, M_GET, true, http_api_index},
 };
 
 /* ---- replies ------------------------------------------------------------------ */
@@ -447,6 +450,17 @@ static void http_api_openapi(struct http_call *c)
 			  "application/json");
 	evhttp_send_reply(c->req, 200, "OK", buf);
 	evbuffer_free(buf);
+}
+
+/* http_api_index - GET /v1/: what answers here, without a key (the demo's banner
+ * names this URL). */
+static void http_api_index(struct http_call *c)
+{
+	if (!http_query_only(c, (const char *const[]){NULL}))
+		return;
+	http_reply_json(c->req, 200, json_pack("{s:s,s:s,s:s,s:s}", "name", "relevo", "version",
+					      RELEVO_VERSION, "api", "v1", "openapi",
+					      "/v1/openapi.json"));
 }
 
 /* http_route_path - does path name route r? Sets *tail for "/x/{id}" routes. */

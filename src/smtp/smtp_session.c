@@ -771,7 +771,7 @@ static void session_auth_line(struct smtp_session *s, const char *line)
 static void session_emit(struct smtp_session *s, enum evlog_type type, uint64_t msgid,
 			 const char *rcpt, const struct smtp_reply *r, bool bulk)
 {
-	char reply[sizeof s->text + 32] = "recipient is on the suppression list";
+	char reply[sizeof s->text + 32] = "the recipient is on the account's suppression list";
 	if (r != NULL)
 		snprintf(reply, sizeof reply, "%d %s%s%s", r->code, r->enh ? r->enh : "",
 			 r->enh ? " " : "", r->text ? r->text : "");
@@ -804,7 +804,7 @@ static void cmd_mail(struct smtp_session *s, const char *arg, struct smtp_reply 
 		snprintf(s->text, sizeof s->text, "Sender address <%s> is not yours to use",
 			 path.addr);
 		*r = (struct smtp_reply){553, "5.7.1", s->text};
-		log_info("sid=%016llx event=reject reason=sender_not_owned user=%s sender=%s",
+		log_info("sid=%016llx event=rejected reason=sender_not_owned user=%s sender=%s",
 			 (unsigned long long)s->id, s->user->name, path.addr);
 		str_lcpy(s->sender.addr, path.addr, sizeof s->sender.addr);
 		session_emit(s, EVLOG_REJECTED, 0, NULL, r, false);
@@ -994,7 +994,7 @@ static void session_on_commit(void *ctx, uint64_t cookie, enum rc rc, uint64_t m
 		return;
 	}
 	if (rc == RC_OK) {
-		log_info("id=%s sid=%016llx event=queued sender=<%s> nrcpt=%zu size=%llu user=%s",
+		log_info("id=%s sid=%016llx event=accepted sender=<%s> nrcpt=%zu size=%llu user=%s",
 			 idstr, (unsigned long long)s->id, s->sender.addr, s->nrcpt,
 			 (unsigned long long)s->mc.size, s->user ? s->user->name : "-");
 		session_replyf(s, 250, "2.0.0", "queued as %s", idstr);
@@ -1109,16 +1109,18 @@ static struct spool_env *session_envelope(struct smtp_session *s, uint64_t id, b
 static bool session_all_suppressed(struct smtp_session *s, uint64_t id, bool bulk)
 {
 	size_t left = s->nrcpt;
+	char idstr[ID_STR_LEN + 1];
+	id_format(id, idstr);
 	for (size_t i = 0; i < s->nrcpt; i++) {
 		if (!s->rcpt[i].suppressed)
 			continue;
 		left--;
 		session_emit(s, EVLOG_SUPPRESSED, id, s->rcpt[i].addr, NULL, bulk);
+		log_info("id=%s sid=%016llx event=suppressed rcpt=<%s> user=%s", idstr,
+			 (unsigned long long)s->id, s->rcpt[i].addr, s->user ? s->user->name : "-");
 	}
 	if (left > 0)
 		return false;
-	char idstr[ID_STR_LEN + 1];
-	id_format(id, idstr);
 	log_info("id=%s sid=%016llx event=all_suppressed nrcpt=%zu", idstr,
 		 (unsigned long long)s->id, s->nrcpt);
 	session_replyf(s, 250, "2.0.0", "queued as %s", idstr);
@@ -1139,7 +1141,7 @@ static void session_message_done(struct smtp_session *s)
 		return;
 	}
 	if (smtp_msg_check_done(&s->mc, &r) != RC_OK) {
-		log_info("sid=%016llx event=reject reason=\"%s\" size=%llu",
+		log_info("sid=%016llx event=rejected reason=\"%s\" size=%llu",
 			 (unsigned long long)s->id, r.text, (unsigned long long)s->mc.size);
 		session_emit(s, EVLOG_REJECTED, 0, NULL, &r, false);
 		session_reply(s, r.code, r.enh, r.text);
@@ -1155,7 +1157,7 @@ static void session_message_done(struct smtp_session *s)
 	size_t hlen = evbuffer_get_length(s->mc.headers);
 	smtp_hdr_scan((const char *)evbuffer_pullup(s->mc.headers, -1), hlen, &hi);
 	if (!session_check_from(s, &hi, &r)) {
-		log_info("sid=%016llx event=reject reason=from_not_owned user=%s",
+		log_info("sid=%016llx event=rejected reason=from_not_owned user=%s",
 			 (unsigned long long)s->id, s->user->name);
 		session_emit(s, EVLOG_REJECTED, 0, NULL, &r, hi.bulk);
 		session_reply(s, r.code, r.enh, r.text);
@@ -1188,7 +1190,7 @@ static void session_message_done(struct smtp_session *s)
 	s->body = NULL;
 	char idstr[ID_STR_LEN + 1];
 	id_format(id, idstr);
-	/* The info line is "queued", once durable; this one is for debugging. */
+	/* The info line is "accepted", once durable; this one is for debugging. */
 	log_debug("id=%s sid=%016llx event=committing sender=<%s> nrcpt=%zu size=%llu",
 		  idstr, (unsigned long long)s->id, env->sender, env->nrcpt,
 		  (unsigned long long)env->body_size);
@@ -1714,7 +1716,7 @@ void smtp_session_start(struct smtp_worker *w, evutil_socket_t fd,
 	if (lst->mode == CONF_LISTEN_RELAY && !conf_is_trusted(s->conf, (struct sockaddr *)sa)) {
 		session_replyf(s, 554, "5.7.1", "%s Your address is not allowed to relay here",
 			       s->conf->hostname);
-		log_info("sid=%016llx event=reject reason=untrusted_relay client=%s",
+		log_info("sid=%016llx event=rejected reason=untrusted_relay client=%s",
 			 (unsigned long long)s->id, s->peer);
 		session_close(s);
 		return;

@@ -147,6 +147,10 @@ enum rc store_suppression_del(struct store *st, const char *user, const char *ad
  * it does not wait behind the event writer's transactions. user NULL (mail
  * without an account) is always RC_NOTFOUND. */
 enum rc store_suppression_check(struct store *st, const char *user, const char *address);
+/* store_suppression_get - the entry of address: its reason (a new string, to
+ * free) and creation time (unix ms); RC_NOTFOUND if it is not on the list. */
+enum rc store_suppression_get(struct store *st, const char *user, const char *address,
+			      char **reason, int64_t *created);
 /* store_suppression_list - in address order, only addresses > after (NULL: from
  * the start), at most limit (0: 100). */
 enum rc store_suppression_list(struct store *st, const char *user, const char *after,

@@ -207,6 +207,33 @@ enum rc store_suppression_check(struct store *st, const char *user, const char *
 	return aq_close(&q, src == SQLITE_ROW ? RC_OK : RC_NOTFOUND, src);
 }
 
+/* store_suppression_get - user's entry of address (lower-cased): its reason
+ * (a new string) and creation time; RC_NOTFOUND if there is none. */
+enum rc store_suppression_get(struct store *st, const char *user, const char *address,
+                              char **reason, int64_t *created)
+{
+	char addr[API_ADDRESS_MAX + 1];
+	*reason = NULL;
+	*created = 0;
+	if (!store_is_user_name(user) || !api_address(address, addr))
+		return RC_INVALID;
+	struct aq_val v[] = {AQ_T(user), AQ_T(addr)};
+	struct aq q;
+	enum rc rc = aq_open(&q, st, "suppression_get",
+	                     "SELECT reason, created FROM suppressions "
+	                     "WHERE username = ?1 AND address = ?2",
+	                     v, ARRAY_LEN(v));
+	if (rc != RC_OK)
+		return rc;
+	int src = sqlite3_step(q.s);
+	if (src == SQLITE_ROW) {
+		*reason = xstrdup(aq_col(q.s, 0));
+		*created = sqlite3_column_int64(q.s, 1);
+	}
+	/* RC_OK with a step error: aq_close reports the error */
+	return aq_close(&q, src == SQLITE_DONE ? RC_NOTFOUND : RC_OK, src);
+}
+
 /* store_suppression_list - user's suppressions in address order after `after`
  * (lower-cased; NULL: from the start), at most limit (0: 100). */
 enum rc store_suppression_list(struct store *st, const char *user, const char *after, size_t limit,

@@ -14,6 +14,7 @@
 #include <cmocka.h>
 
 #include "mta/mta.h"
+#include "mta/mta_int.h"
 
 #define S(lit) lit, sizeof(lit) - 1
 
@@ -318,6 +319,41 @@ static void test_reply_set_format(void **state)
 	assert_string_equal(out, "550 no ");
 }
 
+/* The outcome text the spool keeps: its form is read by the API
+ * (http_last_reply_stored, test_http_reply.c uses these same strings) and by
+ * bounces (mta_outcome_parse). */
+static void test_outcome_format(void **state)
+{
+	(void)state;
+	static const struct {
+		const char *label;
+		int code;
+		const char *enh, *text, *status, *remote, *why, *want;
+	} t[] = {
+		{"deferred", 421, "4.2.0", "busy", "4.2.0", "mx1.dest.test[127.0.0.5]", NULL,
+		 "status=4.2.0 remote=mx1.dest.test[127.0.0.5] reply=\"421 4.2.0 busy\""},
+		{"bounced", 550, "5.1.1", "no such user", "5.1.1", "mx[192.0.2.1]", NULL,
+		 "status=5.1.1 remote=mx[192.0.2.1] reply=\"550 5.1.1 no such user\""},
+		{"no connection", 0, NULL, NULL, "4.4.7", NULL, "no MX answered",
+		 "status=4.4.7 remote=- reply=\"no MX answered\""},
+		{"quotes", 550, "5.1.1", "say \"no\"", "5.1.1", "mx", NULL,
+		 "status=5.1.1 remote=mx reply=\"550 5.1.1 say 'no'\""},
+	};
+	for (size_t i = 0; i < ARRAY_LEN(t); i++) {
+		struct mta_reply r;
+		char out[512], st[32], rm[300], rp[1000];
+		if (t[i].code)
+			mta_reply_set(&r, t[i].code, t[i].enh, "%s", t[i].text);
+		mta_outcome_format(out, sizeof out, t[i].status, t[i].remote,
+				   t[i].code ? &r : NULL, t[i].why);
+		if (strcmp(out, t[i].want) != 0)
+			fail_msg("case '%s': %s", t[i].label, out);
+		mta_outcome_parse(out, st, sizeof st, rm, sizeof rm, rp, sizeof rp);
+		assert_string_equal(st, t[i].status);
+		assert_string_equal(rm, t[i].remote ? t[i].remote : "");
+	}
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -325,7 +361,7 @@ int main(void)
 		cmocka_unit_test(test_reply_long_line),	  cmocka_unit_test(test_reply_line_exact),
 		cmocka_unit_test(test_reply_endless),	  cmocka_unit_test(test_reply_text_max),
 		cmocka_unit_test(test_reply_reuse),	  cmocka_unit_test(test_reply_class),
-		cmocka_unit_test(test_reply_set_format),
+		cmocka_unit_test(test_reply_set_format),  cmocka_unit_test(test_outcome_format),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }

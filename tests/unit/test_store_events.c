@@ -678,6 +678,44 @@ static void test_suppression_list(void **state)
 	free(a);
 }
 
+/* store_suppression_get: the entry as stored (the first reason stays), in any
+ * case, only the account's own. */
+static void test_suppression_get(void **state)
+{
+	struct fixture *f = *state;
+	int64_t now = time_now_ms(), created = -1;
+	char *reason = NULL;
+	assert_int_equal(store_suppression_add(f->st, "alice", "Dave@Example.com", "asked"), RC_OK);
+	assert_int_equal(store_suppression_add(f->st, "alice", "dave@example.com", "again"),
+	                 RC_EXISTS);
+	static const struct {
+		const char *label, *user, *address;
+		enum rc rc;
+		const char *reason;
+	} t[] = {
+	    {"lower case", "alice", "dave@example.com", RC_OK, "asked"},
+	    {"any case", "alice", "DAVE@EXAMPLE.COM", RC_OK, "asked"},
+	    {"another address", "alice", "erin@example.com", RC_NOTFOUND, NULL},
+	    {"another account", "bob", "dave@example.com", RC_NOTFOUND, NULL},
+	    {"bad user name", "no such/user", "dave@example.com", RC_INVALID, NULL},
+	    {"empty address", "alice", "", RC_INVALID, NULL},
+	};
+	for (size_t i = 0; i < ARRAY_LEN(t); i++) {
+		enum rc rc = store_suppression_get(f->st, t[i].user, t[i].address, &reason, &created);
+		if (rc != t[i].rc)
+			fail_msg("case '%s': %s", t[i].label, rc_name(rc));
+		if (t[i].reason) {
+			assert_string_equal(reason, t[i].reason);
+			assert_in_range(created, now - 5000, now + 5000);
+		} else {
+			assert_null(reason);
+			assert_int_equal(created, 0);
+		}
+		free(reason);
+		reason = NULL;
+	}
+}
+
 /* ---- API keys -------------------------------------------------------------- */
 
 struct key_acc {
@@ -1071,7 +1109,8 @@ int main(void)
 	const struct CMUnitTest tests[] = {
 	    T(test_events_fields),    T(test_events_filters),    T(test_events_paging),
 	    T(test_events_stats),     T(test_events_prune),      T(test_suppression_ops),
-	    T(test_suppression_list), T(test_apikeys),           T(test_webhooks),
+	    T(test_suppression_list), T(test_suppression_get),   T(test_apikeys),
+	    T(test_webhooks),
 	    T(test_webhook_jobs),     T(test_user_del_cascades), T(test_read_connection),
 	    T(test_schema),
 	};
