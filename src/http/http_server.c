@@ -64,7 +64,6 @@ static const struct http_route http_routes[] = {
 	{"/v1/webhooks/", true, M_DELETE, false, http_api_webhook_del},
 	{"/v1/openapi.json", false, M_GET, true, http_api_openapi},
 	{"/v1/", false, M_GET, true, http_api_index},
-	{"/v1", false, M_GET, true, http_api_index},
 };
 
 /* ---- replies ------------------------------------------------------------------ */

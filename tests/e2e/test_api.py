@@ -25,9 +25,84 @@ from conftest import ID_RE, expect_status
 from fakes import delivering_relevo, wait_for
 from fakes import dns, mxs  # noqa: F401  (fixtures)
 from test_dkim import publish, verify_all, zone_records
+from test_events import assert_logged_as_in_api
 from test_hardening_helpers import FSYNC_AT_START, start_with_env
 
 FROM = "alice@example.com"
+
+# GET /v1/messages/ID: the same members whether the message is queued or finished
+# (README, "API changes in 0.3").
+MESSAGE_KEYS = {"id", "status", "sender", "created", "size", "stream", "source", "held",
+                "sandbox", "recipients"}
+RECIPIENT_KEYS = {"address", "state", "attempts", "next_attempt", "time", "status",
+                  "last_reply"}
+REPLY_KEYS = {"status", "remote", "reply", "code"}
+RFC3339 = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(\.\d+)?(Z|[+-]\d\d:\d\d)$")
+
+
+def is_time(v):
+    return isinstance(v, str) and RFC3339.match(v) is not None
+
+
+with open(os.path.join(os.path.dirname(__file__), "..", "..", "src", "http",
+                       "openapi.json"), "rb") as _f:
+    OPENAPI = json.loads(_f.read())
+_TYPES = {"object": dict, "array": list, "string": str, "integer": int, "boolean": bool}
+
+
+def conforms(value, name=None, schema=None, path="$"):
+    """Check value against a schema of src/http/openapi.json (by name, or a schema
+    object): types, nullable, enum, date-time, required members, and no member
+    the schema does not document. Returns value."""
+    if name is not None:
+        schema = {"$ref": "#/components/schemas/" + name}
+    while "$ref" in schema:
+        node = OPENAPI
+        for part in schema["$ref"][2:].split("/"):
+            node = node[part]
+        schema = node
+    if value is None:
+        assert schema.get("nullable"), "%s: null, but not nullable" % path
+        return value
+    t = schema.get("type")
+    if t:
+        assert isinstance(value, _TYPES[t]) and not (t != "boolean" and isinstance(value, bool)), \
+            "%s: %r is not %s" % (path, value, t)
+    if "enum" in schema:
+        assert value in schema["enum"], "%s: %r not in %r" % (path, value, schema["enum"])
+    if schema.get("format") == "date-time":
+        assert is_time(value), "%s: %r is not RFC 3339" % (path, value)
+    if t == "object":
+        for k in schema.get("required", []):
+            assert k in value, "%s: %s missing" % (path, k)
+        props = schema.get("properties")
+        if props is not None:
+            for k, v in value.items():
+                assert k in props, "%s.%s: not in the schema" % (path, k)
+                conforms(v, schema=props[k], path=path + "." + k)
+    if t == "array":
+        for i, v in enumerate(value):
+            conforms(v, schema=schema.get("items", {}), path="%s[%d]" % (path, i))
+    return value
+
+
+def check_message_shape(m):
+    """Every member there, every time an RFC 3339 string (or null where allowed),
+    every last_reply an object or null, never a log-style string; as documented."""
+    conforms(m, "Message")
+    assert set(m) == MESSAGE_KEYS, m
+    assert is_time(m["created"]), m
+    for x in m["recipients"]:
+        assert set(x) == RECIPIENT_KEYS, x
+        assert x["time"] is None or is_time(x["time"]), x
+        assert x["next_attempt"] is None or is_time(x["next_attempt"]), x
+        assert isinstance(x["attempts"], int), x
+        lr = x["last_reply"]
+        assert lr is None or (isinstance(lr, dict) and set(lr) == REPLY_KEYS), x
+        if lr is not None:
+            assert x["status"] == lr["status"], x
+            assert "status=" not in (lr["reply"] or "") and "remote=" not in (lr["reply"] or "")
+    return m
 
 
 def send(r, key=None, **fields):
@@ -39,7 +114,7 @@ def send(r, key=None, **fields):
 
 def send_ok(r, **fields):
     """send() and assert 202; returns the JSON answer."""
-    j = expect_status(send(r, **fields), 202)
+    j = conforms(expect_status(send(r, **fields), 202), "MessageAccepted")
     assert ID_RE.match(j["id"]), j
     return j
 
@@ -62,8 +137,9 @@ def delivering(make_relevo, make_api_relevo, dns, mxs):
 def events(r, key=None, **params):
     """GET /v1/events with params; the JSON answer."""
     q = urllib.parse.urlencode(params)
-    return expect_status(r.api.get("/v1/events" + ("?" + q if q else ""),
-                                   **({"key": key} if key else {})), 200)
+    return conforms(expect_status(r.api.get("/v1/events" + ("?" + q if q else ""),
+                                            **({"key": key} if key else {})), 200),
+                    "EventPage")
 
 
 def all_events(r, **params):
@@ -167,7 +243,7 @@ def test_sent_mail_arrives_signed_and_intact(make_relevo, make_api_relevo, dns, 
     assert parts[2].get_payload(decode=True) == CSV
     # the message as the API shows it, once delivered
     def delivered():
-        m = expect_status(r.api.get("/v1/messages/" + j["id"]), 200)
+        m = check_message_shape(expect_status(r.api.get("/v1/messages/" + j["id"]), 200))
         states = [x["state"] for x in m["recipients"]]
         return len(states) == 4 and set(states) == {"delivered"}
     wait_for(delivered, what="every recipient delivered in GET /v1/messages/ID")
@@ -397,37 +473,64 @@ def test_events_accepted_then_delivered(delivering):
     assert [e["id"] for e in p1["events"] + p2["events"]] == [e["id"] for e in ev]
     assert [e["id"] for e in all_events(r, message_id=j["id"], limit=1)] == \
         [e["id"] for e in ev]
+    # newest first: order=desc, and its cursor continues newest first
+    assert [e["id"] for e in events(r, message_id=j["id"], order="asc")["events"]] == \
+        [e["id"] for e in ev]
+    d1 = events(r, message_id=j["id"], order="desc", limit=4)
+    assert [e["id"] for e in d1["events"]] == [e["id"] for e in ev][::-1][:4] and d1["next"]
+    d2 = events(r, message_id=j["id"], order="desc", limit=4, cursor=d1["next"])
+    assert [e["id"] for e in d2["events"]] == [e["id"] for e in ev][::-1][4:]
+    assert d2["next"] is None
+    assert [e["id"] for e in all_events(r, message_id=j["id"], order="desc", limit=1)] == \
+        [e["id"] for e in ev][::-1]
+    assert [e["type"] for e in events(r, recipient="dave@dest.test", order="desc")["events"]] \
+        == ["delivered", "accepted"]
+    assert all(is_time(e["time"]) for e in ev)
     # another account sees none of it
     assert events(r, key=r.keys["carol"])["events"] == []
     # bad parameters
     for q in ("limit=0", "limit=1001", "limit=x", "type=nope", "since=yesterday",
-              "message_id=xyz", "cursor=abc", "until=2026-13-01T00:00:00Z"):
+              "message_id=xyz", "cursor=abc", "until=2026-13-01T00:00:00Z", "order=newest",
+              "order=DESC", "order="):
         expect_status(r.api.get("/v1/events?" + q), 400, "invalid_parameter")
     # the message, finished: rebuilt from its events
     def finished():
         m = r.api.get("/v1/messages/" + j["id"]).json
         return m if m and m.get("status") == "finished" else None
-    m = wait_for(finished, what="the message to leave the queue")
+    m = check_message_shape(wait_for(finished, what="the message to leave the queue"))
     assert m["id"] == j["id"] and m["sender"] == FROM and m["source"] == "api"
+    assert m["held"] is False and m["size"] is None and m["sandbox"] is None
     assert sorted(x["address"] for x in m["recipients"]) == sorted(j["accepted"])
     assert all(x["state"] == "delivered" and x["attempts"] == 1 for x in m["recipients"])
+    for x in m["recipients"]:
+        assert x["next_attempt"] is None and is_time(x["time"]) and x["status"] == "2.0.0"
+        assert x["last_reply"]["code"] == 250 and x["last_reply"]["reply"].startswith("250 ")
+        assert x["last_reply"]["remote"].startswith("mx1.dest.test["), x
     expect_status(r.api.get("/v1/messages/" + j["id"], key=r.keys["carol"]), 404, "not_found")
+    assert_logged_as_in_api(r, ev)
 
 
 def test_message_while_queued(api_relevo):
     r = api_relevo            # every domain goes to a fake MX that answers 421
     j = send_ok(r, to=["carol@dest.test", "dave@dest.test"], bcc="erin@dest.test")
-    m = expect_status(r.api.get("/v1/messages/" + j["id"]), 200)
+    m = check_message_shape(expect_status(r.api.get("/v1/messages/" + j["id"]), 200))
     assert m["status"] == "queued" and m["id"] == j["id"]
     assert m["sender"] == FROM and m["source"] == "api" and m["stream"] == "transactional"
     assert m["size"] > 0 and m["created"].endswith("Z")
+    assert m["held"] is False and m["sandbox"] is False
     assert [x["address"] for x in m["recipients"]] == ["carol@dest.test", "dave@dest.test",
                                                        "erin@dest.test"]
-    assert all(x["state"] == "queued" for x in m["recipients"])
+    # not tried yet, or already deferred once (the fake MX answers 421 at once)
+    assert all(x["state"] in ("queued", "deferred") for x in m["recipients"]), m
     m = wait_for(lambda: (lambda m: m if all(x["attempts"] >= 1 for x in m["recipients"])
                           else None)(r.api.get("/v1/messages/" + j["id"]).json),
                  what="a first (deferred) attempt")
-    assert all("421" in x["last_reply"] and x.get("next_attempt") for x in m["recipients"])
+    check_message_shape(m)
+    for x in m["recipients"]:
+        lr = x["last_reply"]
+        assert x["state"] == "deferred" and is_time(x["next_attempt"]), x
+        assert lr["code"] == 421 and lr["reply"].startswith("421 ") and lr["status"][0] == "4"
+        assert lr["remote"] and "[127." in lr["remote"], x
     # the lower-case id works too; other accounts and unknown ids are 404
     expect_status(r.api.get("/v1/messages/" + j["id"].lower()), 200)
     expect_status(r.api.get("/v1/messages/" + j["id"], key=r.keys["carol"]), 404, "not_found")
@@ -452,7 +555,7 @@ def test_stats(delivering):
         return s if row.get("delivered") == 2 and row.get("rejected") == 1 and \
             row.get("accepted") == 3 and row.get("bounced", 0) + row.get("deferred", 0) >= 1 \
             else None
-    s = wait_for(total, what="stats to count everything", timeout=30)
+    s = conforms(wait_for(total, what="stats to count everything", timeout=30), "Stats")
     assert s["group"] == "total" and s["stats"][0]["key"] == "total"
     assert set(s["stats"][0]) >= {"accepted", "delivered", "deferred", "bounced", "expired",
                                   "suppressed", "rejected"}
@@ -482,8 +585,13 @@ def test_suppressions(delivering):
     api = r.api
     j = expect_status(api.post("/v1/suppressions", {"address": "Dave@Dest.test",
                                                     "reason": "asked us to stop"}), 201)
-    assert j["address"] == "dave@dest.test"
-    expect_status(api.post("/v1/suppressions", {"address": "dave@dest.test"}), 200)
+    conforms(j, "SuppressionResult")
+    assert j["address"] == "dave@dest.test" and j["added"] is True
+    assert j["reason"] == "asked us to stop" and is_time(j["created"])
+    # there already: 200, the entry as it was (its reason and time), added false
+    again = expect_status(api.post("/v1/suppressions", {"address": "dave@dest.test",
+                                                        "reason": "other"}), 200)
+    assert again == dict(j, added=False), again
     expect_status(api.post("/v1/suppressions", {"address": "erin+news@dest.test"}), 201)
     expect_status(api.post("/v1/suppressions", {"address": "not an address"}), 400,
                   "invalid_address")
@@ -491,12 +599,14 @@ def test_suppressions(delivering):
     expect_status(api.post("/v1/suppressions", {"address": "a@dest.test", "x": 1}), 400,
                   "unknown_field")
     expect_status(api.request("POST", "/v1/suppressions", raw=b"{"), 400, "invalid_json")
-    lst = expect_status(api.get("/v1/suppressions"), 200)
+    lst = conforms(expect_status(api.get("/v1/suppressions"), 200), "SuppressionPage")
     assert [s["address"] for s in lst["suppressions"]] == ["dave@dest.test",
                                                            "erin+news@dest.test"]
     assert lst["suppressions"][0]["reason"] == "asked us to stop"
     assert lst["suppressions"][1]["reason"] == "manual"
     assert lst["next"] is None
+    # one name, one meaning: a list entry is the POST answer without "added"
+    assert lst["suppressions"][0] == {k: v for k, v in j.items() if k != "added"}
     # pagination, one at a time
     p1 = expect_status(api.get("/v1/suppressions?limit=1"), 200)
     assert [s["address"] for s in p1["suppressions"]] == ["dave@dest.test"] and p1["next"]
@@ -522,9 +632,16 @@ def test_suppressions(delivering):
     wait_events(r, 2, message_id=j2["id"], type="suppressed")
     time.sleep(0.5)
     assert len(mx.messages) == 1 and r.queue_list() == []
+    # a message never queued still reads with the same members
+    m2 = check_message_shape(expect_status(r.api.get("/v1/messages/" + j2["id"]), 200))
+    assert m2["status"] == "finished"
+    assert sorted(x["state"] for x in m2["recipients"]) == ["suppressed", "suppressed"]
+    assert_logged_as_in_api(r, all_events(r, message_id=j["id"]) +
+                            all_events(r, message_id=j2["id"]))
     # removing: 200, then 404; the address is reachable again
-    expect_status(api.delete("/v1/suppressions/" + urllib.parse.quote("erin+news@dest.test")),
-                  200)
+    conforms(expect_status(api.delete("/v1/suppressions/" +
+                                      urllib.parse.quote("erin+news@dest.test")), 200),
+             "Deleted")
     expect_status(api.delete("/v1/suppressions/erin%2Bnews%40dest.test"), 404, "not_found")
     expect_status(api.delete("/v1/suppressions/dave@dest.test", key=r.keys["carol"]), 404)
     j3 = send_ok(r, to="erin+news@dest.test")
@@ -559,13 +676,14 @@ def test_webhooks(api_relevo):
                       ({"url": "http://192.168.1.1/h"}, "invalid_field"),
                       ({"url": "http://169.254.169.254/latest"}, "invalid_field")):
         expect_status(api.post("/v1/webhooks", bad), 400, code)
-    lst = expect_status(api.get("/v1/webhooks"), 200)["webhooks"]
+    conforms(w1, "Webhook")
+    lst = conforms(expect_status(api.get("/v1/webhooks"), 200), "WebhookList")["webhooks"]
     assert [w["id"] for w in lst] == [w1["id"], w2["id"]]
     assert all("secret" not in w for w in lst)
     assert lst[1]["events"] == ["delivered", "bounced"] and lst[1]["url"] == "http://203.0.113.9:9/h"
     assert expect_status(api.get("/v1/webhooks", key=r.keys["carol"]), 200)["webhooks"] == []
     expect_status(api.delete("/v1/webhooks/%d" % w1["id"], key=r.keys["carol"]), 404)
-    expect_status(api.delete("/v1/webhooks/%d" % w1["id"]), 200)
+    conforms(expect_status(api.delete("/v1/webhooks/%d" % w1["id"]), 200), "Deleted")
     expect_status(api.delete("/v1/webhooks/%d" % w1["id"]), 404, "not_found")
     expect_status(api.delete("/v1/webhooks/abc"), 404, "not_found")
     assert [w["id"] for w in expect_status(api.get("/v1/webhooks"), 200)["webhooks"]] == \
@@ -583,7 +701,7 @@ def test_openapi_document(api_relevo):
     want = {"/v1/messages": {"post"}, "/v1/messages/{id}": {"get"}, "/v1/events": {"get"},
             "/v1/stats": {"get"}, "/v1/suppressions": {"get", "post"},
             "/v1/suppressions/{address}": {"delete"}, "/v1/webhooks": {"get", "post"},
-            "/v1/webhooks/{id}": {"delete"}, "/v1/openapi.json": {"get"}}
+            "/v1/webhooks/{id}": {"delete"}, "/v1/openapi.json": {"get"}, "/v1/": {"get"}}
     assert set(doc["paths"]) == set(want)
     for path, methods in want.items():
         assert set(doc["paths"][path]) == methods, path
@@ -593,6 +711,29 @@ def test_openapi_document(api_relevo):
         node = doc
         for part in ref.split("/"):
             node = node[part]
+    # every operation's parameters are what the handler accepts: order is known
+    assert [p for p in doc["paths"]["/v1/events"]["get"]["parameters"]
+            if p["name"] == "order"][0]["schema"]["enum"] == ["asc", "desc"]
+    # a documented error is the shape every error has
+    conforms(expect_status(r.api.get("/v1/events?order=newest"), 400, "invalid_parameter"),
+             "Error")
+
+
+def test_index(api_relevo):
+    """GET /v1/ (the URL the demo's banner shows): a small JSON index, no key."""
+    r = api_relevo
+    version = r.cli_ok(["--version"]).out.split()[-1]
+    j = conforms(expect_status(r.api.get("/v1/", key=None), 200), "Index")
+    assert j == {"name": "relevo", "version": version, "api": "v1",
+                 "openapi": "/v1/openapi.json"}, j
+    expect_status(r.api.get(j["openapi"], key=None), 200)
+    # with a key (even a wrong one) it is the same index
+    assert expect_status(r.api.get("/v1/", key="rlv_nope"), 200) == j
+    head = r.api.request("HEAD", "/v1/", key=None)
+    assert head.status == 200, head
+    expect_status(r.api.post("/v1/", {}, key=None), 405, "method_not_allowed")
+    expect_status(r.api.get("/v1/?x=1", key=None), 400, "unknown_parameter")
+    expect_status(r.api.get("/v2/", key=None), 404, "not_found")
 
 
 def test_stop_while_idle_connections_are_open(api_relevo):

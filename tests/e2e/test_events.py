@@ -19,7 +19,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 import pytest
 
 from conftest import expect, expect_status, make_message, pick_ports
-from fakes import delivering_relevo, wait_for, wait_queue_empty
+from fakes import delivering_relevo, log_events, wait_for, wait_queue_empty
 from fakes import dns, mxs  # noqa: F401  (fixtures)
 
 SECRET = "whsec-test-0123456789"
@@ -117,6 +117,29 @@ def wait_api_events(r, n, timeout=15, **filters):
     return got
 
 
+# The event types whose log line names the recipient (rcpt=<...>); "accepted" is
+# logged once per message.
+PER_RECIPIENT = {"delivered", "deferred", "bounced", "expired", "suppressed"}
+# Names the log used before 0.3 for steps the API already named otherwise.
+OLD_LOG_NAMES = ("event=queued ", "event=api_rejected ", "event=suppressed_added ",
+                 "event=reject ")
+
+
+def assert_logged_as_in_api(r, evs):
+    """One vocabulary: every event the API shows has a log line of the same name
+    (for the same message, and recipient where the line names one), and none of
+    the old log names is used."""
+    for e in evs:
+        match = {"id": e["message_id"]} if e.get("message_id") else {"source": e["source"]}
+        if e["type"] in PER_RECIPIENT:
+            match["rcpt"] = "<%s>" % e["recipient"]
+        wait_for(lambda: log_events(r, e["type"], **match), timeout=10,
+                 what="a log line event=%s %r for %r" % (e["type"], match, e))
+    log = r.all_stderr()
+    for old in OLD_LOG_NAMES:
+        assert old not in log, old
+
+
 def domain_mx(dns, mxs, domain):
     mx = mxs.add("mx1.%s" % domain)
     dns.mx(domain, mx.name)
@@ -153,6 +176,7 @@ def test_smtp_mail_has_accepted_and_delivered_events(make_relevo, make_api_relev
     d = [e for e in evs if e["type"] == "delivered"][0]
     assert d["status"] == "2.0.0" and d["remote"].startswith("mx1.dest.test["), d
     assert d["reply"].startswith("250"), d
+    assert_logged_as_in_api(r, evs)
     # filters: by recipient and by type
     only = api_events(r, message_id=qid, recipient="CAROL@dest.test", type="delivered")
     assert [(e["type"], e["recipient"]) for e in only] == [("delivered", "carol@dest.test")]
@@ -178,6 +202,8 @@ def test_refused_sender_is_a_rejected_event(make_relevo, make_api_relevo, dns, m
     evs = wait_api_events(r, 1, type="rejected")
     assert "bank.test" in evs[0]["reply"] and evs[0]["reply"].startswith("553 5.7.1"), evs
     assert evs[0]["user"] == "alice" and evs[0]["source"] == "smtp"
+    assert log_events(r, "rejected", reason="from_not_owned", user="alice")
+    assert_logged_as_in_api(r, [])
 
 
 def test_events_of_other_accounts_are_not_visible(make_relevo, make_api_relevo, dns, mxs):
@@ -216,6 +242,9 @@ def test_hard_bounce_suppresses_the_address_and_the_next_message(make_relevo, ma
         doc = expect_status(r.api.get("/v1/suppressions"), 200)
         return [s["address"] for s in doc["suppressions"]]
     wait_for(lambda: "gone@dest.test" in listed(), what="gone@ on the suppression list")
+    # the log names the step as the API does: suppression_added, whoever adds
+    assert log_events(r, "suppression_added", user="alice", address="<gone@dest.test>",
+                      source="bounce")
 
     before = len(mx.rcpt_log)
     second = smtp_send(r, ["Gone@dest.test", "ok2@dest.test"])   # still 250 over SMTP
@@ -230,6 +259,8 @@ def test_hard_bounce_suppresses_the_address_and_the_next_message(make_relevo, ma
     third = smtp_send(r, ["gone@dest.test"])
     wait_api_events(r, 1, message_id=third, type="suppressed")
     assert not api_events(r, message_id=third, type="accepted")
+    assert_logged_as_in_api(r, [e for q in (first, second, third)
+                                for e in api_events(r, message_id=q)])
 
     # removing it from the list lets mail through again (and the MX bounces it again)
     resp = r.api.delete("/v1/suppressions/gone@dest.test")
