@@ -114,10 +114,13 @@ static void serve_on_events(void *ctx, struct evlog_event *const *evs, size_t n)
 	}
 }
 
-/* serve_on_accept - the spool's accept hook: each recipient's "accepted" event. */
+/* serve_on_accept - the spool's accept hook: each recipient's "accepted" event,
+ * timed as the message's arrival (env->created), so that the event, the queue and
+ * the API's "created" all give one time for it. */
 static void serve_on_accept(void *ctx, const struct spool_env *env)
 {
 	struct evlog_event ev = {
+		.time = env->created,
 		.type = EVLOG_ACCEPTED,
 		.msgid = env->id,
 		.sender = env->sender,

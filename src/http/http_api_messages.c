@@ -14,9 +14,11 @@
  * The completion finds its request by cookie (http_pending_take); if the client
  * has gone, the message is still queued and its events still recorded.
  *
- * Reading: a message still in the spool shows its envelope and each recipient's
- * spool state; a finished one is rebuilt from its events. Another account's
- * message is a 404, exactly like a message that does not exist.
+ * Reading: one shape whether queued or finished (see GET /v1/messages/{id}
+ * below): a message still in the spool shows its envelope and each recipient's
+ * spool state, with times from its events; a finished one is rebuilt from its
+ * events. Another account's message is a 404, exactly like a message that does
+ * not exist.
  */
 #include "http/http_int.h"
 

@@ -22,7 +22,7 @@ import urllib.parse
 import pytest
 
 from conftest import ID_RE, expect_status
-from fakes import delivering_relevo, wait_for
+from fakes import delivering_relevo, queue_ok, wait_for
 from fakes import dns, mxs  # noqa: F401  (fixtures)
 from test_dkim import publish, verify_all, zone_records
 from test_events import assert_logged_as_in_api
@@ -540,6 +540,37 @@ def test_message_while_queued(api_relevo):
     q = r.queue_list()
     assert [e.id for e in q] == [j["id"]]
     assert re.search(r"(?m)^helo:\s+api$", r.queue_show(j["id"]))
+
+
+def test_message_same_members_deferred_then_finished(make_relevo, make_api_relevo, dns, mxs):
+    """One message seen deferred (queued), then delivered (finished): the same
+    members at every level, last_reply an object both times, never the log text."""
+    mx = dest_mx(dns, mxs)
+    mx.rcpt["carol@dest.test"] = ["421 4.2.0 carol is busy"]     # once, then accept
+    r = make_api_relevo(delivering_relevo(make_relevo, dns, mxs, start=False,
+                                          retry_schedule=[300]))
+    j = send_ok(r, to=["carol@dest.test"])
+    url = "/v1/messages/" + j["id"]
+    q = wait_for(lambda: (lambda m: m if m["recipients"][0]["state"] == "deferred" and
+                          m["recipients"][0]["time"] else None)(
+                              expect_status(r.api.get(url), 200)),
+                 what="the deferred recipient")
+    check_message_shape(q)
+    qr = q["recipients"][0]
+    assert q["status"] == "queued" and qr["attempts"] == 1 and is_time(qr["next_attempt"])
+    assert qr["last_reply"] == {"status": "4.2.0", "remote": qr["last_reply"]["remote"],
+                                "reply": "421 4.2.0 carol is busy", "code": 421}, qr
+    assert qr["last_reply"]["remote"].startswith("mx1.dest.test["), qr
+    queue_ok(r, "flush", j["id"])
+    f = wait_for(lambda: (lambda m: m if m["status"] == "finished" else None)(
+        expect_status(r.api.get(url), 200)), what="the message to finish")
+    check_message_shape(f)
+    fr = f["recipients"][0]
+    assert set(f) == set(q) and set(fr) == set(qr) and \
+        set(fr["last_reply"]) == set(qr["last_reply"])
+    assert fr["state"] == "delivered" and fr["attempts"] == 2 and fr["next_attempt"] is None
+    assert fr["last_reply"]["code"] == 250 and fr["last_reply"]["status"] == "2.0.0"
+    assert f["created"] == q["created"] and f["sender"] == q["sender"] == FROM
 
 
 def test_stats(delivering):
