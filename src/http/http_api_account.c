@@ -404,6 +404,24 @@ static bool webhooks_on_row(void *arg, const struct store_webhook *w)
 	return true;
 }
 
+/* The list entry of one webhook (what POST answers, without the list's order). */
+struct webhook_find {
+	int64_t id;
+	json_t *found;
+};
+
+static bool webhook_find_on_row(void *arg, const struct store_webhook *w)
+{
+	struct webhook_find *wf = arg;
+	if (w->id != wf->id)
+		return true;
+	json_t *one = json_array();
+	webhooks_on_row(one, w);
+	wf->found = json_incref(json_array_get(one, 0));
+	json_decref(one);
+	return false;
+}
+
 /* http_api_webhooks_list - GET /v1/webhooks (secrets are never shown again). */
 void http_api_webhooks_list(struct http_call *c)
 {
@@ -519,11 +537,17 @@ void http_api_webhook_add(struct http_call *c)
 		goto out;
 	}
 	log_info("event=webhook_added user=%s id=%lld", c->user->name, (long long)id);
-	json_t *o = json_pack("{s:I,s:s,s:o}", "id", (json_int_t)id, "url", url, "events",
-			      webhook_events_json(events));
+	/* the members of a list entry, created read back as stored (if that read
+	 * fails, the webhook exists all the same: its time is then about now) */
+	struct webhook_find wf = {.id = id};
+	if (store_webhook_list(c->h->store, c->user->name, webhook_find_on_row, &wf) != RC_OK ||
+	    wf.found == NULL)
+		wf.found = json_pack("{s:I,s:s,s:o,s:o}", "id", (json_int_t)id, "url", url,
+				     "events", webhook_events_json(events), "created",
+				     http_time_json(time_now_ms()));
 	if (made) /* shown this once */
-		json_object_set_new(o, "secret", json_string(made));
-	http_reply_json(c->req, 201, o);
+		json_object_set_new(wf.found, "secret", json_string(made));
+	http_reply_json(c->req, 201, wf.found);
 out:
 	free(events);
 	free(made);

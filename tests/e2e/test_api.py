@@ -709,6 +709,9 @@ def test_webhooks(api_relevo):
         expect_status(api.post("/v1/webhooks", bad), 400, code)
     conforms(w1, "Webhook")
     lst = conforms(expect_status(api.get("/v1/webhooks"), 200), "WebhookList")["webhooks"]
+    # the answer to POST is the list entry (created included), plus a made secret
+    assert lst[0] == {k: v for k, v in w1.items() if k != "secret"} and is_time(w1["created"])
+    assert lst[1] == w2, (lst, w2)
     assert [w["id"] for w in lst] == [w1["id"], w2["id"]]
     assert all("secret" not in w for w in lst)
     assert lst[1]["events"] == ["delivered", "bounced"] and lst[1]["url"] == "http://203.0.113.9:9/h"
