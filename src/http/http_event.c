@@ -62,9 +62,8 @@ char *http_event_json(const struct evlog_event *ev)
 /* reply_code - the SMTP code a reply text starts with ("421 4.2.0 ..."), or 0. */
 static int reply_code(const char *reply)
 {
-	if (reply == NULL || reply[0] < '2' || reply[0] > '5' || reply[1] < '0' ||
-	    reply[1] > '9' || reply[2] < '0' || reply[2] > '9' ||
-	    (reply[3] != '\0' && reply[3] != ' '))
+	if (reply == NULL || reply[0] < '2' || reply[0] > '5' || reply[1] < '0' || reply[1] > '9' ||
+	    reply[2] < '0' || reply[2] > '9' || (reply[3] != '\0' && reply[3] != ' '))
 		return 0;
 	return (reply[0] - '0') * 100 + (reply[1] - '0') * 10 + (reply[2] - '0');
 }
