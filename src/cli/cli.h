@@ -22,6 +22,9 @@ struct store;
 int cli_domain_check(const struct conf *c, struct store *st, const char *domain, bool json);
 int cli_spf(int argc, char **argv, const char *conf_path);
 int cli_apikey(int argc, char **argv, const char *conf_path);
+/* cli_sendmail - `relevo sendmail`, or the binary run as `sendmail`: exit
+ * statuses are sysexits(3) ones, not 0/1/2. */
+int cli_sendmail(int argc, char **argv, const char *conf_path);
 
 /* cli_ctl_request - send one command line to the running daemon's control socket,
  * print its answer; returns the exit status */

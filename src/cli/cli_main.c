@@ -3,6 +3,7 @@
  *
  * -c FILE (or --config FILE) may appear anywhere on the line; it defaults to
  * /etc/relevo/relevo.yaml. Everything else is passed to the subcommand.
+ * Run through a link named `sendmail`, the binary is `relevo sendmail`.
  */
 #include <stdio.h>
 #include <stdlib.h>
@@ -26,7 +27,15 @@ static const struct {
 	{"domain", cli_domain, "add|records|rotate|retire-key|list|del sending domains"},
 	{"spf", cli_spf, "eval IP SENDER [HELO]: evaluate SPF (RFC 7208)"},
 	{"apikey", cli_apikey, "create|list|revoke HTTP API keys"},
+	{"sendmail", cli_sendmail, "submit a message from standard input (sendmail-compatible)"},
 };
+
+/* cli_run_as_sendmail - is this binary run through a link named sendmail? */
+static bool cli_run_as_sendmail(const char *argv0)
+{
+	const char *base = strrchr(argv0, '/');
+	return strcmp(base ? base + 1 : argv0, "sendmail") == 0;
+}
 
 static void usage(FILE *out)
 {
@@ -54,6 +63,13 @@ int main(int argc, char **argv)
 		} else {
 			args[nargs++] = argv[i];
 		}
+	}
+	if (argc > 0 && cli_run_as_sendmail(argv[0])) {
+		memmove(args + 1, args, (size_t)nargs * sizeof *args);
+		args[0] = "sendmail";
+		int rc = cli_sendmail(nargs + 1, args, conf_path);
+		free(args);
+		return rc;
 	}
 	if (nargs == 1 && (strcmp(args[0], "--version") == 0 || strcmp(args[0], "version") == 0)) {
 		printf("relevo %s\n", RELEVO_VERSION);

@@ -69,6 +69,20 @@ static bool serve_drop_privileges(const struct conf *c)
 	return true;
 }
 
+/* serve_data_dir_mode - 0700; 0711 when the local submission socket is inside
+ * (local_submit.users set, local_submit.socket not moved elsewhere): every user
+ * may then pass through data_dir to public/submit.sock, but not list it, and
+ * everything else in it stays owner-only (files 0600, directories 0700). Who
+ * may submit is decided by the peer's uid, not by this mode (smtp_local.c). */
+static mode_t serve_data_dir_mode(const struct conf *c)
+{
+	const char *sock = c->local_submit.socket;
+	size_t n = strlen(c->data_dir);
+	if (sock != NULL && strncmp(sock, c->data_dir, n) == 0 && sock[n] == '/')
+		return 0711;
+	return 0700;
+}
+
 /* The event sink's state: it runs on the event stream's own thread. */
 struct serve_events {
 	const struct conf *conf;
@@ -172,7 +186,8 @@ int cli_serve(int argc, char **argv, const char *conf_path)
 	struct event *sigterm = NULL, *sigint = NULL;
 	/* data_dir holds keys, the spool and the control socket: owner-only, even if
 	 * it was created beforehand with a wider mode (install -d gives 0755). */
-	if (file_mkdir_p(c->data_dir, 0700) != RC_OK || chmod(c->data_dir, 0700) != 0) {
+	if (file_mkdir_p(c->data_dir, 0700) != RC_OK ||
+	    chmod(c->data_dir, serve_data_dir_mode(c)) != 0) {
 		log_err("event=startup_failed data_dir=%s error=\"%s\"", c->data_dir,
 			strerror(errno));
 		goto out;

@@ -712,6 +712,7 @@ static const char *const conf_listen_mode_names[] = {
     [CONF_LISTEN_SUBMISSION] = "submission",
     [CONF_LISTEN_SUBMISSIONS] = "submissions",
     [CONF_LISTEN_RELAY] = "relay",
+    [CONF_LISTEN_LOCAL] = "local",
 };
 _Static_assert(ARRAY_LEN(conf_listen_mode_names) == CONF_LISTEN__COUNT,
                "conf_listen_mode_names must name every conf_listen_mode");
@@ -741,7 +742,8 @@ static const uint32_t conf_retry_default[] = {300, 600, 1200, 2400, 3600, 7200, 
 static const struct conf_key conf_listen_keys[] = {
     KEY("address", conf_t_listen_addr, 0, .required = true),
     /* CONF_LISTEN__COUNT until set: the whole-config checks skip such entries */
-    KEY("mode", conf_t_enum, LF(mode), .def = CONF_LISTEN__COUNT, .max = CONF_LISTEN__COUNT,
+    /* .max: the names a listen: entry may use (local is local_submit's own) */
+    KEY("mode", conf_t_enum, LF(mode), .def = CONF_LISTEN__COUNT, .max = CONF_LISTEN_LOCAL,
         .names = conf_listen_mode_names, .required = true),
     CONF_END,
 };
@@ -886,7 +888,7 @@ static const struct conf_key conf_events_keys[] = {
 
 static const struct conf_key conf_root_keys[] = {
     KEY("hostname", conf_t_hostname, CF(hostname)),
-    KEY("data_dir", conf_t_path, CF(data_dir), .def_str = "/var/lib/relevo"),
+    KEY("data_dir", conf_t_path, CF(data_dir), .def_str = CONF_DEFAULT_DATA_DIR),
     KEY("run_as", conf_t_str, CF(run_as)),
     KEY("listen", conf_t_list, CF(listen), .min = 1, .max = 64, .required = true,
         .sub = &conf_listen_entry, .count_off = CF(nlisten),
@@ -904,6 +906,8 @@ static const struct conf_key conf_root_keys[] = {
     KEY("events", conf_t_map, 0, .sub = conf_events_keys),
     KEY("webhooks", conf_t_list, CF(webhooks), .min = 0, .max = 64, .sub = &conf_webhook_entry,
         .count_off = CF(nwebhooks), .elem_size = sizeof(struct conf_webhook)),
+    /* late: the default socket is under data_dir */
+    KEY("local_submit", conf_t_local_submit, 0, .late = true),
     CONF_END,
 };
 static const struct conf_key conf_root = KEY("", conf_t_map, 0, .sub = conf_root_keys);

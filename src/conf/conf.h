@@ -19,11 +19,15 @@
 #include "core/core.h"
 
 #define CONF_DEFAULT_PATH "/etc/relevo/relevo.yaml"
+#define CONF_DEFAULT_DATA_DIR "/var/lib/relevo"
 
 enum conf_listen_mode {
 	CONF_LISTEN_SUBMISSION,	/* plain + STARTTLS; AUTH only after TLS */
 	CONF_LISTEN_SUBMISSIONS,	/* implicit TLS (RFC 8314) */
 	CONF_LISTEN_RELAY,	/* trusted_networks only, no AUTH needed */
+	CONF_LISTEN_LOCAL,	/* local_submit's unix socket: the peer's uid is its
+				 * account; never written in listen: (not a name the
+				 * file accepts) */
 	CONF_LISTEN__COUNT
 };
 const char *conf_listen_mode_name(enum conf_listen_mode m);
@@ -95,6 +99,12 @@ struct conf_net {
 	int family;		/* AF_INET or AF_INET6 */
 	uint8_t addr[16];	/* network byte order */
 	unsigned prefix;	/* bits */
+};
+
+/* A local_submit.users entry: the system user name and the account it submits as. */
+struct conf_local_user {
+	char *user;
+	char *account;
 };
 
 struct conf {
@@ -206,6 +216,15 @@ struct conf {
 
 	struct conf_webhook *webhooks;	/* webhooks: operator-wide endpoints */
 	size_t nwebhooks;
+
+	struct {			/* `relevo sendmail` (conf_local.c) */
+		struct conf_local_user *users;	/* local_submit.users; none = off */
+		size_t nusers;
+		char *socket;		/* local_submit.socket, default
+					 * DATA_DIR/public/submit.sock; NULL when off */
+		struct conf_listen listen;	/* the socket as a listener (mode
+						 * CONF_LISTEN_LOCAL); set when socket is */
+	} local_submit;
 };
 
 /*
@@ -235,6 +254,20 @@ const struct conf_route *conf_route_find(const struct conf *c, const char *domai
 /* conf_source_address - delivery.source_address for family (AF_INET or AF_INET6),
  * with *len set, or NULL when none is configured for it. */
 const struct sockaddr *conf_source_address(const struct conf *c, int family, socklen_t *len);
+
+/* conf_local_account - the account that local user name submits as
+ * (local_submit.users), or NULL if the user may not submit. */
+const char *conf_local_account(const struct conf *c, const char *user);
+
+/*
+ * conf_local_socket_peek - the local submission socket named by the config
+ * file at path (local_submit.socket, else DATA_DIR/public/submit.sock), for
+ * `relevo sendmail`. Reads only those two keys and validates nothing else, so
+ * that a caller who may not read tls.key (www-data) can still find the socket.
+ * RC_IO / RC_NOTFOUND if the file cannot be read (errno set), RC_INVALID if it
+ * is not YAML or the path does not fit in outsz.
+ */
+enum rc conf_local_socket_peek(const char *path, char *out, size_t outsz);
 
 /* conf_parse_hostport - "1.2.3.4:25", "[::1]:25", "localhost:25" is not allowed
  * (numeric only). */

@@ -100,5 +100,7 @@ extern const char *const conf_tls_policy_names[CONF_TLS__COUNT];
 /* Defined in conf_delivery.c. */
 extern const struct conf_type conf_t_routes;         /* delivery.routes; base: struct conf */
 extern const struct conf_type conf_t_source_address; /* delivery.source_address; ditto */
+/* Defined in conf_local.c. */
+extern const struct conf_type conf_t_local_submit;   /* local_submit; base: struct conf */
 
 #endif

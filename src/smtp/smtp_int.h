@@ -59,6 +59,8 @@ struct smtp_server {
 	unsigned nconn;
 	struct smtp_conncount **conn_table;
 	struct smtp_guard *guard;	/* failed AUTH per address and per account */
+	struct evconnlistener *local_listener;	/* local_submit.socket, or NULL */
+	struct smtp_listener_ctx *local_ctx;
 	_Atomic uint64_t mem_held;	/* message bytes held by all sessions (smtp.memory_budget) */
 	bool stopping;
 };
@@ -95,6 +97,21 @@ void smtp_guard_success(struct smtp_guard *g, const struct sockaddr_storage *sa,
 /* smtp_dkim.c */
 enum rc smtp_dkim_sign(struct smtp_server *srv, uint64_t sid, const char *domain,
 		       struct evbuffer *body, struct smtp_reply *r, char *text, size_t textsz);
+
+/* smtp_local.c - local submission (`relevo sendmail`): the socket, and who the
+ * peer is. */
+/* smtp_local_bind - a listening unix socket at conf's local_submit.socket (mode
+ * 0666: the peer's uid decides, see smtp_local_identify), or -1 (logged). */
+evutil_socket_t smtp_local_bind(const struct conf *conf);
+/* smtp_local_unlink - remove the socket file (the daemon stops). */
+void smtp_local_unlink(const struct conf *conf);
+struct store_user;
+/* smtp_local_identify - the account of the peer on fd, from its uid
+ * (SO_PEERCRED) and local_submit.users: RC_OK with *user (caller owns),
+ * else a refusal in r (text in text[textsz]). *uid is the peer's uid, -1 if unknown. */
+enum rc smtp_local_identify(struct smtp_server *srv, const struct conf *conf, evutil_socket_t fd,
+			    long *uid, struct store_user **user, struct smtp_reply *r, char *text,
+			    size_t textsz);
 
 /* smtp_tls.c */
 SSL_CTX *smtp_tls_server_ctx(const char *cert, const char *key);

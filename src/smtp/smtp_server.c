@@ -361,6 +361,41 @@ static enum rc server_listen(struct smtp_server *srv, const struct conf_listen *
 	return RC_OK;
 }
 
+/* server_listen_local - the local submission socket (smtp_local.c), when
+ * local_submit.users is set; accepted like any listener's connections. */
+static enum rc server_listen_local(struct smtp_server *srv)
+{
+	const struct conf_listen *lst = &srv->conf->local_submit.listen;
+	if (srv->conf->local_submit.socket == NULL)
+		return RC_OK;
+	evutil_socket_t fd = smtp_local_bind(srv->conf);
+	if (fd < 0)
+		return RC_IO;
+	srv->local_ctx = xcalloc(1, sizeof *srv->local_ctx);
+	srv->local_ctx->srv = srv;
+	srv->local_ctx->lst = lst;
+	srv->local_listener = evconnlistener_new(srv->base, server_on_accept, srv->local_ctx,
+						 LEV_OPT_CLOSE_ON_FREE, 0, fd);
+	if (srv->local_listener == NULL) {
+		close(fd);
+		return RC_IO;
+	}
+	evconnlistener_set_error_cb(srv->local_listener, server_on_listen_error);
+	log_info("event=listening address=%s mode=%s users=%zu", lst->address,
+		 conf_listen_mode_name(lst->mode), srv->conf->local_submit.nusers);
+	return RC_OK;
+}
+
+/* server_close_local - stop accepting local submissions and remove the socket. */
+static void server_close_local(struct smtp_server *srv)
+{
+	if (srv->local_listener == NULL)
+		return;
+	evconnlistener_free(srv->local_listener);
+	srv->local_listener = NULL;
+	smtp_local_unlink(srv->conf);
+}
+
 static bool server_needs_tls(const struct conf *conf)
 {
 	for (size_t i = 0; i < conf->nlisten; i++)
@@ -418,6 +453,10 @@ enum rc smtp_server_new(const struct conf *conf, struct spool *spool, struct sto
 			return RC_IO;
 		}
 	}
+	if (server_listen_local(srv) != RC_OK) {
+		smtp_server_free(srv);
+		return RC_IO;
+	}
 	srv->authq = workq_new(2, 256);
 	srv->guard = smtp_guard_new(conf->smtp.auth_lockout_failures,
 				    conf->smtp.auth_lockout_window);
@@ -459,6 +498,7 @@ void smtp_server_stop(struct smtp_server *srv)
 			srv->listeners[i] = NULL;
 		}
 	}
+	server_close_local(srv);
 	for (unsigned i = 0; i < srv->nworkers; i++)
 		event_active(srv->workers[i].stop_ev, 0, 0);
 	event_base_loopexit(srv->base, NULL);
@@ -476,6 +516,8 @@ void smtp_server_free(struct smtp_server *srv)
 	}
 	free(srv->listeners);
 	free(srv->listener_ctx);
+	server_close_local(srv);
+	free(srv->local_ctx);
 	workq_free(srv->authq);
 	dkim_cache_free(srv->dkim);
 	smtp_guard_free(srv->guard);

@@ -90,6 +90,7 @@ struct smtp_session {
 	enum smtp_state resume_state;	/* where WAIT returns to */
 	bool tls;
 	bool esmtp;
+	long local_uid;			/* local submission: the peer's uid (SO_PEERCRED) */
 	bool counted;			/* holds a slot in the connection accounting */
 	bool stop_after_reply;		/* daemon stopping: 421 after the pending reply */
 	bool discarding;		/* dropping the rest of an over-long line */
@@ -390,7 +391,15 @@ static bool session_auth_offered(const struct smtp_session *s)
 
 static bool session_starttls_offered(const struct smtp_session *s)
 {
-	return !s->tls && s->srv->tls != NULL && s->lst->mode != CONF_LISTEN_SUBMISSIONS;
+	return !s->tls && s->srv->tls != NULL && s->lst->mode != CONF_LISTEN_SUBMISSIONS &&
+	       s->lst->mode != CONF_LISTEN_LOCAL;
+}
+
+/* session_is_local - local submission: a unix socket, the account known from the
+ * peer's uid; there is nothing to encrypt and no password to ask for. */
+static bool session_is_local(const struct smtp_session *s)
+{
+	return s->lst->mode == CONF_LISTEN_LOCAL;
 }
 
 static bool session_set_helo(struct smtp_session *s, const char *arg, struct smtp_reply *r)
@@ -1054,9 +1063,17 @@ static void session_add_trace(struct smtp_session *s, uint64_t id,
 			 SSL_get_version(ssl), SSL_get_cipher_name(ssl));
 	}
 	struct evbuffer *h = evbuffer_new();
-	evbuffer_add_printf(h, "Received: from %s ([%s])\r\n\tby %s (relevo) with %s id %s%s",
-			    s->helo[0] ? s->helo : "unknown", s->peer, s->conf->hostname,
-			    session_protocol(s), idstr, tlsinfo);
+	if (session_is_local(s))
+		/* Not from the network: no "from" clause and no "with" protocol
+		 * (nothing was authenticated by SMTP AUTH); the local user, as
+		 * Postfix and sendmail write it for local submissions. */
+		evbuffer_add_printf(h, "Received: by %s (relevo, from userid %ld)\r\n\tid %s",
+				    s->conf->hostname, s->local_uid, idstr);
+	else
+		evbuffer_add_printf(h,
+				    "Received: from %s ([%s])\r\n\tby %s (relevo) with %s id %s%s",
+				    s->helo[0] ? s->helo : "unknown", s->peer, s->conf->hostname,
+				    session_protocol(s), idstr, tlsinfo);
 	if (s->nrcpt == 1)
 		evbuffer_add_printf(h, "\r\n\tfor <%s>", s->rcpt[0].addr);
 	evbuffer_add_printf(h, ";\r\n\t%s\r\n", date);
@@ -1304,11 +1321,12 @@ static bool session_gate(struct smtp_session *s, const struct smtp_cmd_def *d,
 			 const char *arg, struct smtp_reply *r)
 {
 	bool needs_auth = (d->flags & CMD_NEEDS_AUTH) && s->lst->mode != CONF_LISTEN_RELAY;
-	if (needs_auth && !s->tls) {
+	if (needs_auth && !s->tls && !session_is_local(s)) {
 		*r = (struct smtp_reply){530, "5.7.0", "Must issue a STARTTLS command first"};
 		return false;
 	}
-	if (d->verb == SMTP_V_AUTH && !s->tls && s->lst->mode != CONF_LISTEN_RELAY) {
+	if (d->verb == SMTP_V_AUTH && !s->tls && s->lst->mode != CONF_LISTEN_RELAY &&
+	    !session_is_local(s)) {
 		*r = (struct smtp_reply){538, "5.7.11",
 					 "Encryption required for requested authentication mechanism"};
 		return false;
@@ -1666,8 +1684,28 @@ static void session_peer_text(struct smtp_session *s)
 	else if (s->sa.ss_family == AF_INET6)
 		inet_ntop(AF_INET6, &((struct sockaddr_in6 *)&s->sa)->sin6_addr, s->peer,
 			  sizeof s->peer);
+	else if (s->sa.ss_family == AF_UNIX)
+		str_lcpy(s->peer, "local", sizeof s->peer);
 	else
 		str_lcpy(s->peer, "unknown", sizeof s->peer);
+}
+
+/* session_local_start - who is on the local socket; false (refused, closing) if
+ * the uid may not submit. */
+static bool session_local_start(struct smtp_session *s)
+{
+	struct smtp_reply r;
+	if (smtp_local_identify(s->srv, s->conf, s->fd, &s->local_uid, &s->user, &r, s->text,
+				sizeof s->text) == RC_OK) {
+		log_info("sid=%016llx event=local_submit uid=%ld user=%s", (unsigned long long)s->id,
+			 s->local_uid, s->user->name);
+		return true;
+	}
+	log_info("sid=%016llx event=reject reason=local_submit_refused uid=%ld reply=\"%d %s %s\"",
+		 (unsigned long long)s->id, s->local_uid, r.code, r.enh, r.text);
+	session_reply(s, r.code, r.enh, r.text);
+	session_close(s);
+	return false;
 }
 
 /* smtp_session_start - take over an accepted, counted connection. */
@@ -1723,6 +1761,8 @@ void smtp_session_start(struct smtp_worker *w, evutil_socket_t fd,
 	}
 	if (lst->mode == CONF_LISTEN_SUBMISSIONS)
 		return; /* greeting after the handshake */
+	if (lst->mode == CONF_LISTEN_LOCAL && !session_local_start(s))
+		return;
 	if (s->conf->smtp.greeting_delay_ms)
 		session_defer(s, session_greet_deferred, s->conf->smtp.greeting_delay_ms);
 	else

@@ -19,6 +19,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/un.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -855,6 +856,27 @@ static const struct err_case err_cases[] = {
     {"undefined alias", RELAY "run_as: *nobody\n",
      "test.yaml:4:9: YAML syntax error: found undefined alias"},
     {"two documents", RELAY "---\n" RELAY, "test.yaml:4: only one YAML document is allowed"},
+    /* local_submit */
+    {"local is not a listen mode",
+     "trusted_networks: [127.0.0.0/8]\nlisten:\n  - {address: 127.0.0.1:2525, mode: local}\n",
+     "listen[0].mode: must be one of submission, submissions, relay, not \"local\""},
+    {"local_submit unknown key", RELAY "local_submit: {user: {root: a}}\n",
+     "local_submit.user: unknown key"},
+    {"local_submit.users not a mapping", RELAY "local_submit: {users: [root]}\n",
+     "local_submit.users: must be a mapping of user name: account, not a list"},
+    {"local_submit user unknown", RELAY "local_submit: {users: {no-such-user-x: a}}\n",
+     "local_submit.users.no-such-user-x: no user \"no-such-user-x\" on this system"},
+    {"local_submit account missing", RELAY "local_submit: {users: {root: }}\n",
+     "local_submit.users.root: missing value, expected an account name"},
+    {"local_submit duplicate user", RELAY "local_submit:\n  users: {root: a, root: b}\n",
+     "local_submit.users.root: duplicate key"},
+    {"local_submit socket relative", RELAY "local_submit: {users: {root: a}, socket: x.sock}\n",
+     "local_submit.socket: must be an absolute path, not \"x.sock\""},
+    {"local_submit socket too long",
+     RELAY "data_dir: /tmp/" "aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa\n"
+           "local_submit: {users: {root: a}}\n",
+     "local_submit.socket: \"/tmp/aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa/public/submit.sock\" "
+     "is too long for a socket (at most 107 bytes); set it, or a shorter data_dir"},
 };
 
 static void test_errors(void **state)
@@ -1597,6 +1619,45 @@ static void test_is_trusted_odd(void **state)
 	conf_free(c);
 }
 
+/* local_submit: off by default; on with users, the socket under data_dir unless set. */
+static void test_local_submit(void **state)
+{
+	static const struct {
+		const char *label;
+		const char *yaml;
+		const char *socket; /* NULL: off */
+		size_t nusers;
+	} cases[] = {
+	    {"absent", RELAY, NULL, 0},
+	    {"empty users", RELAY "local_submit: {users: {}}\n", NULL, 0},
+	    {"default socket after data_dir", RELAY "local_submit: {users: {root: shop}}\n"
+	     "data_dir: /srv/relevo\n", "/srv/relevo/public/submit.sock", 1},
+	    {"socket set", RELAY "local_submit: {users: {root: shop}, socket: /run/r/s.sock}\n",
+	     "/run/r/s.sock", 1},
+	};
+	for (size_t i = 0; i < ARRAY_LEN(cases); i++) {
+		struct conf *c = NULL;
+		char *errs = NULL;
+		if (load(cases[i].yaml, &c, &errs) != RC_OK)
+			fail_msg("%s: %s", cases[i].label, errs);
+		const char *got = c->local_submit.socket;
+		if ((got == NULL) != (cases[i].socket == NULL) ||
+		    (got && strcmp(got, cases[i].socket) != 0) ||
+		    c->local_submit.nusers != cases[i].nusers)
+			fail_msg("%s: socket %s users %zu", cases[i].label, got ? got : "(none)",
+			         c->local_submit.nusers);
+		if (got != NULL) {
+			const struct sockaddr_un *sun = (const struct sockaddr_un *)&c->local_submit.listen.sa;
+			assert_int_equal(c->local_submit.listen.mode, CONF_LISTEN_LOCAL);
+			assert_int_equal(sun->sun_family, AF_UNIX);
+			assert_string_equal(sun->sun_path, cases[i].socket);
+			assert_string_equal(conf_local_account(c, "root"), "shop");
+			assert_null(conf_local_account(c, "www-data"));
+		}
+		conf_free(c);
+	}
+}
+
 static void test_mode_names(void **state)
 {
 	static const struct {
@@ -1607,6 +1668,7 @@ static void test_mode_names(void **state)
 	    {"submission", CONF_LISTEN_SUBMISSION, "submission"},
 	    {"submissions", CONF_LISTEN_SUBMISSIONS, "submissions"},
 	    {"relay", CONF_LISTEN_RELAY, "relay"},
+	    {"local", CONF_LISTEN_LOCAL, "local"},
 	    {"out of range", CONF_LISTEN__COUNT, "unknown"},
 	};
 	for (size_t i = 0; i < ARRAY_LEN(cases); i++)
@@ -1707,6 +1769,7 @@ int main(void)
 	    cmocka_unit_test(test_is_trusted),
 	    cmocka_unit_test(test_is_trusted_odd),
 	    cmocka_unit_test(test_mode_names),
+	    cmocka_unit_test(test_local_submit),
 	    cmocka_unit_test(test_delivery_names),
 	    cmocka_unit_test(test_delivery_timeouts),
 	};
