@@ -154,6 +154,20 @@ static int sm_opt_valued(struct sm_opts *o, int argc, char **argv, int *i)
 	return EX_OK;
 }
 
+/* sm_opt_flags - -i, -t, -v and the ignored flags, alone or grouped ("-ti",
+ * PHP's sendmail_path is often "sendmail -t -i"); false if a is not that. */
+static bool sm_opt_flags(struct sm_opts *o, const char *a)
+{
+	if (a[1] == '\0' || strspn(a + 1, "itvnUGm") != strlen(a + 1))
+		return false;
+	for (const char *p = a + 1; *p; p++) {
+		o->ignore_dots |= *p == 'i';
+		o->extract |= *p == 't';
+		o->verbose |= *p == 'v';
+	}
+	return true;
+}
+
 /* sm_parse_opts - sendmail's options up to the first recipient (or "--"). */
 static int sm_parse_opts(struct sm_opts *o, int argc, char **argv)
 {
@@ -175,14 +189,10 @@ static int sm_parse_opts(struct sm_opts *o, int argc, char **argv)
 			rc = sm_opt_b(o, a);
 		else if (a[1] == 'q')
 			o->mode = SM_FLUSH; /* -q, -q1h, -qR...: run the queue now */
-		else if (strcmp(a, "-i") == 0 || strcmp(a, "-oi") == 0)
-			o->ignore_dots = true;
-		else if (strcmp(a, "-t") == 0)
-			o->extract = true;
-		else if (strcmp(a, "-v") == 0)
-			o->verbose = true;
-		else if (a[1] == 'o' || a[1] == 'd' || a[1] == 'A' || strchr("nUGms", a[1]) != NULL)
-			; /* -oX (-odb, -oem, ...), -dX, -Ac, -n, -U, -G, -m, -s: ignored */
+		else if (strcmp(a, "-oi") == 0 || sm_opt_flags(o, a))
+			; /* -i, -t, -v, alone or grouped (-ti) */
+		else if (a[1] == 'o' || a[1] == 'd' || a[1] == 'A' || a[1] == 's')
+			; /* -oX (-odb, -oem, ...), -dX, -Ac, -s: ignored */
 		else {
 			fprintf(stderr, "relevo sendmail: unknown option %s\n", a);
 			rc = EX_USAGE;
@@ -555,13 +565,16 @@ static int sm_transaction(struct sm_conn *c, const struct sm_opts *o, struct sm_
 	bool utf8 = false;
 	sm_server_host(c, host, sizeof host);
 	char *sender = sm_sender(o, m, host);
-	if (!sm_addr_ok(sender)) {
+	if (strcmp(sender, "<>") == 0)
+		sender[0] = '\0'; /* -f "<>": the null reverse-path (RFC 5321 4.5.5) */
+	if (sender[0] != '\0' && !sm_addr_ok(sender)) {
 		fprintf(stderr, "relevo sendmail: not a usable sender address: \"%.100s\"\n",
 		        sender);
 		free(sender);
 		return EX_USAGE;
 	}
-	sm_add_from(m, sender, o->fullname);
+	if (sender[0] != '\0')
+		sm_add_from(m, sender, o->fullname);
 	utf8 = sm_has_8bit(sender);
 	for (size_t i = 0; i < r->n; i++)
 		utf8 |= sm_has_8bit(r->addr[i]);
@@ -597,6 +610,7 @@ static int sm_submit(const char *sock, const struct sm_opts *o, struct sm_msg *m
                      const struct sm_rcpts *r)
 {
 	struct sm_conn *c = xcalloc(1, sizeof *c);
+	c->fd = -1;
 	c->verbose = o->verbose;
 	int status = sm_connect(c, sock);
 	if (status == EX_OK && (!sm_reply(c) || c->code != 220))

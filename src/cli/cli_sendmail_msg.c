@@ -128,6 +128,11 @@ enum rc sm_msg_read(struct sm_msg *m, bool ignore_dots)
 			n--;
 		if (!ignore_dots && n == 1 && in[pos] == '.')
 			break;
+		if (pos == 0 && n >= 5 && memcmp(in, "From ", 5) == 0) {
+			/* an mbox "From " line, not a header: sendmail drops it too */
+			pos = nl ? end + 1 : len;
+			continue;
+		}
 		for (size_t i = pos; i < pos + n; i++)
 			m->eight_bit |= (unsigned char)in[i] >= 0x80;
 		sm_add_line(m, in + pos, n, &in_headers, &bodycap);

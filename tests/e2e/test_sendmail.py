@@ -272,3 +272,16 @@ def test_socket_layout(queueing):
     r.write_config()
     r.start()
     assert os.stat(r.data_dir).st_mode & 0o777 == 0o700
+
+
+def test_grouped_flags_and_mbox_from_line(queueing):
+    """PHP's sendmail_path is often "sendmail -ti"; an mbox "From " first line is dropped."""
+    r = queueing
+    msg = ("From alice@example.com Mon Dec  7 10:00:00 2026\n"
+           "From: alice@example.com\nTo: x@example.net\nSubject: grouped\n\nhi\n.\nmore\n")
+    res = sendmail(r, ["-ti"], msg)
+    assert res.rc == EX_OK, res
+    q = r.queue_list()
+    assert len(q) == 1 and q[0].recipients == "x@example.net", q
+    show = r.queue_show(q[0].id)
+    assert "Subject: grouped" in show and "From alice@example.com Mon" not in show, show
