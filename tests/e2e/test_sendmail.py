@@ -15,7 +15,7 @@ import subprocess
 import pytest
 
 from conftest import RELEVO_BIN, sanitizer_env, sanitizer_findings
-from fakes import delivering_relevo, wait_for
+from fakes import delivering_relevo, wait_event, wait_for
 from fakes import dns, mxs  # noqa: F401  (fixtures)
 from test_dkim import publish, verify_all, zone_records
 
@@ -204,15 +204,31 @@ def test_mapped_account_missing_is_a_config_error(make_relevo):
 
 def test_daemon_down_tempfails_and_writes_nothing(queueing):
     r = queueing
+    sock = os.path.join(r.data_dir, "public", "submit.sock")
+    msg = "From: alice@example.com\n\nhi\n"
+    wait_event(r, "started")            # its SIGTERM handler is in place
     r.stop()
-    assert not os.path.exists(os.path.join(r.data_dir, "public", "submit.sock"))
+    assert not os.path.exists(sock)     # a clean stop removes the socket: ENOENT
     before = data_files(r)
-    res = sendmail(r, ["-f", "alice@example.com", "rcpt@example.net"],
-                   "From: alice@example.com\n\nhi\n")
+    res = sendmail(r, ["-f", "alice@example.com", "rcpt@example.net"], msg)
     assert res.rc == EX_TEMPFAIL, res
     assert "cannot reach the relevo daemon" in res.err, res
     assert data_files(r) == before
+    # after a crash the socket file stays, nobody listens: ECONNREFUSED, same answer
+    r.start()
+    wait_event(r, "started", n=2)
+    r.kill9()
+    assert os.path.exists(sock)
+    before = data_files(r)
+    res = sendmail(r, ["-f", "alice@example.com", "rcpt@example.net"], msg)
+    assert res.rc == EX_TEMPFAIL, res
+    assert "Connection refused" in res.err, res
+    assert data_files(r) == before
     assert r.queue_list() == []
+    r.start()                           # the stale socket is replaced
+    res = sendmail(r, ["-f", "alice@example.com", "rcpt@example.net"], msg)
+    assert res.rc == EX_OK, res
+    assert len(r.queue_list()) == 1
 
 
 def test_invoked_as_sendmail_with_legacy_options(queueing, workdir):
