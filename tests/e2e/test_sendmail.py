@@ -15,7 +15,7 @@ import subprocess
 import pytest
 
 from conftest import RELEVO_BIN, sanitizer_env, sanitizer_findings
-from fakes import delivering_relevo, wait_event, wait_for
+from fakes import delivering_relevo, log_events, wait_event, wait_for
 from fakes import dns, mxs  # noqa: F401  (fixtures)
 from test_dkim import publish, verify_all, zone_records
 
@@ -58,6 +58,13 @@ def local_submit(r, users=None):
     os.chmod(r.conf_path, 0o644)
 
 
+def start(r):
+    """Start the daemon and wait for its local socket too (wait_listening sees TCP only)."""
+    n = len(log_events(r, "listening", mode="local"))
+    r.start()
+    wait_event(r, "listening", n=n + 1, mode="local")
+
+
 @pytest.fixture
 def signing(make_relevo, dns, mxs):
     """A delivering, signing relevo with local submission; (relevo, mx, records)."""
@@ -70,7 +77,7 @@ def signing(make_relevo, dns, mxs):
     r.cli_ok(["domain", "add", "example.com"])
     recs = zone_records(r, "example.com")
     publish(dns, recs)
-    r.start()
+    start(r)
     return r, mx, recs
 
 
@@ -79,7 +86,7 @@ def queueing(make_relevo):
     """A relevo whose MX always defers (mail stays queued), with local submission."""
     r = make_relevo(start=False)
     local_submit(r)
-    r.start()
+    start(r)
     return r
 
 
@@ -196,7 +203,7 @@ def test_unmapped_uid_is_refused(queueing):
 def test_mapped_account_missing_is_a_config_error(make_relevo):
     r = make_relevo(start=False)
     local_submit(r, {MAPPED: "nosuchaccount"})
-    r.start()
+    start(r)
     res = sendmail(r, ["-f", "alice@example.com", "rcpt@example.net"], "hi\n")
     assert res.rc == EX_CONFIG, res
     assert "account nosuchaccount, which does not exist" in res.err, res
@@ -225,7 +232,7 @@ def test_daemon_down_tempfails_and_writes_nothing(queueing):
     assert "Connection refused" in res.err, res
     assert data_files(r) == before
     assert r.queue_list() == []
-    r.start()                           # the stale socket is replaced
+    start(r)                            # the stale socket is replaced
     res = sendmail(r, ["-f", "alice@example.com", "rcpt@example.net"], msg)
     assert res.rc == EX_OK, res
     assert len(r.queue_list()) == 1
