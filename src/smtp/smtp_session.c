@@ -1701,7 +1701,7 @@ static bool session_local_start(struct smtp_session *s)
 			 s->local_uid, s->user->name);
 		return true;
 	}
-	log_info("sid=%016llx event=reject reason=local_submit_refused uid=%ld reply=\"%d %s %s\"",
+	log_info("sid=%016llx event=rejected reason=local_submit_refused uid=%ld reply=\"%d %s %s\"",
 		 (unsigned long long)s->id, s->local_uid, r.code, r.enh, r.text);
 	session_reply(s, r.code, r.enh, r.text);
 	session_close(s);

@@ -197,7 +197,7 @@ def test_unmapped_uid_is_refused(queueing):
     assert "554" in res.err and "uid %d (nobody) is not in local_submit.users" \
         % pwd.getpwnam(UNMAPPED).pw_uid in res.err, res
     assert r.queue_list() == []
-    assert any("reason=local_submit_refused" in l for l in r.stderr().splitlines())
+    assert any("event=rejected reason=local_submit_refused" in l for l in r.stderr().splitlines())
 
 
 def test_mapped_account_missing_is_a_config_error(make_relevo):
