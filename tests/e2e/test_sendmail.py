@@ -308,3 +308,37 @@ def test_grouped_flags_and_mbox_from_line(queueing):
     assert len(q) == 1 and q[0].recipients == "x@example.net", q
     show = r.queue_show(q[0].id)
     assert "Subject: grouped" in show and "From alice@example.com Mon" not in show, show
+
+
+def test_t_address_list_forms(queueing):
+    """Display names with commas, comments, groups and quoted local parts in To:/Cc:."""
+    r = queueing
+    msg = ('From: alice@example.com\n'
+           'To: "Doe, John" <john@example.net>, (a comment) jane@example.net (Jane),\n'
+           '  team: a@example.org, "q b"@example.org;\n'
+           'Cc: undisclosed-recipients:;\n'
+           '\nhi\n')
+    res = sendmail(r, ["-t"], msg)
+    assert res.rc == EX_OK, res
+    q = r.queue_list()
+    assert len(q) == 1, q
+    show = r.queue_show(q[0].id)
+    for rcpt in ("<john@example.net>", "<jane@example.net>", "<a@example.org>",
+                 '<"q b"@example.org>'):
+        assert re.search(r"^\s+%s\s" % re.escape(rcpt), show, re.M), (rcpt, show)
+    assert "recipients:  4" in show, show
+
+
+def test_refusals_map_to_sysexits_and_queue_nothing(queueing):
+    r = queueing
+    # a recipient the relay cannot take (no local mailboxes): EX_NOUSER, all or nothing
+    res = sendmail(r, ["-f", "alice@example.com", "ok@example.net", "root"],
+                   "From: alice@example.com\n\nhi\n")
+    assert res.rc == 67, res
+    assert "recipient refused: 501 5.1.3" in res.err, res
+    # content the daemon refuses (larger than smtp.max_message_size): EX_DATAERR
+    big = "From: alice@example.com\n\n" + ("x" * 70 + "\n") * 16000
+    res = sendmail(r, ["-f", "alice@example.com", "ok@example.net"], big)
+    assert res.rc == 65, res
+    assert "552 5.3.4" in res.err, res
+    assert r.queue_list() == []
