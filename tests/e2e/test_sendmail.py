@@ -342,3 +342,14 @@ def test_refusals_map_to_sysexits_and_queue_nothing(queueing):
     assert res.rc == 65, res
     assert "552 5.3.4" in res.err, res
     assert r.queue_list() == []
+
+
+def test_default_sender_is_login_at_hostname(queueing):
+    """No -f and no From:/Sender: sendmail's user@host, which alice does not own: 77,
+    and -v shows the dialogue that says so."""
+    r = queueing
+    res = sendmail(r, ["-v", "rcpt@example.net"], "Subject: no sender\n\nhi\n")
+    assert res.rc == EX_NOPERM, res
+    assert ">>> MAIL FROM:<www-data@relay.test>" in res.err, res
+    assert "<<< 553 5.7.1 Sender address <www-data@relay.test> is not yours to use" in res.err
+    assert r.queue_list() == []
