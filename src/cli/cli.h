@@ -26,12 +26,63 @@ int cli_apikey(int argc, char **argv, const char *conf_path);
  * statuses are sysexits(3) ones, not 0/1/2. */
 int cli_sendmail(int argc, char **argv, const char *conf_path);
 
+/* ---- DKIM keys in DNS (cli_dkim_probe.c) and the daemon's watch over pending
+ * keys (cli_dkim_watch.c) ---- */
+struct store_dkim_key;
+struct mta_dns_answer;
+enum cli_dkim_pub {
+	CLI_DKIM_PUB_OK,	/* a TXT record carries our p= */
+	CLI_DKIM_PUB_MISSING,	/* no TXT record there */
+	CLI_DKIM_PUB_MISMATCH,	/* records, none with our p= */
+	CLI_DKIM_PUB_ERROR,	/* the lookup failed */
+	CLI_DKIM_PUB__COUNT
+};
+const char *cli_dkim_pub_name(enum cli_dkim_pub p);
+struct cli_dkim_probe_result {
+	enum cli_dkim_pub pub;
+	char detail[300];
+};
+/* cli_tag_value - the value of tag t in a DKIM/DMARC tag list, whitespace removed. */
+bool cli_tag_value(const char *rec, const char *t, char *out, size_t outsz);
+/* cli_dkim_verdict - what a TXT answer for SELECTOR._domainkey.DOMAIN says of
+ * our key (ours: its TXT value); detail explains. */
+enum cli_dkim_pub cli_dkim_verdict(const struct mta_dns_answer *a, const char *ours, char *detail,
+				   size_t detailsz);
+/* cli_dkim_probe - look each key up through c's resolver, blocking; out[i] for
+ * keys[i]. RC_IO when no resolver could be set up. */
+enum rc cli_dkim_probe(const struct conf *c, const struct store_dkim_key *keys, size_t n,
+		       struct cli_dkim_probe_result *out);
+struct cli_dkim_watch;
+/* cli_dkim_watch_start - a thread that, every dkim.pending_check_interval (and
+ * once at start), activates the pending keys it finds published. NULL (logged)
+ * on failure. c and st must outlive it. */
+struct cli_dkim_watch *cli_dkim_watch_start(const struct conf *c, struct store *st);
+/* cli_dkim_watch_stop - stop and join the thread; NULL is a no-op. */
+void cli_dkim_watch_stop(struct cli_dkim_watch *w);
+
+/* cli_domain_register - `domain add`'s work for domain (keys, store rows), then
+ * print the records to publish; exit status 0 or 1 (said on stderr). */
+int cli_domain_register(struct store *st, const struct conf *c, const char *domain);
+/* cli_ctl_tell - send line to a running daemon's control socket, quietly; true
+ * if it answered exit 0, false if it did not (not running, or refused). */
+bool cli_ctl_tell(const struct conf *c, const char *line);
+
 /* cli_ctl_request - send one command line to the running daemon's control socket,
  * print its answer; returns the exit status */
 int cli_ctl_request(const struct conf *c, const char *line);
 
-/* cli_load_conf - load the config or print every error to stderr; NULL on failure. */
+/* cli_load_conf - for every command that uses data_dir: load the config without
+ * opening the TLS files (print every error to stderr), then, when run as root
+ * with run_as set, hand data_dir over to run_as and become that user for good
+ * (cli_become_run_as). NULL on failure. */
 struct conf *cli_load_conf(const char *path);
+/* cli_load_conf_full - serve and check-config: every check, TLS files included;
+ * the identity is left alone. NULL on failure. */
+struct conf *cli_load_conf_full(const char *path);
+/* cli_become_run_as - as root with run_as set: data_dir created if missing and
+ * handed to run_as (0700), then setgroups/setgid/setuid to run_as, for good.
+ * Otherwise nothing. false (said on stderr) on failure. */
+bool cli_become_run_as(const struct conf *c);
 
 struct store;
 /* cli_open_store - the store of c's data_dir, or NULL after saying why on stderr. */

@@ -20,7 +20,7 @@ int cli_check_config(int argc, char **argv, const char *conf_path)
 		        argv[1]);
 		return 2;
 	}
-	struct conf *c = cli_load_conf(conf_path);
+	struct conf *c = cli_load_conf_full(conf_path);
 	if (c == NULL)
 		return 1;
 	conf_free(c);

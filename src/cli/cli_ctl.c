@@ -5,7 +5,7 @@
  * Operators change the queue of a running daemon through it, since only the
  * daemon may write its spool. Protocol: the client sends one command line
  * ("queue delete ID", "queue hold ID", "queue release ID", "queue flush [ID]",
- * "ping"); the daemon
+ * "ping", "dkim changed": `relevo domain` changed keys, reload them now); the daemon
  * answers with text lines and a last line "exit N", N being the exit status the
  * client should return, then closes. The daemon side runs on the main loop;
  * commands are short (one durable spool record each).
@@ -26,6 +26,7 @@
 #include "cli/cli.h"
 #include "conf/conf.h"
 #include "core/core.h"
+#include "dkim/dkim.h"
 #include "mta/mta.h"
 #include "spool/spool.h"
 
@@ -52,6 +53,12 @@ static int ctl_run(struct cli_ctl *ctl, const char *line, struct evbuffer *out)
 	uint64_t id;
 	if (strcmp(line, "ping") == 0) {
 		evbuffer_add_printf(out, "pong\n");
+		return 0;
+	}
+	if (strcmp(line, "dkim changed") == 0) {
+		dkim_cache_changed();
+		log_info("event=dkim_keys_changed via=control");
+		evbuffer_add_printf(out, "ok\n");
 		return 0;
 	}
 	if (strcmp(line, "queue flush") == 0) {
@@ -194,41 +201,77 @@ void cli_ctl_stop(struct cli_ctl *ctl)
 	free(ctl);
 }
 
-/* cli_ctl_request - send one command line to the running daemon's control socket,
- * print its answer; returns the exit status. */
-int cli_ctl_request(const struct conf *c, const char *line)
+/* ctl_exchange - send line, read the whole answer into buf (NUL-terminated);
+ * the connect error in *err (0 if it connected). false if no answer came. */
+static bool ctl_exchange(const struct conf *c, const char *line, char *buf, size_t bufsz,
+			 int *err, char *path, size_t pathsz)
 {
 	struct sockaddr_un sun = {.sun_family = AF_UNIX};
+	*err = 0;
+	buf[0] = '\0';
 	if (!ctl_path(c, sun.sun_path, sizeof sun.sun_path)) {
-		fprintf(stderr, "relevo: control socket path too long\n");
-		return 1;
+		*err = ENAMETOOLONG;
+		return false;
 	}
+	str_lcpy(path, sun.sun_path, pathsz);
 	int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
 	if (fd < 0 || connect(fd, (struct sockaddr *)&sun, sizeof sun) != 0) {
-		fprintf(stderr, "relevo: the spool is locked by a running daemon, but its "
-				"control socket %s does not answer: %s\n",
-			sun.sun_path, strerror(errno));
+		*err = errno;
 		if (fd >= 0)
 			close(fd);
-		return 1;
+		return false;
 	}
 	char req[CTL_LINE_MAX + 3];
 	int n = snprintf(req, sizeof req, "%s\r\n", line);
 	if (n < 0 || (size_t)n >= sizeof req || file_write_all(fd, req, (size_t)n) != RC_OK) {
 		close(fd);
-		return 1;
+		return false;
 	}
-	char buf[8192];
 	size_t len = 0;
 	ssize_t r;
-	while (len < sizeof buf - 1 && (r = read(fd, buf + len, sizeof buf - 1 - len)) > 0)
+	while (len < bufsz - 1 && (r = read(fd, buf + len, bufsz - 1 - len)) > 0)
 		len += (size_t)r;
 	close(fd);
 	buf[len] = '\0';
+	return true;
+}
+
+/* ctl_last_exit - the final "exit N" line of an answer, or NULL. */
+static char *ctl_last_exit(char *buf)
+{
 	char *last = NULL;
 	for (char *p = buf; (p = strstr(p, "exit ")) != NULL; p++)
 		if (p == buf || p[-1] == '\n')
 			last = p;
+	return last;
+}
+
+/* cli_ctl_tell - send line quietly; true if the daemon answered exit 0. */
+bool cli_ctl_tell(const struct conf *c, const char *line)
+{
+	char buf[1024], path[sizeof(((struct sockaddr_un *)0)->sun_path)];
+	int err;
+	if (!ctl_exchange(c, line, buf, sizeof buf, &err, path, sizeof path))
+		return false;
+	char *last = ctl_last_exit(buf);
+	return last != NULL && strtol(last + 5, NULL, 10) == 0;
+}
+
+/* cli_ctl_request - send one command line to the running daemon's control socket,
+ * print its answer; returns the exit status. */
+int cli_ctl_request(const struct conf *c, const char *line)
+{
+	char buf[8192], path[sizeof(((struct sockaddr_un *)0)->sun_path)] = "";
+	int err;
+	if (!ctl_exchange(c, line, buf, sizeof buf, &err, path, sizeof path)) {
+		if (err == ENAMETOOLONG)
+			fprintf(stderr, "relevo: control socket path too long\n");
+		else if (err != 0)
+			fprintf(stderr, "relevo: the spool is locked by a running daemon, but its "
+					"control socket %s does not answer: %s\n", path, strerror(err));
+		return 1;
+	}
+	char *last = ctl_last_exit(buf);
 	if (last == NULL) {
 		fprintf(stderr, "relevo: no answer from the daemon\n");
 		return 1;

@@ -3,8 +3,9 @@
  * receiver needs published, and right?
  *
  * Through the configured resolver (dns.resolver, else the system's), line by
- * line: every DKIM key of the domain (active and retiring) is published at
- * SELECTOR._domainkey.DOMAIN and its p= matches ours; SPF, evaluated for real
+ * line: every DKIM key of the domain (pending, active and retiring) is published
+ * at SELECTOR._domainkey.DOMAIN and its p= matches ours (cli_dkim_probe.c's
+ * verdict, the one `domain activate` and the daemon's watch use); SPF, evaluated for real
  * (RFC 7208, the same evaluator as `relevo spf eval`), passes for every address
  * the relay sends from (delivery.source_address, else the addresses of its
  * hostname); a DMARC record exists at _dmarc.DOMAIN, is well-formed, and aligns
@@ -34,7 +35,7 @@ struct check {
 	bool ok;
 	char status[32];		/* ok, missing, mismatch, pass, fail, ... */
 	char detail[600];
-	char expect[4200];		/* DKIM: our p= value */
+	const char *ours;		/* DKIM: our TXT value (borrowed) */
 	struct sockaddr_storage addr;	/* SPF: the address checked */
 };
 
@@ -54,58 +55,13 @@ static void check_done(struct checker *k)
 		event_base_loopbreak(k->base);
 }
 
-/* tag_value - the value of tag t ("p") in a DKIM/DMARC tag list, whitespace removed. */
-static bool tag_value(const char *rec, const char *t, char *out, size_t outsz)
-{
-	size_t tl = strlen(t);
-	for (const char *p = rec; p && *p;) {
-		while (*p == ' ' || *p == '\t' || *p == ';')
-			p++;
-		const char *semi = strchr(p, ';');
-		size_t len = semi ? (size_t)(semi - p) : strlen(p);
-		const char *eq = memchr(p, '=', len);
-		if (eq) {
-			size_t nl = (size_t)(eq - p);
-			while (nl > 0 && (p[nl - 1] == ' ' || p[nl - 1] == '\t'))
-				nl--;
-			if (nl == tl && strncasecmp(p, t, tl) == 0) {
-				size_t o = 0;
-				for (const char *v = eq + 1; v < p + len && o + 1 < outsz; v++)
-					if (*v != ' ' && *v != '\t')
-						out[o++] = *v;
-				out[o] = '\0';
-				return true;
-			}
-		}
-		p = semi ? semi + 1 : NULL;
-	}
-	return false;
-}
-
 static void on_dkim(void *ctx, uint64_t i, const struct mta_dns_answer *a)
 {
 	struct checker *k = ctx;
 	struct check *c = &k->c[i];
-	char p[4200];
-	if (a->status == MTA_DNS_OK) {
-		bool match = false;
-		for (size_t r = 0; r < a->nrr; r++)
-			if (tag_value(a->rr[r].u.txt.data, "p", p, sizeof p) && strcmp(p, c->expect) == 0)
-				match = true;
-		c->ok = match;
-		str_lcpy(c->status, match ? "ok" : "mismatch", sizeof c->status);
-		snprintf(c->detail, sizeof c->detail, "%s",
-			 match ? "published and matches" : "a record is published but its p= is not this key");
-	} else if (a->status == MTA_DNS_NXDOMAIN || a->status == MTA_DNS_NODATA) {
-		char name[sizeof c->subject];
-		str_lcpy(name, c->subject, sizeof name);
-		str_lcpy(c->status, "missing", sizeof c->status);
-		snprintf(c->detail, sizeof c->detail, "no TXT record at %s", name);
-	} else {
-		str_lcpy(c->status, "error", sizeof c->status);
-		snprintf(c->detail, sizeof c->detail, "DNS lookup failed (%s)",
-			 mta_dns_status_name(a->status));
-	}
+	enum cli_dkim_pub pub = cli_dkim_verdict(a, c->ours, c->detail, sizeof c->detail);
+	c->ok = pub == CLI_DKIM_PUB_OK;
+	str_lcpy(c->status, cli_dkim_pub_name(pub), sizeof c->status);
 	check_done(k);
 }
 
@@ -135,7 +91,7 @@ static void on_dmarc(void *ctx, uint64_t i, const struct mta_dns_answer *a)
 		str_lcpy(c->status, "invalid", sizeof c->status);
 		snprintf(c->detail, sizeof c->detail, "%zu DMARC records (RFC 7489 6.6.3: none applies)",
 			 found);
-	} else if (!tag_value(rec, "p", pol, sizeof pol) ||
+	} else if (!cli_tag_value(rec, "p", pol, sizeof pol) ||
 		   (strcmp(pol, "none") != 0 && strcmp(pol, "quarantine") != 0 &&
 		    strcmp(pol, "reject") != 0)) {
 		str_lcpy(c->status, "invalid", sizeof c->status);
@@ -220,7 +176,7 @@ static void checker_start(struct checker *k, const struct store_dkim_key *keys, 
 			break;
 		snprintf(c->subject, sizeof c->subject, "%s._domainkey.%s", keys[i].selector,
 			 k->domain);
-		tag_value(keys[i].public_txt, "p", c->expect, sizeof c->expect);
+		c->ours = keys[i].public_txt;
 		k->pending++;
 		mta_dns_query(k->dns, c->subject, MTA_DNS_TXT, on_dkim, k, (uint64_t)(c - k->c));
 	}

@@ -95,16 +95,35 @@ int main(int argc, char **argv)
 	return 2;
 }
 
-/* cli_load_conf - load the config or explain every error; NULL on failure. */
-struct conf *cli_load_conf(const char *path)
+/* cli_conf_load - load the config as opts say, or explain every error. */
+static struct conf *cli_conf_load(const char *path, const struct conf_load_opts *opts)
 {
 	struct conf *c = NULL;
 	char *errs = NULL;
-	enum rc rc = conf_load(path, &c, &errs);
+	enum rc rc = conf_load_with(path, opts, &c, &errs);
 	if (rc != RC_OK) {
 		fprintf(stderr, "relevo: %s: configuration is not valid:\n%s", path,
 			errs ? errs : "unknown error\n");
 		free(errs);
+		return NULL;
+	}
+	return c;
+}
+
+/* cli_load_conf_full - every check, TLS files included; NULL on failure. */
+struct conf *cli_load_conf_full(const char *path)
+{
+	return cli_conf_load(path, NULL);
+}
+
+/* cli_load_conf - the config without opening the TLS files, then (as root with
+ * run_as set) become run_as; NULL on failure. */
+struct conf *cli_load_conf(const char *path)
+{
+	const struct conf_load_opts opts = {.skip_tls_files = true};
+	struct conf *c = cli_conf_load(path, &opts);
+	if (c != NULL && !cli_become_run_as(c)) {
+		conf_free(c);
 		return NULL;
 	}
 	return c;

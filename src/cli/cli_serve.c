@@ -168,7 +168,7 @@ int cli_serve(int argc, char **argv, const char *conf_path)
 		return 2;
 	}
 	log_set_level(getenv("RELEVO_DEBUG") ? LOG_LV_DEBUG : LOG_LV_INFO);
-	struct conf *c = cli_load_conf(conf_path);
+	struct conf *c = cli_load_conf_full(conf_path);
 	if (c == NULL)
 		return 1;
 	core_threads_init();
@@ -180,6 +180,7 @@ int cli_serve(int argc, char **argv, const char *conf_path)
 	struct smtp_server *srv = NULL;
 	struct mta *mta = NULL;
 	struct cli_ctl *ctl = NULL;
+	struct cli_dkim_watch *dkim_watch = NULL;
 	struct http_server *http = NULL;
 	struct serve_events se = {.conf = c};
 	bool evlog_on = false;
@@ -240,11 +241,14 @@ int cli_serve(int argc, char **argv, const char *conf_path)
 		goto out;
 	if (http != NULL && http_server_start(http) != RC_OK)
 		goto out;
+	if ((dkim_watch = cli_dkim_watch_start(c, st)) == NULL)
+		goto out;
 	log_info("event=started hostname=%s data_dir=%s pid=%d", c->hostname, c->data_dir,
 		 (int)getpid());
 	smtp_server_run(srv);
 	status = 0;
 out:
+	cli_dkim_watch_stop(dkim_watch);
 	if (sigterm)
 		event_free(sigterm);
 	if (sigint)

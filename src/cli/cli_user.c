@@ -1,13 +1,16 @@
 /*
  * cli_user.c - `relevo user add|list|del|passwd`: manage sending accounts.
  *
- *   relevo user add NAME --domain D [--domain D2 ...] [--sandbox]   password from stdin
+ *   relevo user add NAME --domain D [--domain D2 ...] [--sandbox]   password from stdin;
+ *                                a domain not registered yet is (as `domain add`:
+ *                                DKIM keys made, the records to publish printed),
+ *                                unless --no-register
  *   relevo user sandbox NAME on|off
  *   relevo user list
  *   relevo user del NAME
  *   relevo user passwd NAME                             password from stdin
  *
- * The configuration is read only for data_dir; the store is opened directly
+ * The configuration is read for data_dir (and a domain's SPF advice); the store is opened directly
  * (SQLite with a busy timeout, so this works while the daemon runs).
  * Passwords come from the first line of standard input, are never printed or
  * logged, and are wiped from memory as soon as they are hashed.
@@ -36,7 +39,9 @@ struct cli_user_args {
 	char *domains[CLI_USER_MAX_DOMAINS];
 	size_t ndomains;
 	bool sandbox;		/* add --sandbox */
+	bool no_register;	/* add --no-register: leave unknown domains alone */
 	const char *value;	/* sandbox NAME on|off */
+	const struct conf *conf;	/* loaded by cli_user_run */
 };
 
 struct cli_user_cmd {
@@ -64,14 +69,17 @@ static const struct cli_user_cmd cli_user_cmds[] = {
 static void cli_user_usage(FILE *out)
 {
 	fprintf(out, "usage: relevo user add NAME --domain DOMAIN [--domain DOMAIN ...] [--sandbox] "
-	             "[-c FILE]\n"
+	             "[--no-register] [-c FILE]\n"
 	             "       relevo user list [-c FILE]\n"
 	             "       relevo user sandbox NAME on|off [-c FILE]\n"
 	             "       relevo user del NAME [-c FILE]\n"
 	             "       relevo user passwd NAME [-c FILE]\n"
 	             "\n"
 	             "add and passwd read the password from the first line of standard input:\n"
-	             "  printf 'secret\\n' | relevo user add alice --domain example.com\n");
+	             "  printf 'secret\\n' | relevo user add alice --domain example.com\n"
+	             "add registers a DOMAIN that is not registered yet (as relevo domain add:\n"
+	             "DKIM keys, and the records to publish printed); --no-register leaves it\n"
+	             "alone (its mail gets 451 until relevo domain add).\n");
 }
 
 /* Print "relevo: user: <message>" and the usage; returns exit status 2. */
@@ -156,6 +164,10 @@ static int cli_user_parse_one(const struct cli_user_cmd *cmd, int argc, char **a
 		return cli_user_push_domain(a, arg + 9);
 	if (!*opts_done && cmd->takes_domains && strcmp(arg, "--sandbox") == 0) {
 		a->sandbox = true;
+		return 0;
+	}
+	if (!*opts_done && cmd->takes_domains && strcmp(arg, "--no-register") == 0) {
+		a->no_register = true;
 		return 0;
 	}
 	if (!*opts_done && strcmp(arg, "--") == 0) {
@@ -251,6 +263,26 @@ static enum rc cli_user_lookup(struct store *st, const char *name)
 	return rc;
 }
 
+/* cli_user_register_domains - the account's domains that are not registered
+ * yet are, as `domain add` does (keys, and the records to publish printed):
+ * mail from them would otherwise get 451 at once. */
+static int cli_user_register_domains(struct store *st, const struct cli_user_args *a)
+{
+	int status = 0;
+	for (size_t i = 0; i < a->ndomains && !a->no_register; i++) {
+		enum rc rc = store_domain_exists(st, a->domains[i]);
+		if (rc == RC_OK)
+			continue;
+		printf("\n");
+		if (rc != RC_NOTFOUND || cli_domain_register(st, a->conf, a->domains[i]) != 0) {
+			fprintf(stderr, "relevo: user %s was added, but %s is not registered: run "
+					"relevo domain add %s\n", a->name, a->domains[i], a->domains[i]);
+			status = 1;
+		}
+	}
+	return status;
+}
+
 static int cli_user_add(struct store *st, const struct cli_user_args *a)
 {
 	enum rc rc = cli_user_lookup(st, a->name);
@@ -272,7 +304,7 @@ static int cli_user_add(struct store *st, const struct cli_user_args *a)
 	for (size_t i = 0; i < a->ndomains; i++)
 		printf("%s%s", i ? ", " : "", a->domains[i]);
 	printf(")%s\n", a->sandbox ? ", sandbox delivery" : "");
-	return 0;
+	return cli_user_register_domains(st, a);
 }
 
 /* One line per user: NAME<TAB>DOMAIN,DOMAIN<TAB>CREATED (ISO-8601 UTC). */
@@ -336,15 +368,22 @@ static int cli_user_sandbox(struct store *st, const struct cli_user_args *a)
 	return 0;
 }
 
-/* Load the config for data_dir, open the store and run cmd. */
-static int cli_user_run(const struct cli_user_cmd *cmd, const struct cli_user_args *a,
+/* Load the config (data_dir, and what `user add` needs to register a domain),
+ * open the store and run cmd. */
+static int cli_user_run(const struct cli_user_cmd *cmd, struct cli_user_args *a,
                         const char *conf_path)
 {
-	struct store *st = cli_store_for(conf_path);
-	if (st == NULL)
+	struct conf *c = cli_load_conf(conf_path);
+	if (c == NULL)
 		return 1;
-	int status = cmd->run(st, a);
-	store_close(st);
+	struct store *st = cli_open_store(c);
+	int status = 1;
+	if (st != NULL) {
+		a->conf = c;
+		status = cmd->run(st, a);
+		store_close(st);
+	}
+	conf_free(c);
 	return status;
 }
 

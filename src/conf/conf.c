@@ -276,14 +276,16 @@ static void conf_hostname_init(const struct conf_key *k, void *base)
 	*CONF_FIELD(base, k, char *) = xstrdup(buf);
 }
 
-/* A file relevo must be able to read (certificates, keys). */
+/* A file relevo must be able to read (certificates, keys). Not looked at when
+ * the caller asked to skip the TLS files (every command but serve and
+ * check-config: tls.key is often root's alone). */
 static void conf_file_parse(struct conf_ctx *ctx, const struct conf_key *k, yaml_node_t *node,
                             void *base, const char *path)
 {
 	unsigned before = ctx->nerr;
 	conf_str_parse(ctx, k, node, base, path);
 	const char *file = *CONF_FIELD(base, k, char *);
-	if (ctx->nerr != before || file == NULL || access(file, R_OK) == 0)
+	if (ctx->nerr != before || file == NULL || ctx->skip_tls_files || access(file, R_OK) == 0)
 		return;
 	char buf[128], shown[CONF_SHOWN_BUF];
 	conf_err(ctx, path, "cannot read \"%s\": %s", conf_shown(file, strlen(file), shown),
@@ -301,7 +303,7 @@ static void conf_key_file_parse(struct conf_ctx *ctx, const struct conf_key *k, 
 	struct stat st;
 	conf_file_parse(ctx, k, node, base, path);
 	const char *file = *CONF_FIELD(base, k, char *);
-	if (ctx->nerr != before || file == NULL || stat(file, &st) != 0)
+	if (ctx->nerr != before || file == NULL || ctx->skip_tls_files || stat(file, &st) != 0)
 		return;
 	char shown[CONF_SHOWN_BUF];
 	conf_shown(file, strlen(file), shown);
@@ -455,7 +457,49 @@ static void conf_bool_init(const struct conf_key *k, void *base)
 	*CONF_FIELD(base, k, bool) = k->def != 0;
 }
 
+/* A duration in seconds (stored as unsigned): plain seconds ("3600"), or a whole
+ * number with a unit: s, m, h or d ("10m", "7d"). */
+static void conf_duration_parse(struct conf_ctx *ctx, const struct conf_key *k, yaml_node_t *node,
+                                void *base, const char *path)
+{
+	static const struct {
+		char unit;
+		uint64_t secs;
+	} units[] = {{'s', 1}, {'m', 60}, {'h', 3600}, {'d', 86400}};
+	char shown[CONF_SHOWN_BUF], digits[32];
+	const char *s = conf_scalar(ctx, node, path, "a duration");
+	if (s == NULL)
+		return;
+	size_t n = strlen(s);
+	uint64_t mult = 1, v;
+	for (size_t i = 0; n > 1 && i < ARRAY_LEN(units); i++)
+		if (s[n - 1] == units[i].unit)
+			mult = units[i].secs;
+	size_t dn = (mult != 1 || s[n - 1] == 's') ? n - 1 : n;
+	bool ok = dn > 0 && dn < sizeof digits;
+	if (ok) {
+		memcpy(digits, s, dn);
+		digits[dn] = '\0';
+		ok = str_to_u64(digits, &v) && !(digits[0] == '0' && dn > 1) &&
+		     v <= UINT_MAX / mult;
+	}
+	if (!ok) {
+		conf_err(ctx, path, "must be a duration (seconds, or a number with s, m, h or d: "
+		         "\"10m\", \"7d\"), not \"%s\"", conf_shown(s, n, shown));
+		return;
+	}
+	v *= mult;
+	if (v < k->min || v > k->max) {
+		conf_err(ctx, path, "must be between %llu and %llu seconds",
+		         (unsigned long long)k->min, (unsigned long long)k->max);
+		return;
+	}
+	*CONF_FIELD(base, k, unsigned) = (unsigned)v;
+}
+
 static const struct conf_type conf_t_uint = {.parse = conf_uint_parse, .init = conf_uint_init};
+static const struct conf_type conf_t_duration = {.parse = conf_duration_parse,
+                                                 .init = conf_uint_init};
 static const struct conf_type conf_t_u64 = {.parse = conf_u64_parse, .init = conf_u64_init};
 static const struct conf_type conf_t_u32 = {.parse = conf_u32_parse, .init = conf_u32_init};
 const struct conf_type conf_t_enum = {.parse = conf_enum_parse, .init = conf_uint_init};
@@ -860,6 +904,10 @@ _Static_assert(ARRAY_LEN(conf_dkim_missing_names) == CONF_DKIM_MISSING__COUNT,
 static const struct conf_key conf_dkim_keys[] = {
     KEY("missing_key", conf_t_enum, CF(dkim.missing_key), .def = CONF_DKIM_MISSING_TEMPFAIL,
         .max = CONF_DKIM_MISSING__COUNT, .names = conf_dkim_missing_names),
+    KEY("retire_after", conf_t_duration, CF(dkim.retire_after), .def = 7 * 86400, .min = 0,
+        .max = 3650 * 86400),
+    KEY("pending_check_interval", conf_t_duration, CF(dkim.pending_check_interval),
+        .def = 600, .min = 1, .max = 7 * 86400),
     CONF_END,
 };
 
@@ -1116,11 +1164,12 @@ static bool conf_yaml_load(struct conf_ctx *ctx, const char *yaml, size_t len, y
 	return ok;
 }
 
-/* conf_load_string - parse and validate yaml[0..len); see conf.h. */
-enum rc conf_load_string(const char *yaml, size_t len, const char *name, struct conf **out,
-                         char **errs)
+/* conf_load_buf - parse and validate yaml[0..len) as opts say. */
+static enum rc conf_load_buf(const char *yaml, size_t len, const char *name,
+                             const struct conf_load_opts *opts, struct conf **out, char **errs)
 {
-	struct conf_ctx ctx = {.name = name ? name : "(config)"};
+	struct conf_ctx ctx = {.name = name ? name : "(config)",
+	                       .skip_tls_files = opts != NULL && opts->skip_tls_files};
 	struct conf *c = xcalloc(1, sizeof *c);
 	yaml_document_t doc;
 	c->path = xstrdup(ctx.name);
@@ -1149,8 +1198,22 @@ enum rc conf_load_string(const char *yaml, size_t len, const char *name, struct 
 	return RC_OK;
 }
 
+/* conf_load_string - parse and validate yaml[0..len); see conf.h. */
+enum rc conf_load_string(const char *yaml, size_t len, const char *name, struct conf **out,
+                         char **errs)
+{
+	return conf_load_buf(yaml, len, name, NULL, out, errs);
+}
+
 /* conf_load - read path (at most CONF_MAX_FILE bytes) and load it; see conf.h. */
 enum rc conf_load(const char *path, struct conf **out, char **errs)
+{
+	return conf_load_with(path, NULL, out, errs);
+}
+
+/* conf_load_with - conf_load as opts say (NULL: conf_load itself); see conf.h. */
+enum rc conf_load_with(const char *path, const struct conf_load_opts *opts, struct conf **out,
+                       char **errs)
 {
 	char *buf = NULL, ebuf[128];
 	size_t len = 0;
@@ -1164,7 +1227,7 @@ enum rc conf_load(const char *path, struct conf **out, char **errs)
 			*errs = xasprintf("%s: cannot read: %s\n", path, why);
 		return rc == RC_LIMIT ? RC_INVALID : RC_IO;
 	}
-	rc = conf_load_string(buf, len, path, out, errs);
+	rc = conf_load_buf(buf, len, path, opts, out, errs);
 	free(buf);
 	return rc;
 }

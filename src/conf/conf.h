@@ -193,6 +193,11 @@ struct conf {
 	struct {
 		enum conf_dkim_missing missing_key;	/* mail from a domain without a usable
 							 * key; default CONF_DKIM_MISSING_TEMPFAIL */
+		unsigned retire_after;		/* seconds a replaced (retiring) key stays
+						 * published before retire-key may remove it;
+						 * default 604800 (7 days) */
+		unsigned pending_check_interval;	/* seconds between the daemon's looks
+							 * in DNS for pending keys; default 600 */
 	} dkim;
 
 	char *spf_include;		/* the operator's own SPF record for the relay's
@@ -234,6 +239,17 @@ struct conf {
  * not just the first.
  */
 enum rc conf_load(const char *path, struct conf **out, char **errs);
+
+/* How conf_load_with loads; {0} is conf_load. */
+struct conf_load_opts {
+	bool skip_tls_files;	/* tls.cert and tls.key are named but not opened or
+				 * checked: for every command but serve and
+				 * check-config, which may run as a user (run_as)
+				 * who cannot read a root-only key */
+};
+/* conf_load_with - conf_load as opts say (opts NULL: the same as conf_load). */
+enum rc conf_load_with(const char *path, const struct conf_load_opts *opts, struct conf **out,
+		       char **errs);
 
 /* conf_load_string - same, from a buffer (tests, fuzzing); name is used in messages. */
 enum rc conf_load_string(const char *yaml, size_t len, const char *name,

@@ -27,6 +27,7 @@ struct conf_ctx {
 	char *errs;       /* "path: text\n" lines; owned until handed to the caller */
 	size_t errlen;
 	unsigned nerr;
+	bool skip_tls_files; /* conf_load_opts.skip_tls_files: tls.cert/key not opened */
 };
 
 struct conf_key;

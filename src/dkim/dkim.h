@@ -187,28 +187,50 @@ char *dkim_txt_split(const char *txt);
 
 #define DKIM_CACHE_KEYS_MAX 4
 
-/* The active keys of one domain, as a loader hands them over (references owned). */
+/* The active keys of one domain, as a loader hands them over (references owned),
+ * and what the loader found besides. */
 struct dkim_loaded_keys {
 	size_t n;
 	char selector[DKIM_CACHE_KEYS_MAX][DKIM_SELECTOR_MAX + 1];
 	enum dkim_alg alg[DKIM_CACHE_KEYS_MAX];
 	EVP_PKEY *pkey[DKIM_CACHE_KEYS_MAX];
+	bool registered;	/* the domain has keys in any state (it was added) */
+	bool failed;		/* an active key could not be loaded (logged by the
+				 * loader with its path and reason); retried soon */
+	int error;		/* errno of that failure, 0 if it was not a file error
+				 * (a file that is not a usable private key) */
 };
+/* dkim_loaded_keys_clear - drop the references and the status. */
 void dkim_loaded_keys_clear(struct dkim_loaded_keys *k);
 
-/* A key source: fill out (empty on entry) with domain's active keys. Called with
+/* A key source: fill out (zeroed on entry) with domain's active keys. Called with
  * the cache's lock held, on whichever thread signs. */
 typedef void (*dkim_cache_loader)(void *ctx, const char *domain, struct dkim_loaded_keys *out);
 
+/* Why dkim_cache_sign could not sign, for the reply and the log. */
+struct dkim_sign_status {
+	bool registered;	/* the domain has keys (any state): RC_NOTFOUND then
+				 * means none is active yet */
+	bool unreadable;	/* an active key could not be loaded */
+	int error;		/* its errno (0: not a file error) */
+};
+
 struct evbuffer;
 struct dkim_cache;
-/* dkim_cache_new - a cache whose entries live DKIM_CACHE_TTL_MS (60 s). Thread-safe. */
+/* dkim_cache_new - a cache whose entries live DKIM_CACHE_TTL_MS (60 s), are
+ * retried after 1 s when a key could not be read, and are all reloaded after
+ * dkim_cache_changed(). At most 4096 domains (least recently used dropped).
+ * Thread-safe. */
 struct dkim_cache *dkim_cache_new(dkim_cache_loader load, void *ctx);
 void dkim_cache_free(struct dkim_cache *c);
 /* dkim_cache_sign - the DKIM-Signature fields for body (a whole message) signed
  * as domain with each of its active keys, for the caller to prepend (*out is the
- * caller's). RC_NOTFOUND: the domain has no usable key. */
+ * caller's). RC_NOTFOUND: the domain has no active key; RC_IO: it has, but none
+ * could be read (status says why; status may be NULL). */
 enum rc dkim_cache_sign(struct dkim_cache *c, const char *domain, const struct evbuffer *body,
-			char **out);
+			char **out, struct dkim_sign_status *status);
+/* dkim_cache_changed - keys were added, activated or removed: every cache of
+ * the process reloads each domain on its next use. Thread-safe. */
+void dkim_cache_changed(void);
 
 #endif

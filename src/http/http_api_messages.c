@@ -155,17 +155,31 @@ static bool msg_sign(struct http_call *c, uint64_t id, const struct http_mime_ms
 {
 	char *sig = NULL, idstr[ID_STR_LEN + 1];
 	id_format(id, idstr);
-	enum rc rc = dkim_cache_sign(c->h->dkim, m->from_domain, m->msg, &sig);
+	struct dkim_sign_status st;
+	enum rc rc = dkim_cache_sign(c->h->dkim, m->from_domain, m->msg, &sig, &st);
+	if (rc == RC_IO) {
+		log_err("id=%s event=dkim_unavailable domain=%s source=api reason=key_unreadable "
+			"action=tempfail", idstr, m->from_domain);
+		http_error(c->req, 503, "dkim_key_unreadable",
+			   "cannot sign mail for %s: its DKIM signing key cannot be read right "
+			   "now, try again later", m->from_domain);
+		return false;
+	}
 	if (rc == RC_NOTFOUND) {
 		bool send = c->h->conf->dkim.missing_key == CONF_DKIM_MISSING_SEND;
 		log_msg(send ? LOG_LV_WARN : LOG_LV_ERR,
-			"id=%s event=dkim_no_key domain=%s source=api action=%s hint=\"relevo "
-			"domain add %s\"", idstr, m->from_domain, send ? "sent_unsigned" : "tempfail",
+			"id=%s event=dkim_no_key domain=%s source=api action=%s hint=\"%s %s\"",
+			idstr, m->from_domain, send ? "sent_unsigned" : "tempfail",
+			st.registered ? "relevo domain activate" : "relevo domain add",
 			m->from_domain);
-		if (!send)
+		if (!send && st.registered)
 			http_error(c->req, 503, "dkim_key_missing",
-				   "cannot sign mail for %s: no DKIM key (the operator must run: "
-				   "relevo domain add %s)", m->from_domain, m->from_domain);
+				   "cannot sign mail for %s: it has no active DKIM key yet (its new "
+				   "key waits for activation)", m->from_domain);
+		else if (!send)
+			http_error(c->req, 503, "dkim_key_missing",
+				   "cannot sign mail for %s: no DKIM key for the domain (the operator "
+				   "must run: relevo domain add %s)", m->from_domain, m->from_domain);
 		return send;
 	}
 	if (rc != RC_OK) {

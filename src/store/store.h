@@ -55,6 +55,19 @@ enum rc store_user_list(struct store *st,
 
 /* ---- sending domains and DKIM keys ---------------------------------------- */
 
+/* A key's life (issue 11): rotate makes it pending (published by `domain
+ * records`, not signing); activation (DNS shows it, or `domain activate`) makes
+ * it active and the active key of its algorithm retiring (still published, no
+ * longer signing) until retire-key deletes it, dkim.retire_after later. */
+enum store_dkim_state {
+	STORE_DKIM_PENDING,
+	STORE_DKIM_ACTIVE,
+	STORE_DKIM_RETIRING,
+	STORE_DKIM__COUNT
+};
+/* store_dkim_state_name - "pending", "active", "retiring". */
+const char *store_dkim_state_name(enum store_dkim_state s);
+
 struct store_dkim_key {
 	char *domain;		/* lower case */
 	char *selector;
@@ -62,7 +75,8 @@ struct store_dkim_key {
 	char *path;		/* the private key file (PEM, mode 0600) */
 	char *public_txt;	/* the DNS TXT value: "v=DKIM1; k=...; p=..." */
 	int64_t created;	/* unix seconds */
-	bool active;		/* signs new mail; false: retiring, still published */
+	enum store_dkim_state state;
+	int64_t state_since;	/* unix seconds: when it entered state */
 };
 void store_dkim_keys_free(struct store_dkim_key *keys, size_t n);
 
@@ -75,14 +89,24 @@ enum rc store_domain_exists(struct store *st, const char *domain);
 /* store_domain_list - fn(arg, name, created) per domain in name order. */
 enum rc store_domain_list(struct store *st,
 			  bool (*fn)(void *arg, const char *name, int64_t created), void *arg);
-/* store_dkim_key_add - a new key row. */
+/* store_domain_users - fn(arg, name) for each account that may send as domain,
+ * in name order. */
+enum rc store_domain_users(struct store *st, const char *domain,
+			   bool (*fn)(void *arg, const char *user), void *arg);
+/* store_dkim_key_add - a new key row (state_since = created). */
 enum rc store_dkim_key_add(struct store *st, const struct store_dkim_key *k);
-/* store_dkim_keys - every key of domain, active first then by creation time. */
+/* store_dkim_keys - every key of domain: active, then pending, then retiring,
+ * newest first in each. */
 enum rc store_dkim_keys(struct store *st, const char *domain, struct store_dkim_key **out,
 			size_t *n);
-/* store_dkim_key_set_active - mark one key active or retiring. */
-enum rc store_dkim_key_set_active(struct store *st, const char *domain, const char *selector,
-				  bool active);
+/* store_dkim_keys_pending - up to max pending keys of every domain, oldest first. */
+enum rc store_dkim_keys_pending(struct store *st, size_t max, struct store_dkim_key **out,
+				size_t *n);
+/* store_dkim_key_activate - in one statement: domain's pending key selector
+ * becomes active and the active keys of its algorithm retiring, both since now
+ * (unix seconds). RC_NOTFOUND if selector is not a pending key of domain. */
+enum rc store_dkim_key_activate(struct store *st, const char *domain, const char *selector,
+				int64_t now);
 /* store_dkim_key_del - remove one key row; RC_NOTFOUND if absent. */
 enum rc store_dkim_key_del(struct store *st, const char *domain, const char *selector);
 

@@ -1,8 +1,9 @@
 /*
  * store_domain.c - sending domains and their DKIM keys in the SQLite store.
  *
- * The rows say which keys exist, which sign (active) and which are only still
- * published (retiring, until `relevo domain retire-key`); the private keys
+ * The rows say which keys exist and in which state: pending (published, not
+ * yet signing), active (signing), retiring (still published, until `relevo
+ * domain retire-key`); the private keys
  * themselves are PEM files under data_dir/keys/, owner-only, named by `path`.
  * Domain operations are rare (CLI, a signer's cache refresh), so statements are
  * prepared per call. Every call holds the store's lock.
@@ -114,17 +115,53 @@ enum rc store_domain_list(struct store *st,
 	return dq_close(&q, RC_OK, src);
 }
 
+static const char *const dkim_state_names[] = {"pending", "active", "retiring"};
+_Static_assert(sizeof dkim_state_names / sizeof dkim_state_names[0] == STORE_DKIM__COUNT,
+	       "dkim_state_names must name every store_dkim_state");
+
+/* store_dkim_state_name - "pending", "active", "retiring". */
+const char *store_dkim_state_name(enum store_dkim_state s)
+{
+	return (unsigned)s < STORE_DKIM__COUNT ? dkim_state_names[s] : "unknown";
+}
+
+static enum store_dkim_state dkim_state_parse(const char *s)
+{
+	for (unsigned i = 0; i < STORE_DKIM__COUNT; i++)
+		if (s != NULL && strcmp(s, dkim_state_names[i]) == 0)
+			return (enum store_dkim_state)i;
+	return STORE_DKIM_RETIRING; /* the CHECK constraint makes this unreachable */
+}
+
+/* store_domain_users - fn(arg, name) per account that may send as domain. */
+enum rc store_domain_users(struct store *st, const char *domain,
+			   bool (*fn)(void *arg, const char *user), void *arg)
+{
+	struct dq q;
+	const char *args[] = {domain};
+	enum rc rc = dq_open(&q, st, "domain_users",
+			     "SELECT username FROM user_domains WHERE domain = lower(?1) "
+			     "ORDER BY username", args, 1);
+	if (rc != RC_OK)
+		return rc;
+	int src;
+	while ((src = sqlite3_step(q.s)) == SQLITE_ROW)
+		if (!fn(arg, (const char *)sqlite3_column_text(q.s, 0)))
+			break;
+	return dq_close(&q, RC_OK, src);
+}
+
 /* store_dkim_key_add - a new key row. */
 enum rc store_dkim_key_add(struct store *st, const struct store_dkim_key *k)
 {
 	char created[24];
 	snprintf(created, sizeof created, "%lld", (long long)k->created);
 	const char *args[] = {k->domain, k->selector, k->alg, k->path, k->public_txt, created,
-			      k->active ? "1" : "0"};
+			      store_dkim_state_name(k->state)};
 	return dq_exec(st, "dkim_key_add",
 		       "INSERT INTO dkim_keys(domain, selector, alg, path, public_txt, created, "
-		       "active) VALUES (lower(?1), ?2, ?3, ?4, ?5, CAST(?6 AS INTEGER), "
-		       "CAST(?7 AS INTEGER))",
+		       "state, state_since) VALUES (lower(?1), ?2, ?3, ?4, ?5, CAST(?6 AS INTEGER), "
+		       "?7, CAST(?6 AS INTEGER))",
 		       args, 7, false);
 }
 
@@ -134,19 +171,17 @@ static char *col_dup(sqlite3_stmt *s, int i)
 	return xstrdup(v ? v : "");
 }
 
-/* store_dkim_keys - every key of domain, active first, newest first. */
-enum rc store_dkim_keys(struct store *st, const char *domain, struct store_dkim_key **out,
-			size_t *n)
+#define DKIM_KEY_COLS "domain, selector, alg, path, public_txt, created, state, state_since"
+
+/* dkim_keys_query - the rows of a SELECT DKIM_KEY_COLS ... into a new array. */
+static enum rc dkim_keys_query(struct store *st, const char *op, const char *sql,
+			       const char *const *args, size_t nargs,
+			       struct store_dkim_key **out, size_t *n)
 {
 	struct dq q;
-	const char *args[] = {domain};
 	*out = NULL;
 	*n = 0;
-	enum rc rc = dq_open(&q, st, "dkim_keys",
-			     "SELECT domain, selector, alg, path, public_txt, created, active "
-			     "FROM dkim_keys WHERE domain = ?1 "
-			     "ORDER BY active DESC, created DESC, selector",
-			     args, 1);
+	enum rc rc = dq_open(&q, st, op, sql, args, nargs);
 	if (rc != RC_OK)
 		return rc;
 	int src;
@@ -159,7 +194,8 @@ enum rc store_dkim_keys(struct store *st, const char *domain, struct store_dkim_
 		k->path = col_dup(q.s, 3);
 		k->public_txt = col_dup(q.s, 4);
 		k->created = sqlite3_column_int64(q.s, 5);
-		k->active = sqlite3_column_int(q.s, 6) != 0;
+		k->state = dkim_state_parse((const char *)sqlite3_column_text(q.s, 6));
+		k->state_since = sqlite3_column_int64(q.s, 7);
 	}
 	rc = dq_close(&q, RC_OK, src);
 	if (rc != RC_OK) {
@@ -170,14 +206,46 @@ enum rc store_dkim_keys(struct store *st, const char *domain, struct store_dkim_
 	return rc;
 }
 
-/* store_dkim_key_set_active - mark one key active (signing) or retiring. */
-enum rc store_dkim_key_set_active(struct store *st, const char *domain, const char *selector,
-				  bool active)
+/* store_dkim_keys - every key of domain: active, pending, retiring; newest first. */
+enum rc store_dkim_keys(struct store *st, const char *domain, struct store_dkim_key **out,
+			size_t *n)
 {
-	const char *args[] = {domain, selector, active ? "1" : "0"};
-	return dq_exec(st, "dkim_key_active",
-		       "UPDATE dkim_keys SET active = CAST(?3 AS INTEGER) "
-		       "WHERE domain = ?1 AND selector = ?2",
+	const char *args[] = {domain};
+	return dkim_keys_query(st, "dkim_keys",
+			       "SELECT " DKIM_KEY_COLS " FROM dkim_keys WHERE domain = ?1 "
+			       "ORDER BY CASE state WHEN 'active' THEN 0 WHEN 'pending' THEN 1 "
+			       "ELSE 2 END, created DESC, selector",
+			       args, 1, out, n);
+}
+
+/* store_dkim_keys_pending - up to max pending keys of every domain, oldest first. */
+enum rc store_dkim_keys_pending(struct store *st, size_t max, struct store_dkim_key **out,
+				size_t *n)
+{
+	char lim[24];
+	snprintf(lim, sizeof lim, "%zu", max);
+	const char *args[] = {lim};
+	return dkim_keys_query(st, "dkim_keys_pending",
+			       "SELECT " DKIM_KEY_COLS " FROM dkim_keys WHERE state = 'pending' "
+			       "ORDER BY created, domain, selector LIMIT CAST(?1 AS INTEGER)",
+			       args, 1, out, n);
+}
+
+/* store_dkim_key_activate - pending selector active, the active keys of its
+ * algorithm retiring; one statement, so no reader sees both or neither. */
+enum rc store_dkim_key_activate(struct store *st, const char *domain, const char *selector,
+				int64_t now)
+{
+	char when[24];
+	snprintf(when, sizeof when, "%lld", (long long)now);
+	const char *args[] = {domain, selector, when};
+	return dq_exec(st, "dkim_key_activate",
+		       "UPDATE dkim_keys SET "
+		       "  state = CASE WHEN selector = ?2 THEN 'active' ELSE 'retiring' END,"
+		       "  state_since = CAST(?3 AS INTEGER) "
+		       "WHERE domain = ?1 AND ((selector = ?2 AND state = 'pending') OR "
+		       "  (state = 'active' AND alg = (SELECT alg FROM dkim_keys "
+		       "   WHERE domain = ?1 AND selector = ?2 AND state = 'pending')))",
 		       args, 3, true);
 }
 

@@ -154,6 +154,18 @@ static const char *const store_migrations[] = {
     "  created      INTEGER NOT NULL"
     ");"
     "CREATE INDEX webhook_jobs_next ON webhook_jobs(next_attempt);",
+    /* 5: DKIM key states (issue 11): pending (published, not signing), active,
+     * retiring (published, no longer signing, since state_since). Keys that
+     * signed stay active; a key an earlier rotate had stopped is retiring since
+     * that rotation, which created the domain's newest keys. */
+    "ALTER TABLE dkim_keys ADD COLUMN state TEXT NOT NULL DEFAULT 'active'"
+    "  CHECK (state IN ('pending', 'active', 'retiring'));"
+    "ALTER TABLE dkim_keys ADD COLUMN state_since INTEGER NOT NULL DEFAULT 0;"
+    "UPDATE dkim_keys SET"
+    "  state = CASE WHEN active THEN 'active' ELSE 'retiring' END,"
+    "  state_since = CASE WHEN active THEN created ELSE"
+    "    (SELECT max(k.created) FROM dkim_keys k WHERE k.domain = dkim_keys.domain) END;"
+    "ALTER TABLE dkim_keys DROP COLUMN active;",
 };
 
 static const char store_sql_version_table[] = "CREATE TABLE IF NOT EXISTS schema_version ("

@@ -128,7 +128,8 @@ static int group_teardown(void **state)
 	static const char *const files[] = {
 	    "cert.pem",    "key.pem",      "unreadable.pem", "relevo.yaml",
 	    "pw.txt",      "pw_crlf.txt",  "pw_noeol.txt",   "pw_empty.txt",
-	    "pw_zero.txt", "open_key.pem", "group_key.pem",
+	    "pw_zero.txt", "open_key.pem", "group_key.pem",  "skiptls.yaml",
+	    "skiptls2.yaml",
 	};
 	char path[128];
 	for (size_t i = 0; i < ARRAY_LEN(files); i++) {
@@ -1081,6 +1082,77 @@ static void test_load_file(void **state)
 	conf_free(NULL);
 }
 
+/* conf_load_with skip_tls_files: tls files named but not opened (the CLI under
+ * run_as with a root-only key); other errors still reported. */
+static void test_load_skip_tls_files(void **state)
+{
+	char path[128];
+	struct conf *c;
+	char *errs = NULL;
+	const struct conf_load_opts skip = {.skip_tls_files = true};
+	write_file("skiptls.yaml", "listen: [{address: 127.0.0.1:587, mode: submission}]\n"
+	                           "tls: {cert: /nonexistent/cert.pem, key: /nonexistent/key.pem}\n");
+	snprintf(path, sizeof path, "%s/skiptls.yaml", tmpdir);
+	assert_int_equal(conf_load(path, &c, &errs), RC_INVALID);
+	assert_int_equal(count_lines(errs), 2);
+	free(errs);
+	errs = NULL;
+	assert_int_equal(conf_load_with(path, &skip, &c, &errs), RC_OK);
+	assert_null(errs);
+	assert_string_equal(c->tls_key, "/nonexistent/key.pem");
+	conf_free(c);
+	/* still required by a submission listener, and other keys still checked */
+	write_file("skiptls2.yaml", "listen: [{address: 127.0.0.1:587, mode: submission}]\n"
+	                            "dkim: {retire_after: soon}\n");
+	snprintf(path, sizeof path, "%s/skiptls2.yaml", tmpdir);
+	assert_int_equal(conf_load_with(path, &skip, &c, &errs), RC_INVALID);
+	assert_int_equal(count_lines(errs), 2);
+	free(errs);
+}
+
+/* dkim.retire_after and dkim.pending_check_interval: durations. */
+static void test_durations(void **state)
+{
+	static const struct {
+		const char *label, *value;
+		long want; /* -1: refused */
+	} cases[] = {
+	    {"seconds", "3600", 3600},  {"s", "90s", 90},	{"minutes", "10m", 600},
+	    {"hours", "2h", 7200},	      {"days", "7d", 604800}, {"zero", "0", 0},
+	    {"no number", "d", -1},	      {"word", "soon", -1},   {"negative", "-1d", -1},
+	    {"leading zero", "07d", -1},    {"unknown unit", "3w", -1}, {"too long", "4000d", -1},
+	    {"fraction", "1.5h", -1},
+	};
+	for (size_t i = 0; i < ARRAY_LEN(cases); i++) {
+		char *yaml = xasprintf(RELAY "dkim: {retire_after: \"%s\"}\n", cases[i].value);
+		struct conf *c = NULL;
+		char *errs = NULL;
+		enum rc rc = load(yaml, &c, &errs);
+		if (cases[i].want < 0) {
+			if (rc != RC_INVALID || strstr(errs, "dkim.retire_after: ") == NULL)
+				fail_msg("%s: accepted or wrong message: %s", cases[i].label,
+				         errs ? errs : "(none)");
+		} else {
+			if (rc != RC_OK)
+				fail_msg("%s: refused: %s", cases[i].label, errs);
+			assert_int_equal(c->dkim.retire_after, cases[i].want);
+		}
+		conf_free(c);
+		free(errs);
+		free(yaml);
+	}
+	struct conf *c = NULL;
+	assert_int_equal(load(RELAY, &c, NULL), RC_OK);
+	assert_int_equal(c->dkim.retire_after, 7 * 86400);
+	assert_int_equal(c->dkim.pending_check_interval, 600);
+	conf_free(c);
+	char *errs = NULL;
+	assert_int_equal(load(RELAY "dkim: {pending_check_interval: 0}\n", &c, &errs), RC_INVALID);
+	assert_true(has_line(errs, "dkim.pending_check_interval: must be between 1 and 604800 "
+	                           "seconds"));
+	free(errs);
+}
+
 /* ---- delivery ---- */
 
 /* Route host forms: accepted ones are stored canonical, with their port or
@@ -1757,6 +1829,8 @@ int main(void)
 	    cmocka_unit_test(test_tls_files),
 	    cmocka_unit_test(test_tls_key_group_readable),
 	    cmocka_unit_test(test_load_file),
+	    cmocka_unit_test(test_load_skip_tls_files),
+	    cmocka_unit_test(test_durations),
 	    cmocka_unit_test(test_route_hosts),
 	    cmocka_unit_test(test_route_defaults),
 	    cmocka_unit_test(test_password_files),

@@ -415,6 +415,125 @@ static void test_two_handles_and_threads(void **state)
 	store_close(st2);
 }
 
+/* ---- DKIM key states (issue 11) ---- */
+
+static void add_key(struct store *st, const char *domain, const char *sel, const char *alg,
+                    int64_t created, enum store_dkim_state state)
+{
+	struct store_dkim_key k = {.domain = (char *)domain, .selector = (char *)sel,
+	                           .alg = (char *)alg, .path = (char *)"/nonexistent.pem",
+	                           .public_txt = (char *)"v=DKIM1; k=ed25519; p=AAAA",
+	                           .created = created, .state = state};
+	assert_int_equal(store_dkim_key_add(st, &k), RC_OK);
+}
+
+/* states[i] of domain's key sel, or -1 if absent. */
+static int key_state(struct store *st, const char *domain, const char *sel, int64_t *since)
+{
+	struct store_dkim_key *keys = NULL;
+	size_t n = 0;
+	int state = -1;
+	assert_int_equal(store_dkim_keys(st, domain, &keys, &n), RC_OK);
+	for (size_t i = 0; i < n; i++)
+		if (strcmp(keys[i].selector, sel) == 0) {
+			state = (int)keys[i].state;
+			if (since)
+				*since = keys[i].state_since;
+		}
+	store_dkim_keys_free(keys, n);
+	return state;
+}
+
+static void test_dkim_activate(void **state)
+{
+	struct fixture *f = *state;
+	assert_int_equal(store_domain_add(f->st, "example.com"), RC_OK);
+	add_key(f->st, "example.com", "rsa-1", "rsa-sha256", 100, STORE_DKIM_ACTIVE);
+	add_key(f->st, "example.com", "ed-1", "ed25519-sha256", 100, STORE_DKIM_ACTIVE);
+	add_key(f->st, "example.com", "rsa-2", "rsa-sha256", 200, STORE_DKIM_PENDING);
+	add_key(f->st, "example.com", "ed-2", "ed25519-sha256", 200, STORE_DKIM_PENDING);
+	struct store_dkim_key *keys = NULL;
+	size_t n = 0;
+	assert_int_equal(store_dkim_keys_pending(f->st, 10, &keys, &n), RC_OK);
+	assert_int_equal(n, 2);
+	store_dkim_keys_free(keys, n);
+	/* active and retiring keys cannot be activated; unknown ones neither */
+	assert_int_equal(store_dkim_key_activate(f->st, "example.com", "rsa-1", 300), RC_NOTFOUND);
+	assert_int_equal(store_dkim_key_activate(f->st, "example.com", "nope", 300), RC_NOTFOUND);
+	assert_int_equal(store_dkim_key_activate(f->st, "other.com", "rsa-2", 300), RC_NOTFOUND);
+	/* activating rsa-2 retires rsa-1 only, both since 300 */
+	assert_int_equal(store_dkim_key_activate(f->st, "example.com", "rsa-2", 300), RC_OK);
+	int64_t since = 0;
+	assert_int_equal(key_state(f->st, "example.com", "rsa-2", &since), STORE_DKIM_ACTIVE);
+	assert_int_equal(since, 300);
+	assert_int_equal(key_state(f->st, "example.com", "rsa-1", &since), STORE_DKIM_RETIRING);
+	assert_int_equal(since, 300);
+	assert_int_equal(key_state(f->st, "example.com", "ed-1", NULL), STORE_DKIM_ACTIVE);
+	assert_int_equal(key_state(f->st, "example.com", "ed-2", NULL), STORE_DKIM_PENDING);
+	assert_int_equal(store_dkim_key_activate(f->st, "example.com", "rsa-2", 301), RC_NOTFOUND);
+	/* order: active, pending, retiring */
+	assert_int_equal(store_dkim_keys(f->st, "example.com", &keys, &n), RC_OK);
+	assert_int_equal(n, 4);
+	assert_int_equal(keys[0].state, STORE_DKIM_ACTIVE);
+	assert_int_equal(keys[1].state, STORE_DKIM_ACTIVE);
+	assert_int_equal(keys[2].state, STORE_DKIM_PENDING);
+	assert_int_equal(keys[3].state, STORE_DKIM_RETIRING);
+	store_dkim_keys_free(keys, n);
+	assert_string_equal(store_dkim_state_name(STORE_DKIM_PENDING), "pending");
+	assert_string_equal(store_dkim_state_name(STORE_DKIM_RETIRING), "retiring");
+}
+
+static bool user_cb(void *arg, const char *user)
+{
+	char *out = arg;
+	size_t len = strlen(out);
+	snprintf(out + len, 256 - len, "%s;", user);
+	return true;
+}
+
+static void test_domain_users(void **state)
+{
+	struct fixture *f = *state;
+	const char *d1[] = {"Example.COM", "b.example"};
+	const char *d2[] = {"example.com"};
+	assert_int_equal(store_user_add(f->st, "zed", HASH_A, d1, 2), RC_OK);
+	assert_int_equal(store_user_add(f->st, "amy", HASH_A, d2, 1), RC_OK);
+	char out[256] = "";
+	assert_int_equal(store_domain_users(f->st, "EXAMPLE.com", user_cb, out), RC_OK);
+	assert_string_equal(out, "amy;zed;");
+	out[0] = '\0';
+	assert_int_equal(store_domain_users(f->st, "c.example", user_cb, out), RC_OK);
+	assert_string_equal(out, "");
+}
+
+/* A store of schema 4 (keys with an active flag) migrates: active keys stay
+ * active, inactive ones become retiring since the domain's newest key. */
+static void test_dkim_migration(void **state)
+{
+	struct fixture *f = *state;
+	if (db_int(f->db_path, "SELECT max(version) FROM schema_version") != 5) {
+		print_message("skipped: schema is past version 5\n");
+		return;
+	}
+	store_close(f->st);
+	f->st = NULL;
+	db_exec(f->db_path,
+	        "INSERT INTO domains(name, created) VALUES ('example.com', 1);"
+	        "ALTER TABLE dkim_keys DROP COLUMN state_since;"
+	        "ALTER TABLE dkim_keys DROP COLUMN state;"
+	        "ALTER TABLE dkim_keys ADD COLUMN active INTEGER NOT NULL DEFAULT 1;"
+	        "INSERT INTO dkim_keys(domain, selector, alg, path, public_txt, created, active) "
+	        "VALUES ('example.com', 'old', 'rsa-sha256', '/x', 'v=DKIM1', 100, 0),"
+	        "       ('example.com', 'new', 'rsa-sha256', '/y', 'v=DKIM1', 500, 1);"
+	        "DELETE FROM schema_version WHERE version = 5;");
+	assert_int_equal(store_open(f->data_dir, &f->st), RC_OK);
+	int64_t since = 0;
+	assert_int_equal(key_state(f->st, "example.com", "new", &since), STORE_DKIM_ACTIVE);
+	assert_int_equal(since, 500);
+	assert_int_equal(key_state(f->st, "example.com", "old", &since), STORE_DKIM_RETIRING);
+	assert_int_equal(since, 500);
+}
+
 static void test_free_null(void **state)
 {
 	store_user_free(NULL);
@@ -438,6 +557,9 @@ int main(void)
 	    T(test_migration_idempotent),
 	    T(test_newer_schema_refused),
 	    T(test_two_handles_and_threads),
+	    T(test_dkim_activate),
+	    T(test_domain_users),
+	    T(test_dkim_migration),
 	    cmocka_unit_test(test_free_null),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
