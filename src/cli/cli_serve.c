@@ -171,6 +171,11 @@ int cli_serve(int argc, char **argv, const char *conf_path)
 	struct conf *c = cli_load_conf_full(conf_path);
 	if (c == NULL)
 		return 1;
+	if (c->run_as != NULL && getpwnam(c->run_as) == NULL) { /* before binding anything */
+		log_err("event=run_as_failed user=%s error=\"no such user\"", c->run_as);
+		conf_free(c);
+		return 1;
+	}
 	core_threads_init();
 	signal(SIGPIPE, SIG_IGN);
 	umask(077);

@@ -117,9 +117,14 @@ def test_run_as_tightens_a_preexisting_world_readable_data_dir(make_relevo):
     must not leave the queue's directory listing and database open to every local
     user. Issue 5: "data_dir ... owner-only"."""
     pw = pwd.getpwnam(RUN_AS)
-    r = make_relevo(start=False, run_as=RUN_AS)
+    r = make_relevo(start=False, users=False, run_as=RUN_AS)
     os.chmod(r.data_dir, 0o755)
     os.chmod(r.workdir, 0o711)
+    # (the CLI, run as root, becomes run_as before it opens data_dir: the
+    # workdir must be traversable first)
+    for name, (pw_, domains) in USERS.items():
+        r.add_user(name, pw_, domains)
+    os.chmod(r.data_dir, 0o755)
     r.start()
     submit(r)
     wait_settled(r)
@@ -131,7 +136,7 @@ def test_run_as_tightens_a_preexisting_world_readable_data_dir(make_relevo):
 
 @needs_root
 def test_run_as_unknown_user_refuses_to_start(make_relevo):
-    r = make_relevo(start=False, run_as="no-such-relevo-user")
+    r = make_relevo(start=False, users=False, run_as="no-such-relevo-user")
     with pytest.raises(AssertionError, match="exited with status"):
         r.start()
     assert "run_as_failed" in r.stderr()
