@@ -61,7 +61,7 @@ bool cli_tag_value(const char *rec, const char *t, char *out, size_t outsz)
 /* cli_dkim_verdict - what answer a (to SELECTOR._domainkey.DOMAIN TXT) says of
  * the key whose TXT value is ours; detail explains it. */
 enum cli_dkim_pub cli_dkim_verdict(const struct mta_dns_answer *a, const char *ours, char *detail,
-				   size_t detailsz)
+                                   size_t detailsz)
 {
 	char want[4200], p[4200];
 	if (a->status == MTA_DNS_NXDOMAIN || a->status == MTA_DNS_NODATA) {
@@ -69,7 +69,8 @@ enum cli_dkim_pub cli_dkim_verdict(const struct mta_dns_answer *a, const char *o
 		return CLI_DKIM_PUB_MISSING;
 	}
 	if (a->status != MTA_DNS_OK) {
-		snprintf(detail, detailsz, "DNS lookup failed (%s)", mta_dns_status_name(a->status));
+		snprintf(detail, detailsz, "DNS lookup failed (%s)",
+		         mta_dns_status_name(a->status));
 		return CLI_DKIM_PUB_ERROR;
 	}
 	if (!cli_tag_value(ours, "p", want, sizeof want))
@@ -94,8 +95,8 @@ struct probe {
 static void probe_on_txt(void *ctx, uint64_t i, const struct mta_dns_answer *a)
 {
 	struct probe *p = ctx;
-	p->out[i].pub = cli_dkim_verdict(a, p->keys[i].public_txt, p->out[i].detail,
-					 sizeof p->out[i].detail);
+	p->out[i].pub =
+	    cli_dkim_verdict(a, p->keys[i].public_txt, p->out[i].detail, sizeof p->out[i].detail);
 	if (--p->pending == 0)
 		event_base_loopbreak(p->base);
 }
@@ -103,7 +104,7 @@ static void probe_on_txt(void *ctx, uint64_t i, const struct mta_dns_answer *a)
 /* cli_dkim_probe - look up each of keys[0..n) in DNS and judge it into out[i];
  * blocks until every answer (or dns.timeout) is in. RC_IO if no resolver. */
 enum rc cli_dkim_probe(const struct conf *c, const struct store_dkim_key *keys, size_t n,
-		       struct cli_dkim_probe_result *out)
+                       struct cli_dkim_probe_result *out)
 {
 	for (size_t i = 0; i < n; i++)
 		out[i] = (struct cli_dkim_probe_result){.pub = CLI_DKIM_PUB_ERROR};

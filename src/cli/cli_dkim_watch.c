@@ -28,11 +28,11 @@
 #define CLI_DKIM_WATCH_MAX 256
 
 struct cli_dkim_watch {
-	const struct conf *conf;	/* borrowed */
-	struct store *store;		/* borrowed */
+	const struct conf *conf; /* borrowed */
+	struct store *store;     /* borrowed */
 	pthread_t thread;
 	pthread_mutex_t lock;
-	pthread_cond_t cond;		/* signalled by stop */
+	pthread_cond_t cond; /* signalled by stop */
 	bool stop;
 };
 
@@ -53,20 +53,21 @@ static void watch_round(struct cli_dkim_watch *w)
 	bool changed = false;
 	for (size_t i = 0; i < n; i++) {
 		if (res[i].pub != CLI_DKIM_PUB_OK) {
-			log_info("event=dkim_key_pending domain=%s selector=%s dns=%s detail=\"%s\"",
-				 keys[i].domain, keys[i].selector, cli_dkim_pub_name(res[i].pub),
-				 res[i].detail);
+			log_info(
+			    "event=dkim_key_pending domain=%s selector=%s dns=%s detail=\"%s\"",
+			    keys[i].domain, keys[i].selector, cli_dkim_pub_name(res[i].pub),
+			    res[i].detail);
 			continue;
 		}
 		rc = store_dkim_key_activate(w->store, keys[i].domain, keys[i].selector,
-					     time_now_ms() / 1000);
+		                             time_now_ms() / 1000);
 		if (rc == RC_OK) {
 			log_info("event=dkim_key_activated domain=%s selector=%s by=dns",
-				 keys[i].domain, keys[i].selector);
+			         keys[i].domain, keys[i].selector);
 			changed = true;
 		} else if (rc != RC_NOTFOUND) { /* RC_NOTFOUND: the CLI was quicker */
 			log_err("event=dkim_watch_failed what=activate domain=%s selector=%s rc=%s",
-				keys[i].domain, keys[i].selector, rc_name(rc));
+			        keys[i].domain, keys[i].selector, rc_name(rc));
 		}
 	}
 	if (changed)

@@ -54,7 +54,7 @@ static bool run_as_hand_over(const struct conf *c, uid_t uid, gid_t gid)
 		ok = false;
 	if (!ok)
 		fprintf(stderr, "relevo: cannot hand %s over to %s: %s\n", c->data_dir, c->run_as,
-			strerror(errno));
+		        strerror(errno));
 	close(fd);
 	return ok;
 }
@@ -70,7 +70,7 @@ bool cli_become_run_as(const struct conf *c)
 	struct passwd *pw = getpwnam(c->run_as);
 	if (pw == NULL) {
 		fprintf(stderr, "relevo: run_as: no user '%s'%s%s\n", c->run_as, errno ? ": " : "",
-			errno ? strerror(errno) : "");
+		        errno ? strerror(errno) : "");
 		return false;
 	}
 	if (pw->pw_uid == 0)
@@ -88,8 +88,10 @@ bool cli_become_run_as(const struct conf *c)
 		return false;
 	}
 	if (access(c->data_dir, R_OK | W_OK | X_OK) != 0) {
-		fprintf(stderr, "relevo: %s cannot use %s: %s (every directory above it must be "
-				"searchable by that user)\n", c->run_as, c->data_dir, strerror(errno));
+		fprintf(stderr,
+		        "relevo: %s cannot use %s: %s (every directory above it must be "
+		        "searchable by that user)\n",
+		        c->run_as, c->data_dir, strerror(errno));
 		return false;
 	}
 	return true;

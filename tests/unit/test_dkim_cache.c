@@ -129,7 +129,7 @@ static void test_failed_reload_keeps_keys(void **state)
 	l.what = S_FAIL;
 	l.error = EMFILE;
 	dkim_cache_changed();
-	assert_int_equal(sign(c, &st), RC_OK);	/* still the old key */
+	assert_int_equal(sign(c, &st), RC_OK); /* still the old key */
 	assert_int_equal(l.calls, 2);
 	assert_true(st.unreadable);
 	/* retried after about a second, not a minute */
@@ -152,7 +152,7 @@ static void test_changed_reloads(void **state)
 	struct dkim_sign_status st;
 	assert_int_equal(sign(c, &st), RC_NOTFOUND);
 	l.what = S_KEYS;
-	assert_int_equal(sign(c, &st), RC_NOTFOUND);	/* cached for a minute */
+	assert_int_equal(sign(c, &st), RC_NOTFOUND); /* cached for a minute */
 	dkim_cache_changed();
 	assert_int_equal(sign(c, &st), RC_OK);
 	assert_int_equal(l.calls, 2);
