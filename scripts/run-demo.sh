@@ -102,6 +102,8 @@ banner() {
 			url=http://$addr/v1/
 			curl -sf -o /dev/null "$url" || url=http://$addr/v1/openapi.json
 			printf '  %-30s %s\n' "HTTP API" "$url" ;;
+		metrics) printf '  %-30s %s\n' "metrics (Prometheus)" "http://$addr/metrics" ;;
+		local) printf '  %-30s %s\n' "local submission (sendmail)" "$addr" ;;
 		esac
 	done
 	printf '  %-30s %s\n' "demo account" "demo / demo-password, may send as @example.com"
