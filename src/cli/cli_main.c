@@ -24,7 +24,7 @@ static const struct {
 	{"check-config", cli_check_config, "validate the configuration file"},
 	{"user", cli_user, "add|list|del|passwd sending accounts"},
 	{"queue", cli_queue, "list|show|delete|flush|hold|release queued messages"},
-	{"domain", cli_domain, "add|records|rotate|retire-key|list|del sending domains"},
+	{"domain", cli_domain, "add|records|check|rotate|activate|retire-key|list|del sending domains"},
 	{"spf", cli_spf, "eval IP SENDER [HELO]: evaluate SPF (RFC 7208)"},
 	{"apikey", cli_apikey, "create|list|revoke HTTP API keys"},
 	{"sendmail", cli_sendmail, "submit a message from standard input (sendmail-compatible)"},

@@ -16,6 +16,10 @@
 
 #include <cmocka.h>
 
+#include <errno.h>
+#include <openssl/evp.h>
+
+#include "dkim/dkim.h"
 #include "policy/policy.h"
 #include "store/store.h"
 #include "unit_util.h"
@@ -181,6 +185,60 @@ static int teardown_store(void **state)
 	return r;
 }
 
+/* policy_dkim_load: only active keys sign; a key file that cannot be read is a
+ * failure with its errno (the client is told so), not "no key". */
+static void add_dkim_key(struct store *st, const char *domain, const char *sel,
+                         const char *path, enum store_dkim_state state)
+{
+	struct store_dkim_key k = {.domain = (char *)domain, .selector = (char *)sel,
+	                           .alg = (char *)"ed25519-sha256", .path = (char *)path,
+	                           .public_txt = (char *)"v=DKIM1; k=ed25519; p=AAAA",
+	                           .created = 1, .state = state};
+	assert_int_equal(store_dkim_key_add(st, &k), RC_OK);
+}
+
+static void test_dkim_load(void **state)
+{
+	struct fixture *f = *state;
+	char path[128], gone[128];
+	snprintf(path, sizeof path, "%s/ed-1.pem", f->root);
+	snprintf(gone, sizeof gone, "%s/ed-2.pem", f->root);
+	EVP_PKEY *pkey = NULL;
+	assert_int_equal(dkim_key_generate(DKIM_ALG_ED25519_SHA256, &pkey), RC_OK);
+	assert_int_equal(dkim_key_write(path, pkey), RC_OK);
+	EVP_PKEY_free(pkey);
+	assert_int_equal(store_domain_add(f->st, "ok.example"), RC_OK);
+	add_dkim_key(f->st, "ok.example", "ed-1", path, STORE_DKIM_ACTIVE);
+	add_dkim_key(f->st, "ok.example", "ed-p", gone, STORE_DKIM_PENDING);
+	assert_int_equal(store_domain_add(f->st, "pending.example"), RC_OK);
+	add_dkim_key(f->st, "pending.example", "ed-1", path, STORE_DKIM_PENDING);
+	assert_int_equal(store_domain_add(f->st, "gone.example"), RC_OK);
+	add_dkim_key(f->st, "gone.example", "ed-2", gone, STORE_DKIM_ACTIVE);
+	static const struct {
+		const char *label, *domain;
+		size_t n;
+		bool registered, failed;
+		int error;
+	} cases[] = {
+	    {"active key loaded, pending one ignored", "ok.example", 1, true, false, 0},
+	    {"only pending: nothing, registered", "pending.example", 0, true, false, 0},
+	    {"active key file missing: failed, ENOENT", "gone.example", 0, true, true, ENOENT},
+	    {"unknown domain", "none.example", 0, false, false, 0},
+	};
+	for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+		struct dkim_loaded_keys out = {0};
+		print_message("case: %s\n", cases[i].label);
+		policy_dkim_load(f->st, cases[i].domain, &out);
+		assert_int_equal(out.n, cases[i].n);
+		assert_int_equal(out.registered, cases[i].registered);
+		assert_int_equal(out.failed, cases[i].failed);
+		assert_int_equal(out.error, cases[i].error);
+		if (out.n)
+			assert_string_equal(out.selector[0], "ed-1");
+		dkim_loaded_keys_clear(&out);
+	}
+}
+
 static const struct {
 	const char *label;
 	const char *name;
@@ -341,6 +399,7 @@ int main(void)
 	    cmocka_unit_test_setup_teardown(test_auth_user, setup_store, teardown_store),
 	    cmocka_unit_test_setup_teardown(test_auth_unknown_user_timing, setup_store,
 	                                    teardown_store),
+	    cmocka_unit_test_setup_teardown(test_dkim_load, setup_store, teardown_store),
 	    cmocka_unit_test(test_domain_valid),
 	    cmocka_unit_test(test_user_owns),
 	};
