@@ -522,6 +522,15 @@ static void conf_listen_addr_parse(struct conf_ctx *ctx, const struct conf_key *
 		         conf_shown(s, strlen(s), shown));
 		return;
 	}
+	/* Listening sockets are IPV6_V6ONLY: an IPv4-mapped address cannot be
+	 * bound, so say so here rather than let serve fail where check-config passed. */
+	if (l->sa.ss_family == AF_INET6 &&
+	    IN6_IS_ADDR_V4MAPPED(&((const struct sockaddr_in6 *)&l->sa)->sin6_addr)) {
+		conf_err(ctx, path, "\"%s\" is an IPv4-mapped IPv6 address, which cannot be "
+		         "bound; write the IPv4 address (127.0.0.1:25)",
+		         conf_shown(s, strlen(s), shown));
+		return;
+	}
 	free(l->address);
 	l->address = xstrdup(s);
 }
@@ -841,6 +850,9 @@ static const struct conf_key conf_smtp_keys[] = {
         .max = 604800),
     KEY("memory_budget", conf_t_u64, CF(smtp.memory_budget), .def = 1073741824, .min = 1,
         .max = UINT64_MAX),
+    KEY("max_received_headers", conf_t_uint, CF(smtp.max_received_headers), .def = 50, .min = 1,
+        .max = 1000),
+    KEY("allow_address_literals", conf_t_bool, CF(smtp.allow_address_literals), .def = false),
     CONF_END,
 };
 
@@ -892,6 +904,9 @@ static const struct conf_key conf_delivery_keys[] = {
     KEY("tls", conf_t_enum, CF(delivery.tls), .def = CONF_TLS_OPPORTUNISTIC, .max = CONF_TLS__COUNT,
         .names = conf_tls_policy_names),
     KEY("tls_verify", conf_t_bool, CF(delivery.tls_verify), .def = false),
+    KEY("allow_networks", conf_t_list, CF(delivery.allow_networks), .min = 0, .max = 1024,
+        .sub = &conf_net_entry, .count_off = CF(delivery.nallow_networks),
+        .elem_size = sizeof(struct conf_net)),
     /* late: a route's defaults are delivery.port, tls and tls_verify */
     KEY("routes", conf_t_routes, 0, .late = true),
     CONF_END,

@@ -146,6 +146,10 @@ struct conf {
 		uint64_t memory_budget;		/* bytes of message data all sessions together may
 						 * hold before their commit; default 1 GiB, at
 						 * least max_message_size */
+		unsigned max_received_headers;	/* more Received: fields than this is a mail
+						 * loop: 554 5.4.6; default 50 */
+		bool allow_address_literals;	/* submission listeners accept recipients at
+						 * [address literals]; default false */
 	} smtp;
 
 	struct {
@@ -182,6 +186,9 @@ struct conf {
 		} timeouts;
 		enum conf_tls_policy tls;	/* default CONF_TLS_OPPORTUNISTIC */
 		bool tls_verify;		/* default false; true only with tls required */
+		struct conf_net *allow_networks;	/* internal networks MX delivery may
+						 * reach anyway (conf_delivery_allows) */
+		size_t nallow_networks;
 		struct conf_route *routes;	/* as written; look up with conf_route_find() */
 		size_t nroutes;			/* 0..CONF_ROUTES_MAX, default none */
 	} delivery;
@@ -259,6 +266,15 @@ void conf_free(struct conf *c);
 
 /* conf_is_trusted - is the peer address inside trusted_networks? */
 bool conf_is_trusted(const struct conf *c, const struct sockaddr *sa);
+
+/* conf_addr_is_internal - loopback, private, link-local, CGNAT, multicast,
+ * unspecified, reserved, documentation or benchmarking addresses (IPv4, IPv6,
+ * and IPv4 embedded in IPv6 as mapped or compatible forms): nowhere mail for
+ * the internet should go. */
+bool conf_addr_is_internal(const struct sockaddr *sa);
+/* conf_delivery_allows - may MX delivery connect to sa? Not internal, or inside
+ * delivery.allow_networks. */
+bool conf_delivery_allows(const struct conf *c, const struct sockaddr *sa);
 
 /* conf_parse_cidr - "127.0.0.0/8", "::1/128", "10.1.2.3" (host). */
 bool conf_parse_cidr(const char *s, struct conf_net *out);

@@ -167,18 +167,98 @@ static bool net_peer_of(const struct sockaddr *sa, struct net_peer *p)
 	return false;
 }
 
+/* Is the peer p inside one of the n networks? */
+static bool net_list_has(const struct conf_net *nets, size_t n, const struct net_peer *p)
+{
+	for (size_t i = 0; i < n; i++) {
+		const struct conf_net *net = &nets[i];
+		if (net->family == AF_INET && p->has4 && net_prefix_eq(net->addr, p->a4, net->prefix))
+			return true;
+		if (net->family == AF_INET6 && net_prefix_eq(net->addr, p->a6, net->prefix))
+			return true;
+	}
+	return false;
+}
+
 /* conf_is_trusted - is sa (AF_INET or AF_INET6, mapped or not) in trusted_networks? */
 bool conf_is_trusted(const struct conf *c, const struct sockaddr *sa)
 {
 	struct net_peer p;
 	if (c == NULL || sa == NULL || !net_peer_of(sa, &p))
 		return false;
-	for (size_t i = 0; i < c->ntrusted; i++) {
-		const struct conf_net *n = &c->trusted[i];
-		if (n->family == AF_INET && p.has4 && net_prefix_eq(n->addr, p.a4, n->prefix))
+	return net_list_has(c->trusted, c->ntrusted, &p);
+}
+
+/* A block of addresses no mail for the internet goes to. */
+struct net_block {
+	int family;
+	uint8_t addr[16];
+	unsigned prefix;
+};
+
+/* IPv4: RFC 6890's special-purpose registry, less the globally reachable ones. */
+static const struct net_block net_internal4[] = {
+    {AF_INET, {0}, 8},                  /* "this network", 0.0.0.0 */
+    {AF_INET, {10}, 8},                 /* RFC 1918 */
+    {AF_INET, {100, 64}, 10},           /* CGNAT, RFC 6598 */
+    {AF_INET, {127}, 8},                /* loopback */
+    {AF_INET, {169, 254}, 16},          /* link-local */
+    {AF_INET, {172, 16}, 12},           /* RFC 1918 */
+    {AF_INET, {192, 0, 0}, 24},         /* IETF protocol assignments */
+    {AF_INET, {192, 0, 2}, 24},         /* documentation, RFC 5737 */
+    {AF_INET, {192, 168}, 16},          /* RFC 1918 */
+    {AF_INET, {198, 18}, 15},           /* benchmarking, RFC 2544 */
+    {AF_INET, {198, 51, 100}, 24},      /* documentation */
+    {AF_INET, {203, 0, 113}, 24},       /* documentation */
+    {AF_INET, {224}, 4},                /* multicast */
+    {AF_INET, {240}, 4},                /* reserved, and 255.255.255.255 */
+};
+
+/* IPv6 (the IPv4 forms, ::ffff:0:0/96 and ::/96, are checked as IPv4). */
+static const struct net_block net_internal6[] = {
+    {AF_INET6, {0}, 128},                       /* unspecified */
+    {AF_INET6, {[15] = 1}, 128},                /* loopback */
+    {AF_INET6, {0x01, 0x00}, 64},               /* discard-only, RFC 6666 */
+    {AF_INET6, {0x20, 0x01, 0x0d, 0xb8}, 32},   /* documentation, RFC 3849 */
+    {AF_INET6, {0xfc}, 7},                      /* unique local, RFC 4193 */
+    {AF_INET6, {0xfe, 0x80}, 10},               /* link-local */
+    {AF_INET6, {0xfe, 0xc0}, 10},               /* site-local (deprecated) */
+    {AF_INET6, {0xff}, 8},                      /* multicast */
+};
+
+static bool net_in_blocks(const struct net_block *b, size_t n, const uint8_t *a)
+{
+	for (size_t i = 0; i < n; i++)
+		if (net_prefix_eq(b[i].addr, a, b[i].prefix))
 			return true;
-		if (n->family == AF_INET6 && net_prefix_eq(n->addr, p.a6, n->prefix))
-			return true;
-	}
 	return false;
+}
+
+/* conf_addr_is_internal - see conf.h. Unknown families count as internal. */
+bool conf_addr_is_internal(const struct sockaddr *sa)
+{
+	static const uint8_t zero12[12] = {0};
+	struct net_peer p;
+	if (sa == NULL || !net_peer_of(sa, &p))
+		return true;
+	/* ::a.b.c.d (IPv4-compatible, deprecated) carries an IPv4 address too;
+	 * :: and ::1 themselves are in the IPv6 table. */
+	if (!p.has4 && memcmp(p.a6, zero12, 12) == 0 &&
+	    !net_in_blocks(net_internal6, 2, p.a6)) {
+		memcpy(p.a4, p.a6 + 12, 4);
+		p.has4 = true;
+	}
+	if (p.has4)
+		return net_in_blocks(net_internal4, ARRAY_LEN(net_internal4), p.a4);
+	return net_in_blocks(net_internal6, ARRAY_LEN(net_internal6), p.a6);
+}
+
+/* conf_delivery_allows - see conf.h. */
+bool conf_delivery_allows(const struct conf *c, const struct sockaddr *sa)
+{
+	struct net_peer p;
+	if (!conf_addr_is_internal(sa))
+		return true;
+	return c != NULL && sa != NULL && net_peer_of(sa, &p) &&
+	       net_list_has(c->delivery.allow_networks, c->delivery.nallow_networks, &p);
 }

@@ -162,6 +162,16 @@ void mta_route_mx(struct mta_dns *d, const char *domain, uint16_t port, mta_rout
  * its A/AAAA records, no MX lookup (static routes). */
 void mta_route_host(struct mta_dns *d, const char *host, uint16_t port, mta_route_cb cb,
 		    void *ctx, uint64_t cookie);
+/*
+ * mta_route_restrict - the MX route r (RC_OK) without what mail for the
+ * internet must never reach: hosts named by one label or "localhost" (or
+ * under .localhost), and addresses conf_delivery_allows refuses (loopback,
+ * private, link-local...; delivery.allow_networks lifts it). RC_OK if anything
+ * is left; else r becomes RC_PERMFAIL 5.4.4 with the reason, and that is
+ * returned. Static routes are the operator's own choice and are not restricted.
+ */
+struct conf;
+enum rc mta_route_restrict(struct mta_route *r, const struct conf *conf);
 /* Both: cb runs exactly once, later on d's loop (never inline), unless d is
  * freed first; r is valid during the call only. A host with no address is
  * skipped; mta_route_host without any address is always RC_TEMPFAIL. */

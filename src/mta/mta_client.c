@@ -450,10 +450,31 @@ static void conn_after_ehlo(struct mta_conn *c, const struct mta_reply *r)
 	conn_ready(c, r);
 }
 
+/*
+ * conn_is_self - does the server name itself with our own hostname (the first
+ * word of its greeting or of its EHLO reply)? Then this connection reached
+ * this relay (an MX or a route pointing back at it), and delivering would make
+ * the message go round until its Received: count stops it. Postfix's check
+ * ("mail for X loops back to myself"): RC_PERMFAIL 5.4.6, bounced at once.
+ */
+static bool conn_is_self(struct mta_conn *c, const struct mta_reply *r)
+{
+	size_t n = strcspn(r->text, " ;");
+	if (n == 0 || n != strlen(c->helo) || strncasecmp(r->text, c->helo, n) != 0)
+		return false;
+	struct mta_reply why;
+	mta_reply_set(&why, 554, "5.4.6", "mail for %s loops back to myself (%s greets as %s)",
+		      c->host, c->peer, c->helo);
+	mta_conn_fail(c, RC_PERMFAIL, &why, true);
+	return true;
+}
+
 static void on_greeting(struct mta_conn *c, const struct mta_reply *r)
 {
 	enum rc cls = mta_reply_class(r->code);
 	if (cls == RC_OK) {
+		if (conn_is_self(c, r))
+			return;
 		mta_conn_enter_state(c, MTA_CST_EHLO);
 	} else if (cls == RC_TEMPFAIL || cls == RC_PERMFAIL) {
 		/* RFC 5321 3.1: after a 554 greeting the client sends QUIT. */
@@ -467,6 +488,8 @@ static void on_ehlo(struct mta_conn *c, const struct mta_reply *r)
 {
 	enum rc cls = mta_reply_class(r->code);
 	if (cls == RC_OK) {
+		if (conn_is_self(c, r))
+			return;
 		c->esmtp = c->state == MTA_CST_EHLO;
 		c->ext = c->esmtp ? c->ext_pending : 0;
 		c->size_max = c->esmtp ? c->size_pending : 0;

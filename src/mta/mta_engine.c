@@ -376,6 +376,15 @@ static void attempt_on_route(void *ctx, uint64_t cookie, const struct mta_route 
 		return;
 	}
 	a->route = *r;
+	if (a->croute == NULL && mta_route_restrict(&a->route, m->conf) != RC_OK) {
+		char idstr[ID_STR_LEN + 1];
+		id_format(a->msgs[0].env->id, idstr);
+		log_info("id=%s event=route_refused dest=%s why=\"%s\"", idstr, a->dest,
+			 a->route.why);
+		attempt_fail_rest(a, a->route.rc, NULL, a->route.enh, a->route.why);
+		attempt_end(a);
+		return;
+	}
 	a->routed = true;
 	a->host_i = a->addr_i = 0;
 	attempt_connect_next(a);
@@ -491,6 +500,13 @@ static void attempt_on_ready(void *ctx, uint64_t cookie, struct mta_conn *c, enu
 		a->conn = NULL;
 		if (why)
 			a->last_err = *why;
+		if (rc == RC_PERMFAIL && why && strcmp(why->enh, "5.4.6") == 0) {
+			/* The server is this relay: every other MX would only be a
+			 * slower way round the same loop (mta_client.c). */
+			attempt_fail_rest(a, RC_PERMFAIL, why, "5.4.6", NULL);
+			attempt_end(a);
+			return;
+		}
 		char idstr[ID_STR_LEN + 1];
 		id_format(a->msgs[0].env->id, idstr);
 		log_info("id=%s event=connect_failed relay=%s reply=\"%d %s\"", idstr, a->last_host,

@@ -5,10 +5,11 @@
  * Rules, in the order they apply to an MX answer:
  * - NXDOMAIN: RC_PERMFAIL 5.1.2. SERVFAIL, timeout, malformed: RC_TEMPFAIL
  *   4.4.3 - DNS trouble never bounces mail.
- * - Null MX (RFC 7505 3): the answer's only MX has the exchange "." (we also
- *   take several MX records that are all "."): RC_PERMFAIL 5.1.10 without any
- *   address lookup. A "." among real MX hosts is not a null MX by the RFC's
- *   definition (it "MUST NOT" happen): that record is skipped, the others used.
+ * - Null MX (RFC 7505 3): an MX with the exchange "." anywhere in the answer,
+ *   whatever its preference and whatever else is there: RC_PERMFAIL 5.1.10
+ *   without any address lookup. RFC 7505 3 says a domain with a null MX "MUST
+ *   NOT advertise any other MX RR"; one that does has still said it accepts no
+ *   mail, and delivering through the other records would ignore that.
  * - NODATA: the implicit MX, the domain's own A/AAAA with preference 0. If
  *   that name has no address either (both NODATA/NXDOMAIN) the domain has no
  *   route at all: RC_PERMFAIL 5.4.4, as Postfix does ("Host found but no data
@@ -39,6 +40,8 @@
  * dropped without it. struct mta_route is valid during the callback only.
  */
 #include "mta/mta.h"
+
+#include "conf/conf.h"
 
 #include <arpa/inet.h>
 #include <netinet/in.h>
@@ -386,7 +389,7 @@ static size_t route_sort_mx(const struct mta_dns_answer *ans, const struct mta_d
 	for (size_t i = 0; i < ans->nrr; i++) {
 		const struct mta_dns_rr *rr = &ans->rr[i];
 		if (rr->u.mx.host[0] == '\0')
-			continue;		/* "." among real hosts: skipped */
+			return 0;		/* a null MX anywhere: see the file comment */
 		size_t k = n++;
 		for (; k > 0 && v[k - 1]->u.mx.pref > rr->u.mx.pref; k--)
 			v[k] = v[k - 1];
@@ -474,4 +477,73 @@ void mta_route_host(struct mta_dns *d, const char *host, uint16_t port, mta_rout
 		return;
 	}
 	route_single(job);
+}
+
+/* route_name_is_public - may an MX (or implicit MX) host have this name? Not one
+ * label (resolved by nobody's search list, or a TLD's own address) and not
+ * localhost (RFC 6761 6.3). */
+static bool route_name_is_public(const char *name)
+{
+	size_t n = strlen(name);
+	if (n > 0 && name[n - 1] == '.')
+		n--;
+	const char *dot = memchr(name, '.', n);
+	if (dot == NULL)
+		return false;
+	if (n == 9 && strncasecmp(name, "localhost", 9) == 0)
+		return false;
+	return !(n > 10 && strncasecmp(name + n - 10, ".localhost", 10) == 0);
+}
+
+/* route_addr_text - "a.b.c.d" or "v6" of sa into out. */
+static void route_addr_text(const struct sockaddr_storage *sa, char *out, size_t outsz)
+{
+	if (sa->ss_family == AF_INET)
+		inet_ntop(AF_INET, &((const struct sockaddr_in *)sa)->sin_addr, out, (socklen_t)outsz);
+	else
+		inet_ntop(AF_INET6, &((const struct sockaddr_in6 *)sa)->sin6_addr, out,
+			  (socklen_t)outsz);
+}
+
+/* mta_route_restrict - see mta.h. The first refusal is kept for the reason. */
+enum rc mta_route_restrict(struct mta_route *r, const struct conf *conf)
+{
+	char why[sizeof r->why] = "";
+	size_t kept = 0;
+	for (size_t i = 0; i < r->nhosts; i++) {
+		struct mta_route_host *h = &r->host[i];
+		if (h->name[0] && !route_name_is_public(h->name)) {
+			if (!why[0])
+				snprintf(why, sizeof why, "mail exchanger %.200s is not a public host name",
+					 h->name);
+			continue;
+		}
+		size_t n = 0;
+		for (size_t k = 0; k < h->naddr; k++) {
+			if (conf_delivery_allows(conf, (const struct sockaddr *)&h->addr[k])) {
+				h->addr[n++] = h->addr[k];
+				continue;
+			}
+			if (!why[0]) {
+				char ip[INET6_ADDRSTRLEN] = "?";
+				route_addr_text(&h->addr[k], ip, sizeof ip);
+				snprintf(why, sizeof why,
+					 "%.120s%s%s is an internal address, not delivered to "
+					 "(delivery.allow_networks)",
+					 h->name, h->name[0] ? " at " : "", ip);
+			}
+		}
+		h->naddr = n;
+		if (n > 0 && kept != i)
+			r->host[kept] = *h;
+		kept += n > 0;
+	}
+	r->nhosts = kept;
+	if (kept > 0)
+		return RC_OK;
+	r->rc = RC_PERMFAIL;
+	r->enh = "5.4.4";
+	memcpy(r->why, why, sizeof r->why);
+	log_info("event=route_restricted why=\"%s\"", r->why);
+	return RC_PERMFAIL;
 }

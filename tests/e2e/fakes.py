@@ -503,7 +503,7 @@ def delivering_relevo(make_relevo, dns, mxs, start=True, routes=None, dns_timeou
 
     The harness's default route to its 421 MX is removed (routes=None) or replaced."""
     r = make_relevo(start=False)
-    d = {"port": mxs.port, "retry_schedule": [1]}
+    d = {"port": mxs.port, "retry_schedule": [1], "allow_networks": ["127.0.0.0/8"]}
     d.update(delivery)
     if routes:
         d["routes"] = routes

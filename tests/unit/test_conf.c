@@ -1675,6 +1675,76 @@ static void test_is_trusted(void **state)
 	}
 }
 
+/* Issue 12: where MX delivery may not go, and delivery.allow_networks. */
+static void test_delivery_allows(void **state)
+{
+	static const struct {
+		const char *peer;
+		bool internal;
+		bool allowed; /* with allow_networks [127.0.0.0/8, "fd00::/8"] */
+	} cases[] = {
+	    {"127.0.0.2", true, true},        {"127.255.255.255", true, true},
+	    {"10.0.0.1", true, false},        {"172.16.0.1", true, false},
+	    {"172.31.255.255", true, false},  {"172.32.0.1", false, true},
+	    {"192.168.1.1", true, false},     {"169.254.169.254", true, false},
+	    {"100.64.0.1", true, false},      {"100.128.0.1", false, true},
+	    {"0.0.0.0", true, false},         {"0.1.2.3", true, false},
+	    {"224.0.0.1", true, false},       {"239.255.255.250", true, false},
+	    {"240.0.0.1", true, false},       {"255.255.255.255", true, false},
+	    {"192.0.2.1", true, false},       {"198.51.100.1", true, false},
+	    {"203.0.113.1", true, false},     {"198.18.0.1", true, false},
+	    {"192.0.0.1", true, false},       {"8.8.8.8", false, true},
+	    {"193.0.2.1", false, true},       {"::1", true, false},
+	    {"::", true, false},              {"fe80::1", true, false},
+	    {"fc00::1", true, false},         {"fd00::1", true, true},
+	    {"fec0::1", true, false},         {"ff02::1", true, false},
+	    {"2001:db8::1", true, false},     {"100::1", true, false},
+	    {"2a00:1450::1", false, true},    {"::ffff:127.0.0.1", true, true},
+	    {"::ffff:10.0.0.1", true, false}, {"::ffff:8.8.8.8", false, true},
+	    {"::10.0.0.1", true, false},      {"::127.0.0.1", true, false},
+	};
+	struct conf *c;
+	char *errs = NULL;
+	if (load("listen: [{address: 127.0.0.1:25, mode: relay}]\n"
+	         "trusted_networks: [127.0.0.0/8]\n"
+	         "delivery: {allow_networks: [127.0.0.0/8, \"fd00::/8\"]}\n",
+	         &c, &errs) != RC_OK)
+		fail_msg("config rejected:\n%s", errs);
+	for (size_t i = 0; i < ARRAY_LEN(cases); i++) {
+		struct sockaddr_storage ss;
+		peer_of(cases[i].peer, &ss);
+		if (conf_addr_is_internal((struct sockaddr *)&ss) != cases[i].internal)
+			fail_msg("%s: internal should be %d", cases[i].peer, cases[i].internal);
+		if (conf_delivery_allows(c, (struct sockaddr *)&ss) != cases[i].allowed)
+			fail_msg("%s: allowed should be %d", cases[i].peer, cases[i].allowed);
+		if (conf_delivery_allows(NULL, (struct sockaddr *)&ss) != !cases[i].internal)
+			fail_msg("%s: without allow_networks", cases[i].peer);
+	}
+	conf_free(c);
+}
+
+/* Issue 12: an IPv4-mapped listener address cannot be bound: refused when loaded. */
+static void test_listen_mapped_refused(void **state)
+{
+	struct conf *c = NULL;
+	char *errs = NULL;
+	assert_int_not_equal(load("listen: [{address: \"[::ffff:127.0.0.1]:2525\", mode: relay}]\n"
+	                          "trusted_networks: [127.0.0.0/8]\n",
+	                          &c, &errs),
+	                     RC_OK);
+	assert_non_null(errs);
+	assert_non_null(strstr(errs, "IPv4-mapped"));
+	free(errs);
+	assert_int_equal(load("listen: [{address: \"[::1]:2525\", mode: relay}]\n"
+	                      "trusted_networks: [127.0.0.0/8]\n",
+	                      &c, &errs),
+	                 RC_OK);
+	assert_int_equal(c->smtp.max_received_headers, 50);
+	assert_false(c->smtp.allow_address_literals);
+	assert_int_equal(c->delivery.nallow_networks, 0);
+	conf_free(c);
+}
+
 static void test_is_trusted_odd(void **state)
 {
 	struct conf *c;
@@ -1842,6 +1912,8 @@ int main(void)
 	    cmocka_unit_test(test_parse_cidr),
 	    cmocka_unit_test(test_is_trusted),
 	    cmocka_unit_test(test_is_trusted_odd),
+	    cmocka_unit_test(test_delivery_allows),
+	    cmocka_unit_test(test_listen_mapped_refused),
 	    cmocka_unit_test(test_mode_names),
 	    cmocka_unit_test(test_local_submit),
 	    cmocka_unit_test(test_delivery_names),

@@ -34,6 +34,7 @@
 
 #include <event2/event.h>
 
+#include "conf/conf.h"
 #include "mta/mta.h"
 #include "fake_dns.h"
 
@@ -892,8 +893,9 @@ static const struct route_case route_cases[] = {
 	 "implicit.test/0=192.0.2.10:25,[2001:db8::10]:25"},
 	{"null MX", "nullmx.test", false, 0, RC_PERMFAIL, "5.1.10",
 	 "Recipient address has null MX"},
-	{"\".\" among real MX hosts is skipped", "nullmix.test", false, 0, RC_OK, "",
-	 "real.nullmix.test/10=192.0.2.11:25"},
+	/* RFC 7505 3: a null MX among real ones is still a null MX (issue 12). */
+	{"\".\" among real MX hosts is a null MX", "nullmix.test", false, 0, RC_PERMFAIL, "5.1.10",
+	 "Recipient address has null MX"},
 	{"NXDOMAIN", "nx.test", false, 0, RC_PERMFAIL, "5.1.2", "does not exist"},
 	{"SERVFAIL", "servfail.test", false, 0, RC_TEMPFAIL, "4.4.3", "MX lookup for"},
 	{"REFUSED", "refused.test", false, 0, RC_TEMPFAIL, "4.4.3", "MX lookup for"},
@@ -1204,10 +1206,84 @@ static void test_dns_new(void **state)
 	event_base_free(base);
 }
 
+/* Issue 12: MX routes never lead into internal networks or to non-public names. */
+static void add_host(struct mta_route *r, const char *name, const char *const *ips)
+{
+	struct mta_route_host *h = &r->host[r->nhosts++];
+	memset(h, 0, sizeof *h);
+	snprintf(h->name, sizeof h->name, "%s", name);
+	for (; *ips; ips++) {
+		struct sockaddr_storage *sa = &h->addr[h->naddr++];
+		memset(sa, 0, sizeof *sa);
+		if (strchr(*ips, ':')) {
+			sa->ss_family = AF_INET6;
+			inet_pton(AF_INET6, *ips, &((struct sockaddr_in6 *)sa)->sin6_addr);
+		} else {
+			sa->ss_family = AF_INET;
+			inet_pton(AF_INET, *ips, &((struct sockaddr_in *)sa)->sin_addr);
+		}
+	}
+}
+
+static void test_route_restrict(void **state)
+{
+	static const char *const pub[] = {"8.8.8.8", NULL}, *const lo[] = {"127.0.0.2", NULL},
+			  *const mixed[] = {"10.0.0.1", "2a00:1450::1", NULL},
+			  *const v6lo[] = {"::1", "::ffff:127.0.0.1", "fe80::1", NULL};
+	struct conf *conf = NULL;
+	char *errs = NULL;
+	static const char yaml[] = "listen: [{address: 127.0.0.1:25, mode: relay}]\n"
+				   "trusted_networks: [127.0.0.0/8]\n"
+				   "delivery: {allow_networks: [127.0.0.2/32]}\n";
+	assert_int_equal(conf_load_string(yaml, strlen(yaml), "t", &conf, &errs), RC_OK);
+	struct mta_route *r = calloc(1, sizeof *r);
+	/* internal addresses dropped, the public one kept, the order too */
+	add_host(r, "a.mx.test", v6lo);
+	add_host(r, "b.mx.test", mixed);
+	add_host(r, "c.mx.test", pub);
+	assert_int_equal(mta_route_restrict(r, NULL), RC_OK);
+	assert_int_equal(r->nhosts, 2);
+	assert_string_equal(r->host[0].name, "b.mx.test");
+	assert_int_equal(r->host[0].naddr, 1);
+	assert_int_equal(r->host[0].addr[0].ss_family, AF_INET6);
+	assert_string_equal(r->host[1].name, "c.mx.test");
+	/* nothing left: 5.4.4, the first reason */
+	memset(r, 0, sizeof *r);
+	add_host(r, "a.mx.test", lo);
+	add_host(r, "b.mx.test", v6lo);
+	assert_int_equal(mta_route_restrict(r, NULL), RC_PERMFAIL);
+	assert_int_equal(r->rc, RC_PERMFAIL);
+	assert_string_equal(r->enh, "5.4.4");
+	assert_non_null(strstr(r->why, "a.mx.test at 127.0.0.2 is an internal address"));
+	/* delivery.allow_networks lets 127.0.0.2 through, not the others */
+	memset(r, 0, sizeof *r);
+	add_host(r, "a.mx.test", lo);
+	add_host(r, "b.mx.test", v6lo);
+	assert_int_equal(mta_route_restrict(r, conf), RC_OK);
+	assert_int_equal(r->nhosts, 1);
+	assert_string_equal(r->host[0].name, "a.mx.test");
+	/* names: one label, localhost, *.localhost, whatever their address */
+	static const char *const names[] = {"localhost", "localhost.", "mailhub", "x.localhost",
+					    "LOCALHOST."};
+	for (size_t i = 0; i < ARRAY_LEN(names); i++) {
+		memset(r, 0, sizeof *r);
+		add_host(r, names[i], pub);
+		if (mta_route_restrict(r, conf) != RC_PERMFAIL || strstr(r->why, "not a public") == NULL)
+			fail_msg("name '%s' not refused: %s", names[i], r->why);
+	}
+	/* an address literal (no name) is judged by its address alone */
+	memset(r, 0, sizeof *r);
+	add_host(r, "", pub);
+	assert_int_equal(mta_route_restrict(r, NULL), RC_OK);
+	free(r);
+	conf_free(conf);
+}
+
 int main(void)
 {
 	log_set_level(LOG_LV_WARN);
 	const struct CMUnitTest tests[] = {
+		cmocka_unit_test(test_route_restrict),
 		cmocka_unit_test(test_parse),
 		cmocka_unit_test(test_parse_limits),
 		cmocka_unit_test(test_names),
