@@ -29,6 +29,7 @@
 #define SMTP_ENVID_MAX 100		/* RFC 3461 4.4 */
 #define SMTP_ORCPT_MAX 500		/* RFC 3461 4.2 */
 #define SMTP_HEADER_MAX (256 * 1024)	/* header section kept for inspection */
+#define SMTP_BDAT_CHUNKS_MAX 10000	/* BDAT chunks of one message (552 5.3.4 beyond) */
 
 /* A reply decided by a parser or a handler. text has no CRLF; enh may be NULL. */
 struct smtp_reply {
@@ -218,12 +219,29 @@ struct smtp_hdr_info {
 	unsigned from_fields;		/* RFC 5322 3.6 allows one of each */
 	unsigned date_fields;
 	unsigned message_id_fields;
+	unsigned received_fields;	/* trace fields: a mail loop when too many */
 	bool bulk;			/* X-Relevo-Stream: bulk, or Precedence: bulk/list */
 };
 /* smtp_hdr_scan - parse a header section (unfolding, comments, quoted strings,
  * display names, groups, RFC 2047 words left alone). Never fails: oddities are
  * reported through the flags. */
 void smtp_hdr_scan(const char *hdrs, size_t len, struct smtp_hdr_info *info);
+/*
+ * smtp_hdr_check - what every message must satisfy, first match wins: at most
+ * max_received Received: fields (554 5.4.6, a mail loop), exactly one From:
+ * (550 5.6.0, RFC 5322 3.6). RC_OK, or RC_PERMFAIL with *r set (its text in
+ * text[0..textsz)).
+ */
+enum rc smtp_hdr_check(const struct smtp_hdr_info *hi, unsigned max_received,
+		       struct smtp_reply *r, char *text, size_t textsz);
+/*
+ * smtp_hdr_strip_auth - copy the header section hdrs[0..len) to out without the
+ * fields that claim an authentication result: with own_id NULL every
+ * Authentication-Results and ARC-* field; else only the Authentication-Results
+ * and ARC-Authentication-Results whose authserv-id is own_id (case-insensitive).
+ * Returns how many fields were left out (out then differs from the input).
+ */
+size_t smtp_hdr_strip_auth(const char *hdrs, size_t len, const char *own_id, struct evbuffer *out);
 
 /* ---- AUTH (RFC 4954, 4616) ----------------------------------------------- */
 

@@ -14,10 +14,13 @@
  * addresses, empty list elements, CFWS around dots). UTF-8 (RFC 6532) is taken
  * as atext; RFC 2047 encoded words are atoms and left alone.
  *
- * No allocation, no I/O.
+ * No I/O; no allocation but the output buffer of smtp_hdr_strip_auth.
  */
+#include <stdio.h>
 #include <string.h>
 #include <strings.h>
+
+#include <event2/buffer.h>
 
 #include "smtp/smtp.h"
 
@@ -386,6 +389,8 @@ void smtp_hdr_scan(const char *hdrs, size_t len, struct smtp_hdr_info *info)
 			} else if (name_is(name, n, "Message-ID")) {
 				info->has_message_id = true;
 				info->message_id_fields++;
+			} else if (name_is(name, n, "Received")) {
+				info->received_fields++;
 			} else if (name_is(name, n, "X-Relevo-Stream") ||
 				   name_is(name, n, "Precedence")) {
 				scan_stream(body, blen, info);
@@ -394,4 +399,104 @@ void smtp_hdr_scan(const char *hdrs, size_t len, struct smtp_hdr_info *info)
 		/* else: not a header field (no name or no colon): not counted. */
 		i = j;
 	}
+}
+
+/* smtp_hdr_check - see smtp.h. */
+enum rc smtp_hdr_check(const struct smtp_hdr_info *hi, unsigned max_received,
+		       struct smtp_reply *r, char *text, size_t textsz)
+{
+	if (hi->received_fields > max_received) {
+		/* RFC 5321 6.3: a count of trace fields is how loops are found. */
+		snprintf(text, textsz,
+			 "Too many hops: %u Received: header fields (at most %u); the message "
+			 "is looping",
+			 hi->received_fields, max_received);
+		*r = (struct smtp_reply){554, "5.4.6", text};
+		return RC_PERMFAIL;
+	}
+	if (hi->from_fields != 1) {
+		if (hi->from_fields == 0)
+			snprintf(text, textsz, "The message has no From: header; RFC 5322 3.6 "
+					       "requires exactly one");
+		else
+			snprintf(text, textsz, "The message has %u From: headers; RFC 5322 3.6 "
+					       "allows exactly one",
+				 hi->from_fields);
+		*r = (struct smtp_reply){550, "5.6.0", text};
+		return RC_PERMFAIL;
+	}
+	return RC_OK;
+}
+
+/* A field name that speaks for an authentication result or an ARC set. */
+static bool is_auth_field(const char *name, size_t n, bool *aar)
+{
+	*aar = name_is(name, n, "ARC-Authentication-Results");
+	return name_is(name, n, "Authentication-Results") ||
+	       (n > 4 && strncasecmp(name, "ARC-", 4) == 0);
+}
+
+/* authserv_id_is - does the field body (Authentication-Results, or with aar an
+ * ARC-Authentication-Results "i=N;" first) name id as its authserv-id (RFC 8601
+ * 2.2, RFC 8617 4.1.1)? Comments and folds before it are skipped. */
+static bool authserv_id_is(const char *b, size_t len, bool aar, const char *id)
+{
+	const char *p = b, *end = b + len;
+	if (aar) {
+		const char *semi = memchr(p, ';', len);
+		if (semi == NULL)
+			return false;
+		p = semi + 1;
+	}
+	for (;;) {
+		while (p < end && (is_wsp(*p) || *p == '\r' || *p == '\n'))
+			p++;
+		if (p >= end || *p != '(')
+			break;
+		int depth = 0;
+		for (; p < end; p++) {
+			if (*p == '(')
+				depth++;
+			else if (*p == ')' && --depth == 0) {
+				p++;
+				break;
+			}
+		}
+	}
+	const char *s = p;
+	while (p < end && !is_wsp(*p) && *p != ';' && *p != '(' && *p != '\r' && *p != '\n')
+		p++;
+	size_t n = (size_t)(p - s);
+	return n > 0 && strlen(id) == n && strncasecmp(s, id, n) == 0;
+}
+
+/* smtp_hdr_strip_auth - see smtp.h. */
+size_t smtp_hdr_strip_auth(const char *hdrs, size_t len, const char *own_id, struct evbuffer *out)
+{
+	size_t i = 0, stripped = 0;
+	while (i < len) {
+		size_t e = line_end(hdrs, len, i);
+		size_t j = e < len ? e + 1 : len;
+		size_t n = 0;
+		while (n < e - i && hdrs[i + n] > 32 && hdrs[i + n] < 127 && hdrs[i + n] != ':')
+			n++;
+		bool is_field = n > 0 && i + n < e && hdrs[i + n] == ':';
+		if (is_field) {
+			while (j < len && is_wsp(hdrs[j])) {
+				size_t e2 = line_end(hdrs, len, j);
+				j = e2 < len ? e2 + 1 : len;
+			}
+		}
+		bool aar;
+		if (is_field && is_auth_field(hdrs + i, n, &aar) &&
+		    (own_id == NULL ||
+		     ((aar || name_is(hdrs + i, n, "Authentication-Results")) &&
+		      authserv_id_is(hdrs + i + n + 1, j - (i + n + 1), aar, own_id)))) {
+			stripped++;
+		} else {
+			evbuffer_add(out, hdrs + i, j - i);
+		}
+		i = j;
+	}
+	return stripped;
 }

@@ -117,6 +117,7 @@ struct smtp_session {
 	struct session_rcpt *rcpt;
 	size_t nrcpt;
 	bool used_bdat;
+	unsigned bdat_chunks;	/* chunks of this message (SMTP_BDAT_CHUNKS_MAX) */
 	bool bdat_last;
 	bool bdat_failed;	/* a chunk failed: later chunks are read and refused */
 	bool bdat_refused;	/* this chunk is read and dropped, then bdat_err sent */
@@ -303,6 +304,7 @@ static void session_reset_transaction(struct smtp_session *s)
 	memset(&s->sender, 0, sizeof s->sender);
 	memset(&s->mp, 0, sizeof s->mp);
 	s->used_bdat = s->bdat_last = s->bdat_failed = false;
+	s->bdat_chunks = 0;
 	s->bdat_remaining = 0;
 	s->transfer_ms = 0;
 	if (s->body)
@@ -828,6 +830,17 @@ static void cmd_mail(struct smtp_session *s, const char *arg, struct smtp_reply 
 	*r = (struct smtp_reply){250, "2.1.0", s->text};
 }
 
+/* session_rcpt_seen - is addr already a recipient of this transaction? Paths
+ * hold the domain lower-cased, the local part as sent (RFC 5321 2.4: only the
+ * recipient's host may fold its case). */
+static bool session_rcpt_seen(const struct smtp_session *s, const char *addr)
+{
+	for (size_t i = 0; i < s->nrcpt; i++)
+		if (strcmp(s->rcpt[i].addr, addr) == 0)
+			return true;
+	return false;
+}
+
 static void cmd_rcpt(struct smtp_session *s, const char *arg, struct smtp_reply *r)
 {
 	struct smtp_path path;
@@ -837,6 +850,20 @@ static void cmd_rcpt(struct smtp_session *s, const char *arg, struct smtp_reply 
 	if (path.domain[0] == '\0') {
 		*r = (struct smtp_reply){550, "5.1.1",
 					 "This relay has no local mailboxes; use a full address"};
+		return;
+	}
+	if (path.domain[0] == '[' && s->lst->mode != CONF_LISTEN_RELAY &&
+	    !s->conf->smtp.allow_address_literals) {
+		/* An address literal names a host, not a domain: from a customer it is
+		 * a way into whatever network that address is in (issue 12). */
+		*r = (struct smtp_reply){550, "5.7.1",
+					 "Recipients at address literals are not accepted here"};
+		return;
+	}
+	if (session_rcpt_seen(s, path.addr)) {
+		/* One copy reaches the recipient; the client still learns it is fine. */
+		snprintf(s->text, sizeof s->text, "Recipient <%s> OK (duplicate)", path.addr);
+		*r = (struct smtp_reply){250, "2.1.5", s->text};
 		return;
 	}
 	if (s->nrcpt >= s->conf->smtp.max_recipients) {
@@ -886,6 +913,23 @@ static void session_mem_refuse(struct smtp_session *s)
 	session_mem_drop(s);
 }
 
+/*
+ * session_keep - append s->chunk's bytes to the body by copying, never by moving
+ * its blocks: a block holding a few octets costs a kilobyte or more, so moved
+ * blocks of tiny BDAT chunks (or of a DATA trickled a byte per packet) made the
+ * memory held many times what smtp.memory_budget counted (issue 12). Copied,
+ * the body is a run of full blocks and the count is the memory within a block.
+ */
+static void session_keep(struct smtp_session *s)
+{
+	struct evbuffer_iovec v;
+	while (evbuffer_peek(s->chunk, -1, NULL, &v, 1) >= 1 && v.iov_len > 0) {
+		if (evbuffer_add(s->body, v.iov_base, v.iov_len) != 0)
+			fatal("event=evbuffer_add_failed where=session_keep");
+		evbuffer_drain(s->chunk, v.iov_len);
+	}
+}
+
 /* session_intake - content bytes in s->chunk: check them, keep them if in bounds. */
 static void session_intake(struct smtp_session *s)
 {
@@ -912,7 +956,7 @@ static void session_intake(struct smtp_session *s)
 	if (s->mc.too_big || s->bdat_failed || s->mem_refused)
 		evbuffer_drain(s->chunk, n);
 	else
-		evbuffer_add_buffer(s->body, s->chunk);
+		session_keep(s);
 }
 
 static void cmd_data(struct smtp_session *s, const char *arg, struct smtp_reply *r)
@@ -922,7 +966,9 @@ static void cmd_data(struct smtp_session *s, const char *arg, struct smtp_reply 
 		return;
 	}
 	if (s->used_bdat) {
-		*r = (struct smtp_reply){503, "5.5.1", "DATA cannot follow BDAT"};
+		*r = (struct smtp_reply){503, "5.5.1",
+					 "DATA cannot follow BDAT in one transaction: end it with "
+					 "BDAT n LAST, or RSET"};
 		return;
 	}
 	session_intake_begin(s);
@@ -984,6 +1030,17 @@ static void cmd_bdat(struct smtp_session *s, const char *arg, struct smtp_reply 
 	if (!s->used_bdat) {
 		session_intake_begin(s);
 		s->used_bdat = true;
+	}
+	if (++s->bdat_chunks > SMTP_BDAT_CHUNKS_MAX && !s->bdat_failed) {
+		/* Read on and refuse: the chunks that follow are still framed. */
+		log_info("sid=%016llx event=reject reason=too_many_chunks client=%s chunks=%u",
+			 (unsigned long long)s->id, s->peer, s->bdat_chunks);
+		s->bdat_failed = true;
+		s->bdat_err = (struct smtp_reply){552, "5.3.4",
+						  "Too many BDAT chunks for one message; send "
+						  "larger chunks"};
+		evbuffer_drain(s->body, evbuffer_get_length(s->body));
+		session_mem_drop(s);
 	}
 	s->bdat_last = last;
 	s->bdat_remaining = size;
@@ -1145,6 +1202,31 @@ static bool session_all_suppressed(struct smtp_session *s, uint64_t id, bool bul
 	return true;
 }
 
+/*
+ * session_strip_auth - leave out client-supplied Authentication-Results and
+ * ARC-* fields (issue 12): they would tell the next hop that someone checked
+ * what nobody did. From a customer (submission listeners) every one goes: an
+ * originator has nothing authenticated yet. From a relay client (a trusted
+ * forwarder, such as a list server that ARC-sealed what it forwards) only the
+ * results that claim our own authserv-id, the hostname (RFC 8601 5).
+ */
+static void session_strip_auth(struct smtp_session *s, size_t hlen)
+{
+	const char *own = s->lst->mode == CONF_LISTEN_RELAY ? s->conf->hostname : NULL;
+	struct evbuffer *out = evbuffer_new();
+	if (out == NULL)
+		fatal("event=evbuffer_new_failed where=session_strip_auth");
+	size_t n = smtp_hdr_strip_auth((const char *)evbuffer_pullup(s->mc.headers, -1), hlen, own,
+				       out);
+	if (n > 0) {
+		evbuffer_drain(s->body, hlen);
+		evbuffer_prepend_buffer(s->body, out);
+		log_info("sid=%016llx event=auth_headers_stripped fields=%zu", (unsigned long long)s->id,
+			 n);
+	}
+	evbuffer_free(out);
+}
+
 /* session_message_done - the last octet of the message has arrived. */
 static void session_message_done(struct smtp_session *s)
 {
@@ -1173,6 +1255,15 @@ static void session_message_done(struct smtp_session *s)
 	}
 	size_t hlen = evbuffer_get_length(s->mc.headers);
 	smtp_hdr_scan((const char *)evbuffer_pullup(s->mc.headers, -1), hlen, &hi);
+	if (smtp_hdr_check(&hi, s->conf->smtp.max_received_headers, &r, s->text,
+			   sizeof s->text) != RC_OK) {
+		log_info("sid=%016llx event=reject reason=\"%s\" received=%u from_fields=%u",
+			 (unsigned long long)s->id, r.text, hi.received_fields, hi.from_fields);
+		session_emit(s, EVLOG_REJECTED, 0, NULL, &r, hi.bulk);
+		session_reply(s, r.code, r.enh, r.text);
+		session_reset_transaction(s);
+		return;
+	}
 	if (!session_check_from(s, &hi, &r)) {
 		log_info("sid=%016llx event=rejected reason=from_not_owned user=%s",
 			 (unsigned long long)s->id, s->user->name);
@@ -1190,6 +1281,7 @@ static void session_message_done(struct smtp_session *s)
 		if (!(blen >= 2 && tail[0] == '\r' && tail[1] == '\n'))
 			evbuffer_add(s->body, "\r\n", 2);
 	}
+	session_strip_auth(s, hlen);
 	uint64_t id = id_next();
 	session_add_trace(s, id, &hi);
 	const char *sign_as = hi.nfrom > 0 ? hi.from_domain[0] : s->sender.domain;
@@ -1281,6 +1373,7 @@ static bool session_read_bdat(struct smtp_session *s, struct evbuffer *in)
 
 #define CMD_NEEDS_AUTH 0x01	/* submission listeners: only after AUTH */
 #define CMD_NO_ARG 0x02
+#define CMD_GROUP_END 0x04	/* ends a pipelined group (RFC 2920 3.1) */
 
 struct smtp_cmd_def {
 	enum smtp_verb verb;
@@ -1292,13 +1385,14 @@ struct smtp_cmd_def {
 
 #define ST_ANY (ST(GREETED) | ST(READY) | ST(MAIL) | ST(RCPT) | ST(CHUNKS))
 static const struct smtp_cmd_def smtp_cmds[] = {
-	{SMTP_V_EHLO, ST_ANY, 0, cmd_ehlo, NULL},
-	{SMTP_V_HELO, ST_ANY, 0, cmd_helo, NULL},
+	{SMTP_V_EHLO, ST_ANY, CMD_GROUP_END, cmd_ehlo, NULL},
+	{SMTP_V_HELO, ST_ANY, CMD_GROUP_END, cmd_helo, NULL},
 	{SMTP_V_STARTTLS, ST(READY), CMD_NO_ARG, cmd_starttls, "STARTTLS needs EHLO first and no transaction"},
 	{SMTP_V_AUTH, ST(READY), 0, cmd_auth, "AUTH needs EHLO first and is not allowed during a transaction"},
 	{SMTP_V_MAIL, ST(READY), CMD_NEEDS_AUTH, cmd_mail, "Send EHLO first, or finish the transaction in progress"},
 	{SMTP_V_RCPT, ST(MAIL) | ST(RCPT), CMD_NEEDS_AUTH, cmd_rcpt, "Need MAIL before RCPT"},
-	{SMTP_V_DATA, ST(RCPT), CMD_NEEDS_AUTH, cmd_data, "Need RCPT before DATA"},
+	{SMTP_V_DATA, ST(RCPT) | ST(CHUNKS), CMD_NEEDS_AUTH | CMD_GROUP_END, cmd_data,
+	 "Need RCPT before DATA"},
 	{SMTP_V_BDAT, ST_ANY, CMD_NEEDS_AUTH, cmd_bdat, NULL},
 	{SMTP_V_RSET, ST_ANY, CMD_NO_ARG, cmd_rset, NULL},
 	{SMTP_V_NOOP, ST_ANY, 0, cmd_noop, NULL},
@@ -1351,6 +1445,25 @@ static bool session_gate(struct smtp_session *s, const struct smtp_cmd_def *d,
 	return true;
 }
 
+/*
+ * session_pipelining_error - a client sent more behind a command that must end a
+ * pipelined group (EHLO, HELO, DATA: RFC 2920 3.1), i.e. before it could have
+ * seen the reply. Nothing of it is executed: what follows HELO or DATA was
+ * written for a state the client could only guess (the smuggling pattern), so
+ * 554 5.5.0 and close, as Postfix does ("improper command pipelining").
+ */
+static void session_pipelining_error(struct smtp_session *s, enum smtp_verb v)
+{
+	const char *verb = smtp_verb_name(v);
+	log_info("sid=%016llx event=improper_pipelining client=%s after=%s",
+		 (unsigned long long)s->id, s->peer, verb);
+	session_replyf(s, 554, "5.5.0",
+		       "%s Protocol error: improper command pipelining after %s (wait for its "
+		       "reply)",
+		       s->conf->hostname, verb);
+	session_close(s);
+}
+
 /* session_command - parse, gate, run and answer one command line. */
 static void session_command(struct smtp_session *s, const char *line, size_t len)
 {
@@ -1375,6 +1488,11 @@ static void session_command(struct smtp_session *s, const char *line, size_t len
 		}
 		session_reply(s, r.code, r.enh, r.text);
 		session_error(s);
+		return;
+	}
+	if ((d->flags & CMD_GROUP_END) &&
+	    evbuffer_get_length(bufferevent_get_input(s->bev)) > 0) {
+		session_pipelining_error(s, cmd.verb);
 		return;
 	}
 	d->fn(s, cmd.arg, &r);

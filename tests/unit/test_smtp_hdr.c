@@ -245,12 +245,102 @@ static void test_from_limits(void **state)
 	free(h);
 }
 
+/* Issue 12: the Received: count and exactly one From:. */
+static void test_check(void **state)
+{
+	static const struct {
+		const char *label;
+		const char *hdrs;
+		unsigned max_received;
+		int code;
+		const char *enh;
+	} cases[] = {
+	    {"one From", "From: a@b.example\r\n\r\n", 50, 0, NULL},
+	    {"no From", "Subject: x\r\n\r\n", 50, 550, "5.6.0"},
+	    {"empty message", "", 50, 550, "5.6.0"},
+	    {"two From", "From: a@b.example\r\nFrom: a@b.example\r\n\r\n", 50, 550, "5.6.0"},
+	    {"From in lower case twice", "from: a@b.example\r\nFROM: c@d.example\r\n\r\n", 50,
+	     550, "5.6.0"},
+	    {"Received at the limit", "Received: x\r\nReceived: y\r\nFrom: a@b.example\r\n\r\n",
+	     2, 0, NULL},
+	    {"Received over the limit",
+	     "Received: x\r\nReceived: y\r\nreceived: z\r\nFrom: a@b.example\r\n\r\n", 2, 554,
+	     "5.4.6"},
+	    {"loop checked before From", "Received: x\r\nReceived: y\r\n\r\n", 1, 554, "5.4.6"},
+	    {"a folded Received counts once", "Received: x\r\n\ty\r\nFrom: a@b.example\r\n\r\n", 1,
+	     0, NULL},
+	};
+	for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+		struct smtp_hdr_info info;
+		struct smtp_reply r = {0};
+		char text[256];
+		smtp_hdr_scan(cases[i].hdrs, strlen(cases[i].hdrs), &info);
+		enum rc rc = smtp_hdr_check(&info, cases[i].max_received, &r, text, sizeof text);
+		CHECK(cases[i].label, (rc == RC_OK) == (cases[i].code == 0));
+		if (cases[i].code) {
+			CHECK(cases[i].label, r.code == cases[i].code);
+			CHECK(cases[i].label, strcmp(r.enh, cases[i].enh) == 0);
+		}
+	}
+}
+
+/* Issue 12: client-supplied authentication results are left out. */
+static void test_strip_auth(void **state)
+{
+	static const struct {
+		const char *label;
+		const char *own; /* NULL: strip all */
+		const char *in, *want;
+		size_t stripped;
+	} cases[] = {
+	    {"all: A-R and ARC set", NULL,
+	     "From: a@b.example\r\nAuthentication-Results: relay.test; dkim=pass\r\n"
+	     "ARC-Seal: i=1; a=rsa-sha256;\r\n\tb=xyz\r\nARC-Message-Signature: i=1\r\n"
+	     "ARC-Authentication-Results: i=1; mx.example; spf=pass\r\nSubject: s\r\n\r\n",
+	     "From: a@b.example\r\nSubject: s\r\n\r\n", 4},
+	    {"all: nothing to strip", NULL, "From: a@b.example\r\n\r\n", "From: a@b.example\r\n\r\n",
+	     0},
+	    {"all: case and a folded A-R", NULL,
+	     "authentication-results:\r\n relay.test;\r\n spf=pass\r\nX: y\r\n\r\n", "X: y\r\n\r\n", 1},
+	    {"all: names that only start alike stay", NULL,
+	     "Authentication-Results-X: 1\r\nARCHIVE: 2\r\n\r\n",
+	     "Authentication-Results-X: 1\r\nARCHIVE: 2\r\n\r\n", 0},
+	    {"own id: ours goes, others stay", "relay.test",
+	     "Authentication-Results: Relay.Test; dkim=pass\r\n"
+	     "Authentication-Results: mx.other.example; spf=pass\r\n"
+	     "ARC-Seal: i=1; d=other.example\r\n"
+	     "ARC-Authentication-Results: i=1; relay.test; dkim=pass\r\n\r\n",
+	     "Authentication-Results: mx.other.example; spf=pass\r\n"
+	     "ARC-Seal: i=1; d=other.example\r\n\r\n",
+	     2},
+	    {"own id behind a comment and a version", "relay.test",
+	     "Authentication-Results: (forged) relay.test 1; none\r\n\r\n", "\r\n", 1},
+	    {"own id as a prefix of another is not ours", "relay.test",
+	     "Authentication-Results: relay.test.example; none\r\n\r\n",
+	     "Authentication-Results: relay.test.example; none\r\n\r\n", 0},
+	    {"body not touched", NULL, "A: b\r\n", "A: b\r\n", 0},
+	};
+	for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+		struct evbuffer *out = evbuffer_new();
+		size_t n = smtp_hdr_strip_auth(cases[i].in, strlen(cases[i].in), cases[i].own, out);
+		size_t len = evbuffer_get_length(out);
+		const char *got = (const char *)evbuffer_pullup(out, -1);
+		if (n != cases[i].stripped || len != strlen(cases[i].want) ||
+		    (len && memcmp(got, cases[i].want, len) != 0))
+			fail_msg("case '%s': stripped %zu, got '%.*s'", cases[i].label, n, (int)len,
+				 got ? got : "");
+		evbuffer_free(out);
+	}
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_from),
 		cmocka_unit_test(test_sections),
 		cmocka_unit_test(test_from_limits),
+		cmocka_unit_test(test_check),
+		cmocka_unit_test(test_strip_auth),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
