@@ -28,6 +28,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <sys/random.h>
 #include <time.h>
 
@@ -77,6 +78,8 @@ static const char *const mime_reserved[] = {
 	"from",	    "to",	  "cc",		    "bcc",	       "date",
 	"message-id", "mime-version", "subject",	    "reply-to",      "return-path",
 	"received",   "dkim-signature", "sender",	    "resent-from",   "resent-sender",
+	/* Results of checks nobody made (issue 12); ARC-* by prefix, below. */
+	"authentication-results",
 };
 
 /* ---- errors ------------------------------------------------------------------ */
@@ -430,7 +433,7 @@ static bool mime_is_ftext_name(const char *s)
 
 static bool mime_is_reserved(const char *name)
 {
-	if (str_has_prefix_ci(name, "content-"))
+	if (str_has_prefix_ci(name, "content-") || str_has_prefix_ci(name, "arc-"))
 		return true;
 	for (size_t i = 0; i < ARRAY_LEN(mime_reserved); i++)
 		if (str_ieq(name, mime_reserved[i]))
@@ -678,6 +681,22 @@ static bool mime_content_type_ok(const char *ct)
 	return true;
 }
 
+/* mime_content_type_names - does a content type's parameter section mention
+ * "name" anywhere (name=, NAME*0*=, inside a comment or a quoted value)? Then a
+ * reader could take a second name from it that disagrees with "filename"
+ * (issue 12); matching the letters anywhere leaves no parser difference to
+ * exploit, at the price of refusing a rare value that merely contains them. */
+static bool mime_content_type_names(const char *ct)
+{
+	const char *params = strchr(ct, ';');
+	if (params == NULL)
+		return false;
+	for (const char *p = params; *p; p++)
+		if (strncasecmp(p, "name", 4) == 0)
+			return true;
+	return false;
+}
+
 /* mime_add_filename - the filename parameter: a quoted-string when ASCII, else
  * RFC 2231 filename*=UTF-8''percent-encoded. */
 static void mime_add_filename(struct evbuffer *out, const char *param, const char *name)
@@ -740,6 +759,10 @@ static enum rc mime_attachment(struct mime_build *b, json_t *a, size_t i, struct
 		return mime_fail(b, RC_INVALID, "invalid_attachment",
 				 "attachments[%zu].content_type \"%.64s\" is not a MIME type "
 				 "(type/subtype)", i, type);
+	if (mime_content_type_names(type))
+		return mime_fail(b, RC_INVALID, "invalid_attachment",
+				 "attachments[%zu].content_type: a name parameter is not allowed "
+				 "(relevo writes name and filename from \"filename\")", i);
 	if (str_has_prefix_ci(type, "multipart/") || str_has_prefix_ci(type, "message/"))
 		return mime_fail(b, RC_INVALID, "invalid_attachment",
 				 "attachments[%zu].content_type: multipart/ and message/ types "

@@ -76,6 +76,7 @@ struct hook_endpoint {
 	char *url;
 	char *secret;
 	uint32_t types; /* bit (1 << enum evlog_type) per wanted type */
+	bool operator;  /* from the configuration (webhooks:), not an account's */
 };
 
 /* An account's endpoints as last read from the store. */
@@ -297,6 +298,7 @@ static void hook_batch_add(struct hook_batch *b, const struct hook_endpoint *ep,
 	    .body = *body,
 	    .next_attempt = b->now,
 	    .created = b->now,
+	    .operator = ep->operator,
 	};
 }
 
@@ -469,15 +471,6 @@ static curl_socket_t hook_open_socket(void *arg, curlsocktype purpose,
 	return socket(a->family, a->socktype, a->protocol);
 }
 
-/* hook_is_conf_url - is url one of the operator's configured webhooks? */
-static bool hook_is_conf_url(const struct http_webhooks *w, const char *url)
-{
-	for (size_t i = 0; i < w->nconf_eps; i++)
-		if (strcmp(w->conf_eps[i].url, url) == 0)
-			return true;
-	return false;
-}
-
 /* hook_req_setup - the easy handle of one POST. RC_NOMEM if libcurl refuses. */
 static enum rc hook_req_setup(struct http_webhooks *w, struct hook_req *r)
 {
@@ -504,9 +497,11 @@ static enum rc hook_req_setup(struct http_webhooks *w, struct hook_req *r)
 	cc |= curl_easy_setopt(e, CURLOPT_WRITEDATA, r);
 	cc |= curl_easy_setopt(e, CURLOPT_ERRORBUFFER, r->err);
 	cc |= curl_easy_setopt(e, CURLOPT_PRIVATE, r);
-	if (!w->allow_private && !hook_is_conf_url(w, r->job.url)) {
+	if (!w->allow_private && !r->job.operator) {
 		/* An account's endpoint: connect directly (a proxy would hide the
-		 * peer) and never to the operator's own network. */
+		 * peer) and never to the operator's own network. Who created the
+		 * job decides, never its URL: an account's webhook with the URL of
+		 * an operator's must not inherit its trust (issue 12). */
 		cc |= curl_easy_setopt(e, CURLOPT_PROXY, "");
 		cc |= curl_easy_setopt(e, CURLOPT_OPENSOCKETFUNCTION, hook_open_socket);
 		cc |= curl_easy_setopt(e, CURLOPT_OPENSOCKETDATA, r);
@@ -734,6 +729,7 @@ enum rc http_webhooks_start(const struct conf *c, struct store *st, struct http_
 		struct hook_endpoint *ep = &w->conf_eps[i];
 		ep->url = xstrdup(cw->url);
 		ep->secret = xstrdup(cw->secret ? cw->secret : "");
+		ep->operator = true;
 		ep->types = cw->nevents ? 0 : HOOK_ALL_TYPES;
 		for (size_t k = 0; k < cw->nevents; k++) {
 			enum evlog_type t;

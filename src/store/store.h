@@ -240,6 +240,8 @@ struct store_webhook_job {
 	uint32_t attempts;
 	int64_t next_attempt;	/* unix ms */
 	int64_t created;	/* unix ms */
+	bool operator;		/* for an endpoint of the configuration, not of an
+				 * account: exempt from the private-address check */
 };
 void store_webhook_jobs_free(struct store_webhook_job *jobs, size_t n);
 /* store_webhook_jobs_add - n new jobs in one transaction: due at next_attempt,

@@ -446,8 +446,8 @@ enum rc store_webhook_list(struct store *st, const char *user,
 /* ---- webhook jobs -------------------------------------------------------- */
 
 static const char api_job_insert_sql[] =
-    "INSERT INTO webhook_jobs(url, secret, body, attempts, next_attempt, created) "
-    "VALUES (?1, ?2, ?3, ?4, ?5, ?6)";
+    "INSERT INTO webhook_jobs(url, secret, body, attempts, next_attempt, created, operator) "
+    "VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)";
 
 /* Insert jobs with s inside the caller's transaction. */
 static enum rc api_jobs_insert(struct store *st, sqlite3_stmt *s,
@@ -460,7 +460,8 @@ static enum rc api_jobs_insert(struct store *st, sqlite3_stmt *s,
 		                     AQ_T(j->body),
 		                     AQ_I(j->attempts),
 		                     AQ_I(j->next_attempt ? j->next_attempt : now),
-		                     AQ_I(j->created ? j->created : now)};
+		                     AQ_I(j->created ? j->created : now),
+		                     AQ_I(j->operator ? 1 : 0)};
 		sqlite3_reset(s);
 		int src = aq_bind(s, v, ARRAY_LEN(v));
 		if (src == SQLITE_OK && (src = sqlite3_step(s)) == SQLITE_DONE)
@@ -507,6 +508,7 @@ static void api_job_from_row(sqlite3_stmt *s, struct store_webhook_job *j)
 	j->attempts = (uint32_t)sqlite3_column_int64(s, 4);
 	j->next_attempt = sqlite3_column_int64(s, 5);
 	j->created = sqlite3_column_int64(s, 6);
+	j->operator = sqlite3_column_int64(s, 7) != 0;
 }
 
 /* store_webhook_jobs_due - up to max (0: 100) jobs due at now, by next_attempt
@@ -520,8 +522,8 @@ enum rc store_webhook_jobs_due(struct store *st, int64_t now, size_t max,
 	struct aq_val v[] = {AQ_I(now), AQ_I(cap > INT64_MAX ? INT64_MAX : (int64_t)cap)};
 	struct aq q;
 	enum rc rc = aq_open(&q, st, "webhook_jobs_due",
-	                     "SELECT id, url, secret, body, attempts, next_attempt, created "
-	                     "FROM webhook_jobs WHERE next_attempt <= ?1 "
+	                     "SELECT id, url, secret, body, attempts, next_attempt, created, "
+	                     "operator FROM webhook_jobs WHERE next_attempt <= ?1 "
 	                     "ORDER BY next_attempt, id LIMIT ?2",
 	                     v, ARRAY_LEN(v));
 	if (rc != RC_OK)

@@ -166,6 +166,10 @@ static const char *const store_migrations[] = {
     "  state_since = CASE WHEN active THEN created ELSE"
     "    (SELECT max(k.created) FROM dkim_keys k WHERE k.domain = dkim_keys.domain) END;"
     "ALTER TABLE dkim_keys DROP COLUMN active;",
+    /* 6: whether a webhook job is for an operator's endpoint (the private-address
+     * check depends on who created the webhook, never on its URL). Jobs queued
+     * before are taken as an account's: the safe side. */
+    "ALTER TABLE webhook_jobs ADD COLUMN operator INTEGER NOT NULL DEFAULT 0;",
 };
 
 static const char store_sql_version_table[] = "CREATE TABLE IF NOT EXISTS schema_version ("

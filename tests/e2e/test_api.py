@@ -365,6 +365,21 @@ BAD_REQUESTS = [
     ("wrong type", dict(MSG, to=42), "invalid_field", "to"),
     ("too many recipients", dict(MSG, to=["r%d@dest.test" % i for i in range(6)]),
      "too_many_recipients", "at most 5"),
+    # issue 12: results of checks nobody made, and a second name for an attachment
+    ("Authentication-Results", dict(MSG, headers={"Authentication-Results":
+                                                  "relay.test; dkim=pass"}),
+     "reserved_header", "Authentication-Results"),
+    ("ARC-Seal", dict(MSG, headers={"ARC-Seal": "i=1; a=rsa-sha256; d=example.com"}),
+     "reserved_header", "ARC-Seal"),
+    ("arc-authentication-results", dict(MSG, headers={"arc-authentication-results":
+                                                      "i=1; relay.test; spf=pass"}),
+     "reserved_header", "arc-authentication-results"),
+    ("name= in content_type", dict(MSG, attachments=[{
+        "filename": "invoice.pdf", "content_type": "application/pdf; name=\"evil.exe\"",
+        "content": "aGk="}]), "invalid_attachment", "name parameter"),
+    ("NAME*0= in content_type", dict(MSG, attachments=[{
+        "filename": "invoice.pdf", "content_type": "application/pdf;NAME*0*=UTF-8''e.exe",
+        "content": "aGk="}]), "invalid_attachment", "name parameter"),
 ]
 
 

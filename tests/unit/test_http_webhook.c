@@ -512,6 +512,32 @@ static void test_private_address_refused_for_accounts(void **state)
 	assert_string_equal(f->srv.reqs[0].path, "/conf");
 }
 
+/* Who created the webhook decides, never its URL (issue 12): an account's
+ * webhook with exactly the URL of an operator's is still refused a private
+ * address, so the operator's endpoint gets its own event once, not alice's too. */
+static void test_account_webhook_with_operator_url_is_still_checked(void **state)
+{
+	struct fixture *f = *state;
+	with_server(f, NULL, 0, "delivered");
+	const char *d[] = {"example.com"};
+	int64_t id = 0;
+	assert_int_equal(store_user_add(f->st, "alice", "$6$x$y", d, 1), RC_OK);
+	assert_int_equal(store_webhook_add(f->st, "alice", f->url[0], SECRET, "", &id), RC_OK);
+	f->conf.http.webhooks_allow_private = false;
+	struct http_webhooks *w = NULL;
+	assert_int_equal(http_webhooks_start(&f->conf, f->st, &w), RC_OK);
+	struct evlog_event ev = test_event(1, EVLOG_DELIVERED, "alice");
+	struct evlog_event *evs[] = {&ev};
+	http_webhooks_enqueue(w, evs, 1);
+	assert_true(wait_until(got_one, f));
+	assert_true(wait_until(no_job_left, f));
+	usleep(300 * 1000); /* a second POST (alice's) would have come by now */
+	http_webhooks_stop(w);
+	fake_stop(&f->srv);
+	assert_int_equal(f->srv.nreq, 1);
+	assert_string_equal(f->srv.reqs[0].path, "/conf");
+}
+
 /* A job a day old is given up after its failed attempt: one POST, then no job. */
 static void test_given_up_after_a_day(void **state)
 {
@@ -520,7 +546,8 @@ static void test_given_up_after_a_day(void **state)
 	with_server(f, script, ARRAY_LEN(script), NULL);
 	int64_t now = time_now_ms();
 	struct store_webhook_job job = {
-	    .url = f->url[0], .secret = SECRET, .body = "{\"id\":9}", .created = now - 25 * H};
+	    .url = f->url[0], .secret = SECRET, .body = "{\"id\":9}", .created = now - 25 * H,
+	    .operator = true};
 	assert_int_equal(store_webhook_jobs_add(f->st, &job, 1), RC_OK);
 	struct http_webhooks *w = NULL;
 	assert_int_equal(http_webhooks_start(&f->conf, f->st, &w), RC_OK);
@@ -578,6 +605,7 @@ int main(void)
 	    T(test_stop_and_resume),
 	    T(test_routing),
 	    T(test_private_address_refused_for_accounts),
+	    T(test_account_webhook_with_operator_url_is_still_checked),
 	    T(test_given_up_after_a_day),
 	    T(test_other_schemes_refused),
 	    cmocka_unit_test(test_stop_null),

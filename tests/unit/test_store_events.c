@@ -896,7 +896,7 @@ static void test_webhook_jobs(void **state)
 	int64_t t0 = time_now_ms();
 	struct store_webhook_job jobs[] = {
 	    {.url = "https://a.example/1", .secret = "s1", .body = "{\"n\":1}"},
-	    {.url = "https://a.example/2", .secret = "s2", .body = "{\"n\":2}"},
+	    {.url = "https://a.example/2", .secret = "s2", .body = "{\"n\":2}", .operator = true},
 	    {.url = "https://a.example/3",
 	     .secret = NULL,
 	     .body = "{\"n\":3}",
@@ -916,6 +916,8 @@ static void test_webhook_jobs(void **state)
 	assert_string_equal(due[0].secret, "s1");
 	assert_string_equal(due[0].body, "{\"n\":1}");
 	assert_int_equal(due[0].attempts, 0);
+	assert_false(due[0].operator); /* kept as stored (issue 12) */
+	assert_true(due[1].operator);
 	assert_in_range(due[0].created, t0, t1);
 	assert_in_range(due[0].next_attempt, t0, t1);
 	assert_string_equal(due[1].url, "https://a.example/2");
