@@ -14,6 +14,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -161,6 +162,41 @@ static void serve_on_signal(evutil_socket_t sig, short what, void *arg)
 }
 
 /* cli_serve - run the daemon until SIGTERM/SIGINT. */
+/* Descriptors relevo needs besides connections: listeners, spool segments, the
+ * store, the resolver, the control socket, key and log files, workers' pipes. */
+#define SERVE_FD_RESERVE 128
+
+/*
+ * serve_fd_limit - raise RLIMIT_NOFILE's soft limit to the hard one (systemd
+ * gives 1024 soft) and warn when the configured connection limits do not fit
+ * under it (issue 12): past it accept() fails with EMFILE, and a spool segment
+ * or a DKIM key file may fail to open mid-session. The HTTP API's connections
+ * come on top and are not counted here.
+ */
+static void serve_fd_limit(const struct conf *c)
+{
+	struct rlimit rl;
+	if (getrlimit(RLIMIT_NOFILE, &rl) != 0)
+		return;
+	if (rl.rlim_cur != RLIM_INFINITY && rl.rlim_cur < rl.rlim_max) {
+		rlim_t was = rl.rlim_cur;
+		rl.rlim_cur = rl.rlim_max;
+		if (setrlimit(RLIMIT_NOFILE, &rl) == 0)
+			log_info("event=fd_limit_raised from=%llu to=%llu", (unsigned long long)was,
+				 (unsigned long long)rl.rlim_cur);
+		else if (getrlimit(RLIMIT_NOFILE, &rl) != 0)
+			return;
+	}
+	uint64_t need = (uint64_t)c->smtp.max_connections + c->delivery.max_connections +
+			SERVE_FD_RESERVE;
+	if (rl.rlim_cur != RLIM_INFINITY && need > (uint64_t)rl.rlim_cur)
+		log_warn("event=fd_limit_low limit=%llu needed=%llu smtp_max_connections=%u "
+			 "delivery_max_connections=%u hint=\"raise LimitNOFILE (ulimit -n) or lower "
+			 "smtp.max_connections\"",
+			 (unsigned long long)rl.rlim_cur, (unsigned long long)need,
+			 c->smtp.max_connections, c->delivery.max_connections);
+}
+
 int cli_serve(int argc, char **argv, const char *conf_path)
 {
 	if (argc > 1) {
@@ -179,6 +215,7 @@ int cli_serve(int argc, char **argv, const char *conf_path)
 	core_threads_init();
 	signal(SIGPIPE, SIG_IGN);
 	umask(077);
+	serve_fd_limit(c);
 	int status = 1;
 	struct store *st = NULL;
 	struct spool *sp = NULL;

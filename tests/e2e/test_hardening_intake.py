@@ -314,3 +314,44 @@ def test_ipv4_mapped_listener_is_refused_by_check_config(make_relevo):
     r = relevo.cli(["check-config"])
     assert r.rc != 0, r
     assert "IPv4-mapped" in r.out + r.err, r
+
+
+# ---------------------------------------------------------------------------
+# 1 (the SMTP side). Descriptors: the soft limit raised, the limits checked
+# ---------------------------------------------------------------------------
+
+def _nofile_limits(pid):
+    with open("/proc/%d/limits" % pid) as f:
+        for line in f:
+            if line.startswith("Max open files"):
+                soft, hard = line.split()[3:5]
+                return soft, hard
+    raise AssertionError("no Max open files in /proc/%d/limits" % pid)
+
+
+def test_soft_descriptor_limit_is_raised_to_the_hard_one(make_relevo):
+    """Started with systemd's soft limit (1024), relevo raises it to the hard one."""
+    import resource
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if hard != resource.RLIM_INFINITY and hard <= 1024:
+        pytest.skip("hard limit %d leaves nothing to raise" % hard)
+    relevo = make_relevo(start=False)
+    resource.setrlimit(resource.RLIMIT_NOFILE, (1024, hard))
+    try:
+        relevo.start()
+    finally:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (soft, hard))
+    got_soft, got_hard = _nofile_limits(relevo.proc.pid)
+    assert got_soft == got_hard, (got_soft, got_hard)
+    assert "event=fd_limit_raised from=1024" in relevo.stderr()
+
+
+def test_connection_limits_over_the_descriptor_limit_are_warned_about(make_relevo):
+    import resource
+    _, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if hard == resource.RLIM_INFINITY or hard > 900000:
+        pytest.skip("hard limit too high for smtp.max_connections to pass it")
+    relevo = make_relevo(smtp={"max_connections": 1000000})
+    line = [l for l in relevo.stderr().splitlines() if "event=fd_limit_low" in l]
+    assert line and "limit=%d" % hard in line[0] and "needed=1000228" in line[0], \
+        relevo.stderr()
