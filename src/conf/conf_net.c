@@ -172,7 +172,8 @@ static bool net_list_has(const struct conf_net *nets, size_t n, const struct net
 {
 	for (size_t i = 0; i < n; i++) {
 		const struct conf_net *net = &nets[i];
-		if (net->family == AF_INET && p->has4 && net_prefix_eq(net->addr, p->a4, net->prefix))
+		if (net->family == AF_INET && p->has4 &&
+		    net_prefix_eq(net->addr, p->a4, net->prefix))
 			return true;
 		if (net->family == AF_INET6 && net_prefix_eq(net->addr, p->a6, net->prefix))
 			return true;
@@ -198,32 +199,32 @@ struct net_block {
 
 /* IPv4: RFC 6890's special-purpose registry, less the globally reachable ones. */
 static const struct net_block net_internal4[] = {
-    {AF_INET, {0}, 8},                  /* "this network", 0.0.0.0 */
-    {AF_INET, {10}, 8},                 /* RFC 1918 */
-    {AF_INET, {100, 64}, 10},           /* CGNAT, RFC 6598 */
-    {AF_INET, {127}, 8},                /* loopback */
-    {AF_INET, {169, 254}, 16},          /* link-local */
-    {AF_INET, {172, 16}, 12},           /* RFC 1918 */
-    {AF_INET, {192, 0, 0}, 24},         /* IETF protocol assignments */
-    {AF_INET, {192, 0, 2}, 24},         /* documentation, RFC 5737 */
-    {AF_INET, {192, 168}, 16},          /* RFC 1918 */
-    {AF_INET, {198, 18}, 15},           /* benchmarking, RFC 2544 */
-    {AF_INET, {198, 51, 100}, 24},      /* documentation */
-    {AF_INET, {203, 0, 113}, 24},       /* documentation */
-    {AF_INET, {224}, 4},                /* multicast */
-    {AF_INET, {240}, 4},                /* reserved, and 255.255.255.255 */
+    {AF_INET, {0}, 8},             /* "this network", 0.0.0.0 */
+    {AF_INET, {10}, 8},            /* RFC 1918 */
+    {AF_INET, {100, 64}, 10},      /* CGNAT, RFC 6598 */
+    {AF_INET, {127}, 8},           /* loopback */
+    {AF_INET, {169, 254}, 16},     /* link-local */
+    {AF_INET, {172, 16}, 12},      /* RFC 1918 */
+    {AF_INET, {192, 0, 0}, 24},    /* IETF protocol assignments */
+    {AF_INET, {192, 0, 2}, 24},    /* documentation, RFC 5737 */
+    {AF_INET, {192, 168}, 16},     /* RFC 1918 */
+    {AF_INET, {198, 18}, 15},      /* benchmarking, RFC 2544 */
+    {AF_INET, {198, 51, 100}, 24}, /* documentation */
+    {AF_INET, {203, 0, 113}, 24},  /* documentation */
+    {AF_INET, {224}, 4},           /* multicast */
+    {AF_INET, {240}, 4},           /* reserved, and 255.255.255.255 */
 };
 
 /* IPv6 (the IPv4 forms, ::ffff:0:0/96 and ::/96, are checked as IPv4). */
 static const struct net_block net_internal6[] = {
-    {AF_INET6, {0}, 128},                       /* unspecified */
-    {AF_INET6, {[15] = 1}, 128},                /* loopback */
-    {AF_INET6, {0x01, 0x00}, 64},               /* discard-only, RFC 6666 */
-    {AF_INET6, {0x20, 0x01, 0x0d, 0xb8}, 32},   /* documentation, RFC 3849 */
-    {AF_INET6, {0xfc}, 7},                      /* unique local, RFC 4193 */
-    {AF_INET6, {0xfe, 0x80}, 10},               /* link-local */
-    {AF_INET6, {0xfe, 0xc0}, 10},               /* site-local (deprecated) */
-    {AF_INET6, {0xff}, 8},                      /* multicast */
+    {AF_INET6, {0}, 128},                     /* unspecified */
+    {AF_INET6, {[15] = 1}, 128},              /* loopback */
+    {AF_INET6, {0x01, 0x00}, 64},             /* discard-only, RFC 6666 */
+    {AF_INET6, {0x20, 0x01, 0x0d, 0xb8}, 32}, /* documentation, RFC 3849 */
+    {AF_INET6, {0xfc}, 7},                    /* unique local, RFC 4193 */
+    {AF_INET6, {0xfe, 0x80}, 10},             /* link-local */
+    {AF_INET6, {0xfe, 0xc0}, 10},             /* site-local (deprecated) */
+    {AF_INET6, {0xff}, 8},                    /* multicast */
 };
 
 static bool net_in_blocks(const struct net_block *b, size_t n, const uint8_t *a)
@@ -243,8 +244,7 @@ bool conf_addr_is_internal(const struct sockaddr *sa)
 		return true;
 	/* ::a.b.c.d (IPv4-compatible, deprecated) carries an IPv4 address too;
 	 * :: and ::1 themselves are in the IPv6 table. */
-	if (!p.has4 && memcmp(p.a6, zero12, 12) == 0 &&
-	    !net_in_blocks(net_internal6, 2, p.a6)) {
+	if (!p.has4 && memcmp(p.a6, zero12, 12) == 0 && !net_in_blocks(net_internal6, 2, p.a6)) {
 		memcpy(p.a4, p.a6 + 12, 4);
 		p.has4 = true;
 	}
