@@ -33,6 +33,8 @@
 #define HTTP_LIMIT_DEFAULT 100		/* page size of lists */
 #define HTTP_LIMIT_MAX 1000
 #define HTTP_ERROR_TEXT_MAX 512
+#define HTTP_ACCEPT_PAUSE_MS 250	/* accept() failed for want of descriptors: pause */
+#define HTTP_ACCEPT_LOG_MS 10000	/* and say so at most this often */
 
 struct spool;
 struct store;
@@ -125,6 +127,12 @@ struct http_pending *http_pending_take(struct http_server *h, uint64_t cookie);
 void http_pending_free(struct http_pending *p);
 /* http_server_idle - a commit finished: end the loop if stopping and none is left. */
 void http_server_idle(struct http_server *h);
+
+/* ---- in front of evhttp (http_guard.c) ---------------------------------------- */
+
+/* http_guard_listen - bind l and give evhttp a listener that pauses on EMFILE;
+ * NULL after logging. */
+struct evhttp_bound_socket *http_guard_listen(struct http_server *h, const struct conf_listen *l);
 
 /* ---- handlers ---------------------------------------------------------------- */
 

@@ -609,25 +609,12 @@ static void *http_thread_main(void *arg)
 	return NULL;
 }
 
-/* http_bind - one http.listen address. */
+/* http_bind - one http.listen address (http_guard_listen: pauses on EMFILE). */
 static enum rc http_bind(struct http_server *h, const struct conf_listen *l)
 {
-	char host[INET6_ADDRSTRLEN];
-	uint16_t port;
-	if (l->sa.ss_family == AF_INET6) {
-		const struct sockaddr_in6 *s6 = (const struct sockaddr_in6 *)&l->sa;
-		inet_ntop(AF_INET6, &s6->sin6_addr, host, sizeof host);
-		port = ntohs(s6->sin6_port);
-	} else {
-		const struct sockaddr_in *s4 = (const struct sockaddr_in *)&l->sa;
-		inet_ntop(AF_INET, &s4->sin_addr, host, sizeof host);
-		port = ntohs(s4->sin_port);
-	}
-	struct evhttp_bound_socket *s = evhttp_bind_socket_with_handle(h->http, host, port);
-	if (s == NULL) {
-		log_err("event=listen_failed address=%s what=http", l->address);
+	struct evhttp_bound_socket *s = http_guard_listen(h, l);
+	if (s == NULL)
 		return RC_IO;
-	}
 	h->socks[h->nsocks++] = s;
 	log_info("event=listening address=%s mode=http", l->address);
 	return RC_OK;
