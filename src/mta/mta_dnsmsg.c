@@ -12,8 +12,11 @@
  *   that holds it, so pointers strictly go backwards and cannot loop; at most
  *   DNS_JUMPS_MAX of them are followed in one name anyway.
  * - A name octet outside printable ASCII, or a '.' inside a label, makes the
- *   name "odd": it cannot be written as a host name. An odd owner name never
- *   matches; an odd name we would have to use (a CNAME target on our chain, an
+ *   name "odd": it cannot be written as a host name. An owner name matches
+ *   the question's text octet for octet, so it may hold a space (RFC 7208 7.1:
+ *   "%_" puts one in an SPF exists: target) but never a '.' inside a label or a
+ *   control octet, whose text would not be that one name; an odd name we would
+ *   have to use (a CNAME target on our chain, an
  *   MX exchange) makes the whole answer MTA_DNS_MALFORMED rather than silently
  *   dropping a record (dropping the only MX would turn into an implicit MX).
  * - The CNAME chain starts at qname and follows at most MTA_DNS_CNAME_MAX
@@ -43,7 +46,8 @@
 /* A decoded name: text, and whether it holds octets a host name cannot. */
 struct dname {
 	char s[MTA_DNS_NAME_MAX + 1];
-	bool odd;
+	bool odd;		/* not writable as a host name */
+	bool ambiguous;		/* its text is not one name: a '.' or a control octet */
 };
 
 /* One RR's fixed part, located in the packet. */
@@ -129,6 +133,8 @@ static void name_add_label(struct dname *n, size_t *o, const uint8_t *lab, size_
 		uint8_t c = lab[i];
 		if (!is_host_octet(c))
 			n->odd = true;
+		if (c == '.' || c < 0x20 || c == 0x7f)
+			n->ambiguous = true;
 		if (c >= 'A' && c <= 'Z')
 			c = (uint8_t)(c - 'A' + 'a');
 		n->s[(*o)++] = (char)c;
@@ -144,7 +150,7 @@ static bool name_read(const uint8_t *pkt, size_t len, size_t *off, struct dname 
 {
 	size_t pos = *off, part = *off, wire = 0, o = 0, end = 0;
 	unsigned jumps = 0;
-	n->odd = false;
+	n->odd = n->ambiguous = false;
 	for (;;) {
 		if (pos >= len)
 			return false;
@@ -338,7 +344,7 @@ static bool collect_rrs(const uint8_t *pkt, size_t len, size_t off, uint16_t an,
 	for (uint16_t i = 0; i < an; i++) {
 		if (!rr_read(pkt, len, &off, &h))
 			return false;
-		if (h.type != qtype || h.class != DNS_CLASS_IN || h.owner.odd ||
+		if (h.type != qtype || h.class != DNS_CLASS_IN || h.owner.ambiguous ||
 		    strcmp(h.owner.s, name) != 0)
 			continue;
 		if (out->nrr == MTA_DNS_MAX_RR)
