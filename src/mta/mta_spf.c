@@ -24,10 +24,12 @@
  *   record is checked before any term is evaluated (4.6).
  * - Limits (4.6.4): the 11th DNS-querying term (include, a, mx, ptr, exists,
  *   redirect) is a permerror when it is reached - terms never reached do not
- *   count. Void lookups are counted over every query of the evaluation (also
- *   MX hosts' and PTR names' address lookups, and include/redirect records, as
- *   pyspf and Mail::SPF do) except the exp= lookups (6.2: exp failures are
- *   ignored); the third is a permerror. More than MTA_SPF_MX_MAX MX records:
+ *   count. Void lookups are counted per term, as 4.6.4 says: the record of
+ *   an include/redirect, a and exists' lookup, mx's MX query, ptr's PTR query;
+ *   not the MX hosts' or PTR names' address lookups (an IPv6 client checked
+ *   against IPv4-only exchanges would otherwise be a permerror after the
+ *   second one), nor exp= (6.2: exp failures are ignored); the third is a
+ *   permerror. More than MTA_SPF_MX_MAX MX records:
  *   permerror, whatever the order (so a result never depends on the order DNS
  *   returns them in). Only the first MTA_SPF_PTR_MAX PTR names are used.
  *   Longer than MTA_SPF_TIME_MAX_MS in all, checked before each query:
@@ -405,8 +407,8 @@ static void on_ptr(struct spf_job *j, const struct mta_dns_answer *a)
 static void on_ptraddr(struct spf_job *j, const struct mta_dns_answer *a)
 {
 	j->ptr[j->ptr_cur].st = PS_INVALID;	/* also on a DNS error: skipped (5.5) */
-	if (is_dns_error(a) || !spf_count_void(j, a, mta_dns_type_name(spf_addr_type(j))))
-		return;
+	if (is_dns_error(a))
+		return;			/* nor void: 4.6.4 counts terms, as for mx */
 	for (size_t i = 0; i < a->nrr; i++)
 		if (rr_matches(j, &a->rr[i], 32, 128))
 			j->ptr[j->ptr_cur].st = PS_VALID;
@@ -707,8 +709,8 @@ static void on_mxaddr(struct spf_job *j, const struct mta_dns_answer *a)
 		dns_failed(j, mta_dns_type_name(spf_addr_type(j)), a);
 		return;
 	}
-	if (!spf_count_void(j, a, mta_dns_type_name(spf_addr_type(j))))
-		return;
+	/* Not a void lookup (4.6.4 counts terms): an exchange without an address
+	 * of the client's family is common (IPv4-only MX hosts, an IPv6 client). */
 	for (size_t i = 0; i < a->nrr; i++)
 		if (rr_matches(j, &a->rr[i], f->term.cidr4, f->term.cidr6))
 			f->tres = EV_MATCH;
