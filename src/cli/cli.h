@@ -11,6 +11,8 @@
 #include <stdint.h>
 
 struct conf;
+struct spool;
+struct mta;
 
 int cli_serve(int argc, char **argv, const char *conf_path);
 int cli_check_config(int argc, char **argv, const char *conf_path);
@@ -66,6 +68,16 @@ int cli_domain_register(struct store *st, const struct conf *c, const char *doma
 /* cli_ctl_tell - send line to a running daemon's control socket, quietly; true
  * if it answered exit 0, false if it did not (not running, or refused). */
 bool cli_ctl_tell(const struct conf *c, const char *line);
+
+#include <stdio.h>
+struct evbuffer;
+/* cli_queue_usage - a "PREFIXqueue SUB ARGS" line per queue subcommand. */
+void cli_queue_usage(FILE *out, const char *prefix);
+/* cli_queue_ctl - the control socket's side of a changing queue command:
+ * words[0] is the subcommand; runs it on the daemon's spool (telling mta),
+ * writes the answer to out; returns the exit status. */
+int cli_queue_ctl(struct spool *sp, struct mta *mta, int nwords, char **words,
+		  struct evbuffer *out);
 
 /* cli_ctl_request - send one command line to the running daemon's control socket,
  * print its answer; returns the exit status */

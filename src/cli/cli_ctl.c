@@ -3,12 +3,14 @@
  * and its client.
  *
  * Operators change the queue of a running daemon through it, since only the
- * daemon may write its spool. Protocol: the client sends one command line
- * ("queue delete ID", "queue hold ID", "queue release ID", "queue flush [ID]",
- * "ping", "dkim changed": `relevo domain` changed keys, reload them now); the daemon
- * answers with text lines and a last line "exit N", N being the exit status the
- * client should return, then closes. The daemon side runs on the main loop;
- * commands are short (one durable spool record each).
+ * daemon may write its spool. Protocol: the client sends one command line of
+ * blank-separated words ("ping"; "dkim changed": `relevo domain` changed keys,
+ * reload them now; "queue delete ID ID...", "queue flush --all --older-than
+ * 2h", ...: the argument words of the CLI, parsed again here by the same queue
+ * command table, cli_queue.c); the daemon answers with text
+ * lines and a last line "exit N", N being the exit status the client should
+ * return, then closes. The daemon side runs on the main loop; commands are
+ * short (one durable spool record per message).
  */
 #include <errno.h>
 #include <stdio.h>
@@ -30,7 +32,9 @@
 #include "mta/mta.h"
 #include "spool/spool.h"
 
-#define CTL_LINE_MAX 512
+#define CTL_LINE_MAX 24576		/* a command line: QUEUE_IDS_MAX ids fit */
+#define CTL_WORDS_MAX 1100		/* words of one command line */
+#define CTL_ANSWER_MAX (16 << 20)	/* bytes of an answer the client reads */
 
 struct cli_ctl {
 	struct evconnlistener *listener;
@@ -45,70 +49,66 @@ static bool ctl_path(const struct conf *c, char *out, size_t outsz)
 	return n > 0 && (size_t)n < outsz;
 }
 
-/* ctl_run - execute one command, writing the answer to out; returns exit status. */
-static int ctl_run(struct cli_ctl *ctl, const char *line, struct evbuffer *out)
+/* ctl_ping - "ping": is the daemon there? */
+static int ctl_ping(struct cli_ctl *ctl, int nwords, char **words, struct evbuffer *out)
 {
-	struct spool *sp = ctl->spool;
-	char verb[16] = "", what[16] = "", idstr[32] = "";
-	uint64_t id;
-	if (strcmp(line, "ping") == 0) {
-		evbuffer_add_printf(out, "pong\n");
-		return 0;
-	}
-	if (strcmp(line, "dkim changed") == 0) {
-		dkim_cache_changed();
-		log_info("event=dkim_keys_changed via=control");
-		evbuffer_add_printf(out, "ok\n");
-		return 0;
-	}
-	if (strcmp(line, "queue flush") == 0) {
-		if (ctl->mta)
-			mta_flush(ctl->mta, 0);
-		log_info("event=flush via=control");
-		evbuffer_add_printf(out, "every queued message will be attempted now\n");
-		return 0;
-	}
-	if (sscanf(line, "%15s %15s %31s", verb, what, idstr) != 3 ||
-	    strcmp(verb, "queue") != 0) {
+	evbuffer_add_printf(out, "pong\n");
+	return 0;
+}
+
+/* ctl_dkim - "dkim changed": the CLI changed keys; drop the key cache now. */
+static int ctl_dkim(struct cli_ctl *ctl, int nwords, char **words, struct evbuffer *out)
+{
+	if (nwords != 2 || strcmp(words[1], "changed") != 0) {
 		evbuffer_add_printf(out, "unknown command\n");
 		return 2;
 	}
-	if (!id_parse(idstr, &id)) {
-		evbuffer_add_printf(out, "relevo: '%s' is not a message id\n", idstr);
-		return 2;
-	}
-	enum rc rc;
-	const char *done;
-	if (strcmp(what, "delete") == 0) {
-		rc = spool_delete(sp, id);
-		done = "deleted";
-	} else if (strcmp(what, "hold") == 0 || strcmp(what, "release") == 0) {
-		rc = spool_hold(sp, id, what[0] == 'h');
-		done = what[0] == 'h' ? "held" : "released";
-	} else if (strcmp(what, "flush") == 0) {
-		struct spool_env *env = NULL;
-		rc = spool_get(sp, id, &env);
-		spool_env_free(env);
-		done = "flushed";
-	} else {
-		evbuffer_add_printf(out, "unknown queue command '%s'\n", what);
-		return 2;
-	}
-	char canon[ID_STR_LEN + 1];
-	id_format(id, canon);
-	if (rc == RC_NOTFOUND) {
-		evbuffer_add_printf(out, "relevo: no message %s in the queue\n", canon);
-		return 1;
-	}
-	if (rc != RC_OK) {
-		evbuffer_add_printf(out, "relevo: %s %s failed: %s\n", what, canon, rc_name(rc));
-		return 1;
-	}
-	if (ctl->mta)
-		(strcmp(what, "flush") == 0 ? mta_flush : mta_notify)(ctl->mta, id);
-	log_info("id=%s event=%s via=control", canon, done);
-	evbuffer_add_printf(out, "%s %s\n", canon, done);
+	dkim_cache_changed();
+	log_info("event=dkim_keys_changed via=control");
+	evbuffer_add_printf(out, "ok\n");
 	return 0;
+}
+
+/* ctl_queue - "queue SUB ARGS...": the queue command table (cli_queue.c). */
+static int ctl_queue(struct cli_ctl *ctl, int nwords, char **words, struct evbuffer *out)
+{
+	return cli_queue_ctl(ctl->spool, ctl->mta, nwords - 1, words + 1, out);
+}
+
+/* The commands: the first word of the line, and its handler (words[0] is it). */
+static const struct {
+	const char *name;
+	int (*fn)(struct cli_ctl *ctl, int nwords, char **words, struct evbuffer *out);
+} ctl_cmds[] = {
+	{"ping", ctl_ping},
+	{"dkim", ctl_dkim},
+	{"queue", ctl_queue},
+};
+
+/* ctl_run - split line into words, run its command writing the answer to out;
+ * returns the exit status. line is modified. */
+static int ctl_run(struct cli_ctl *ctl, char *line, struct evbuffer *out)
+{
+	char *words[CTL_WORDS_MAX];
+	int n = 0;
+	for (char *p = line; *p;) {
+		while (*p == ' ')
+			*p++ = '\0';
+		if (*p == '\0')
+			break;
+		if (n == CTL_WORDS_MAX) {
+			evbuffer_add_printf(out, "relevo: too many words in one command\n");
+			return 2;
+		}
+		words[n++] = p;
+		while (*p && *p != ' ')
+			p++;
+	}
+	for (size_t i = 0; n > 0 && i < ARRAY_LEN(ctl_cmds); i++)
+		if (strcmp(words[0], ctl_cmds[i].name) == 0)
+			return ctl_cmds[i].fn(ctl, n, words, out);
+	evbuffer_add_printf(out, "unknown command\n");
+	return 2;
 }
 
 static void ctl_on_write(struct bufferevent *bev, void *arg)
@@ -201,82 +201,51 @@ void cli_ctl_stop(struct cli_ctl *ctl)
 	free(ctl);
 }
 
-/* ctl_exchange - send line, read the whole answer into buf (NUL-terminated);
- * the connect error in *err (0 if it connected). false if no answer came. */
-static bool ctl_exchange(const struct conf *c, const char *line, char *buf, size_t bufsz,
-			 int *err, char *path, size_t pathsz)
-{
-	struct sockaddr_un sun = {.sun_family = AF_UNIX};
-	*err = 0;
-	buf[0] = '\0';
-	if (!ctl_path(c, sun.sun_path, sizeof sun.sun_path)) {
-		*err = ENAMETOOLONG;
-		return false;
-	}
-	str_lcpy(path, sun.sun_path, pathsz);
-	int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
-	if (fd < 0 || connect(fd, (struct sockaddr *)&sun, sizeof sun) != 0) {
-		*err = errno;
-		if (fd >= 0)
-			close(fd);
-		return false;
-	}
-	char req[CTL_LINE_MAX + 3];
-	int n = snprintf(req, sizeof req, "%s\r\n", line);
-	if (n < 0 || (size_t)n >= sizeof req || file_write_all(fd, req, (size_t)n) != RC_OK) {
-		close(fd);
-		return false;
-	}
-	size_t len = 0;
-	ssize_t r;
-	while (len < bufsz - 1 && (r = read(fd, buf + len, bufsz - 1 - len)) > 0)
-		len += (size_t)r;
-	close(fd);
-	buf[len] = '\0';
-	return true;
-}
-
-/* ctl_last_exit - the final "exit N" line of an answer, or NULL. */
-static char *ctl_last_exit(char *buf)
-{
-	char *last = NULL;
-	for (char *p = buf; (p = strstr(p, "exit ")) != NULL; p++)
-		if (p == buf || p[-1] == '\n')
-			last = p;
-	return last;
-}
-
-/* cli_ctl_tell - send line quietly; true if the daemon answered exit 0. */
-bool cli_ctl_tell(const struct conf *c, const char *line)
-{
-	char buf[1024], path[sizeof(((struct sockaddr_un *)0)->sun_path)];
-	int err;
-	if (!ctl_exchange(c, line, buf, sizeof buf, &err, path, sizeof path))
-		return false;
-	char *last = ctl_last_exit(buf);
-	return last != NULL && strtol(last + 5, NULL, 10) == 0;
-}
-
 /* cli_ctl_request - send one command line to the running daemon's control socket,
  * print its answer; returns the exit status. */
 int cli_ctl_request(const struct conf *c, const char *line)
 {
-	char buf[8192], path[sizeof(((struct sockaddr_un *)0)->sun_path)] = "";
-	int err;
-	if (!ctl_exchange(c, line, buf, sizeof buf, &err, path, sizeof path)) {
-		if (err == ENAMETOOLONG)
-			fprintf(stderr, "relevo: control socket path too long\n");
-		else if (err != 0)
-			fprintf(stderr, "relevo: the spool is locked by a running daemon, but its "
-					"control socket %s does not answer: %s\n", path, strerror(err));
+	struct sockaddr_un sun = {.sun_family = AF_UNIX};
+	if (!ctl_path(c, sun.sun_path, sizeof sun.sun_path)) {
+		fprintf(stderr, "relevo: control socket path too long\n");
 		return 1;
 	}
-	char *last = ctl_last_exit(buf);
+	int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+	if (fd < 0 || connect(fd, (struct sockaddr *)&sun, sizeof sun) != 0) {
+		fprintf(stderr, "relevo: the spool is locked by a running daemon, but its "
+				"control socket %s does not answer: %s\n",
+			sun.sun_path, strerror(errno));
+		if (fd >= 0)
+			close(fd);
+		return 1;
+	}
+	char req[CTL_LINE_MAX + 3];
+	int n = snprintf(req, sizeof req, "%s\r\n", line);
+	if (n < 0 || (size_t)n >= sizeof req || file_write_all(fd, req, (size_t)n) != RC_OK) {
+		fprintf(stderr, "relevo: cannot send the command to the daemon%s\n",
+			n > 0 && (size_t)n >= sizeof req ? ": too long" : "");
+		close(fd);
+		return 1;
+	}
+	struct evbuffer *ans = evbuffer_new();
+	char buf[8192];
+	ssize_t r;
+	while (evbuffer_get_length(ans) < CTL_ANSWER_MAX && (r = read(fd, buf, sizeof buf)) > 0)
+		evbuffer_add(ans, buf, (size_t)r);
+	close(fd);
+	evbuffer_add(ans, "", 1);
+	char *text = (char *)evbuffer_pullup(ans, -1);
+	char *last = NULL;
+	for (char *p = text; (p = strstr(p, "exit ")) != NULL; p++)
+		if (p == text || p[-1] == '\n')
+			last = p;
 	if (last == NULL) {
 		fprintf(stderr, "relevo: no answer from the daemon\n");
+		evbuffer_free(ans);
 		return 1;
 	}
 	int status = (int)strtol(last + 5, NULL, 10);
-	fwrite(buf, 1, (size_t)(last - buf), status == 0 ? stdout : stderr);
+	fwrite(text, 1, (size_t)(last - text), status == 0 ? stdout : stderr);
+	evbuffer_free(ans);
 	return status;
 }

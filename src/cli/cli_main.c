@@ -15,19 +15,58 @@
 #include "core/core.h"
 #include "store/store.h"
 
-static const struct {
+/* Every subcommand's usage, "COMMAND SUB ARGS" (the word after the command is
+ * the subcommand); NULL ends a list. A subcommand missing here is refused as
+ * unknown: add its line with it. queue has its own table (cli_queue.c). */
+static const char *const usage_serve[] = {"serve", NULL};
+static const char *const usage_check_config[] = {"check-config", NULL};
+static const char *const usage_user[] = {
+	"user add NAME --domain DOMAIN [--domain DOMAIN ...] [--sandbox]",
+	"user list",
+	"user del NAME",
+	"user passwd NAME",
+	"user sandbox NAME on|off",
+	NULL};
+static const char *const usage_domain[] = {
+	"domain add DOMAIN",
+	"domain records DOMAIN [--zone]",
+	"domain rotate DOMAIN",
+	"domain activate DOMAIN SELECTOR [--force]",
+	"domain retire-key DOMAIN SELECTOR",
+	"domain list",
+	"domain del DOMAIN [--force]",
+	"domain check DOMAIN [--json]",
+	NULL};
+static const char *const usage_spf[] = {"spf eval IP SENDER [HELO]", NULL};
+static const char *const usage_sendmail[] = {
+	"sendmail [-t] [-i] [-f SENDER] [-F NAME] [-N DSN] [-R RET] [-V ENVID] [-v] [--] "
+	"[RECIPIENT ...]",
+	"sendmail -bp | -q",
+	NULL};
+static const char *const usage_apikey[] = {
+	"apikey create USER [--name NAME]",
+	"apikey list [USER]",
+	"apikey revoke ID",
+	NULL};
+
+static const struct cli_command {
 	const char *name;
 	int (*fn)(int argc, char **argv, const char *conf_path);
 	const char *help;
+	const char *const *usage;	/* NULL: queue's own table (cli_queue_usage) */
+	bool subcommands;		/* the first argument is a subcommand */
+	bool h_is_option;		/* -h is an option of its own (sendmail's hop count) */
 } cli_commands[] = {
-	{"serve", cli_serve, "run the daemon in the foreground"},
-	{"check-config", cli_check_config, "validate the configuration file"},
-	{"user", cli_user, "add|list|del|passwd sending accounts"},
-	{"queue", cli_queue, "list|show|delete|flush|hold|release queued messages"},
-	{"domain", cli_domain, "add|records|check|rotate|activate|retire-key|list|del sending domains"},
-	{"spf", cli_spf, "eval IP SENDER [HELO]: evaluate SPF (RFC 7208)"},
-	{"apikey", cli_apikey, "create|list|revoke HTTP API keys"},
-	{"sendmail", cli_sendmail, "submit a message from standard input (sendmail-compatible)"},
+	{"serve", cli_serve, "run the daemon in the foreground", usage_serve, false},
+	{"check-config", cli_check_config, "validate the configuration file", usage_check_config,
+	 false},
+	{"user", cli_user, "sending accounts", usage_user, true},
+	{"queue", cli_queue, "the queue: list, inspect, delete, hold, release, flush", NULL, true},
+	{"domain", cli_domain, "sending domains and their DKIM keys", usage_domain, true},
+	{"spf", cli_spf, "evaluate SPF (RFC 7208) for an address and a sender", usage_spf, true},
+	{"apikey", cli_apikey, "HTTP API keys", usage_apikey, true},
+	{"sendmail", cli_sendmail, "submit a message from standard input (sendmail-compatible)",
+	 usage_sendmail, false, true},
 };
 
 /* cli_run_as_sendmail - is this binary run through a link named sendmail? */
@@ -37,12 +76,83 @@ static bool cli_run_as_sendmail(const char *argv0)
 	return strcmp(base ? base + 1 : argv0, "sendmail") == 0;
 }
 
+static bool is_help(const char *s)
+{
+	return strcmp(s, "--help") == 0 || strcmp(s, "-h") == 0;
+}
+
+/* The usage line's subcommand: its second word, in sub (empty if none). */
+static void usage_sub(const char *line, char *sub, size_t subsz)
+{
+	const char *p = strchr(line, ' ');
+	size_t n = p ? strcspn(p + 1, " ") : 0;
+	snprintf(sub, subsz, "%.*s", (int)n, p ? p + 1 : "");
+}
+
+/* cmd_usage - cmd's usage lines (only sub's when sub is not NULL). */
+static void cmd_usage(FILE *out, const struct cli_command *cmd, const char *sub,
+		      const char *prefix)
+{
+	if (cmd->usage == NULL) {
+		cli_queue_usage(out, prefix);
+		return;
+	}
+	for (size_t i = 0; cmd->usage[i]; i++) {
+		char s[32];
+		usage_sub(cmd->usage[i], s, sizeof s);
+		if (sub == NULL || strcmp(s, sub) == 0) {
+			fprintf(out, "%s%s [-c FILE]\n", prefix, cmd->usage[i]);
+			if (strncmp(prefix, "usage: ", 7) == 0)
+				prefix = "       relevo ";
+		}
+	}
+}
+
+static bool cmd_has_sub(const struct cli_command *cmd, const char *sub)
+{
+	for (size_t i = 0; cmd->usage && cmd->usage[i]; i++) {
+		char s[32];
+		usage_sub(cmd->usage[i], s, sizeof s);
+		if (strcmp(s, sub) == 0)
+			return true;
+	}
+	return false;
+}
+
 static void usage(FILE *out)
 {
 	fprintf(out, "usage: relevo COMMAND [ARGS] [-c FILE]\n\ncommands:\n");
-	for (size_t i = 0; i < ARRAY_LEN(cli_commands); i++)
+	for (size_t i = 0; i < ARRAY_LEN(cli_commands); i++) {
 		fprintf(out, "  %-14s %s\n", cli_commands[i].name, cli_commands[i].help);
-	fprintf(out, "\n-c FILE defaults to %s\n--version prints the version\n", CONF_DEFAULT_PATH);
+		cmd_usage(out, &cli_commands[i], NULL, "      relevo ");
+	}
+	fprintf(out, "\n-c FILE defaults to %s\n"
+		     "relevo COMMAND [SUBCOMMAND] --help prints its usage\n"
+		     "relevo --version prints the version\n",
+		CONF_DEFAULT_PATH);
+}
+
+/* cli_dispatch - run args[0]'s command, answering --help and unknown
+ * subcommands here for those with a usage table. */
+static int cli_dispatch(const struct cli_command *cmd, int nargs, char **args,
+			const char *conf_path)
+{
+	const char *sub = cmd->subcommands && nargs >= 2 && !is_help(args[1]) &&
+			  strcmp(args[1], "help") != 0 ? args[1] : NULL;
+	if (cmd->usage == NULL)
+		return cmd->fn(nargs, args, conf_path);
+	if (sub != NULL && !cmd_has_sub(cmd, sub)) {
+		fprintf(stderr, "relevo: unknown %s subcommand '%s'\n", cmd->name, sub);
+		cmd_usage(stderr, cmd, NULL, "usage: relevo ");
+		return 2;
+	}
+	for (int i = 1; i < nargs; i++)
+		if ((cmd->h_is_option ? strcmp(args[i], "--help") == 0 : is_help(args[i])) ||
+		    (i == 1 && cmd->subcommands && strcmp(args[i], "help") == 0)) {
+			cmd_usage(stdout, cmd, sub, "usage: relevo ");
+			return 0;
+		}
+	return cmd->fn(nargs, args, conf_path);
 }
 
 int main(int argc, char **argv)
@@ -76,15 +186,14 @@ int main(int argc, char **argv)
 		free(args);
 		return 0;
 	}
-	if (nargs == 0 || strcmp(args[0], "help") == 0 || strcmp(args[0], "--help") == 0 ||
-	    strcmp(args[0], "-h") == 0) {
+	if (nargs == 0 || strcmp(args[0], "help") == 0 || is_help(args[0])) {
 		usage(nargs == 0 ? stderr : stdout);
 		free(args);
 		return nargs == 0 ? 2 : 0;
 	}
 	for (size_t i = 0; i < ARRAY_LEN(cli_commands); i++) {
 		if (strcmp(args[0], cli_commands[i].name) == 0) {
-			int rc = cli_commands[i].fn(nargs, args, conf_path);
+			int rc = cli_dispatch(&cli_commands[i], nargs, args, conf_path);
 			free(args);
 			return rc;
 		}

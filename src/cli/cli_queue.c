@@ -1,389 +1,639 @@
 /*
- * cli_queue.c - `relevo queue list | show ID | delete ID`.
+ * cli_queue.c - `relevo queue list | show | delete | hold | release | flush`:
+ * one command table (queue_cmds) for the command line, the offline path and
+ * the daemon's control socket.
  *
- * list prints one line per message on stdout, blank-separated columns
- * "ID <SENDER> RCPT,RCPT,... STATE NEXT-ATTEMPT" (STATE one token: queued,
- * deferred, held, partially-delivered, bounce-pending), and the count on stderr.
- * show prints the envelope, then the message (headers, then body, capped).
+ * list and show open the spool read-only (SPOOL_RDONLY: no lock, no writes),
+ * so they work the same whether or not the daemon runs (cli_queue_show.c).
+ * The changing verbs need the spool lock: the CLI parses and checks its
+ * arguments here, then tries spool_open(SPOOL_RDWR); when a daemon holds the
+ * lock (RC_EXISTS) the same argument words go to it over the control socket,
+ * and the daemon (cli_ctl.c) parses them again with this table and runs them
+ * through queue_apply, the code the offline path runs. Only the side effects
+ * differ: online the delivery engine is told (mta_notify / mta_flush) and
+ * events go to the daemon's event stream; offline the events are written to
+ * the store (and their webhook jobs queued for the daemon) once the spool is
+ * closed.
  *
- * list and show open the spool read-only (SPOOL_RDONLY: no lock, no writes), so
- * they work the same whether or not the daemon runs; what they print is the
- * state on disk at that moment. delete needs the spool lock: when the daemon
- * holds it (spool_open returns RC_EXISTS) the request goes to the daemon over its
- * control socket instead ("queue delete ID").
+ * Selections: message ids, or --all with filters (--state, --from,
+ * --to-domain, --user, --older-than); a filter without --all is a usage error
+ * for the changing verbs, so that a typo never widens a delete. The matching
+ * ids are collected first and acted on one by one (spool_foreach must not
+ * call back into the spool).
  *
- * Everything printed that came from a client or a remote server (addresses,
- * HELO, replies, headers) has its control characters replaced, so that queue
- * contents can never drive the operator's terminal.
+ * Exit status: 0 done, 1 something named was not there or failed (a held
+ * message named to flush is one), 2 usage; --help anywhere answers 0.
  */
+#include <ctype.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
+#include <strings.h>
 
 #include <event2/buffer.h>
 
 #include "cli/cli.h"
+#include "cli/cli_queue_int.h"
 #include "conf/conf.h"
 #include "core/core.h"
+#include "http/http.h"
+#include "mta/mta.h"
 #include "spool/spool.h"
+#include "store/store.h"
 
-#define QUEUE_SHOW_MAX (1024 * 1024) /* message bytes `queue show` prints at most */
+#define QUEUE_ARGS_MAX (QUEUE_IDS_MAX + 32) /* argument words of one command */
 
-static int queue_usage(void)
+/* How a command takes its arguments. */
+enum {
+	Q_WRITE = 1 << 0,	/* changes the spool: lock or control socket */
+	Q_ONE_ID = 1 << 1,	/* exactly one id */
+	Q_IDS = 1 << 2,		/* ids or --all */
+	Q_FILTERS = 1 << 3,	/* --state, --from, ... */
+	Q_JSON = 1 << 4,
+	Q_BODY = 1 << 5,
+	Q_NONE_IS_ALL = 1 << 6, /* no id and no --all: every message (flush) */
+};
+
+/* What a changing verb did to one message (written by its apply function). */
+struct queue_ctx {
+	struct spool *sp;
+	struct mta *mta;		/* the daemon's engine; NULL offline */
+	bool online;
+	struct evbuffer *out, *err;	/* may be the same buffer */
+	struct evlog_event **evs;	/* offline: events to store afterwards (owned) */
+	size_t nevs, evcap;
+	size_t done, missing, skipped;
+	const char *what;		/* what the verb did, for the --all summary */
+};
+
+static enum rc q_delete(struct queue_ctx *qc, const struct spool_env *env, const char **what);
+static enum rc q_hold(struct queue_ctx *qc, const struct spool_env *env, const char **what);
+static enum rc q_release(struct queue_ctx *qc, const struct spool_env *env, const char **what);
+static enum rc q_flush(struct queue_ctx *qc, const struct spool_env *env, const char **what);
+
+static const struct queue_cmd queue_cmds[] = {
+	{"list", "[--json] [FILTERS]",
+	 "the queue: arrival, size, state, sender, each recipient and its last deferral",
+	 Q_FILTERS | Q_JSON, NULL},
+	{"show", "ID [--body]", "the envelope, the recipients' states and the headers",
+	 Q_ONE_ID | Q_BODY, NULL},
+	{"delete", "ID... | --all [FILTERS]",
+	 "remove messages; each waiting recipient gets a 'dropped' event", Q_WRITE | Q_IDS | Q_FILTERS,
+	 q_delete},
+	{"hold", "ID... | --all [FILTERS]", "keep messages from being attempted",
+	 Q_WRITE | Q_IDS | Q_FILTERS, q_hold},
+	{"release", "ID... | --all [FILTERS]", "let held messages be attempted again",
+	 Q_WRITE | Q_IDS | Q_FILTERS, q_release},
+	{"flush", "[ID... | --all [FILTERS]]", "attempt messages now (all when none is named)",
+	 Q_WRITE | Q_IDS | Q_FILTERS | Q_NONE_IS_ALL, q_flush},
+};
+
+static const char *const queue_filter_help =
+	"FILTERS: --state STATE (queued, deferred, held, partially-delivered,\n"
+	"         bounce-pending), --from ADDRESS|DOMAIN|'<>', --to-domain DOMAIN,\n"
+	"         --user ACCOUNT, --older-than DURATION (30m, 2h, 1d; s m h d w)\n";
+
+/* cli_queue_usage - every queue subcommand's usage line, for `relevo --help`
+ * (prefix before each) and `relevo queue --help`. */
+void cli_queue_usage(FILE *out, const char *prefix)
 {
-	fprintf(stderr, "usage: relevo queue list | show ID | delete ID | flush [ID] | hold ID | release ID [-c FILE]\n");
-	return 2;
+	for (size_t i = 0; i < ARRAY_LEN(queue_cmds); i++)
+		fprintf(out, "%squeue %s %s [-c FILE]\n", prefix, queue_cmds[i].name,
+			queue_cmds[i].args);
 }
 
-/* Print n bytes of s, control characters (but tab) as '?'. */
-static void put_safe(FILE *out, const char *s, size_t n)
+static void queue_help(FILE *out, const struct queue_cmd *cmd)
 {
-	for (size_t i = 0; i < n; i++) {
-		unsigned char ch = (unsigned char)s[i];
-		fputc(ch < 0x20 && ch != '\t' ? '?' : ch == 0x7f ? '?' : ch, out);
+	if (cmd == NULL) {
+		fprintf(out, "usage: relevo queue SUBCOMMAND [ARGS] [-c FILE]\n\n");
+		for (size_t i = 0; i < ARRAY_LEN(queue_cmds); i++)
+			fprintf(out, "  queue %-8s %s\n           %s\n", queue_cmds[i].name,
+				queue_cmds[i].args, queue_cmds[i].help);
+	} else {
+		fprintf(out, "usage: relevo queue %s %s [-c FILE]\n  %s\n", cmd->name, cmd->args,
+			cmd->help);
 	}
+	if (cmd == NULL || (cmd->flags & Q_FILTERS))
+		fprintf(out, "\n%s", queue_filter_help);
 }
 
-static void put_str(FILE *out, const char *s)
+/* cli_queue_cmd_find - the table entry named name, or NULL. */
+const struct queue_cmd *cli_queue_cmd_find(const char *name)
 {
-	put_safe(out, s ? s : "-", strlen(s ? s : "-"));
+	for (size_t i = 0; i < ARRAY_LEN(queue_cmds); i++)
+		if (strcmp(queue_cmds[i].name, name) == 0)
+			return &queue_cmds[i];
+	return NULL;
 }
 
-/* ISO-8601 UTC for a unix-ms time. */
-static void fmt_time(int64_t ms, char *out, size_t outsz)
-{
-	cli_time_utc(ms / 1000, out, outsz);
-}
+/* ==== arguments ========================================================= */
 
-/* "now" when due, "-" when nothing is waiting, else the time. */
-static void fmt_next(int64_t ms, bool any, char *out, size_t outsz)
-{
-	if (!any)
-		str_lcpy(out, "-", outsz);
-	else if (ms <= time_now_ms())
-		str_lcpy(out, "now", outsz);
-	else
-		fmt_time(ms, out, outsz);
-}
-
-/* The earliest next attempt among queued recipients; false if none is queued. */
-static bool next_attempt(const struct spool_env *env, int64_t *out)
-{
-	bool any = false;
-	for (size_t i = 0; i < env->nrcpt; i++) {
-		const struct spool_rcpt *r = &env->rcpt[i];
-		if (r->state != SPOOL_RCPT_QUEUED)
-			continue;
-		if (!any || r->next_attempt < *out)
-			*out = r->next_attempt;
-		any = true;
-	}
-	return any;
-}
-
-/* queue_state - one token (list columns are split on blanks) for a message. */
-static const char *queue_state(const struct spool_env *env)
-{
-	size_t queued = 0, failed = 0, done = 0;
-	bool tried = false;
-	if (env->flags & SPOOL_F_HELD)
-		return "held";
-	for (size_t i = 0; i < env->nrcpt; i++) {
-		const struct spool_rcpt *r = &env->rcpt[i];
-		queued += r->state == SPOOL_RCPT_QUEUED;
-		failed += r->state == SPOOL_RCPT_FAILED;
-		done += r->state == SPOOL_RCPT_DELIVERED || r->state == SPOOL_RCPT_BOUNCED;
-		tried = tried || r->attempts > 0;
-	}
-	if (queued == 0)
-		return failed > 0 ? "bounce-pending" : "finished";
-	if (done > 0 || failed > 0)
-		return "partially-delivered";
-	return tried ? "deferred" : "queued";
-}
-
-static bool list_one(void *arg, const struct spool_env *env)
-{
-	size_t *n = arg;
-	char id[ID_STR_LEN + 1], next[32];
-	int64_t when = 0;
-	bool any = next_attempt(env, &when);
-	id_format(env->id, id);
-	fmt_next(when, any, next, sizeof next);
-	printf("%s  <", id);
-	put_str(stdout, env->sender);
-	printf(">  ");
-	for (size_t i = 0; i < env->nrcpt; i++) {
-		if (i > 0)
-			putchar(',');
-		put_str(stdout, env->rcpt[i].addr);
-	}
-	printf("  %s  %s\n", queue_state(env), next);
-	(*n)++;
-	return true;
-}
-
-static struct spool *queue_open_ro(const struct conf *c)
-{
-	struct spool *sp = NULL;
-	enum rc rc = spool_open(c->data_dir, SPOOL_RDONLY, &sp);
-	if (rc != RC_OK) {
-		fprintf(stderr, "relevo: cannot read the queue in %s/spool: %s\n", c->data_dir,
-		        rc_name(rc));
-		return NULL;
-	}
-	return sp;
-}
-
-/* queue_list - one line per message, then a count. */
-static int queue_list(const struct conf *c)
-{
-	struct spool *sp = queue_open_ro(c);
-	if (sp == NULL)
-		return 1;
-	size_t n = 0;
-	spool_foreach(sp, list_one, &n);
-	/* The count goes to stderr: stdout stays one parseable line per message. */
-	if (n == 0)
-		printf("queue is empty\n");
-	else
-		fprintf(stderr, "%zu message%s in the queue\n", n, n == 1 ? "" : "s");
-	spool_close(sp);
-	return 0;
-}
-
-static void show_flags(uint32_t flags)
+/* queue_duration - "90", "30m", "2h", "1d", "1w" into ms; false if malformed. */
+static bool queue_duration(const char *s, int64_t *ms)
 {
 	static const struct {
-		uint32_t bit;
-		const char *name;
-	} names[] = {{SPOOL_F_8BITMIME, "8BITMIME"},
-	             {SPOOL_F_SMTPUTF8, "SMTPUTF8"},
-	             {SPOOL_F_RET_FULL, "RET=FULL"},
-	             {SPOOL_F_RET_HDRS, "RET=HDRS"},
-	             {SPOOL_F_HELD, "HELD"}};
-	bool any = false;
-	printf("flags:       ");
-	for (size_t i = 0; i < ARRAY_LEN(names); i++)
-		if (flags & names[i].bit) {
-			printf("%s%s", any ? " " : "", names[i].name);
-			any = true;
+		char unit;
+		int64_t ms;
+	} units[] = {{'s', 1000}, {'m', 60000}, {'h', 3600000}, {'d', 86400000}, {'w', 604800000}};
+	char num[21];
+	size_t n = strspn(s, "0123456789");
+	int64_t mult = 1000;
+	if (n == 0 || n >= sizeof num)
+		return false;
+	if (s[n] != '\0') {
+		size_t k;
+		for (k = 0; k < ARRAY_LEN(units); k++)
+			if (tolower((unsigned char)s[n]) == units[k].unit && s[n + 1] == '\0')
+				break;
+		if (k == ARRAY_LEN(units))
+			return false;
+		mult = units[k].ms;
+	}
+	memcpy(num, s, n);
+	num[n] = '\0';
+	uint64_t v;
+	if (!str_to_u64(num, &v) || v > (uint64_t)INT64_MAX / (uint64_t)mult)
+		return false;
+	*ms = (int64_t)v * mult;
+	return true;
+}
+
+static bool queue_state_known(const char *s)
+{
+	static const char *const states[] = {"queued", "deferred", "held", "partially-delivered",
+					     "bounce-pending"};
+	for (size_t i = 0; i < ARRAY_LEN(states); i++)
+		if (strcmp(s, states[i]) == 0)
+			return true;
+	return false;
+}
+
+/* queue_opt_value - the value of --name VALUE or --name=VALUE at argv[*i]. */
+static const char *queue_opt_value(int argc, char **argv, int *i, const char *name)
+{
+	size_t n = strlen(name);
+	if (strncmp(argv[*i], name, n) != 0)
+		return NULL;
+	if (argv[*i][n] == '=')
+		return argv[*i] + n + 1;
+	if (argv[*i][n] != '\0' || *i + 1 >= argc)
+		return NULL;
+	return argv[++*i];
+}
+
+/* queue_parse_filter - one filter option at argv[*i]: 1 taken, 0 not a filter,
+ * -1 a bad value (said in err). */
+static int queue_parse_filter(int argc, char **argv, int *i, struct queue_sel *sel,
+			      struct evbuffer *err)
+{
+	const char *v;
+	if ((v = queue_opt_value(argc, argv, i, "--state")) != NULL) {
+		if (!queue_state_known(v)) {
+			evbuffer_add_printf(err, "relevo: unknown state '%s'\n", v);
+			return -1;
 		}
-	printf("%s\n", any ? "" : "none");
-}
-
-static void show_notify(uint8_t notify)
-{
-	if (notify == 0)
-		return;
-	printf(" notify=");
-	if (notify & SPOOL_NOTIFY_NEVER)
-		printf("NEVER");
-	else
-		printf("%s%s%s", notify & SPOOL_NOTIFY_SUCCESS ? "SUCCESS," : "",
-		       notify & SPOOL_NOTIFY_FAILURE ? "FAILURE," : "",
-		       notify & SPOOL_NOTIFY_DELAY ? "DELAY" : "");
-}
-
-static void show_rcpt(const struct spool_rcpt *r)
-{
-	char next[32];
-	fmt_next(r->next_attempt, r->state == SPOOL_RCPT_QUEUED, next, sizeof next);
-	printf("  <");
-	put_str(stdout, r->addr);
-	printf("> state=%s attempts=%u next=%s", spool_rcpt_state_name(r->state), r->attempts,
-	       next);
-	if (r->orcpt) {
-		printf(" orcpt=");
-		put_str(stdout, r->orcpt);
+		sel->state = v;
+	} else if ((v = queue_opt_value(argc, argv, i, "--from")) != NULL) {
+		sel->from = v;
+	} else if ((v = queue_opt_value(argc, argv, i, "--to-domain")) != NULL) {
+		sel->to_domain = v;
+	} else if ((v = queue_opt_value(argc, argv, i, "--user")) != NULL) {
+		sel->user = v;
+	} else if ((v = queue_opt_value(argc, argv, i, "--older-than")) != NULL) {
+		if (!queue_duration(v, &sel->older_ms)) {
+			evbuffer_add_printf(err, "relevo: --older-than '%s' is not a duration "
+						 "(a number and s, m, h, d or w: 30m, 2h, 1d)\n", v);
+			return -1;
+		}
+	} else {
+		return 0;
 	}
-	show_notify(r->notify);
-	if (r->last_reply && strncmp(r->last_reply, "status=", 7) == 0) {
-		/* the engine's outcome: already "status=X remote=H reply=\"...\"" */
-		putchar(' ');
-		put_str(stdout, r->last_reply);
-	} else if (r->last_reply) {
-		printf(" reply=\"");
-		put_str(stdout, r->last_reply);
-		putchar('"');
-	}
-	putchar('\n');
+	sel->filtered = true;
+	return 1;
 }
 
-static void show_field(const char *name, const char *value)
+/* queue_parse_word - one argument word; false (said in err) on a usage error. */
+static bool queue_parse_word(const struct queue_cmd *cmd, int argc, char **argv, int *i,
+			     struct queue_sel *sel, struct evbuffer *err)
 {
-	printf("%-13s", name);
-	put_str(stdout, value);
-	putchar('\n');
-}
-
-static void show_envelope(const struct spool_env *env)
-{
-	char id[ID_STR_LEN + 1], created[32];
-	id_format(env->id, id);
-	fmt_time(env->created, created, sizeof created);
-	printf("id:          %s\nstate:       %s\nsender:      <", id, queue_state(env));
-	put_str(stdout, env->sender);
-	printf(">\n");
-	show_field("user:", env->user);
-	show_field("client:", env->client);
-	show_field("helo:", env->helo);
-	printf("created:     %s\n", created);
-	if (env->envid)
-		show_field("envid:", env->envid);
-	show_flags(env->flags);
-	printf("size:        %llu bytes\nrecipients:  %zu\n", (unsigned long long)env->body_size,
-	       env->nrcpt);
-	for (size_t i = 0; i < env->nrcpt; i++)
-		show_rcpt(&env->rcpt[i]);
-}
-
-/* The stored message: every header line, the empty line, then the body, up to
- * QUEUE_SHOW_MAX bytes (the rest is counted, not printed). */
-static void show_message(struct spool *sp, uint64_t id)
-{
-	struct evbuffer *msg = evbuffer_new();
-	if (msg == NULL || spool_read_body(sp, id, msg) != RC_OK) {
-		fprintf(stderr, "relevo: cannot read the stored message\n");
-		if (msg)
-			evbuffer_free(msg);
-		return;
-	}
-	printf("\n");
-	size_t shown = 0, n;
-	char *line;
-	while (shown < QUEUE_SHOW_MAX &&
-	       (line = evbuffer_readln(msg, &n, EVBUFFER_EOL_CRLF)) != NULL) {
-		put_safe(stdout, line, n);
-		putchar('\n');
-		shown += n + 2;
-		free(line);
-	}
-	size_t rest = evbuffer_get_length(msg);
-	if (rest > 0 && shown >= QUEUE_SHOW_MAX)
-		printf("[... %zu more bytes not shown]\n", rest);
-	else if (rest > 0) /* a last line without line ending */
-		put_safe(stdout, (const char *)evbuffer_pullup(msg, -1), rest);
-	evbuffer_free(msg);
-}
-
-/* queue_show - envelope, per-recipient state, then the message headers. */
-static int queue_show(const struct conf *c, uint64_t id)
-{
-	struct spool *sp = queue_open_ro(c);
-	if (sp == NULL)
-		return 1;
-	struct spool_env *env = NULL;
-	char ids[ID_STR_LEN + 1];
-	id_format(id, ids);
-	if (spool_get(sp, id, &env) != RC_OK) {
-		fprintf(stderr, "relevo: no message %s in the queue\n", ids);
-		spool_close(sp);
-		return 1;
-	}
-	show_envelope(env);
-	show_message(sp, id);
-	spool_env_free(env);
-	spool_close(sp);
-	return 0;
-}
-
-/* queue_offline_flush - make msgid's (or every message's, id 0) queued recipients
- * due now, so the next daemon start attempts them at once. */
-static bool queue_flush_one(void *arg, const struct spool_env *env)
-{
-	struct spool *sp = arg;
-	for (size_t i = 0; i < env->nrcpt; i++) {
-		const struct spool_rcpt *r = &env->rcpt[i];
-		if (r->state == SPOOL_RCPT_QUEUED && r->next_attempt != 0)
-			spool_rcpt_update(sp, env->id, i, r->state, r->attempts, 0, r->last_reply,
-			                  NULL, NULL, NULL, 0);
+	const char *a = argv[*i];
+	int f = (cmd->flags & Q_FILTERS) ? queue_parse_filter(argc, argv, i, sel, err) : 0;
+	if (f != 0)
+		return f > 0;
+	if ((cmd->flags & Q_JSON) && strcmp(a, "--json") == 0) {
+		sel->json = true;
+	} else if ((cmd->flags & Q_BODY) && strcmp(a, "--body") == 0) {
+		sel->body = true;
+	} else if ((cmd->flags & Q_IDS) && strcmp(a, "--all") == 0) {
+		sel->all = true;
+	} else if (a[0] == '-') {
+		evbuffer_add_printf(err, "relevo: queue %s: unknown option '%s'\n", cmd->name, a);
+		return false;
+	} else if (!(cmd->flags & (Q_IDS | Q_ONE_ID))) {
+		evbuffer_add_printf(err, "relevo: queue %s takes no argument '%s'\n", cmd->name, a);
+		return false;
+	} else if (sel->nids == QUEUE_IDS_MAX) {
+		evbuffer_add_printf(err, "relevo: more than %d ids: use --all with filters\n",
+				    QUEUE_IDS_MAX);
+		return false;
+	} else if (!id_parse(a, &sel->ids[sel->nids++])) {
+		evbuffer_add_printf(err, "relevo: '%s' is not a message id (16 hex digits)\n", a);
+		return false;
 	}
 	return true;
 }
 
-static enum rc queue_offline_flush(struct spool *sp, uint64_t id)
+/* queue_parse - argv[0] is the subcommand; fills sel (its ids array is
+ * allocated here, freed by queue_sel_fini). 0, or 2 after saying why in err. */
+static int queue_parse(const struct queue_cmd *cmd, int argc, char **argv, struct queue_sel *sel,
+		       struct evbuffer *err)
 {
-	if (id == 0) {
-		spool_foreach(sp, queue_flush_one, sp);
-		return RC_OK;
+	memset(sel, 0, sizeof *sel);
+	sel->ids = xcalloc(QUEUE_IDS_MAX, sizeof *sel->ids);
+	for (int i = 1; i < argc; i++)
+		if (!queue_parse_word(cmd, argc, argv, &i, sel, err))
+			return 2;
+	const char *why = NULL;
+	if ((cmd->flags & Q_ONE_ID) && sel->nids != 1)
+		why = "needs exactly one message id";
+	else if (sel->all && sel->nids > 0)
+		why = "takes ids or --all, not both";
+	else if ((cmd->flags & Q_IDS) && !sel->all && sel->nids == 0 &&
+		 !(cmd->flags & Q_NONE_IS_ALL))
+		why = "needs message ids or --all";
+	else if ((cmd->flags & Q_WRITE) && sel->filtered && !sel->all)
+		why = "filters select messages only with --all";
+	if (why != NULL) {
+		evbuffer_add_printf(err, "relevo: queue %s %s\nusage: relevo queue %s %s\n", cmd->name,
+				    why, cmd->name, cmd->args);
+		return 2;
 	}
-	struct spool_env *env = NULL;
-	enum rc rc = spool_get(sp, id, &env);
-	if (rc == RC_OK)
-		queue_flush_one(sp, env);
-	spool_env_free(env);
+	if ((cmd->flags & Q_NONE_IS_ALL) && sel->nids == 0)
+		sel->all = true;
+	return 0;
+}
+
+void queue_sel_fini(struct queue_sel *sel)
+{
+	free(sel->ids);
+	sel->ids = NULL;
+}
+
+/* ==== selection ========================================================= */
+
+static const char *domain_of(const char *addr)
+{
+	const char *at = strrchr(addr, '@');
+	return at ? at + 1 : "";
+}
+
+/* queue_matches - does env pass every filter of sel? */
+bool queue_matches(const struct queue_sel *sel, const struct spool_env *env, int64_t now)
+{
+	if (sel->state && strcmp(sel->state, queue_state(env)) != 0)
+		return false;
+	if (sel->user && (env->user == NULL || strcmp(sel->user, env->user) != 0))
+		return false;
+	if (sel->older_ms && env->created > now - sel->older_ms)
+		return false;
+	if (sel->from) {
+		bool null = strcmp(sel->from, "<>") == 0 || sel->from[0] == '\0';
+		if (null ? env->sender[0] != '\0'
+			 : strchr(sel->from, '@') ? strcasecmp(sel->from, env->sender) != 0
+						  : strcasecmp(sel->from, domain_of(env->sender)) != 0)
+			return false;
+	}
+	if (sel->to_domain) {
+		bool any = false;
+		for (size_t i = 0; i < env->nrcpt && !any; i++)
+			any = strcasecmp(sel->to_domain, domain_of(env->rcpt[i].addr)) == 0;
+		if (!any)
+			return false;
+	}
+	return true;
+}
+
+struct queue_collect {
+	const struct queue_sel *sel;
+	int64_t now;
+	uint64_t *ids;
+	size_t n, cap;
+};
+
+static bool queue_collect_one(void *arg, const struct spool_env *env)
+{
+	struct queue_collect *qc = arg;
+	if (!queue_matches(qc->sel, env, qc->now))
+		return true;
+	if (qc->n == qc->cap) {
+		qc->cap = qc->cap ? qc->cap * 2 : 64;
+		qc->ids = xrealloc(qc->ids, qc->cap * sizeof *qc->ids);
+	}
+	qc->ids[qc->n++] = env->id;
+	return true;
+}
+
+/* ==== the changing verbs ================================================ */
+
+static void queue_emit(struct queue_ctx *qc, const struct evlog_event *ev)
+{
+	if (qc->online) {
+		evlog_emit(ev);
+		return;
+	}
+	if (qc->nevs == qc->evcap) {
+		qc->evcap = qc->evcap ? qc->evcap * 2 : 64;
+		qc->evs = xrealloc(qc->evs, qc->evcap * sizeof *qc->evs);
+	}
+	struct evlog_event *c = evlog_event_dup(ev);
+	c->time = time_now_ms();
+	qc->evs[qc->nevs++] = c;
+}
+
+/* q_delete - remove the message, then a "dropped" event per waiting recipient
+ * (the delivered, bounced and failed ones already have their final event). */
+static enum rc q_delete(struct queue_ctx *qc, const struct spool_env *env, const char **what)
+{
+	enum rc rc = spool_delete(qc->sp, env->id);
+	*what = "deleted";
+	if (rc != RC_OK)
+		return rc;
+	struct evlog_event ev = {
+		.type = EVLOG_DROPPED,
+		.msgid = env->id,
+		.sender = env->sender,
+		.user = env->user,
+		.stream = evlog_stream_name(env->flags & SPOOL_F_BULK),
+		.source = (env->flags & SPOOL_F_API) ? "api" : "smtp",
+		.reply = "deleted by operator",
+	};
+	for (size_t i = 0; i < env->nrcpt; i++) {
+		if (env->rcpt[i].state != SPOOL_RCPT_QUEUED)
+			continue;
+		ev.recipient = env->rcpt[i].addr;
+		ev.attempts = env->rcpt[i].attempts;
+		queue_emit(qc, &ev);
+	}
+	if (qc->mta)
+		mta_notify(qc->mta, env->id);
+	return RC_OK;
+}
+
+static enum rc q_hold_set(struct queue_ctx *qc, const struct spool_env *env, bool held)
+{
+	enum rc rc = spool_hold(qc->sp, env->id, held);
+	if (rc == RC_OK && qc->mta)
+		mta_notify(qc->mta, env->id);
 	return rc;
 }
 
-/* queue_change - delete, hold, release or flush: offline, or through the daemon
- * when it holds the spool. id 0 (flush only) means every message. */
-static int queue_change(const struct conf *c, const char *verb, uint64_t id)
+static enum rc q_hold(struct queue_ctx *qc, const struct spool_env *env, const char **what)
 {
-	char ids[ID_STR_LEN + 1] = "";
-	if (id != 0)
-		id_format(id, ids);
+	*what = (env->flags & SPOOL_F_HELD) ? "was held already" : "held";
+	return q_hold_set(qc, env, true);
+}
+
+static enum rc q_release(struct queue_ctx *qc, const struct spool_env *env, const char **what)
+{
+	*what = (env->flags & SPOOL_F_HELD) ? "released" : "was not held";
+	return q_hold_set(qc, env, false);
+}
+
+/* q_flush - make the queued recipients due now. A held message is not
+ * attempted: RC_AGAIN says so. */
+static enum rc q_flush(struct queue_ctx *qc, const struct spool_env *env, const char **what)
+{
+	if (env->flags & SPOOL_F_HELD) {
+		*what = "is held: not attempted (queue release it first)";
+		return RC_AGAIN;
+	}
+	if (qc->online) {
+		*what = "will be attempted now";
+		if (qc->mta)
+			mta_flush(qc->mta, env->id);
+		return RC_OK;
+	}
+	*what = "will be attempted as soon as the daemon starts";
+	for (size_t i = 0; i < env->nrcpt; i++) {
+		const struct spool_rcpt *r = &env->rcpt[i];
+		if (r->state == SPOOL_RCPT_QUEUED && r->next_attempt != 0)
+			spool_rcpt_update(qc->sp, env->id, i, r->state, r->attempts, 0, r->last_reply,
+					  NULL, NULL, NULL, 0);
+	}
+	return RC_OK;
+}
+
+/* queue_apply_one - look id up and run cmd's verb on it, saying what happened. */
+static void queue_apply_one(struct queue_ctx *qc, const struct queue_cmd *cmd, uint64_t id,
+			    bool quiet)
+{
+	char ids[ID_STR_LEN + 1];
+	id_format(id, ids);
+	struct spool_env *env = NULL;
+	const char *what = cmd->name;
+	enum rc rc = spool_get(qc->sp, id, &env);
+	if (rc == RC_OK)
+		rc = cmd->apply(qc, env, &what);
+	spool_env_free(env);
+	if (rc == RC_OK) {
+		qc->done++;
+		qc->what = what;
+		if (!quiet)
+			evbuffer_add_printf(qc->out, "%s %s\n", ids, what);
+		if (qc->online)
+			log_info("id=%s event=queue_%s via=control", ids, cmd->name);
+	} else if (rc == RC_NOTFOUND) {
+		qc->missing++;
+		evbuffer_add_printf(qc->err, "relevo: no message %s in the queue\n", ids);
+	} else if (rc == RC_AGAIN) {
+		qc->skipped++;
+		evbuffer_add_printf(quiet ? qc->out : qc->err, "%s %s\n", ids, what);
+	} else {
+		qc->missing++;
+		evbuffer_add_printf(qc->err, "relevo: %s %s failed: %s\n", cmd->name, ids,
+				    rc_name(rc));
+	}
+}
+
+/* queue_apply - run a changing verb on sel; the exit status. */
+static int queue_apply(struct queue_ctx *qc, const struct queue_cmd *cmd,
+		       const struct queue_sel *sel)
+{
+	if (!sel->all) {
+		for (size_t i = 0; i < sel->nids; i++)
+			queue_apply_one(qc, cmd, sel->ids[i], false);
+		return qc->missing || qc->skipped ? 1 : 0;
+	}
+	struct queue_collect col = {.sel = sel, .now = time_now_ms()};
+	spool_foreach(qc->sp, queue_collect_one, &col);
+	for (size_t i = 0; i < col.n; i++)
+		queue_apply_one(qc, cmd, col.ids[i], col.n > 20);
+	free(col.ids);
+	if (col.n == 0)
+		evbuffer_add_printf(qc->out, "no message matches\n");
+	else
+		evbuffer_add_printf(qc->out, "%zu message%s %s%s", qc->done, qc->done == 1 ? "" : "s",
+				    qc->what ? qc->what : cmd->name, qc->skipped ? "" : "\n");
+	if (qc->skipped)
+		evbuffer_add_printf(qc->out, ", %zu held message%s not attempted\n", qc->skipped,
+				    qc->skipped == 1 ? "" : "s");
+	/* held messages skipped by a flush --all are expected: not a failure */
+	return qc->missing ? 1 : 0;
+}
+
+/* cli_queue_ctl - the daemon's side: run the argument words of a changing
+ * queue command (words[0] is the subcommand) online; the exit status. */
+int cli_queue_ctl(struct spool *sp, struct mta *mta, int nwords, char **words,
+		  struct evbuffer *out)
+{
+	const struct queue_cmd *cmd = nwords > 0 ? cli_queue_cmd_find(words[0]) : NULL;
+	if (cmd == NULL || !(cmd->flags & Q_WRITE)) {
+		evbuffer_add_printf(out, "relevo: unknown queue command '%s'\n",
+				    nwords > 0 ? words[0] : "");
+		return 2;
+	}
+	struct queue_sel sel;
+	int status = queue_parse(cmd, nwords, words, &sel, out);
+	if (status == 0) {
+		struct queue_ctx qc = {.sp = sp, .mta = mta, .online = true, .out = out, .err = out};
+		status = queue_apply(&qc, cmd, &sel);
+	}
+	queue_sel_fini(&sel);
+	return status;
+}
+
+/* ==== the offline path ================================================== */
+
+/* queue_store_events - record the offline run's events, as the daemon's sink
+ * would: in the store, and as webhook jobs the daemon posts when it runs. */
+static void queue_store_events(const struct conf *c, struct queue_ctx *qc)
+{
+	if (qc->nevs == 0)
+		return;
+	struct store *st = cli_open_store(c);
+	enum rc rc = st ? store_events_add(st, qc->evs, qc->nevs) : RC_IO;
+	if (rc != RC_OK)
+		fprintf(stderr, "relevo: warning: the %zu 'dropped' events were not recorded: %s\n",
+			qc->nevs, rc_name(rc));
+	else
+		http_webhooks_enqueue_offline(c, st, qc->evs, qc->nevs);
+	if (st)
+		store_close(st);
+}
+
+static void queue_print(struct evbuffer *b, FILE *f)
+{
+	size_t n = evbuffer_get_length(b);
+	if (n > 0)
+		fwrite(evbuffer_pullup(b, -1), 1, n, f);
+}
+
+/* queue_change_offline - run the verb on the locked spool. */
+static int queue_change_offline(const struct conf *c, struct spool *sp,
+				const struct queue_cmd *cmd, const struct queue_sel *sel)
+{
+	struct queue_ctx qc = {.sp = sp, .out = evbuffer_new(), .err = evbuffer_new()};
+	int status = queue_apply(&qc, cmd, sel);
+	spool_close(sp); /* drains the updates */
+	queue_store_events(c, &qc);
+	queue_print(qc.out, stdout);
+	queue_print(qc.err, stderr);
+	for (size_t i = 0; i < qc.nevs; i++)
+		evlog_event_free(qc.evs[i]);
+	free(qc.evs);
+	evbuffer_free(qc.out);
+	evbuffer_free(qc.err);
+	return status;
+}
+
+/* queue_ctl_line - "queue WORD WORD ..." for the control socket; NULL (said)
+ * when a word could not travel in it. */
+static char *queue_ctl_line(int argc, char **argv)
+{
+	struct evbuffer *b = evbuffer_new();
+	evbuffer_add_printf(b, "queue");
+	for (int i = 0; i < argc; i++) {
+		for (const char *p = argv[i]; *p; p++)
+			if ((unsigned char)*p <= 0x20 || *p == 0x7f) {
+				fprintf(stderr, "relevo: '%s': blanks or control characters cannot "
+						"be sent to the daemon\n", argv[i]);
+				evbuffer_free(b);
+				return NULL;
+			}
+		evbuffer_add_printf(b, " %s", argv[i]);
+	}
+	size_t n = evbuffer_get_length(b);
+	char *line = xmalloc(n + 1);
+	evbuffer_remove(b, line, n);
+	line[n] = '\0';
+	evbuffer_free(b);
+	return line;
+}
+
+/* queue_change - a changing verb: offline, or through the daemon when it holds
+ * the spool. */
+static int queue_change(const struct conf *c, const struct queue_cmd *cmd, int argc, char **argv,
+			const struct queue_sel *sel)
+{
 	struct spool *sp = NULL;
 	enum rc rc = spool_open(c->data_dir, SPOOL_RDWR, &sp);
 	if (rc == RC_EXISTS) {
-		char *line = xasprintf("queue %s%s%s", verb, id ? " " : "", ids);
+		char *line = queue_ctl_line(argc, argv);
+		if (line == NULL)
+			return 2;
 		int status = cli_ctl_request(c, line);
 		free(line);
 		return status;
 	}
 	if (rc != RC_OK) {
 		fprintf(stderr, "relevo: cannot open the queue in %s/spool: %s\n", c->data_dir,
-		        rc_name(rc));
+			rc_name(rc));
 		return 1;
 	}
-	const char *done = "deleted";
-	if (strcmp(verb, "delete") == 0) {
-		rc = spool_delete(sp, id);
-	} else if (strcmp(verb, "flush") == 0) {
-		rc = queue_offline_flush(sp, id);
-		done = "will be attempted as soon as the daemon starts";
-	} else {
-		rc = spool_hold(sp, id, strcmp(verb, "hold") == 0);
-		done = strcmp(verb, "hold") == 0 ? "held" : "released";
-	}
-	spool_close(sp); /* drains the updates */
-	if (rc == RC_NOTFOUND) {
-		fprintf(stderr, "relevo: no message %s in the queue\n", ids);
-		return 1;
-	}
-	if (rc != RC_OK) {
-		fprintf(stderr, "relevo: %s %s failed: %s\n", verb, ids, rc_name(rc));
-		return 1;
-	}
-	printf("%s%s%s\n", id ? ids : "every queued message", id ? " " : " ", done);
-	return 0;
+	return queue_change_offline(c, sp, cmd, sel);
 }
 
-/* cli_queue - `relevo queue list | show ID | delete ID | flush [ID] | hold ID |
- * release ID`. */
+static bool is_help(const char *s)
+{
+	return strcmp(s, "--help") == 0 || strcmp(s, "-h") == 0;
+}
+
+/* cli_queue - `relevo queue SUBCOMMAND ...` (argv[0] is "queue"). */
 int cli_queue(int argc, char **argv, const char *conf_path)
 {
-	uint64_t id = 0;
-	if (argc < 2)
-		return queue_usage();
-	const char *sub = argv[1];
-	bool list = strcmp(sub, "list") == 0, flush = strcmp(sub, "flush") == 0;
-	bool show = strcmp(sub, "show") == 0;
-	bool change = strcmp(sub, "delete") == 0 || strcmp(sub, "hold") == 0 ||
-	              strcmp(sub, "release") == 0;
-	if ((list && argc != 2) || ((show || change) && argc != 3) || (flush && argc > 3) ||
-	    !(list || show || change || flush))
-		return queue_usage();
-	if (argc == 3 && !id_parse(argv[2], &id)) {
-		fprintf(stderr, "relevo: '%s' is not a message id (16 hex digits)\n", argv[2]);
+	const struct queue_cmd *cmd = argc >= 2 ? cli_queue_cmd_find(argv[1]) : NULL;
+	for (int i = 1; i < argc; i++)
+		if (is_help(argv[i]) || (i == 1 && strcmp(argv[i], "help") == 0)) {
+			queue_help(stdout, cmd);
+			return 0;
+		}
+	if (argc < 2) {
+		queue_help(stderr, NULL);
 		return 2;
 	}
-	struct conf *c = cli_load_conf(conf_path);
-	if (c == NULL)
-		return 1;
-	log_set_level(LOG_LV_WARN); /* damage found while reading is still reported */
-	int status = list ? queue_list(c) : show ? queue_show(c, id) : queue_change(c, sub, id);
-	conf_free(c);
+	if (cmd == NULL) {
+		fprintf(stderr, "relevo: unknown queue subcommand '%s'\n", argv[1]);
+		queue_help(stderr, NULL);
+		return 2;
+	}
+	struct queue_sel sel;
+	struct evbuffer *err = evbuffer_new();
+	int status = queue_parse(cmd, argc - 1, argv + 1, &sel, err);
+	queue_print(err, stderr);
+	evbuffer_free(err);
+	struct conf *c = status == 0 ? cli_load_conf(conf_path) : NULL;
+	if (status == 0 && c == NULL)
+		status = 1;
+	if (c != NULL) {
+		log_set_level(LOG_LV_WARN); /* damage found while reading is still reported */
+		if (strcmp(cmd->name, "list") == 0)
+			status = cli_queue_list(c, &sel);
+		else if (strcmp(cmd->name, "show") == 0)
+			status = cli_queue_show(c, sel.ids[0], sel.body);
+		else
+			status = queue_change(c, cmd, argc - 1, argv + 1, &sel);
+		conf_free(c);
+	}
+	queue_sel_fini(&sel);
 	return status;
 }

@@ -136,6 +136,7 @@ void workq_free(struct workq *wq);
 enum evlog_type {
 	EVLOG_ACCEPTED = 0, EVLOG_DELIVERED, EVLOG_DEFERRED, EVLOG_BOUNCED, EVLOG_EXPIRED,
 	EVLOG_SUPPRESSED, EVLOG_REJECTED,
+	EVLOG_DROPPED,		/* removed from the queue by an operator (queue delete) */
 	/* reserved for tracking and feedback loops */
 	EVLOG_OPENED, EVLOG_CLICKED, EVLOG_COMPLAINED, EVLOG_UNSUBSCRIBED,
 	EVLOG__COUNT

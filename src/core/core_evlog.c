@@ -22,7 +22,8 @@ static const char *const evlog_names[EVLOG__COUNT] = {
 	[EVLOG_ACCEPTED] = "accepted",	   [EVLOG_DELIVERED] = "delivered",
 	[EVLOG_DEFERRED] = "deferred",	   [EVLOG_BOUNCED] = "bounced",
 	[EVLOG_EXPIRED] = "expired",	   [EVLOG_SUPPRESSED] = "suppressed",
-	[EVLOG_REJECTED] = "rejected",	   [EVLOG_OPENED] = "opened",
+	[EVLOG_REJECTED] = "rejected",	   [EVLOG_DROPPED] = "dropped",
+	[EVLOG_OPENED] = "opened",
 	[EVLOG_CLICKED] = "clicked",	   [EVLOG_COMPLAINED] = "complained",
 	[EVLOG_UNSUBSCRIBED] = "unsubscribed",
 };

@@ -128,6 +128,10 @@ enum rc http_webhooks_start(const struct conf *c, struct store *st, struct http_
 /* http_webhooks_enqueue - durable jobs for the endpoints that want these events
  * (called on the event sink's thread, after the events are stored). */
 void http_webhooks_enqueue(struct http_webhooks *w, struct evlog_event *const *evs, size_t n);
+/* http_webhooks_enqueue_offline - the same without a running sender (the CLI
+ * with the daemon stopped): the jobs wait in the store for the daemon. */
+void http_webhooks_enqueue_offline(const struct conf *c, struct store *st,
+				   struct evlog_event *const *evs, size_t n);
 /* http_webhooks_stop - stop the thread (jobs not yet sent stay stored), free;
  * NULL is a no-op. */
 void http_webhooks_stop(struct http_webhooks *w);

@@ -706,15 +706,13 @@ static void hook_free(struct http_webhooks *w)
 	free(w);
 }
 
-/* http_webhooks_start - copy the config's endpoints, start the sender thread
- * (which first sends whatever jobs a previous run left due). */
-enum rc http_webhooks_start(const struct conf *c, struct store *st, struct http_webhooks **out)
+/* hook_new - the endpoints of c and the store's jobs, without the sender thread. */
+static struct http_webhooks *hook_new(const struct conf *c, struct store *st)
 {
-	*out = NULL;
 	pthread_once(&hook_curl_once, hook_curl_init);
 	if (hook_curl_rc != CURLE_OK) {
 		log_err("event=curl_init_failed error=\"%s\"", curl_easy_strerror(hook_curl_rc));
-		return RC_NOMEM;
+		return NULL;
 	}
 	struct http_webhooks *w = xcalloc(1, sizeof *w);
 	w->st = st;
@@ -738,7 +736,22 @@ enum rc http_webhooks_start(const struct conf *c, struct store *st, struct http_
 		}
 	}
 	w->multi = curl_multi_init();
-	if (w->multi == NULL || pthread_create(&w->thread, NULL, hook_main, w) != 0) {
+	if (w->multi == NULL) {
+		hook_free(w);
+		return NULL;
+	}
+	return w;
+}
+
+/* http_webhooks_start - copy the config's endpoints, start the sender thread
+ * (which first sends whatever jobs a previous run left due). */
+enum rc http_webhooks_start(const struct conf *c, struct store *st, struct http_webhooks **out)
+{
+	*out = NULL;
+	struct http_webhooks *w = hook_new(c, st);
+	if (w == NULL)
+		return RC_NOMEM;
+	if (pthread_create(&w->thread, NULL, hook_main, w) != 0) {
 		hook_free(w);
 		return RC_NOMEM;
 	}
@@ -757,5 +770,17 @@ void http_webhooks_stop(struct http_webhooks *w)
 	atomic_store(&w->stopping, true);
 	curl_multi_wakeup(w->multi);
 	pthread_join(w->thread, NULL);
+	hook_free(w);
+}
+
+/* http_webhooks_enqueue_offline - the jobs for evs, stored for the daemon's
+ * sender to post once it runs (an offline `queue delete`). */
+void http_webhooks_enqueue_offline(const struct conf *c, struct store *st,
+				   struct evlog_event *const *evs, size_t n)
+{
+	struct http_webhooks *w = hook_new(c, st);
+	if (w == NULL)
+		return;
+	http_webhooks_enqueue(w, evs, n);
 	hook_free(w);
 }

@@ -279,19 +279,49 @@ class CLIResult:
 
 
 class QueueEntry:
-    def __init__(self, line):
-        self.line = line
+    """One message of `relevo queue list`: its line
+    "ID ARRIVED SIZE STATE <SENDER>" and the indented recipient lines after it
+    ("<ADDR> STATE [attempts=N] [next=TIME] [(last reply)]")."""
+
+    def __init__(self, line, rcpt_lines=()):
+        self.line = "\n".join([line, *rcpt_lines])
         toks = line.split()
-        assert len(toks) >= 5, "queue list line has fewer than 5 fields: %r" % line
+        assert len(toks) == 5, "queue list message line is not 5 fields: %r" % line
         self.id = toks[0]
         assert ID_RE.match(self.id), "queue list line does not start with an ID: %r" % line
-        self.sender = toks[1].strip("<>")
-        self.recipients = toks[2]
+        self.arrived = toks[1]
+        assert re.match(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ$", self.arrived), line
+        self.size = int(toks[2])
         self.state = toks[3]
-        self.next_attempt = " ".join(toks[4:])
+        assert toks[4].startswith("<") and toks[4].endswith(">"), line
+        self.sender = toks[4][1:-1]
+        self.rcpts = {}             # address -> (state, rest of the line)
+        for r in rcpt_lines:
+            m = re.match(r"^ {4}<([^>]*)>  (\S+)(.*)$", r)
+            assert m, "bad queue list recipient line %r" % r
+            self.rcpts[m.group(1)] = (m.group(2), m.group(3).strip())
+        self.recipients = ",".join(self.rcpts)
 
     def __repr__(self):
         return "QueueEntry(%r)" % self.line
+
+
+def parse_queue_list(out):
+    """`relevo queue list` output: a list of QueueEntry ([] when empty)."""
+    lines = [l for l in out.splitlines() if l.strip()]
+    if lines == ["queue is empty"]:
+        return []
+    assert "queue is empty" not in out, out
+    assert lines and lines[0].split()[:5] == ["ID", "ARRIVED", "SIZE", "STATE", "SENDER"], out
+    entries, cur = [], None
+    for l in lines[1:]:
+        if l.startswith("    "):
+            assert cur is not None, out
+            cur[1].append(l)
+        else:
+            cur = (l, [])
+            entries.append(cur)
+    return [QueueEntry(l, r) for l, r in entries]
 
 
 def _listening_ports():
@@ -458,17 +488,14 @@ class Relevo:
     def queue_list(self):
         """Parsed `relevo queue list`: a list of QueueEntry ([] when empty)."""
         res = self.cli_ok(["queue", "list"])
-        lines = [l for l in res.out.splitlines() if l.strip()]
-        if lines == ["queue is empty"]:
-            return []
-        assert "queue is empty" not in res.out, "%r" % res
-        return [QueueEntry(l) for l in lines]
+        return parse_queue_list(res.out)
 
     def queue_ids(self):
         return [e.id.upper() for e in self.queue_list()]
 
-    def queue_show(self, msgid):
-        return self.cli_ok(["queue", "show", msgid]).out
+    def queue_show(self, msgid, body=True):
+        """`relevo queue show` (with --body unless body=False)."""
+        return self.cli_ok(["queue", "show", msgid, *(["--body"] if body else [])]).out
 
     def add_user(self, name, password, domains):
         # --no-register: most tests are not about DKIM, and making keys for every
