@@ -388,7 +388,7 @@ def test_8bitmime_body_bytes_kept(relevo):
         expect(c.cmd("MAIL FROM:<alice@example.com> BODY=8BITMIME"), 250)
         expect(c.cmd("RCPT TO:<rcpt@example.net>"), 250)
         r = expect(c.data(msg), 250, "2.0.0")
-    show = relevo.cli_ok(["queue", "show", r.queued_id]).out
+    show = relevo.cli_ok(["queue", "show", r.queued_id, "--body"]).out
     assert body.decode("utf-8").rstrip("\r\n") in show
 
 
