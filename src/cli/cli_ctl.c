@@ -34,7 +34,7 @@
 
 #define CTL_LINE_MAX 24576		/* a command line: QUEUE_IDS_MAX ids fit */
 #define CTL_WORDS_MAX 1100		/* words of one command line */
-#define CTL_ANSWER_MAX (16 << 20)	/* bytes of an answer the client reads */
+#define CTL_ANSWER_MAX (1 << 20)	/* bytes of an answer the client reads */
 
 struct cli_ctl {
 	struct evconnlistener *listener;
@@ -201,23 +201,25 @@ void cli_ctl_stop(struct cli_ctl *ctl)
 	free(ctl);
 }
 
-/* cli_ctl_request - send one command line to the running daemon's control socket,
- * print its answer; returns the exit status. */
-int cli_ctl_request(const struct conf *c, const char *line)
+/* ctl_exchange - send line, read the whole answer into buf (NUL-terminated);
+ * the connect error in *err (0 if it connected). false if no answer came. */
+static bool ctl_exchange(const struct conf *c, const char *line, char *buf, size_t bufsz,
+			 int *err, char *path, size_t pathsz)
 {
 	struct sockaddr_un sun = {.sun_family = AF_UNIX};
+	*err = 0;
+	buf[0] = '\0';
 	if (!ctl_path(c, sun.sun_path, sizeof sun.sun_path)) {
-		fprintf(stderr, "relevo: control socket path too long\n");
-		return 1;
+		*err = ENAMETOOLONG;
+		return false;
 	}
+	str_lcpy(path, sun.sun_path, pathsz);
 	int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
 	if (fd < 0 || connect(fd, (struct sockaddr *)&sun, sizeof sun) != 0) {
-		fprintf(stderr, "relevo: the spool is locked by a running daemon, but its "
-				"control socket %s does not answer: %s\n",
-			sun.sun_path, strerror(errno));
+		*err = errno;
 		if (fd >= 0)
 			close(fd);
-		return 1;
+		return false;
 	}
 	char req[CTL_LINE_MAX + 3];
 	int n = snprintf(req, sizeof req, "%s\r\n", line);
@@ -225,27 +227,62 @@ int cli_ctl_request(const struct conf *c, const char *line)
 		fprintf(stderr, "relevo: cannot send the command to the daemon%s\n",
 			n > 0 && (size_t)n >= sizeof req ? ": too long" : "");
 		close(fd);
+		return false;
+	}
+	size_t len = 0;
+	ssize_t r;
+	while (len < bufsz - 1 && (r = read(fd, buf + len, bufsz - 1 - len)) > 0)
+		len += (size_t)r;
+	close(fd);
+	buf[len] = '\0';
+	return true;
+}
+
+/* ctl_last_exit - the final "exit N" line of an answer, or NULL. */
+static char *ctl_last_exit(char *buf)
+{
+	char *last = NULL;
+	for (char *p = buf; (p = strstr(p, "exit ")) != NULL; p++)
+		if (p == buf || p[-1] == '\n')
+			last = p;
+	return last;
+}
+
+/* cli_ctl_tell - send line quietly; true if the daemon answered exit 0. */
+bool cli_ctl_tell(const struct conf *c, const char *line)
+{
+	char buf[1024], path[sizeof(((struct sockaddr_un *)0)->sun_path)];
+	int err;
+	if (!ctl_exchange(c, line, buf, sizeof buf, &err, path, sizeof path))
+		return false;
+	char *last = ctl_last_exit(buf);
+	return last != NULL && strtol(last + 5, NULL, 10) == 0;
+}
+
+/* cli_ctl_request - send one command line to the running daemon's control socket,
+ * print its answer; returns the exit status. */
+int cli_ctl_request(const struct conf *c, const char *line)
+{
+	char path[sizeof(((struct sockaddr_un *)0)->sun_path)] = "";
+	char *buf = xmalloc(CTL_ANSWER_MAX);
+	int err;
+	if (!ctl_exchange(c, line, buf, CTL_ANSWER_MAX, &err, path, sizeof path)) {
+		free(buf);
+		if (err == ENAMETOOLONG)
+			fprintf(stderr, "relevo: control socket path too long\n");
+		else if (err != 0)
+			fprintf(stderr, "relevo: the spool is locked by a running daemon, but its "
+					"control socket %s does not answer: %s\n", path, strerror(err));
 		return 1;
 	}
-	struct evbuffer *ans = evbuffer_new();
-	char buf[8192];
-	ssize_t r;
-	while (evbuffer_get_length(ans) < CTL_ANSWER_MAX && (r = read(fd, buf, sizeof buf)) > 0)
-		evbuffer_add(ans, buf, (size_t)r);
-	close(fd);
-	evbuffer_add(ans, "", 1);
-	char *text = (char *)evbuffer_pullup(ans, -1);
-	char *last = NULL;
-	for (char *p = text; (p = strstr(p, "exit ")) != NULL; p++)
-		if (p == text || p[-1] == '\n')
-			last = p;
+	char *last = ctl_last_exit(buf);
 	if (last == NULL) {
 		fprintf(stderr, "relevo: no answer from the daemon\n");
-		evbuffer_free(ans);
+		free(buf);
 		return 1;
 	}
 	int status = (int)strtol(last + 5, NULL, 10);
-	fwrite(text, 1, (size_t)(last - text), status == 0 ? stdout : stderr);
-	evbuffer_free(ans);
+	fwrite(buf, 1, (size_t)(last - buf), status == 0 ? stdout : stderr);
+	free(buf);
 	return status;
 }

@@ -57,14 +57,16 @@ static const struct cli_command {
 	bool subcommands;		/* the first argument is a subcommand */
 	bool h_is_option;		/* -h is an option of its own (sendmail's hop count) */
 } cli_commands[] = {
-	{"serve", cli_serve, "run the daemon in the foreground", usage_serve, false},
+	{"serve", cli_serve, "run the daemon in the foreground", usage_serve, false, false},
 	{"check-config", cli_check_config, "validate the configuration file", usage_check_config,
+	 false, false},
+	{"user", cli_user, "sending accounts", usage_user, true, false},
+	{"queue", cli_queue, "the queue: list, inspect, delete, hold, release, flush", NULL, true,
 	 false},
-	{"user", cli_user, "sending accounts", usage_user, true},
-	{"queue", cli_queue, "the queue: list, inspect, delete, hold, release, flush", NULL, true},
-	{"domain", cli_domain, "sending domains and their DKIM keys", usage_domain, true},
-	{"spf", cli_spf, "evaluate SPF (RFC 7208) for an address and a sender", usage_spf, true},
-	{"apikey", cli_apikey, "HTTP API keys", usage_apikey, true},
+	{"domain", cli_domain, "sending domains and their DKIM keys", usage_domain, true, false},
+	{"spf", cli_spf, "evaluate SPF (RFC 7208) for an address and a sender", usage_spf, true,
+	 false},
+	{"apikey", cli_apikey, "HTTP API keys", usage_apikey, true, false},
 	{"sendmail", cli_sendmail, "submit a message from standard input (sendmail-compatible)",
 	 usage_sendmail, false, true},
 };
