@@ -184,4 +184,107 @@ uint64_t evlog_dropped(void);
 /* evlog_flush - block until everything emitted so far has reached the sink. */
 void evlog_flush(void);
 
+/*
+ * Metrics (core_metrics.c): a fixed, lock-free registry of counters, gauges and
+ * histograms that every module bumps with one call, rendered in the Prometheus
+ * text exposition format. Every series is known in advance (an enum), labels
+ * are bounded: a listener's configured address, a reply code, a stage, a
+ * result; never a domain or an account. Updates are relaxed atomic adds, safe
+ * from any thread and never blocking.
+ */
+enum metrics_counter {
+	METRICS_SMTP_AUTH_FAILURES = 0,
+	METRICS_RECEIVED_SMTP,		/* messages made durable, by source */
+	METRICS_RECEIVED_API,
+	METRICS_ATTEMPT_DELIVERED,	/* one per recipient outcome */
+	METRICS_ATTEMPT_DEFERRED,
+	METRICS_ATTEMPT_BOUNCED,
+	METRICS_ATTEMPT_EXPIRED,
+	METRICS_OUTBOUND_CONNECTIONS,	/* outbound TCP connections opened */
+	METRICS_DKIM_SIGNATURES,	/* DKIM-Signature fields made */
+	METRICS_WEBHOOK_OK,		/* webhook POSTs answered 2xx */
+	METRICS_WEBHOOK_HTTP_ERROR,	/* answered, not 2xx */
+	METRICS_WEBHOOK_TRANSPORT_ERROR, /* no answer (connect, TLS, timeout) */
+	METRICS_C__COUNT
+};
+enum metrics_gauge {
+	METRICS_G_OUTBOUND_OPEN = 0,	/* outbound connections open now */
+	METRICS_G_QUEUE_MESSAGES,	/* the queue, set just before rendering */
+	METRICS_G_QUEUE_ACTIVE_TX,	/* recipients never tried yet, per stream */
+	METRICS_G_QUEUE_ACTIVE_BULK,
+	METRICS_G_QUEUE_DEFERRED_TX,	/* tried at least once, waiting for a retry */
+	METRICS_G_QUEUE_DEFERRED_BULK,
+	METRICS_G_QUEUE_HELD_TX,	/* of a held message */
+	METRICS_G_QUEUE_HELD_BULK,
+	METRICS_G_QUEUE_OLDEST_AGE,	/* seconds */
+	METRICS_G__COUNT
+};
+enum metrics_hist {
+	METRICS_H_SPOOL_COMMIT = 0,	/* microseconds: one batch's write + fdatasync */
+	METRICS_H_SPOOL_BATCH,		/* records per batch */
+	METRICS_H_DELIVERY_DNS,		/* microseconds, per stage of a delivery */
+	METRICS_H_DELIVERY_CONNECT,
+	METRICS_H_DELIVERY_TLS,
+	METRICS_H_DELIVERY_TXN,
+	METRICS_H__COUNT
+};
+#define METRICS_LISTENERS_MAX 64
+#define METRICS_RENDER_MAX (256 * 1024)	/* bytes of one exposition, at most */
+
+void metrics_inc(enum metrics_counter c);
+void metrics_gauge_set(enum metrics_gauge g, int64_t v);
+void metrics_gauge_add(enum metrics_gauge g, int64_t delta);
+/* metrics_observe - v in the histogram's unit (microseconds or records). */
+void metrics_observe(enum metrics_hist h, uint64_t v);
+/* metrics_now_us - a monotonic clock in microseconds, for durations. */
+int64_t metrics_now_us(void);
+/* metrics_listener - the index of the listener named (its configured address),
+ * registered on first use; -1 once METRICS_LISTENERS_MAX are known. */
+int metrics_listener(const char *name);
+/* metrics_connection - a connection accepted on listener name. */
+void metrics_connection(const char *name);
+/* metrics_session - a session opened (+1) or ended (-1) on listener name. */
+void metrics_session(const char *name, int delta);
+/* metrics_sessions_open - open sessions of listener i (-1: of all of them). */
+int64_t metrics_sessions_open(int i);
+/* metrics_listener_name - the name of listener i, or NULL. */
+const char *metrics_listener_name(int i);
+/* metrics_rejected - a message or recipient refused with code (SMTP 4xx/5xx, or an
+ * HTTP status for the API). */
+void metrics_rejected(bool api, int code);
+/* metrics_counter_get - a counter's value (tests, status). */
+uint64_t metrics_counter_get(enum metrics_counter c);
+/* metrics_delivered_recent - recipients delivered in the last 60 seconds. */
+uint64_t metrics_delivered_recent(void);
+/* metrics_render - the whole exposition as a heap string (caller frees). */
+char *metrics_render(void);
+
+/*
+ * Health (core_health.c): when each subsystem last showed it is alive
+ * (heartbeats) and the last error each logged. log_err() records its line as the
+ * last error of a subsystem: the one its event name starts with (store_, spool_,
+ * webhook_, http_, ...), else the one the logging thread belongs to
+ * (health_thread_subsys). Thread-safe.
+ */
+enum health_subsys {
+	HEALTH_SMTP = 0, HEALTH_SPOOL, HEALTH_MTA, HEALTH_STORE, HEALTH_HTTP, HEALTH_WEBHOOKS,
+	HEALTH__COUNT
+};
+const char *health_subsys_name(enum health_subsys s);
+/* health_thread_subsys - the calling thread's errors belong to s. */
+void health_thread_subsys(enum health_subsys s);
+/* health_note_error - remember line (a log line's text) as s's last error. */
+void health_note_error(enum health_subsys s, const char *line);
+/* health_note_log_error - the logger's hook: classify line, then note it. */
+void health_note_log_error(const char *line);
+/* health_last_error - copy s's last error to out ("" if none); its unix ms time. */
+int64_t health_last_error(enum health_subsys s, char *out, size_t outsz);
+/* health_beat - s is alive now. */
+void health_beat(enum health_subsys s);
+/* health_beat_age_ms - milliseconds since s last beat, or -1 if it never did. */
+int64_t health_beat_age_ms(enum health_subsys s);
+/* health_mark_started / health_started - when the daemon started (unix ms). */
+void health_mark_started(void);
+int64_t health_started(void);
+
 #endif

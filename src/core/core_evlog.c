@@ -113,6 +113,7 @@ static void evlog_linger(void)
 static void *evlog_main(void *unused)
 {
 	(void)unused;
+	health_thread_subsys(HEALTH_STORE); /* the sink writes the events to the store */
 	pthread_mutex_lock(&evl.lock);
 	for (;;) {
 		while (evl.n == 0 && !evl.stopping)

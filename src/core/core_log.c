@@ -50,6 +50,10 @@ static void log_vmsg(enum log_level lv, const char *fmt, va_list ap)
 	for (size_t i = (size_t)n; i < len; i++)
 		if (line[i] == '\n' || line[i] == '\r' || line[i] == '\0')
 			line[i] = ' ';
+	if (lv == LOG_LV_ERR) {
+		line[len] = '\0';
+		health_note_log_error(line + n);
+	}
 	line[len++] = '\n';
 	ssize_t w = write(STDERR_FILENO, line, len);
 	(void)w;
