@@ -184,4 +184,34 @@ void spool_set_compact_age(struct spool *sp, int64_t ms);
  * (default 64 MiB; 0 restores it). For tests and tuning. */
 void spool_set_segment_max(struct spool *sp, uint64_t bytes);
 
+/*
+ * spool_stats (spool_stats.c) - a summary of the queue for status and metrics:
+ * recipients still to deliver, by state and stream, the oldest message, and
+ * (with top) the destinations with the most recipients waiting. Walks the index
+ * under its lock: O(recipients), plus a sort when top is asked for.
+ */
+#define SPOOL_STATS_TOP 10
+#define SPOOL_STATS_DOMAIN_MAX 256
+enum spool_stats_state {
+	SPOOL_STATS_ACTIVE = 0,	/* never tried */
+	SPOOL_STATS_DEFERRED,	/* tried, waiting for a retry */
+	SPOOL_STATS_HELD,	/* its message is held */
+	SPOOL_STATS__COUNT
+};
+const char *spool_stats_state_name(enum spool_stats_state s);
+struct spool_stats {
+	size_t messages;
+	uint64_t rcpts[SPOOL_STATS__COUNT][2];	/* [state][bulk] */
+	int64_t oldest;				/* created (unix ms) of the oldest, 0 if empty */
+	size_t ntop;
+	struct {
+		char domain[SPOOL_STATS_DOMAIN_MAX];
+		uint64_t rcpts;
+	} top[SPOOL_STATS_TOP];			/* most recipients first */
+};
+void spool_stats(struct spool *sp, bool top, struct spool_stats *out);
+/* spool_probe_write - create, write and remove a file in the spool directory:
+ * RC_OK, or RC_IO with *err set to the errno. */
+enum rc spool_probe_write(struct spool *sp, int *err);
+
 #endif

@@ -194,9 +194,9 @@ enum rc spool_writer_append(struct spool *sp, struct iovec *iov, size_t niov, ui
 /* Write one batch of ops, apply them, complete their callers. */
 static void write_batch(struct spool *sp, struct spool_op *batch)
 {
-	size_t niov = 0, k = 0;
+	size_t niov = 0, k = 0, nops = 0;
 	uint64_t total = 0;
-	for (struct spool_op *op = batch; op; op = op->next)
+	for (struct spool_op *op = batch; op; op = op->next, nops++)
 		niov += 1 + (size_t)op->nbodyv;
 	struct iovec *iov = xcalloc(niov, sizeof *iov);
 	for (struct spool_op *op = batch; op; op = op->next) {
@@ -207,7 +207,10 @@ static void write_batch(struct spool *sp, struct spool_op *batch)
 		total += op->len;
 	}
 	uint64_t base = 0;
+	int64_t t0 = metrics_now_us();
 	enum rc rc = spool_writer_append(sp, iov, niov, total, &base);
+	metrics_observe(METRICS_H_SPOOL_COMMIT, (uint64_t)(metrics_now_us() - t0));
+	metrics_observe(METRICS_H_SPOOL_BATCH, nops);
 	free(iov);
 	if (rc == RC_OK) {
 		for (struct spool_op *op = batch; op; op = op->next)
@@ -237,6 +240,7 @@ static void write_batch(struct spool *sp, struct spool_op *batch)
 static void *writer_main(void *arg)
 {
 	struct spool *sp = arg;
+	health_thread_subsys(HEALTH_SPOOL);
 	bool more = spool_reclaim_step(sp);
 	pthread_mutex_lock(&sp->qlock);
 	for (;;) {

@@ -627,6 +627,89 @@ static void test_delete_hold_reopen(void **state)
 	spool_close(sp);
 }
 
+/* commit_to - a message from sender to the given recipients; its id. */
+static uint64_t commit_to(struct fx *fx, struct spool *sp, uint32_t flags, const char *const *rcpts,
+                          size_t n)
+{
+	struct spool_env *e = env_new("a@example.org", n);
+	e->flags = flags;
+	for (size_t i = 0; i < n; i++) {
+		free(e->rcpt[i].addr);
+		e->rcpt[i].addr = xstrdup(rcpts[i]);
+	}
+	uint64_t id = 0;
+	assert_int_equal(commit_wait(fx, sp, e, "x\r\n", 3, &id), RC_OK);
+	return id;
+}
+
+/* spool_stats: waiting recipients by state and stream, final ones left out, the
+ * oldest message, and the destinations with the most recipients (case folded). */
+static void test_stats(void **state)
+{
+	struct fx *fx = *state;
+	struct spool *sp = open_rw(fx);
+	struct spool_stats st;
+	spool_stats(sp, true, &st);
+	assert_int_equal(st.messages, 0);
+	assert_int_equal(st.ntop, 0);
+	assert_int_equal(st.oldest, 0);
+	static const char *const m1[] = {"a@big.test", "b@BIG.test", "c@small.test"};
+	static const char *const m2[] = {"d@big.test", "e@mid.test", "f@mid.test"};
+	static const char *const m3[] = {"g@held.test"};
+	uint64_t a = commit_to(fx, sp, 0, m1, 3);
+	uint64_t b = commit_to(fx, sp, SPOOL_F_BULK, m2, 3);
+	uint64_t c = commit_to(fx, sp, 0, m3, 1);
+	update_wait(fx, sp, a, 2, SPOOL_RCPT_DELIVERED, 1, 0, "250 ok"); /* final: not counted */
+	update_wait(fx, sp, b, 1, SPOOL_RCPT_QUEUED, 1, time_now_ms() + 60000, "451 later");
+	assert_int_equal(spool_hold(sp, c, true), RC_OK);
+	spool_stats(sp, true, &st);
+	assert_int_equal(st.messages, 3);
+	assert_int_equal(st.rcpts[SPOOL_STATS_ACTIVE][0], 2);	/* a@, b@big */
+	assert_int_equal(st.rcpts[SPOOL_STATS_ACTIVE][1], 2);	/* d@big, f@mid (bulk) */
+	assert_int_equal(st.rcpts[SPOOL_STATS_DEFERRED][1], 1);	/* e@mid */
+	assert_int_equal(st.rcpts[SPOOL_STATS_DEFERRED][0], 0);
+	assert_int_equal(st.rcpts[SPOOL_STATS_HELD][0], 1);
+	assert_true(st.oldest > 0 && st.oldest <= time_now_ms());
+	assert_int_equal(st.ntop, 3);
+	assert_string_equal(st.top[0].domain, "big.test");
+	assert_int_equal(st.top[0].rcpts, 3);
+	assert_string_equal(st.top[1].domain, "mid.test");
+	assert_int_equal(st.top[1].rcpts, 2);
+	assert_int_equal(st.top[2].rcpts, 1);
+	assert_string_equal(spool_stats_state_name(SPOOL_STATS_DEFERRED), "deferred");
+	int err = -1;
+	assert_int_equal(spool_probe_write(sp, &err), RC_OK);
+	assert_int_equal(err, 0);
+	spool_close(sp);
+}
+
+/* More destinations than SPOOL_STATS_TOP: the largest ten, largest first. */
+static void test_stats_top_ten(void **state)
+{
+	struct fx *fx = *state;
+	struct spool *sp = open_rw(fx);
+	char *rcpts[80];
+	size_t n = 0;
+	for (int d = 0; d < 12; d++) /* domain dN gets N+1 recipients, up to 12 */
+		for (int k = 0; k <= d; k++)
+			rcpts[n++] = xasprintf("u%d@d%02d.test", k, d);
+	commit_to(fx, sp, 0, (const char *const *)rcpts, n);
+	struct spool_stats st;
+	spool_stats(sp, true, &st);
+	assert_int_equal(st.ntop, SPOOL_STATS_TOP);
+	for (size_t i = 0; i + 1 < st.ntop; i++)
+		assert_true(st.top[i].rcpts >= st.top[i + 1].rcpts);
+	assert_string_equal(st.top[0].domain, "d11.test");
+	assert_int_equal(st.top[0].rcpts, 12);
+	assert_string_equal(st.top[9].domain, "d02.test");
+	assert_int_equal(st.top[9].rcpts, 3);
+	spool_stats(sp, false, &st);
+	assert_int_equal(st.ntop, 0);
+	for (size_t i = 0; i < n; i++)
+		free(rcpts[i]);
+	spool_close(sp);
+}
+
 struct collect {
 	uint64_t ids[16];
 	size_t n, stop_after;
@@ -1146,6 +1229,8 @@ int main(int argc, char **argv)
 	    cmocka_unit_test_setup_teardown(test_rcpt_update_reopen, fx_setup, fx_teardown),
 	    cmocka_unit_test_setup_teardown(test_delete_hold_reopen, fx_setup, fx_teardown),
 	    cmocka_unit_test_setup_teardown(test_foreach_order, fx_setup, fx_teardown),
+	    cmocka_unit_test_setup_teardown(test_stats, fx_setup, fx_teardown),
+	    cmocka_unit_test_setup_teardown(test_stats_top_ten, fx_setup, fx_teardown),
 	    cmocka_unit_test_setup_teardown(test_torn_tail, fx_setup, fx_teardown),
 	    cmocka_unit_test_setup_teardown(test_flipped_byte, fx_setup, fx_teardown),
 	    cmocka_unit_test_setup_teardown(test_older_segment_damage, fx_setup, fx_teardown),
