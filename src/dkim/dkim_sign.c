@@ -621,7 +621,8 @@ enum rc dkim_signer_finish(struct dkim_signer *s, char **out)
 	s->finished = true;
 	rc = sign_ctx_init(&c, s);
 	for (size_t i = 0; rc == RC_OK && i < s->nkeys; i++)
-		rc = sign_one(&c, &s->keys[i], &b);
+		if ((rc = sign_one(&c, &s->keys[i], &b)) == RC_OK)
+			metrics_inc(METRICS_DKIM_SIGNATURES);
 	free(c.fields);
 	free(c.names);
 	if (rc != RC_OK) {

@@ -50,6 +50,7 @@ static void msg_reject(struct http_call *c, int status, const char *code, const 
 		.reply = (char *)text,
 	};
 	evlog_emit(&ev);
+	metrics_rejected(true, status);
 	log_info("event=rejected source=api user=%s client=%s status=%s http_status=%d code=%s",
 		 c->user->name, c->client, ev.status, status, code);
 	http_error(c->req, status, code, "%s", text);
@@ -105,6 +106,8 @@ static void msg_on_commit(void *ctx, uint64_t cookie, enum rc rc, uint64_t msgid
 	struct http_server *h = ctx;
 	char idstr[ID_STR_LEN + 1];
 	id_format(msgid, idstr);
+	if (rc == RC_OK)
+		metrics_inc(METRICS_RECEIVED_API);
 	struct http_pending *p = http_pending_take(h, cookie);
 	if (p == NULL) {
 		log_err("id=%s event=commit rc=%s note=unknown_cookie", idstr, rc_name(rc));

@@ -596,6 +596,8 @@ static void hook_record(struct http_webhooks *w, struct hook_req *r, CURLcode re
 	hook_url_for_log(j->url, url, sizeof url);
 	/* A 2xx whose body we cut short still counts: the receiver took the event. */
 	bool ok = status >= 200 && status < 300 && (res == CURLE_OK || res == CURLE_WRITE_ERROR);
+	metrics_inc(ok ? METRICS_WEBHOOK_OK
+		    : status > 0 ? METRICS_WEBHOOK_HTTP_ERROR : METRICS_WEBHOOK_TRANSPORT_ERROR);
 	/* A URL curl cannot even try will not start working tomorrow. */
 	bool hopeless = res == CURLE_UNSUPPORTED_PROTOCOL || res == CURLE_URL_MALFORMAT ||
 	                r->blocked;
@@ -651,6 +653,7 @@ static void *hook_main(void *arg)
 {
 	struct http_webhooks *w = arg;
 	int64_t next_check = 0; /* unix ms: when to look at the store again */
+	health_thread_subsys(HEALTH_WEBHOOKS);
 	while (!atomic_load(&w->stopping)) {
 		int64_t now = time_now_ms();
 		if (atomic_exchange(&w->kicked, false) || now >= next_check)

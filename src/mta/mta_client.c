@@ -98,6 +98,7 @@ const char *mta_cstate_name(enum mta_cstate st)
 static void conn_free(struct mta_conn *c)
 {
 	log_debug("conn=%016llx event=free host=%s", (unsigned long long)c->id, c->host);
+	metrics_gauge_add(METRICS_G_OUTBOUND_OPEN, -1);
 	event_free(c->timer);
 	event_free(c->notify_ev);
 	if (c->bev)
@@ -136,6 +137,7 @@ static void conn_on_notify(evutil_socket_t fd, short what, void *arg)
 	} else if (n == MTA_NOTIFY_DONE) {
 		struct mta_txn *t = c->done_txn;
 		c->done_txn = NULL;
+		metrics_observe(METRICS_H_DELIVERY_TXN, (uint64_t)(metrics_now_us() - c->stage_us));
 		c->cbs.done(c->ctx, c->cookie, c, t);
 	} else if (n == MTA_NOTIFY_IDLE_LOST) {
 		c->cbs.idle_lost(c->ctx, c->cookie, c);
@@ -742,6 +744,7 @@ static void conn_on_connected(struct mta_conn *c)
 	}
 	log_debug("conn=%016llx event=connected host=%s addr=%s", (unsigned long long)c->id,
 		  c->host, c->peer);
+	metrics_observe(METRICS_H_DELIVERY_CONNECT, (uint64_t)(metrics_now_us() - c->stage_us));
 	bufferevent_enable(c->bev, EV_READ | EV_WRITE);
 	mta_conn_enter_state(c, MTA_CST_GREETING);
 	conn_process(c);
@@ -856,6 +859,9 @@ struct mta_conn *mta_conn_open(struct event_base *base, const struct sockaddr *a
 	c->ctx = ctx;
 	c->cookie = cookie;
 	c->fd = -1;
+	c->stage_us = metrics_now_us();
+	metrics_inc(METRICS_OUTBOUND_CONNECTIONS);
+	metrics_gauge_add(METRICS_G_OUTBOUND_OPEN, 1);
 	conn_peer_text(c, addr);
 	conn_copy_params(c, p);
 	mta_reply_init(&c->rp);

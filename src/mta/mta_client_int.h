@@ -123,6 +123,7 @@ struct mta_conn {
 	struct mta_reply lost;		/* why the connection was lost */
 
 	/* the protocol */
+	int64_t stage_us;		/* when the timed stage began (metrics_now_us) */
 	enum mta_cstate state;
 	struct mta_reply_parser rp;
 	unsigned expect;		/* replies the server owes us */

@@ -77,6 +77,7 @@ static bool tls_setup(struct mta_conn *c, SSL *ssl)
 /* mta_tls_start - STARTTLS got 220: discard what followed, start the handshake. */
 void mta_tls_start(struct mta_conn *c)
 {
+	c->stage_us = metrics_now_us();
 	struct evbuffer *in = bufferevent_get_input(c->bev);
 	size_t junk = evbuffer_get_length(in);
 	if (junk > 0 || !mta_reply_is_idle(&c->rp))
@@ -112,6 +113,7 @@ void mta_tls_start(struct mta_conn *c)
 /* mta_tls_on_handshake - TLS is up: record what we got, EHLO again. */
 void mta_tls_on_handshake(struct mta_conn *c)
 {
+	metrics_observe(METRICS_H_DELIVERY_TLS, (uint64_t)(metrics_now_us() - c->stage_us));
 	SSL *ssl = bufferevent_openssl_get_ssl(c->bev);
 	long vr = SSL_get_verify_result(ssl);
 	bool has_cert = SSL_get0_peer_certificate(ssl) != NULL;

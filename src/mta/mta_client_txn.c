@@ -514,6 +514,7 @@ void mta_conn_send(struct mta_conn *c, struct mta_txn *t)
 		fatal("conn=%016llx mta_conn_send: connection busy (state %s)",
 		      (unsigned long long)c->id, mta_cstate_name(c->state));
 	c->txn = t;
+	c->stage_us = metrics_now_us();
 	c->rst = xcalloc(t->nrcpt > 0 ? t->nrcpt : 1, 1);
 	for (size_t i = 0; i < t->nrcpt; i++) {
 		t->rcpt[i].rc = RC_TEMPFAIL;

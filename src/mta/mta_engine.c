@@ -36,6 +36,7 @@
 #include <openssl/err.h>
 
 #define MTA_BATCH_MAX 256	/* recipients taken per attempt */
+#define MTA_HEARTBEAT_S 5	/* the delivery loop beats this often (GET /v1/health) */
 
 static void mta_kick(struct mta *m);
 static void attempt_end(struct mta_attempt *a);
@@ -231,6 +232,10 @@ void mta_record(struct mta *m, const struct spool_env *env, uint32_t idx, enum r
 		event = "bounced";
 	}
 	mta_outcome_format(text, sizeof text, status, remote, reply, why);
+	metrics_inc(st == SPOOL_RCPT_DELIVERED ? METRICS_ATTEMPT_DELIVERED
+		    : st == SPOOL_RCPT_QUEUED  ? METRICS_ATTEMPT_DEFERRED
+		    : rc == RC_TEMPFAIL	       ? METRICS_ATTEMPT_EXPIRED
+					       : METRICS_ATTEMPT_BOUNCED);
 	id_format(env->id, idstr);
 	log_info("id=%s event=%s rcpt=<%s> attempts=%u %s", idstr, event, r->addr, attempts, text);
 	mta_emit(env, idx,
@@ -370,6 +375,7 @@ static void attempt_on_route(void *ctx, uint64_t cookie, const struct mta_route 
 	struct mta_attempt *a = attempt_find(m, cookie);
 	if (a == NULL || a->ending)
 		return;
+	metrics_observe(METRICS_H_DELIVERY_DNS, (uint64_t)(metrics_now_us() - a->resolve_us));
 	if (r->rc != RC_OK) {
 		attempt_fail_rest(a, r->rc, NULL, r->enh, r->why);
 		attempt_end(a);
@@ -410,6 +416,7 @@ static const struct mta_conn_cbs attempt_cbs = {attempt_on_ready, attempt_on_don
 static void attempt_resolve(struct mta_attempt *a)
 {
 	struct mta *m = a->m;
+	a->resolve_us = metrics_now_us();
 	if (a->croute)
 		mta_route_host(m->dns, a->croute->host, a->croute->port, attempt_on_route, m,
 			       a->id);
@@ -825,11 +832,23 @@ enum rc mta_new(const struct conf *conf, struct spool *spool, struct mta **out)
 	return RC_OK;
 }
 
+/* mta_on_heartbeat - the delivery loop is alive (GET /v1/health looks). */
+static void mta_on_heartbeat(evutil_socket_t fd, short what, void *arg)
+{
+	health_beat(HEALTH_MTA);
+}
+
 static void *mta_main(void *arg)
 {
 	struct mta *m = arg;
+	health_thread_subsys(HEALTH_MTA);
+	health_beat(HEALTH_MTA);
+	struct event *hb = event_new(m->base, -1, EV_PERSIST, mta_on_heartbeat, m);
+	struct timeval every = {MTA_HEARTBEAT_S, 0};
+	event_add(hb, &every);
 	mta_kick(m);
 	event_base_loop(m->base, EVLOOP_NO_EXIT_ON_EMPTY);
+	event_free(hb);
 	return NULL;
 }
 

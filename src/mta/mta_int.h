@@ -49,6 +49,7 @@ struct mta_attempt {
 					 * whole with 4xx: worth more mail (and parking) */
 	unsigned sent_on_conn;		/* messages over conn, also before this attempt */
 	struct mta_reply last_err;	/* why the last connection failed */
+	int64_t resolve_us;		/* when the route lookup began (metrics) */
 	char last_host[MTA_HOST_TEXT_MAX];	/* "mx.example.org[192.0.2.1]" */
 	bool ending;
 	struct event *end_ev;

@@ -260,6 +260,7 @@ static void server_on_accept(struct evconnlistener *l, evutil_socket_t fd,
 {
 	struct smtp_listener_ctx *lc = arg;
 	struct smtp_server *srv = lc->srv;
+	metrics_connection(lc->lst->address);
 	struct smtp_pending *p = xcalloc(1, sizeof *p);
 	p->fd = fd;
 	memcpy(&p->sa, sa, MIN((size_t)salen, sizeof p->sa));
@@ -358,6 +359,7 @@ static enum rc server_listen(struct smtp_server *srv, const struct conf_listen *
 	evconnlistener_set_error_cb(srv->listeners[i], server_on_listen_error);
 	log_info("event=listening address=%s mode=%s", lst->address,
 		 conf_listen_mode_name(lst->mode));
+	metrics_listener(lst->address); /* its series exist from the start */
 	return RC_OK;
 }
 

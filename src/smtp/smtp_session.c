@@ -214,8 +214,10 @@ static void session_free(struct smtp_session *s)
 	log_info("sid=%016llx event=disconnect client=%s errors=%u", (unsigned long long)s->id,
 		 s->peer, s->errors);
 	smtp_worker_unregister(s->w, s->id);
-	if (s->counted)
+	if (s->counted) {
 		smtp_conn_release(s->srv, &s->sa);
+		metrics_session(s->lst->address, -1);
+	}
 	if (s->bev)
 		bufferevent_free(s->bev);
 	if (!s->bev_owns_fd)
@@ -580,6 +582,7 @@ static void session_auth_failed(struct smtp_session *s, const char *user)
 {
 	struct smtp_guard_verdict v;
 	s->auth_failures++;
+	metrics_inc(METRICS_SMTP_AUTH_FAILURES);
 	smtp_guard_fail(s->srv->guard, &s->sa, user, time_mono_ms(), &v);
 	log_info("sid=%016llx event=auth result=fail user=%s client=%s failures=%u "
 		 "client_failures=%u user_failures=%u delay_ms=%u",
@@ -797,6 +800,8 @@ static void session_emit(struct smtp_session *s, enum evlog_type type, uint64_t 
 		.status = r && r->enh ? (char *)r->enh : NULL,
 		.reply = reply,
 	};
+	if (type == EVLOG_REJECTED && r != NULL)
+		metrics_rejected(false, r->code);
 	evlog_emit(&ev);
 }
 
@@ -1054,6 +1059,8 @@ static void session_on_commit(void *ctx, uint64_t cookie, enum rc rc, uint64_t m
 	struct smtp_worker *w = ctx;
 	char idstr[ID_STR_LEN + 1];
 	id_format(msgid, idstr);
+	if (rc == RC_OK)
+		metrics_inc(METRICS_RECEIVED_SMTP);
 	struct smtp_session *s = smtp_worker_find(w, cookie);
 	if (s == NULL || s->state != SMTP_ST_WAIT) {
 		log_info("id=%s event=commit rc=%s note=client_gone", idstr, rc_name(rc));
@@ -1839,6 +1846,7 @@ void smtp_session_start(struct smtp_worker *w, evutil_socket_t fd,
 	s->lst = lst;
 	s->fd = fd;
 	s->counted = true;
+	metrics_session(lst->address, 1);
 	memcpy(&s->sa, sa, sizeof s->sa);
 	session_peer_text(s);
 	s->chunk = evbuffer_new();
