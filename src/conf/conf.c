@@ -931,6 +931,29 @@ static const struct conf_key conf_server_keys[] = {
     CONF_END,
 };
 
+/* http.metrics_listen: "address:port" (numeric), or "" for no metrics listener. */
+static void conf_metrics_listen_parse(struct conf_ctx *ctx, const struct conf_key *k,
+                                      yaml_node_t *node, void *base, const char *path)
+{
+	char shown[CONF_SHOWN_BUF];
+	const char *s = conf_scalar(ctx, node, path, "an address:port or \"\"");
+	if (s == NULL)
+		return;
+	struct sockaddr_storage sa;
+	socklen_t salen;
+	if (s[0] != '\0' && !conf_parse_hostport(s, &sa, &salen)) {
+		conf_err(ctx, path, "must be a numeric address:port such as 127.0.0.1:9025, or \"\" "
+		         "for none, not \"%s\"", conf_shown(s, strlen(s), shown));
+		return;
+	}
+	conf_str_release(k, base);
+	*CONF_FIELD(base, k, char *) = s[0] ? xstrdup(s) : NULL;
+	((struct conf *)base)->http.metrics_listen_given = true;
+}
+static const struct conf_type conf_t_metrics_listen = {.parse = conf_metrics_listen_parse,
+                                                       .init = conf_str_init,
+                                                       .release = conf_str_release};
+
 static const struct conf_key conf_http_keys[] = {
     KEY("listen", conf_t_list, CF(http.listen), .min = 0, .max = 16, .sub = &conf_addr_entry,
         .count_off = CF(http.nlisten), .elem_size = sizeof(struct conf_listen)),
@@ -938,6 +961,8 @@ static const struct conf_key conf_http_keys[] = {
         .min = 1024, .max = (uint64_t)1 << 32),
     KEY("timeout", conf_t_uint, CF(http.timeout), .def = 30, .min = 1, .max = 3600),
     KEY("webhooks_allow_private", conf_t_bool, CF(http.webhooks_allow_private), .def = false),
+    KEY("metrics_listen", conf_t_metrics_listen, CF(http.metrics_listen),
+        .def_str = "127.0.0.1:9025"),
     CONF_END,
 };
 

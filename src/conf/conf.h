@@ -218,6 +218,10 @@ struct conf {
 		unsigned timeout;		/* seconds per request, default 30 */
 		bool webhooks_allow_private;	/* accounts' webhooks may reach private
 						 * and loopback addresses; default false */
+		char *metrics_listen;		/* http.metrics_listen: GET /metrics here;
+						 * default 127.0.0.1:9025, NULL when "" */
+		bool metrics_listen_given;	/* written in the file (a bind failure is
+						 * then fatal; of the default, a warning) */
 	} http;
 
 	struct {

@@ -43,6 +43,18 @@ enum rc http_server_start(struct http_server *h);
 void http_server_stop(struct http_server *h);
 void http_server_free(struct http_server *h);
 
+/* ---- GET /metrics (http_metrics.c) ---------------------------------------- */
+
+struct event_base;
+struct http_metrics;
+/* http_metrics_new - serve /metrics on base at http.metrics_listen (bind before
+ * privileges are dropped). RC_OK with *out NULL when disabled, or when the
+ * default address cannot be bound (logged); RC_IO when a configured one cannot. */
+enum rc http_metrics_new(struct event_base *base, const struct conf *c, struct spool *sp,
+			 struct http_metrics **out);
+/* http_metrics_free - accepts NULL. */
+void http_metrics_free(struct http_metrics *hm);
+
 /* ---- messages from JSON (http_mime.c) ------------------------------------- */
 
 /*

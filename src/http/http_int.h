@@ -139,6 +139,8 @@ struct evhttp_bound_socket *http_guard_listen(struct http_server *h, const struc
 /* http_api_messages.c */
 void http_api_message_send(struct http_call *c);
 void http_api_message_get(struct http_call *c);
+/* http_health.c: GET /v1/health (no key), 200 or 503 naming what is wrong */
+void http_api_health(struct http_call *c);
 /* http_api_account.c */
 void http_api_events(struct http_call *c);
 void http_api_stats(struct http_call *c);

@@ -64,6 +64,7 @@ static const struct http_route http_routes[] = {
 	{"/v1/webhooks/", true, M_DELETE, false, http_api_webhook_del},
 	{"/v1/openapi.json", false, M_GET, true, http_api_openapi},
 	{"/v1/", false, M_GET, true, http_api_index},
+	{"/v1/health", false, M_GET, true, http_api_health},
 };
 
 /* ---- replies ------------------------------------------------------------------ */
@@ -605,6 +606,7 @@ static void http_on_stop(evutil_socket_t fd, short what, void *arg)
 static void *http_thread_main(void *arg)
 {
 	struct http_server *h = arg;
+	health_thread_subsys(HEALTH_HTTP);
 	event_base_loop(h->base, EVLOOP_NO_EXIT_ON_EMPTY);
 	return NULL;
 }
