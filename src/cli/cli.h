@@ -27,6 +27,8 @@ int cli_apikey(int argc, char **argv, const char *conf_path);
 /* cli_sendmail - `relevo sendmail`, or the binary run as `sendmail`: exit
  * statuses are sysexits(3) ones, not 0/1/2. */
 int cli_sendmail(int argc, char **argv, const char *conf_path);
+/* cli_status - `relevo status [--json]`: 0, or 69 (EX_UNAVAILABLE) with no daemon. */
+int cli_status(int argc, char **argv, const char *conf_path);
 
 /* ---- DKIM keys in DNS (cli_dkim_probe.c) and the daemon's watch over pending
  * keys (cli_dkim_watch.c) ---- */
@@ -118,4 +120,7 @@ struct mta;
 struct cli_ctl *cli_ctl_start(struct event_base *base, const struct conf *c, struct spool *sp,
 			      struct mta *mta);
 void cli_ctl_stop(struct cli_ctl *ctl);
+struct evbuffer;
+/* cli_status_answer - (daemon, control socket) the status report; exit status. */
+int cli_status_answer(struct spool *sp, bool json, struct evbuffer *out);
 #endif

@@ -4,8 +4,8 @@
  *
  * Operators change the queue of a running daemon through it, since only the
  * daemon may write its spool. Protocol: the client sends one command line of
- * blank-separated words ("ping"; "dkim changed": `relevo domain` changed keys,
- * reload them now; "queue delete ID ID...", "queue flush --all --older-than
+ * blank-separated words ("ping"; "status [--json]": cli_status.c; "dkim
+ * changed": `relevo domain` changed keys, reload them now; "queue delete ID ID...", "queue flush --all --older-than
  * 2h", ...: the argument words of the CLI, parsed again here by the same queue
  * command table, cli_queue.c); the daemon answers with text
  * lines and a last line "exit N", N being the exit status the client should
@@ -69,6 +69,17 @@ static int ctl_dkim(struct cli_ctl *ctl, int nwords, char **words, struct evbuff
 	return 0;
 }
 
+/* ctl_status - "status [--json]": the report of cli_status.c. */
+static int ctl_status(struct cli_ctl *ctl, int nwords, char **words, struct evbuffer *out)
+{
+	bool json = nwords == 2 && strcmp(words[1], "--json") == 0;
+	if (nwords > 2 || (nwords == 2 && !json)) {
+		evbuffer_add_printf(out, "unknown command\n");
+		return 2;
+	}
+	return cli_status_answer(ctl->spool, json, out);
+}
+
 /* ctl_queue - "queue SUB ARGS...": the queue command table (cli_queue.c). */
 static int ctl_queue(struct cli_ctl *ctl, int nwords, char **words, struct evbuffer *out)
 {
@@ -82,6 +93,7 @@ static const struct {
 } ctl_cmds[] = {
 	{"ping", ctl_ping},
 	{"dkim", ctl_dkim},
+	{"status", ctl_status},
 	{"queue", ctl_queue},
 };
 

@@ -43,6 +43,7 @@ static const char *const usage_sendmail[] = {
 	"[RECIPIENT ...]",
 	"sendmail -bp | -q",
 	NULL};
+static const char *const usage_status[] = {"status [--json]", NULL};
 static const char *const usage_apikey[] = {
 	"apikey create USER [--name NAME]",
 	"apikey list [USER]",
@@ -69,6 +70,8 @@ static const struct cli_command {
 	{"apikey", cli_apikey, "HTTP API keys", usage_apikey, true, false},
 	{"sendmail", cli_sendmail, "submit a message from standard input (sendmail-compatible)",
 	 usage_sendmail, false, true},
+	{"status", cli_status, "what the running daemon is doing (exit 69: not running)",
+	 usage_status, false, false},
 };
 
 /* cli_run_as_sendmail - is this binary run through a link named sendmail? */

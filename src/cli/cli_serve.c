@@ -248,6 +248,7 @@ int cli_serve(int argc, char **argv, const char *conf_path)
 		return 1;
 	}
 	core_threads_init();
+	health_mark_started();
 	signal(SIGPIPE, SIG_IGN);
 	umask(077);
 	serve_fd_limit(c);
@@ -259,6 +260,7 @@ int cli_serve(int argc, char **argv, const char *conf_path)
 	struct cli_ctl *ctl = NULL;
 	struct cli_dkim_watch *dkim_watch = NULL;
 	struct http_server *http = NULL;
+	struct http_metrics *hm = NULL;
 	struct serve_events se = {.conf = c};
 	bool evlog_on = false;
 	struct event *sigterm = NULL, *sigint = NULL;
@@ -308,6 +310,8 @@ int cli_serve(int argc, char **argv, const char *conf_path)
 	struct event_base *base = smtp_server_base(srv);
 	if (http_server_new(c, sp, st, &http) != RC_OK)
 		goto out;
+	if (http_metrics_new(base, c, sp, &hm) != RC_OK)
+		goto out;
 	ctl = cli_ctl_start(base, c, sp, mta);
 	if (ctl == NULL || !serve_drop_privileges(c))
 		goto out;
@@ -332,6 +336,7 @@ out:
 	if (sigint)
 		event_free(sigint);
 	cli_ctl_stop(ctl);
+	http_metrics_free(hm);
 	smtp_server_free(srv);
 	http_server_stop(http);
 	http_server_free(http);
