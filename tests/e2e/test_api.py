@@ -750,7 +750,8 @@ def test_openapi_document(api_relevo):
     want = {"/v1/messages": {"post"}, "/v1/messages/{id}": {"get"}, "/v1/events": {"get"},
             "/v1/stats": {"get"}, "/v1/suppressions": {"get", "post"},
             "/v1/suppressions/{address}": {"delete"}, "/v1/webhooks": {"get", "post"},
-            "/v1/webhooks/{id}": {"delete"}, "/v1/openapi.json": {"get"}, "/v1/": {"get"}}
+            "/v1/webhooks/{id}": {"delete"}, "/v1/openapi.json": {"get"}, "/v1/": {"get"},
+            "/v1/health": {"get"}}
     assert set(doc["paths"]) == set(want)
     for path, methods in want.items():
         assert set(doc["paths"][path]) == methods, path
