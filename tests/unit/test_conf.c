@@ -1829,6 +1829,45 @@ static void test_delivery_names(void **state)
 }
 
 /* delivery.timeouts and delivery.idle_timeout: defaults, values, bounds, unknown keys. */
+/* http.metrics_listen: a default on loopback, "" for none, an address:port, or an error. */
+static void test_metrics_listen(void **state)
+{
+	static const struct {
+		const char *label;
+		const char *yaml;
+		const char *want;	/* NULL: disabled */
+		bool given;
+	} cases[] = {
+	    {"default", RELAY, "127.0.0.1:9025", false},
+	    {"empty disables", RELAY "http: {metrics_listen: \"\"}\n", NULL, true},
+	    {"an address", RELAY "http: {metrics_listen: 127.0.0.2:9100}\n", "127.0.0.2:9100", true},
+	    {"IPv6", RELAY "http: {metrics_listen: \"[::1]:9100\"}\n", "[::1]:9100", true},
+	};
+	for (size_t i = 0; i < ARRAY_LEN(cases); i++) {
+		struct conf *c = NULL;
+		char *errs = NULL;
+		if (load(cases[i].yaml, &c, &errs) != RC_OK)
+			fail_msg("%s: %s", cases[i].label, errs);
+		if (cases[i].want == NULL)
+			assert_null(c->http.metrics_listen);
+		else
+			assert_string_equal(c->http.metrics_listen, cases[i].want);
+		assert_int_equal(c->http.metrics_listen_given, cases[i].given);
+		conf_free(c);
+	}
+	static const char *const bad[] = {"localhost:9025", "127.0.0.1", "127.0.0.1:0"};
+	for (size_t i = 0; i < ARRAY_LEN(bad); i++) {
+		char yaml[256];
+		snprintf(yaml, sizeof yaml, RELAY "http: {metrics_listen: \"%s\"}\n", bad[i]);
+		struct conf *c = NULL;
+		char *errs = NULL;
+		assert_int_equal(load(yaml, &c, &errs), RC_INVALID);
+		if (strstr(errs, "http.metrics_listen: must be a numeric address:port") == NULL)
+			fail_msg("%s: %s", bad[i], errs);
+		free(errs);
+	}
+}
+
 static void test_delivery_timeouts(void **state)
 {
 	struct conf *c = NULL;
@@ -1918,6 +1957,7 @@ int main(void)
 	    cmocka_unit_test(test_local_submit),
 	    cmocka_unit_test(test_delivery_names),
 	    cmocka_unit_test(test_delivery_timeouts),
+	    cmocka_unit_test(test_metrics_listen),
 	};
 	return cmocka_run_group_tests(tests, group_setup, group_teardown);
 }
