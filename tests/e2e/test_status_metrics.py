@@ -22,6 +22,7 @@ from prometheus_client.parser import text_string_to_metric_families
 from conftest import enable_http, pick_ports, submit
 from fakes import delivering_relevo, relay_submit, wait_for
 from fakes import dns, mxs  # noqa: F401  (fixtures)
+from test_api import conforms
 from test_hardening_helpers import FSYNC_AT_START, start_with_env
 
 SENDER = "app@sender.test"
@@ -263,7 +264,7 @@ def test_health_ok_then_503_when_the_spool_cannot_be_written(make_relevo):
     r.start()
     status, headers, body = http_get(port, "/v1/health")      # no API key
     assert status == 200, body
-    j = json.loads(body)
+    j = conforms(json.loads(body), "Health")       # as openapi.json documents it
     assert j["status"] == "ok" and j["checks"] == {"spool": "ok", "store": "ok",
                                                    "delivery": "ok"}, j
     spool = os.path.join(r.data_dir, "spool")
@@ -274,7 +275,7 @@ def test_health_ok_then_503_when_the_spool_cannot_be_written(make_relevo):
     finally:
         immutable(spool, False)
     assert status == 503, body
-    j = json.loads(body)
+    j = conforms(json.loads(body), "Health")
     assert j["status"] == "fail" and j["checks"]["spool"] == "fail", j
     assert j["problems"] == ["spool: not writable: Operation not permitted"], j
     # Fixed: healthy again.
