@@ -29,7 +29,7 @@
 #include "core/core.h"
 #include "spool/spool.h"
 
-#define STATUS_EX_UNAVAILABLE 69	/* sysexits.h EX_UNAVAILABLE */
+#define STATUS_EX_UNAVAILABLE 69 /* sysexits.h EX_UNAVAILABLE */
 
 /* status_duration - "3d04h", "2h03m", "5m07s", "42s". */
 static void status_duration(int64_t s, char *out, size_t outsz)
@@ -38,9 +38,10 @@ static void status_duration(int64_t s, char *out, size_t outsz)
 		s = 0;
 	if (s >= 86400)
 		snprintf(out, outsz, "%lldd%02lldh", (long long)(s / 86400),
-			 (long long)(s % 86400 / 3600));
+		         (long long)(s % 86400 / 3600));
 	else if (s >= 3600)
-		snprintf(out, outsz, "%lldh%02lldm", (long long)(s / 3600), (long long)(s % 3600 / 60));
+		snprintf(out, outsz, "%lldh%02lldm", (long long)(s / 3600),
+		         (long long)(s % 3600 / 60));
 	else if (s >= 60)
 		snprintf(out, outsz, "%lldm%02llds", (long long)(s / 60), (long long)(s % 60));
 	else
@@ -58,37 +59,37 @@ static char *status_json(const struct spool_stats *st, int64_t now)
 	json_t *lst = json_array(), *states = json_object(), *top = json_array();
 	json_t *errors = json_object();
 	for (int i = 0; metrics_listener_name(i) != NULL; i++)
-		json_array_append_new(lst, json_pack("{s:s,s:I}", "address", metrics_listener_name(i),
-						     "sessions",
-						     (json_int_t)metrics_sessions_open(i)));
+		json_array_append_new(lst,
+		                      json_pack("{s:s,s:I}", "address", metrics_listener_name(i),
+		                                "sessions", (json_int_t)metrics_sessions_open(i)));
 	for (int s = 0; s < SPOOL_STATS__COUNT; s++)
 		json_object_set_new(states, spool_stats_state_name(s),
-				    json_pack("{s:I,s:I}", "transactional",
-					      (json_int_t)st->rcpts[s][0], "bulk",
-					      (json_int_t)st->rcpts[s][1]));
+		                    json_pack("{s:I,s:I}", "transactional",
+		                              (json_int_t)st->rcpts[s][0], "bulk",
+		                              (json_int_t)st->rcpts[s][1]));
 	for (size_t i = 0; i < st->ntop; i++)
 		json_array_append_new(top, json_pack("{s:s,s:I}", "domain", st->top[i].domain,
-						     "recipients", (json_int_t)st->top[i].rcpts));
+		                                     "recipients", (json_int_t)st->top[i].rcpts));
 	for (int s = 0; s < HEALTH__COUNT; s++) {
 		char text[512];
 		int64_t t = health_last_error(s, text, sizeof text);
 		char when[32];
 		cli_time_utc(t / 1000, when, sizeof when);
 		json_object_set_new(errors, health_subsys_name(s),
-				    t ? json_pack("{s:s,s:s}", "time", when, "message", text)
-				      : json_null());
+		                    t ? json_pack("{s:s,s:s}", "time", when, "message", text)
+		                      : json_null());
 	}
 	char started[32];
 	cli_time_utc(health_started() / 1000, started, sizeof started);
-	json_t *doc = json_pack(
-		"{s:s,s:i,s:s,s:I,s:o,s:I,s:{s:I,s:o,s:o,s:o},s:I,s:o}", "version", RELEVO_VERSION,
-		"pid", (int)getpid(), "started", started, "uptime",
-		(json_int_t)((now - health_started()) / 1000), "listeners", lst, "sessions",
-		(json_int_t)metrics_sessions_open(-1), "queue", "messages", (json_int_t)st->messages,
-		"recipients", states, "oldest_age",
-		st->oldest ? json_integer((now - st->oldest) / 1000) : json_null(),
-		"top_destinations", top, "deliveries_last_minute",
-		(json_int_t)metrics_delivered_recent(), "last_errors", errors);
+	json_t *doc =
+	    json_pack("{s:s,s:i,s:s,s:I,s:o,s:I,s:{s:I,s:o,s:o,s:o},s:I,s:o}", "version",
+	              RELEVO_VERSION, "pid", (int)getpid(), "started", started, "uptime",
+	              (json_int_t)((now - health_started()) / 1000), "listeners", lst, "sessions",
+	              (json_int_t)metrics_sessions_open(-1), "queue", "messages",
+	              (json_int_t)st->messages, "recipients", states, "oldest_age",
+	              st->oldest ? json_integer((now - st->oldest) / 1000) : json_null(),
+	              "top_destinations", top, "deliveries_last_minute",
+	              (json_int_t)metrics_delivered_recent(), "last_errors", errors);
 	if (doc == NULL)
 		fatal("event=json_pack_failed where=status");
 	char *s = json_dumps(doc, JSON_INDENT(2) | JSON_ENSURE_ASCII);
@@ -103,17 +104,19 @@ static void status_text(const struct spool_stats *st, int64_t now, struct evbuff
 	status_duration((now - health_started()) / 1000, up, sizeof up);
 	cli_time_utc(health_started() / 1000, started, sizeof started);
 	evbuffer_add_printf(out, "relevo %s, pid %d, up %s (since %s)\n", RELEVO_VERSION,
-			    (int)getpid(), up, started);
+	                    (int)getpid(), up, started);
 	evbuffer_add_printf(out, "listeners:\n");
 	for (int i = 0; metrics_listener_name(i) != NULL; i++)
 		evbuffer_add_printf(out, "  %-40s %lld sessions\n", metrics_listener_name(i),
-				    (long long)metrics_sessions_open(i));
+		                    (long long)metrics_sessions_open(i));
 	evbuffer_add_printf(out, "sessions: %lld open\n", (long long)metrics_sessions_open(-1));
-	evbuffer_add_printf(out, "queue: %zu messages; recipients: %llu active, %llu deferred, "
-				 "%llu held\n", st->messages,
-			    (unsigned long long)status_state_total(st, SPOOL_STATS_ACTIVE),
-			    (unsigned long long)status_state_total(st, SPOOL_STATS_DEFERRED),
-			    (unsigned long long)status_state_total(st, SPOOL_STATS_HELD));
+	evbuffer_add_printf(out,
+	                    "queue: %zu messages; recipients: %llu active, %llu deferred, "
+	                    "%llu held\n",
+	                    st->messages,
+	                    (unsigned long long)status_state_total(st, SPOOL_STATS_ACTIVE),
+	                    (unsigned long long)status_state_total(st, SPOOL_STATS_DEFERRED),
+	                    (unsigned long long)status_state_total(st, SPOOL_STATS_HELD));
 	if (st->oldest) {
 		status_duration((now - st->oldest) / 1000, age, sizeof age);
 		evbuffer_add_printf(out, "oldest message: %s old\n", age);
@@ -123,16 +126,16 @@ static void status_text(const struct spool_stats *st, int64_t now, struct evbuff
 	evbuffer_add_printf(out, "top destinations:%s\n", st->ntop ? "" : " none");
 	for (size_t i = 0; i < st->ntop; i++)
 		evbuffer_add_printf(out, "  %-40s %llu recipients\n", st->top[i].domain,
-				    (unsigned long long)st->top[i].rcpts);
+		                    (unsigned long long)st->top[i].rcpts);
 	evbuffer_add_printf(out, "deliveries in the last minute: %llu\n",
-			    (unsigned long long)metrics_delivered_recent());
+	                    (unsigned long long)metrics_delivered_recent());
 	evbuffer_add_printf(out, "last errors:\n");
 	for (int s = 0; s < HEALTH__COUNT; s++) {
 		char text[512], when[32];
 		int64_t t = health_last_error(s, text, sizeof text);
 		cli_time_utc(t / 1000, when, sizeof when);
-		evbuffer_add_printf(out, "  %-9s %s%s%s\n", health_subsys_name(s), t ? when : "none",
-				    t ? " " : "", t ? text : "");
+		evbuffer_add_printf(out, "  %-9s %s%s%s\n", health_subsys_name(s),
+		                    t ? when : "none", t ? " " : "", t ? text : "");
 	}
 }
 

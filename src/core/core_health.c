@@ -22,8 +22,8 @@
 #define HEALTH_ERROR_MAX 256
 
 static const char *const health_names[] = {
-	[HEALTH_SMTP] = "smtp",	  [HEALTH_SPOOL] = "spool", [HEALTH_MTA] = "mta",
-	[HEALTH_STORE] = "store", [HEALTH_HTTP] = "http",   [HEALTH_WEBHOOKS] = "webhooks",
+    [HEALTH_SMTP] = "smtp",   [HEALTH_SPOOL] = "spool", [HEALTH_MTA] = "mta",
+    [HEALTH_STORE] = "store", [HEALTH_HTTP] = "http",   [HEALTH_WEBHOOKS] = "webhooks",
 };
 _Static_assert(ARRAY_LEN(health_names) == HEALTH__COUNT, "a name per subsystem");
 
@@ -32,17 +32,17 @@ static const struct {
 	const char *prefix;
 	enum health_subsys s;
 } health_prefixes[] = {
-	{"store_", HEALTH_STORE},     {"events_", HEALTH_STORE},  {"spool_", HEALTH_SPOOL},
-	{"webhook_", HEALTH_WEBHOOKS}, {"curl_", HEALTH_WEBHOOKS}, {"http_", HEALTH_HTTP},
-	{"dns_", HEALTH_MTA},	       {"delivery_", HEALTH_MTA},  {"smtp_", HEALTH_SMTP},
+    {"store_", HEALTH_STORE},      {"events_", HEALTH_STORE},  {"spool_", HEALTH_SPOOL},
+    {"webhook_", HEALTH_WEBHOOKS}, {"curl_", HEALTH_WEBHOOKS}, {"http_", HEALTH_HTTP},
+    {"dns_", HEALTH_MTA},          {"delivery_", HEALTH_MTA},  {"smtp_", HEALTH_SMTP},
 };
 
 static struct {
 	pthread_mutex_t lock;
 	char error[HEALTH__COUNT][HEALTH_ERROR_MAX];
 	int64_t error_time[HEALTH__COUNT];
-	_Atomic int64_t beat[HEALTH__COUNT];	/* time_mono_ms, 0 = never */
-	_Atomic int64_t started;			/* unix ms */
+	_Atomic int64_t beat[HEALTH__COUNT]; /* time_mono_ms, 0 = never */
+	_Atomic int64_t started;             /* unix ms */
 } H = {.lock = PTHREAD_MUTEX_INITIALIZER};
 
 static _Thread_local enum health_subsys health_thread = HEALTH_SMTP;
@@ -79,7 +79,7 @@ void health_note_log_error(const char *line)
 		ev += 6;
 		for (size_t i = 0; i < ARRAY_LEN(health_prefixes); i++)
 			if (strncmp(ev, health_prefixes[i].prefix,
-				    strlen(health_prefixes[i].prefix)) == 0) {
+			            strlen(health_prefixes[i].prefix)) == 0) {
 				s = health_prefixes[i].s;
 				break;
 			}

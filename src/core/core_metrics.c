@@ -29,115 +29,119 @@
 enum metrics_kind { MK_COUNTER, MK_GAUGE };
 
 struct metrics_desc {
-	const char *name;	/* family name */
-	const char *labels;	/* rendered label pairs, or NULL */
+	const char *name;   /* family name */
+	const char *labels; /* rendered label pairs, or NULL */
 	const char *help;
 };
 
 #define DELIVERY_HELP "Recipient delivery outcomes by result."
-#define WEBHOOK_HELP "Webhook POSTs by result."
+#define WEBHOOK_HELP  "Webhook POSTs by result."
 #define RECEIVED_HELP "Messages received and made durable, by source."
 static const struct metrics_desc metrics_counters[] = {
-	[METRICS_SMTP_AUTH_FAILURES] = {"relevo_smtp_auth_failures_total", NULL,
-					"Failed SMTP AUTH attempts."},
-	[METRICS_RECEIVED_SMTP] = {"relevo_messages_received_total", "source=\"smtp\"",
-				   RECEIVED_HELP},
-	[METRICS_RECEIVED_API] = {"relevo_messages_received_total", "source=\"api\"",
-				  RECEIVED_HELP},
-	[METRICS_ATTEMPT_DELIVERED] = {"relevo_delivery_attempts_total", "result=\"delivered\"",
-				       DELIVERY_HELP},
-	[METRICS_ATTEMPT_DEFERRED] = {"relevo_delivery_attempts_total", "result=\"deferred\"",
-				      DELIVERY_HELP},
-	[METRICS_ATTEMPT_BOUNCED] = {"relevo_delivery_attempts_total", "result=\"bounced\"",
-				     DELIVERY_HELP},
-	[METRICS_ATTEMPT_EXPIRED] = {"relevo_delivery_attempts_total", "result=\"expired\"",
-				     DELIVERY_HELP},
-	[METRICS_OUTBOUND_CONNECTIONS] = {"relevo_outbound_connections_total", NULL,
-					  "Outbound SMTP connections opened."},
-	[METRICS_DKIM_SIGNATURES] = {"relevo_dkim_signatures_total", NULL,
-				     "DKIM signatures made."},
-	[METRICS_WEBHOOK_OK] = {"relevo_webhook_posts_total", "result=\"ok\"", WEBHOOK_HELP},
-	[METRICS_WEBHOOK_HTTP_ERROR] = {"relevo_webhook_posts_total", "result=\"http_error\"",
-					WEBHOOK_HELP},
-	[METRICS_WEBHOOK_TRANSPORT_ERROR] = {"relevo_webhook_posts_total",
-					     "result=\"transport_error\"", WEBHOOK_HELP},
+    [METRICS_SMTP_AUTH_FAILURES] = {"relevo_smtp_auth_failures_total", NULL,
+                                    "Failed SMTP AUTH attempts."},
+    [METRICS_RECEIVED_SMTP] = {"relevo_messages_received_total", "source=\"smtp\"", RECEIVED_HELP},
+    [METRICS_RECEIVED_API] = {"relevo_messages_received_total", "source=\"api\"", RECEIVED_HELP},
+    [METRICS_ATTEMPT_DELIVERED] = {"relevo_delivery_attempts_total", "result=\"delivered\"",
+                                   DELIVERY_HELP},
+    [METRICS_ATTEMPT_DEFERRED] = {"relevo_delivery_attempts_total", "result=\"deferred\"",
+                                  DELIVERY_HELP},
+    [METRICS_ATTEMPT_BOUNCED] = {"relevo_delivery_attempts_total", "result=\"bounced\"",
+                                 DELIVERY_HELP},
+    [METRICS_ATTEMPT_EXPIRED] = {"relevo_delivery_attempts_total", "result=\"expired\"",
+                                 DELIVERY_HELP},
+    [METRICS_OUTBOUND_CONNECTIONS] = {"relevo_outbound_connections_total", NULL,
+                                      "Outbound SMTP connections opened."},
+    [METRICS_DKIM_SIGNATURES] = {"relevo_dkim_signatures_total", NULL, "DKIM signatures made."},
+    [METRICS_WEBHOOK_OK] = {"relevo_webhook_posts_total", "result=\"ok\"", WEBHOOK_HELP},
+    [METRICS_WEBHOOK_HTTP_ERROR] = {"relevo_webhook_posts_total", "result=\"http_error\"",
+                                    WEBHOOK_HELP},
+    [METRICS_WEBHOOK_TRANSPORT_ERROR] = {"relevo_webhook_posts_total", "result=\"transport_error\"",
+                                         WEBHOOK_HELP},
 };
 _Static_assert(ARRAY_LEN(metrics_counters) == METRICS_C__COUNT, "a row per counter");
 
 #define QUEUE_HELP "Queued recipients by state and stream."
 static const struct metrics_desc metrics_gauges[] = {
-	[METRICS_G_OUTBOUND_OPEN] = {"relevo_outbound_connections", NULL,
-				     "Outbound SMTP connections open."},
-	[METRICS_G_QUEUE_MESSAGES] = {"relevo_queue_messages", NULL, "Messages in the queue."},
-	[METRICS_G_QUEUE_ACTIVE_TX] = {"relevo_queue_recipients",
-				       "state=\"active\",stream=\"transactional\"", QUEUE_HELP},
-	[METRICS_G_QUEUE_ACTIVE_BULK] = {"relevo_queue_recipients",
-					 "state=\"active\",stream=\"bulk\"", QUEUE_HELP},
-	[METRICS_G_QUEUE_DEFERRED_TX] = {"relevo_queue_recipients",
-					 "state=\"deferred\",stream=\"transactional\"", QUEUE_HELP},
-	[METRICS_G_QUEUE_DEFERRED_BULK] = {"relevo_queue_recipients",
-					   "state=\"deferred\",stream=\"bulk\"", QUEUE_HELP},
-	[METRICS_G_QUEUE_HELD_TX] = {"relevo_queue_recipients",
-				     "state=\"held\",stream=\"transactional\"", QUEUE_HELP},
-	[METRICS_G_QUEUE_HELD_BULK] = {"relevo_queue_recipients", "state=\"held\",stream=\"bulk\"",
-				       QUEUE_HELP},
-	[METRICS_G_QUEUE_OLDEST_AGE] = {"relevo_queue_oldest_message_age_seconds", NULL,
-					"Age of the oldest message in the queue (0 if empty)."},
+    [METRICS_G_OUTBOUND_OPEN] = {"relevo_outbound_connections", NULL,
+                                 "Outbound SMTP connections open."},
+    [METRICS_G_QUEUE_MESSAGES] = {"relevo_queue_messages", NULL, "Messages in the queue."},
+    [METRICS_G_QUEUE_ACTIVE_TX] = {"relevo_queue_recipients",
+                                   "state=\"active\",stream=\"transactional\"", QUEUE_HELP},
+    [METRICS_G_QUEUE_ACTIVE_BULK] = {"relevo_queue_recipients", "state=\"active\",stream=\"bulk\"",
+                                     QUEUE_HELP},
+    [METRICS_G_QUEUE_DEFERRED_TX] = {"relevo_queue_recipients",
+                                     "state=\"deferred\",stream=\"transactional\"", QUEUE_HELP},
+    [METRICS_G_QUEUE_DEFERRED_BULK] = {"relevo_queue_recipients",
+                                       "state=\"deferred\",stream=\"bulk\"", QUEUE_HELP},
+    [METRICS_G_QUEUE_HELD_TX] = {"relevo_queue_recipients",
+                                 "state=\"held\",stream=\"transactional\"", QUEUE_HELP},
+    [METRICS_G_QUEUE_HELD_BULK] = {"relevo_queue_recipients", "state=\"held\",stream=\"bulk\"",
+                                   QUEUE_HELP},
+    [METRICS_G_QUEUE_OLDEST_AGE] = {"relevo_queue_oldest_message_age_seconds", NULL,
+                                    "Age of the oldest message in the queue (0 if empty)."},
 };
 _Static_assert(ARRAY_LEN(metrics_gauges) == METRICS_G__COUNT, "a row per gauge");
 
 #define HIST_BUCKETS_MAX 16
 struct metrics_hist_desc {
 	struct metrics_desc d;
-	double scale;			/* unit per base unit: 1e6 for microseconds */
-	uint64_t bounds[HIST_BUCKETS_MAX];	/* upper bounds, in the unit, ascending */
+	double scale;                      /* unit per base unit: 1e6 for microseconds */
+	uint64_t bounds[HIST_BUCKETS_MAX]; /* upper bounds, in the unit, ascending */
 	size_t nbounds;
 };
 
 /* Durations from 100 us to 60 s; batch sizes by powers of two. */
-#define US_BOUNDS                                                                          \
-	{100, 500, 1000, 2500, 5000, 10000, 25000, 50000, 100000, 250000, 500000, 1000000,  \
-	 2500000, 5000000, 10000000, 60000000},                                             \
-		16
+#define US_BOUNDS                                                                                  \
+	{100,    500,    1000,   2500,    5000,    10000,   25000,    50000,                       \
+	 100000, 250000, 500000, 1000000, 2500000, 5000000, 10000000, 60000000},                   \
+	    16
 #define STAGE_HELP "Delivery latency by stage, in seconds."
 static const struct metrics_hist_desc metrics_hists[] = {
-	[METRICS_H_SPOOL_COMMIT] = {{"relevo_spool_commit_duration_seconds", NULL,
-				     "Time to write and fdatasync one spool batch."},
-				    1e6, US_BOUNDS},
-	[METRICS_H_SPOOL_BATCH] = {{"relevo_spool_batch_records", NULL,
-				    "Records made durable by one fdatasync (group commit)."},
-				   1, {1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024}, 11},
-	[METRICS_H_DELIVERY_DNS] = {{"relevo_delivery_stage_duration_seconds", "stage=\"dns\"",
-				     STAGE_HELP}, 1e6, US_BOUNDS},
-	[METRICS_H_DELIVERY_CONNECT] = {{"relevo_delivery_stage_duration_seconds",
-					 "stage=\"connect\"", STAGE_HELP}, 1e6, US_BOUNDS},
-	[METRICS_H_DELIVERY_TLS] = {{"relevo_delivery_stage_duration_seconds", "stage=\"tls\"",
-				     STAGE_HELP}, 1e6, US_BOUNDS},
-	[METRICS_H_DELIVERY_TXN] = {{"relevo_delivery_stage_duration_seconds",
-				     "stage=\"transaction\"", STAGE_HELP}, 1e6, US_BOUNDS},
+    [METRICS_H_SPOOL_COMMIT] = {{"relevo_spool_commit_duration_seconds", NULL,
+                                 "Time to write and fdatasync one spool batch."},
+                                1e6,
+                                US_BOUNDS},
+    [METRICS_H_SPOOL_BATCH] = {{"relevo_spool_batch_records", NULL,
+                                "Records made durable by one fdatasync (group commit)."},
+                               1,
+                               {1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024},
+                               11},
+    [METRICS_H_DELIVERY_DNS] =
+        {{"relevo_delivery_stage_duration_seconds", "stage=\"dns\"", STAGE_HELP}, 1e6, US_BOUNDS},
+    [METRICS_H_DELIVERY_CONNECT] = {{"relevo_delivery_stage_duration_seconds", "stage=\"connect\"",
+                                     STAGE_HELP},
+                                    1e6,
+                                    US_BOUNDS},
+    [METRICS_H_DELIVERY_TLS] =
+        {{"relevo_delivery_stage_duration_seconds", "stage=\"tls\"", STAGE_HELP}, 1e6, US_BOUNDS},
+    [METRICS_H_DELIVERY_TXN] = {{"relevo_delivery_stage_duration_seconds", "stage=\"transaction\"",
+                                 STAGE_HELP},
+                                1e6,
+                                US_BOUNDS},
 };
 _Static_assert(ARRAY_LEN(metrics_hists) == METRICS_H__COUNT, "a row per histogram");
 
 struct metrics_hist_state {
-	_Atomic uint64_t buckets[HIST_BUCKETS_MAX + 1];	/* the last one is +Inf */
+	_Atomic uint64_t buckets[HIST_BUCKETS_MAX + 1]; /* the last one is +Inf */
 	_Atomic uint64_t sum;
 };
 
-#define CODE_MIN 400
-#define CODE_MAX 599
-#define RECENT_SLOTS 64	/* seconds kept for metrics_delivered_recent (>= 60) */
+#define CODE_MIN     400
+#define CODE_MAX     599
+#define RECENT_SLOTS 64 /* seconds kept for metrics_delivered_recent (>= 60) */
 
 static struct {
 	_Atomic uint64_t counters[METRICS_C__COUNT];
 	_Atomic int64_t gauges[METRICS_G__COUNT];
 	struct metrics_hist_state hists[METRICS_H__COUNT];
-	_Atomic uint64_t rejected[2][CODE_MAX - CODE_MIN + 1];	/* [api][code] */
+	_Atomic uint64_t rejected[2][CODE_MAX - CODE_MIN + 1]; /* [api][code] */
 	pthread_mutex_t listener_lock;
 	_Atomic int nlisteners;
 	char listener_names[METRICS_LISTENERS_MAX][64];
 	_Atomic uint64_t connections[METRICS_LISTENERS_MAX];
 	_Atomic int64_t sessions[METRICS_LISTENERS_MAX];
-	_Atomic int64_t recent_sec[RECENT_SLOTS];	/* which second a slot counts */
+	_Atomic int64_t recent_sec[RECENT_SLOTS]; /* which second a slot counts */
 	_Atomic uint64_t recent_n[RECENT_SLOTS];
 } M = {.listener_lock = PTHREAD_MUTEX_INITIALIZER};
 
@@ -274,8 +278,7 @@ void metrics_rejected(bool api, int code)
 /* ---- rendering ---------------------------------------------------------------- */
 
 /* family - HELP and TYPE, unless the previous series was of the same family. */
-static void family(FILE *f, const char **last, const char *name, const char *help,
-		   const char *type)
+static void family(FILE *f, const char **last, const char *name, const char *help, const char *type)
 {
 	if (*last != NULL && strcmp(*last, name) == 0)
 		return;
@@ -316,30 +319,30 @@ static void render_hist(FILE *f, const char **last, enum metrics_hist h)
 		cum += atomic_load_explicit(&s->buckets[b], memory_order_relaxed);
 		if (b < d->nbounds)
 			fprintf(f, "%s_bucket{%s%sle=\"%.9g\"} %llu\n", d->d.name, labels, sep,
-				(double)d->bounds[b] / d->scale, (unsigned long long)cum);
+			        (double)d->bounds[b] / d->scale, (unsigned long long)cum);
 		else
 			fprintf(f, "%s_bucket{%s%sle=\"+Inf\"} %llu\n", d->d.name, labels, sep,
-				(unsigned long long)cum);
+			        (unsigned long long)cum);
 	}
 	double sum = (double)atomic_load_explicit(&s->sum, memory_order_relaxed) / d->scale;
 	const char *open = d->d.labels ? "{" : "", *close = d->d.labels ? "}" : "";
 	fprintf(f, "%s_sum%s%s%s %.9g\n", d->d.name, open, labels, close, sum);
 	fprintf(f, "%s_count%s%s%s %llu\n", d->d.name, open, labels, close,
-		(unsigned long long)cum);
+	        (unsigned long long)cum);
 }
 
 static void render_listeners(FILE *f)
 {
 	int n = atomic_load_explicit(&M.nlisteners, memory_order_acquire);
 	fprintf(f, "# HELP relevo_smtp_connections_total SMTP connections accepted, by "
-		   "listener.\n# TYPE relevo_smtp_connections_total counter\n");
+	           "listener.\n# TYPE relevo_smtp_connections_total counter\n");
 	for (int i = 0; i < n; i++) {
 		fputs("relevo_smtp_connections_total{listener=\"", f);
 		label_value(f, M.listener_names[i]);
 		fprintf(f, "\"} %llu\n", (unsigned long long)atomic_load(&M.connections[i]));
 	}
 	fprintf(f, "# HELP relevo_smtp_sessions SMTP sessions open, by listener.\n"
-		   "# TYPE relevo_smtp_sessions gauge\n");
+	           "# TYPE relevo_smtp_sessions gauge\n");
 	for (int i = 0; i < n; i++) {
 		fputs("relevo_smtp_sessions{listener=\"", f);
 		label_value(f, M.listener_names[i]);
@@ -350,13 +353,15 @@ static void render_listeners(FILE *f)
 static void render_rejected(FILE *f)
 {
 	fprintf(f, "# HELP relevo_messages_rejected_total Messages and recipients refused, by "
-		   "source and reply code.\n# TYPE relevo_messages_rejected_total counter\n");
+	           "source and reply code.\n# TYPE relevo_messages_rejected_total counter\n");
 	for (int api = 0; api < 2; api++)
 		for (int c = CODE_MIN; c <= CODE_MAX; c++) {
 			uint64_t v = atomic_load(&M.rejected[api][c - CODE_MIN]);
 			if (v > 0)
-				fprintf(f, "relevo_messages_rejected_total{source=\"%s\",code=\"%d\"} "
-					   "%llu\n", api ? "api" : "smtp", c, (unsigned long long)v);
+				fprintf(f,
+				        "relevo_messages_rejected_total{source=\"%s\",code=\"%d\"} "
+				        "%llu\n",
+				        api ? "api" : "smtp", c, (unsigned long long)v);
 		}
 }
 
@@ -371,11 +376,13 @@ char *metrics_render(void)
 	const char *last = NULL;
 	char v[32];
 	fprintf(f, "# HELP relevo_build_info The running version (always 1).\n"
-		   "# TYPE relevo_build_info gauge\nrelevo_build_info{version=\"");
+	           "# TYPE relevo_build_info gauge\nrelevo_build_info{version=\"");
 	label_value(f, RELEVO_VERSION);
-	fprintf(f, "\"} 1\n# HELP relevo_start_time_seconds When the daemon started, unix "
-		   "seconds.\n# TYPE relevo_start_time_seconds gauge\n"
-		   "relevo_start_time_seconds %.3f\n", (double)health_started() / 1000);
+	fprintf(f,
+	        "\"} 1\n# HELP relevo_start_time_seconds When the daemon started, unix "
+	        "seconds.\n# TYPE relevo_start_time_seconds gauge\n"
+	        "relevo_start_time_seconds %.3f\n",
+	        (double)health_started() / 1000);
 	render_listeners(f);
 	render_rejected(f);
 	for (size_t i = 0; i < METRICS_C__COUNT; i++) {
@@ -383,9 +390,11 @@ char *metrics_render(void)
 		snprintf(v, sizeof v, "%llu", (unsigned long long)atomic_load(&M.counters[i]));
 		series(f, &metrics_counters[i], v);
 	}
-	fprintf(f, "# HELP relevo_events_dropped_total Events dropped because the event "
-		   "queue was full.\n# TYPE relevo_events_dropped_total counter\n"
-		   "relevo_events_dropped_total %llu\n", (unsigned long long)evlog_dropped());
+	fprintf(f,
+	        "# HELP relevo_events_dropped_total Events dropped because the event "
+	        "queue was full.\n# TYPE relevo_events_dropped_total counter\n"
+	        "relevo_events_dropped_total %llu\n",
+	        (unsigned long long)evlog_dropped());
 	for (size_t i = 0; i < METRICS_G__COUNT; i++) {
 		family(f, &last, metrics_gauges[i].name, metrics_gauges[i].help, "gauge");
 		snprintf(v, sizeof v, "%lld", (long long)atomic_load(&M.gauges[i]));

@@ -48,8 +48,9 @@ static const char *health_check_delivery(char *buf, size_t bufsz)
 	if (age < 0)
 		snprintf(buf, bufsz, "delivery: the delivery loop is not running");
 	else
-		snprintf(buf, bufsz, "delivery: the delivery loop is stalled (last seen %lld s ago)",
-			 (long long)(age / 1000));
+		snprintf(buf, bufsz,
+		         "delivery: the delivery loop is stalled (last seen %lld s ago)",
+		         (long long)(age / 1000));
 	return buf;
 }
 
@@ -61,15 +62,15 @@ void http_api_health(struct http_call *c)
 		const char *name;
 		const char *problem;
 	} checks[] = {
-		{"spool", health_check_spool(c->h, spool, sizeof spool)},
-		{"store", health_check_store(c->h, store, sizeof store)},
-		{"delivery", health_check_delivery(delivery, sizeof delivery)},
+	    {"spool", health_check_spool(c->h, spool, sizeof spool)},
+	    {"store", health_check_store(c->h, store, sizeof store)},
+	    {"delivery", health_check_delivery(delivery, sizeof delivery)},
 	};
 	json_t *js = json_object(), *problems = json_array();
 	bool ok = true;
 	for (size_t i = 0; i < ARRAY_LEN(checks); i++) {
 		json_object_set_new(js, checks[i].name,
-				    json_string(checks[i].problem ? "fail" : "ok"));
+		                    json_string(checks[i].problem ? "fail" : "ok"));
 		if (checks[i].problem) {
 			ok = false;
 			json_array_append_new(problems, json_string(checks[i].problem));
@@ -78,7 +79,7 @@ void http_api_health(struct http_call *c)
 	}
 	int64_t up = (time_now_ms() - health_started()) / 1000;
 	json_t *body = json_pack("{s:s,s:s,s:I,s:o,s:o}", "status", ok ? "ok" : "fail", "version",
-				 RELEVO_VERSION, "uptime", (json_int_t)(up > 0 ? up : 0), "checks", js,
-				 "problems", problems);
+	                         RELEVO_VERSION, "uptime", (json_int_t)(up > 0 ? up : 0), "checks",
+	                         js, "problems", problems);
 	http_reply_json(c->req, ok ? 200 : 503, body);
 }

@@ -27,7 +27,7 @@
 #include "spool/spool.h"
 
 #define METRICS_HEADERS_MAX 4096
-#define METRICS_TIMEOUT_S 10
+#define METRICS_TIMEOUT_S   10
 
 struct http_metrics {
 	struct evhttp *http;
@@ -41,9 +41,9 @@ static void metrics_queue_gauges(struct spool *sp)
 	spool_stats(sp, false, &st);
 	metrics_gauge_set(METRICS_G_QUEUE_MESSAGES, (int64_t)st.messages);
 	static const enum metrics_gauge g[SPOOL_STATS__COUNT][2] = {
-		[SPOOL_STATS_ACTIVE] = {METRICS_G_QUEUE_ACTIVE_TX, METRICS_G_QUEUE_ACTIVE_BULK},
-		[SPOOL_STATS_DEFERRED] = {METRICS_G_QUEUE_DEFERRED_TX, METRICS_G_QUEUE_DEFERRED_BULK},
-		[SPOOL_STATS_HELD] = {METRICS_G_QUEUE_HELD_TX, METRICS_G_QUEUE_HELD_BULK},
+	    [SPOOL_STATS_ACTIVE] = {METRICS_G_QUEUE_ACTIVE_TX, METRICS_G_QUEUE_ACTIVE_BULK},
+	    [SPOOL_STATS_DEFERRED] = {METRICS_G_QUEUE_DEFERRED_TX, METRICS_G_QUEUE_DEFERRED_BULK},
+	    [SPOOL_STATS_HELD] = {METRICS_G_QUEUE_HELD_TX, METRICS_G_QUEUE_HELD_BULK},
 	};
 	for (size_t s = 0; s < SPOOL_STATS__COUNT; s++)
 		for (size_t b = 0; b < 2; b++)
@@ -53,7 +53,7 @@ static void metrics_queue_gauges(struct spool *sp)
 }
 
 static void metrics_reply(struct evhttp_request *req, int status, const char *reason,
-			  const char *text)
+                          const char *text)
 {
 	struct evbuffer *buf = evbuffer_new();
 	evbuffer_add(buf, text, strlen(text));
@@ -104,7 +104,7 @@ static bool http_metrics_bind(struct http_metrics *hm, const char *address)
 
 /* http_metrics_new - serve /metrics on base at http.metrics_listen. */
 enum rc http_metrics_new(struct event_base *base, const struct conf *c, struct spool *sp,
-			 struct http_metrics **out)
+                         struct http_metrics **out)
 {
 	*out = NULL;
 	if (c->http.metrics_listen == NULL)
@@ -124,12 +124,12 @@ enum rc http_metrics_new(struct event_base *base, const struct conf *c, struct s
 		http_metrics_free(hm);
 		if (c->http.metrics_listen_given) {
 			log_err("event=listen_failed address=%s what=metrics error=\"%s\"",
-				c->http.metrics_listen, err ? strerror(err) : "cannot bind");
+			        c->http.metrics_listen, err ? strerror(err) : "cannot bind");
 			return RC_IO;
 		}
 		log_warn("event=listen_failed address=%s what=metrics error=\"%s\" "
-			 "note=\"the default http.metrics_listen; running without metrics\"",
-			 c->http.metrics_listen, err ? strerror(err) : "cannot bind");
+		         "note=\"the default http.metrics_listen; running without metrics\"",
+		         c->http.metrics_listen, err ? strerror(err) : "cannot bind");
 		return RC_OK;
 	}
 	log_info("event=listening address=%s mode=metrics", c->http.metrics_listen);

@@ -60,7 +60,7 @@ static void stats_top(const char **doms, size_t n, struct spool_stats *out)
 
 /* stats_msg - add one message's waiting recipients. */
 static void stats_msg(const struct spool_env *env, struct spool_stats *out, const char **doms,
-		      size_t *ndoms)
+                      size_t *ndoms)
 {
 	bool bulk = (env->flags & SPOOL_F_BULK) != 0;
 	out->messages++;
@@ -71,8 +71,8 @@ static void stats_msg(const struct spool_env *env, struct spool_stats *out, cons
 		if (rc->state != SPOOL_RCPT_QUEUED)
 			continue;
 		enum spool_stats_state st = (env->flags & SPOOL_F_HELD) ? SPOOL_STATS_HELD
-					    : rc->attempts > 0	     ? SPOOL_STATS_DEFERRED
-								     : SPOOL_STATS_ACTIVE;
+		                            : rc->attempts > 0          ? SPOOL_STATS_DEFERRED
+		                                                        : SPOOL_STATS_ACTIVE;
 		out->rcpts[st][bulk]++;
 		if (doms != NULL) {
 			const char *at = strrchr(rc->addr, '@');

@@ -47,19 +47,19 @@ static void test_counters_gauges_and_labels(void **state)
 	metrics_rejected(false, 550);
 	metrics_rejected(false, 550);
 	metrics_rejected(true, 413);
-	metrics_rejected(false, 250);	/* not a refusal: ignored */
-	metrics_rejected(false, 9999);	/* out of range: ignored, never an overflow */
+	metrics_rejected(false, 250);  /* not a refusal: ignored */
+	metrics_rejected(false, 9999); /* out of range: ignored, never an overflow */
 	static const char *const lines[] = {
-		"relevo_build_info{version=\"" RELEVO_VERSION "\"} 1",
-		"# TYPE relevo_messages_received_total counter",
-		"relevo_messages_received_total{source=\"smtp\"} 2",
-		"relevo_messages_received_total{source=\"api\"} 0",
-		"relevo_delivery_attempts_total{result=\"bounced\"} 1",
-		"relevo_queue_recipients{state=\"deferred\",stream=\"bulk\"} 7",
-		"relevo_outbound_connections 1",
-		"relevo_messages_rejected_total{source=\"smtp\",code=\"550\"} 2",
-		"relevo_messages_rejected_total{source=\"api\",code=\"413\"} 1",
-		"relevo_events_dropped_total 0",
+	    "relevo_build_info{version=\"" RELEVO_VERSION "\"} 1",
+	    "# TYPE relevo_messages_received_total counter",
+	    "relevo_messages_received_total{source=\"smtp\"} 2",
+	    "relevo_messages_received_total{source=\"api\"} 0",
+	    "relevo_delivery_attempts_total{result=\"bounced\"} 1",
+	    "relevo_queue_recipients{state=\"deferred\",stream=\"bulk\"} 7",
+	    "relevo_outbound_connections 1",
+	    "relevo_messages_rejected_total{source=\"smtp\",code=\"550\"} 2",
+	    "relevo_messages_rejected_total{source=\"api\",code=\"413\"} 1",
+	    "relevo_events_dropped_total 0",
 	};
 	expect_lines(lines, ARRAY_LEN(lines));
 	char *text = metrics_render();
@@ -78,23 +78,23 @@ static void test_histogram_buckets(void **state)
 		const char *label;
 		uint64_t us;
 	} obs[] = {
-		{"exactly on a bound counts in that bucket", 1000},
-		{"just above goes to the next", 1001},
-		{"beyond the last bound is +Inf only", 120000000},
+	    {"exactly on a bound counts in that bucket", 1000},
+	    {"just above goes to the next", 1001},
+	    {"beyond the last bound is +Inf only", 120000000},
 	};
 	for (size_t i = 0; i < ARRAY_LEN(obs); i++)
 		metrics_observe(METRICS_H_DELIVERY_TLS, obs[i].us);
 	static const char *const lines[] = {
-		"# TYPE relevo_delivery_stage_duration_seconds histogram",
-		"relevo_delivery_stage_duration_seconds_bucket{stage=\"tls\",le=\"0.0005\"} 0",
-		"relevo_delivery_stage_duration_seconds_bucket{stage=\"tls\",le=\"0.001\"} 1",
-		"relevo_delivery_stage_duration_seconds_bucket{stage=\"tls\",le=\"0.0025\"} 2",
-		"relevo_delivery_stage_duration_seconds_bucket{stage=\"tls\",le=\"60\"} 2",
-		"relevo_delivery_stage_duration_seconds_bucket{stage=\"tls\",le=\"+Inf\"} 3",
-		"relevo_delivery_stage_duration_seconds_sum{stage=\"tls\"} 120.002001",
-		"relevo_delivery_stage_duration_seconds_count{stage=\"tls\"} 3",
-		"relevo_delivery_stage_duration_seconds_count{stage=\"dns\"} 0",
-		"relevo_spool_batch_records_count 0",
+	    "# TYPE relevo_delivery_stage_duration_seconds histogram",
+	    "relevo_delivery_stage_duration_seconds_bucket{stage=\"tls\",le=\"0.0005\"} 0",
+	    "relevo_delivery_stage_duration_seconds_bucket{stage=\"tls\",le=\"0.001\"} 1",
+	    "relevo_delivery_stage_duration_seconds_bucket{stage=\"tls\",le=\"0.0025\"} 2",
+	    "relevo_delivery_stage_duration_seconds_bucket{stage=\"tls\",le=\"60\"} 2",
+	    "relevo_delivery_stage_duration_seconds_bucket{stage=\"tls\",le=\"+Inf\"} 3",
+	    "relevo_delivery_stage_duration_seconds_sum{stage=\"tls\"} 120.002001",
+	    "relevo_delivery_stage_duration_seconds_count{stage=\"tls\"} 3",
+	    "relevo_delivery_stage_duration_seconds_count{stage=\"dns\"} 0",
+	    "relevo_spool_batch_records_count 0",
 	};
 	expect_lines(lines, ARRAY_LEN(lines));
 }
@@ -108,10 +108,10 @@ static void test_listeners_bounded_and_escaped(void **state)
 	metrics_session("[::1]:25", -1);
 	metrics_connection("odd\"name\\");
 	static const char *const lines[] = {
-		"relevo_smtp_connections_total{listener=\"127.0.0.1:587\"} 2",
-		"relevo_smtp_sessions{listener=\"127.0.0.1:587\"} 1",
-		"relevo_smtp_sessions{listener=\"[::1]:25\"} 0",
-		"relevo_smtp_connections_total{listener=\"odd\\\"name\\\\\"} 1",
+	    "relevo_smtp_connections_total{listener=\"127.0.0.1:587\"} 2",
+	    "relevo_smtp_sessions{listener=\"127.0.0.1:587\"} 1",
+	    "relevo_smtp_sessions{listener=\"[::1]:25\"} 0",
+	    "relevo_smtp_connections_total{listener=\"odd\\\"name\\\\\"} 1",
 	};
 	expect_lines(lines, ARRAY_LEN(lines));
 	assert_int_equal(metrics_sessions_open(metrics_listener("127.0.0.1:587")), 1);
@@ -150,9 +150,9 @@ static void test_concurrent_updates_are_not_lost(void **state)
 		pthread_join(t[i], NULL);
 	assert_int_equal(metrics_counter_get(METRICS_DKIM_SIGNATURES), 400000);
 	static const char *const lines[] = {
-		"relevo_dkim_signatures_total 400000",
-		"relevo_spool_batch_records_bucket{le=\"1\"} 400000",
-		"relevo_spool_batch_records_sum 400000",
+	    "relevo_dkim_signatures_total 400000",
+	    "relevo_spool_batch_records_bucket{le=\"1\"} 400000",
+	    "relevo_spool_batch_records_sum 400000",
 	};
 	expect_lines(lines, ARRAY_LEN(lines));
 }
@@ -173,11 +173,11 @@ static void test_health_errors_by_subsystem(void **state)
 		const char *line;
 		enum health_subsys s;
 	} cases[] = {
-		{"store_ prefix", "event=store_error op=x db=/d msg=\"locked\"", HEALTH_STORE},
-		{"spool_ prefix", "event=spool_append_failed seg=1 off=0 errno=5", HEALTH_SPOOL},
-		{"webhook_ prefix", "event=webhook_load_failed rc=io", HEALTH_WEBHOOKS},
-		{"id first, then the event", "id=0123 event=dns_setup_failed", HEALTH_MTA},
-		{"unknown prefix: the thread's", "event=something_odd", HEALTH_HTTP},
+	    {"store_ prefix", "event=store_error op=x db=/d msg=\"locked\"", HEALTH_STORE},
+	    {"spool_ prefix", "event=spool_append_failed seg=1 off=0 errno=5", HEALTH_SPOOL},
+	    {"webhook_ prefix", "event=webhook_load_failed rc=io", HEALTH_WEBHOOKS},
+	    {"id first, then the event", "id=0123 event=dns_setup_failed", HEALTH_MTA},
+	    {"unknown prefix: the thread's", "event=something_odd", HEALTH_HTTP},
 	};
 	health_thread_subsys(HEALTH_HTTP);
 	for (size_t i = 0; i < ARRAY_LEN(cases); i++) {
@@ -209,13 +209,13 @@ static void test_heartbeat(void **state)
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
-		cmocka_unit_test(test_counters_gauges_and_labels),
-		cmocka_unit_test(test_histogram_buckets),
-		cmocka_unit_test(test_listeners_bounded_and_escaped),
-		cmocka_unit_test(test_concurrent_updates_are_not_lost),
-		cmocka_unit_test(test_delivered_recent),
-		cmocka_unit_test(test_health_errors_by_subsystem),
-		cmocka_unit_test(test_heartbeat),
+	    cmocka_unit_test(test_counters_gauges_and_labels),
+	    cmocka_unit_test(test_histogram_buckets),
+	    cmocka_unit_test(test_listeners_bounded_and_escaped),
+	    cmocka_unit_test(test_concurrent_updates_are_not_lost),
+	    cmocka_unit_test(test_delivered_recent),
+	    cmocka_unit_test(test_health_errors_by_subsystem),
+	    cmocka_unit_test(test_heartbeat),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
