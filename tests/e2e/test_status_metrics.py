@@ -229,7 +229,8 @@ def test_status_shows_the_spools_last_error(make_relevo):
     assert j["last_errors"]["spool"] is None, j
     with r.client("relay") as c:
         c.ehlo()
-        reply = c.mail_transaction(SENDER, ["a@good.test"], b"Subject: x\r\n\r\nx\r\n")
+        reply = c.mail_transaction(SENDER, ["a@good.test"],
+                                   b"From: <%s>\r\nSubject: x\r\n\r\nx\r\n" % SENDER.encode())
         assert reply.code == 451, reply
         c.quit()
     err = json.loads(r.cli_ok(["status", "--json"]).out)["last_errors"]["spool"]
