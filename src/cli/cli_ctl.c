@@ -5,12 +5,12 @@
  * Operators change the queue of a running daemon through it, since only the
  * daemon may write its spool. Protocol: the client sends one command line of
  * blank-separated words ("ping"; "status [--json]": cli_status.c; "dkim
- * changed": `relevo domain` changed keys, reload them now; "queue delete ID ID...", "queue flush --all --older-than
- * 2h", ...: the argument words of the CLI, parsed again here by the same queue
- * command table, cli_queue.c); the daemon answers with text
- * lines and a last line "exit N", N being the exit status the client should
- * return, then closes. The daemon side runs on the main loop; commands are
- * short (one durable spool record per message).
+ * changed": `relevo domain` changed keys, reload them now; "queue delete ID
+ * ID...", "queue flush --all --older-than 2h", ...: the argument words of the
+ * CLI, parsed again here by the same queue command table, cli_queue.c); the
+ * daemon answers with text lines and a last line "exit N", N being the exit
+ * status the client should return, then closes. The daemon side runs on the
+ * main loop; commands are short (one durable spool record per message).
  */
 #include <errno.h>
 #include <stdio.h>
