@@ -14,7 +14,8 @@ root (it binds, hands data_dir to run_as and drops privileges), and while it run
 as root: `domain add`, `domain rotate`, `user add`. Everything under data_dir stays
 owned by run_as. A first message is accepted (250), delivered, and DKIM-signed by
 the keys `domain add` made (the rotated ones are only pending), verified with
-dkimpy against the records `domain records --zone` prints. SIGTERM stops it with
+dkimpy against the records `domain records --zone` prints. `relevo status` answers
+while it runs (its first line names the daemon's pid), and SIGTERM stops it with
 status 0.
 """
 
@@ -193,6 +194,10 @@ def test_running_it_for_real(workdir, tls_ca, run_as_user):
         assert verdicts and all(verdicts), (verdicts, got[:2000])
         used = set(re.findall(rb"\bs=([A-Za-z0-9._-]+);", got))
         assert {s.decode() for s in used} == first, (used, first)
+
+        # relevo status, while it runs (the README's last step)
+        r = cli_ok(conf, "status")
+        assert re.match(r"relevo \d+\.\d+\.\d+, pid %d, up " % proc.pid, r.stdout), r.stdout
 
         bad = not_owned_by(data, run_as_user.pw_uid)
         assert not bad, bad
