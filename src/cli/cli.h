@@ -6,6 +6,7 @@
 #ifndef RELEVO_CLI_H
 #define RELEVO_CLI_H
 
+#include <stdatomic.h>
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
@@ -84,6 +85,11 @@ int cli_queue_ctl(struct spool *sp, struct mta *mta, int nwords, char **words,
 /* cli_ctl_request - send one command line to the running daemon's control socket,
  * print its answer; returns the exit status */
 int cli_ctl_request(const struct conf *c, const char *line);
+/* cli_ctl_request_dir - the same for the daemon of data_dir; who names the socket
+ * in the message printed when nothing answers. */
+int cli_ctl_request_dir(const char *data_dir, const char *line, const char *who);
+/* cli_reload - `relevo reload`: the running daemon re-reads its config. */
+int cli_reload(int argc, char **argv, const char *conf_path);
 
 /* cli_load_conf - for every command that uses data_dir: load the config without
  * opening the TLS files (print every error to stderr), then, when run as root
@@ -123,4 +129,43 @@ void cli_ctl_stop(struct cli_ctl *ctl);
 struct evbuffer;
 /* cli_status_answer - (daemon, control socket) the status report; exit status. */
 int cli_status_answer(struct spool *sp, bool json, struct evbuffer *out);
+/* cli_ctl_set_reload - "reload" calls fn(arg), which starts a reload (or notes
+ * that one more is wanted) and returns the number of the reload that will
+ * answer; it must not answer before returning. */
+void cli_ctl_set_reload(struct cli_ctl *ctl, uint64_t (*fn)(void *arg), void *arg);
+/* cli_ctl_reload_done - reload number gen has finished: every client waiting for
+ * it (or an earlier one) gets text and "exit status". NULL ctl: no-op. */
+void cli_ctl_reload_done(struct cli_ctl *ctl, uint64_t gen, int status, const char *text);
+
+/* ---- the running daemon (cli_serve.c) and its reload (cli_reload.c) ---- */
+
+struct smtp_server;
+struct http_server;
+struct http_webhooks;
+struct cli_reload_state;
+
+/* What `relevo serve` runs; owned by cli_serve, used on the main loop. */
+struct cli_daemon {
+	const char *conf_path;
+	const struct conf *conf;	/* a reference: the conf in force */
+	struct event_base *base;	/* the main loop */
+	struct spool *spool;
+	struct store *store;
+	struct smtp_server *srv;
+	struct http_server *http;	/* NULL while no http.listen is configured */
+	struct mta *mta;
+	struct http_webhooks *hooks;
+	struct cli_ctl *ctl;
+	atomic_uint *events_retention;	/* events.retention, read by the event sink */
+	struct cli_reload_state *reload;
+};
+
+/* cli_reload_init - prepare d for reloads (after d->base exists); fini after
+ * every thread that could report a reload's progress has been joined. */
+void cli_reload_init(struct cli_daemon *d);
+void cli_reload_fini(struct cli_daemon *d);
+/* cli_reload_request - SIGHUP or "reload": start a reload, or one more once the
+ * one running has finished. Returns the number of the reload that will cover
+ * this request (cli_ctl_reload_done is told). Main loop only. */
+uint64_t cli_reload_request(void *daemon);
 #endif

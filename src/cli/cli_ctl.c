@@ -10,7 +10,9 @@
  * CLI, parsed again here by the same queue command table, cli_queue.c); the
  * daemon answers with text lines and a last line "exit N", N being the exit
  * status the client should return, then closes. The daemon side runs on the
- * main loop; commands are short (one durable spool record per message).
+ * main loop; commands are short (one durable spool record per message), but
+ * for "reload", which is answered once the reload it asked for has finished on
+ * every thread (cli_reload.c): its connection waits in ctl->waiters meanwhile.
  */
 #include <errno.h>
 #include <stdio.h>
@@ -36,16 +38,27 @@
 #define CTL_WORDS_MAX 1100		/* words of one command line */
 #define CTL_ANSWER_MAX (1 << 20)	/* bytes of an answer the client reads */
 
+/* A client waiting for the outcome of a reload. */
+struct ctl_waiter {
+	struct ctl_waiter *next;
+	struct cli_ctl *ctl;
+	struct bufferevent *bev;	/* owned */
+	uint64_t gen;			/* answered by the reload of this number or later */
+};
+
 struct cli_ctl {
 	struct evconnlistener *listener;
 	struct spool *spool;
 	struct mta *mta;
+	uint64_t (*reload)(void *arg);	/* starts a reload; its number (NULL: none) */
+	void *reload_arg;
+	struct ctl_waiter *waiters;
 	char path[sizeof(((struct sockaddr_un *)0)->sun_path)];
 };
 
-static bool ctl_path(const struct conf *c, char *out, size_t outsz)
+static bool ctl_path(const char *data_dir, char *out, size_t outsz)
 {
-	int n = snprintf(out, outsz, "%s/control.sock", c->data_dir);
+	int n = snprintf(out, outsz, "%s/control.sock", data_dir);
 	return n > 0 && (size_t)n < outsz;
 }
 
@@ -134,6 +147,74 @@ static void ctl_on_event(struct bufferevent *bev, short what, void *arg)
 	bufferevent_free(bev);
 }
 
+/* ctl_waiter_unlink - take w out of its ctl's list. */
+static void ctl_waiter_unlink(struct ctl_waiter *w)
+{
+	for (struct ctl_waiter **pp = &w->ctl->waiters; *pp; pp = &(*pp)->next) {
+		if (*pp == w) {
+			*pp = w->next;
+			return;
+		}
+	}
+}
+
+/* ctl_on_waiter_event - a waiting client's socket failed. */
+static void ctl_on_waiter_event(struct bufferevent *bev, short what, void *arg)
+{
+	struct ctl_waiter *w = arg;
+	ctl_waiter_unlink(w);
+	bufferevent_free(w->bev);
+	free(w);
+}
+
+/* ctl_cmd_reload - "reload": ask the daemon to re-read its config; the client
+ * is answered by cli_ctl_reload_done. */
+static void ctl_cmd_reload(struct cli_ctl *ctl, struct bufferevent *bev)
+{
+	if (ctl->reload == NULL) {
+		evbuffer_add_printf(bufferevent_get_output(bev), "reload is not available\nexit 1\n");
+		bufferevent_setcb(bev, NULL, ctl_on_write, ctl_on_event, ctl);
+		return;
+	}
+	struct ctl_waiter *w = xcalloc(1, sizeof *w);
+	w->ctl = ctl;
+	w->bev = bev;
+	w->next = ctl->waiters;
+	ctl->waiters = w;
+	bufferevent_setcb(bev, NULL, NULL, ctl_on_waiter_event, w);
+	log_info("event=reload_requested via=control");
+	w->gen = ctl->reload(ctl->reload_arg); /* never answers before returning */
+}
+
+/* cli_ctl_set_reload - the daemon's reload: fn starts one (or notes that one
+ * more is wanted) and returns the number of the reload that will answer. */
+void cli_ctl_set_reload(struct cli_ctl *ctl, uint64_t (*fn)(void *arg), void *arg)
+{
+	ctl->reload = fn;
+	ctl->reload_arg = arg;
+}
+
+/* cli_ctl_reload_done - reload number gen has finished: answer every client
+ * waiting for it or an earlier one with text and status. */
+void cli_ctl_reload_done(struct cli_ctl *ctl, uint64_t gen, int status, const char *text)
+{
+	if (ctl == NULL)
+		return;
+	struct ctl_waiter **pp = &ctl->waiters;
+	while (*pp) {
+		struct ctl_waiter *w = *pp;
+		if (w->gen > gen) {
+			pp = &w->next;
+			continue;
+		}
+		*pp = w->next;
+		struct evbuffer *out = bufferevent_get_output(w->bev);
+		evbuffer_add_printf(out, "%sexit %d\n", text, status);
+		bufferevent_setcb(w->bev, NULL, ctl_on_write, ctl_on_event, ctl);
+		free(w);
+	}
+}
+
 static void ctl_on_read(struct bufferevent *bev, void *arg)
 {
 	struct cli_ctl *ctl = arg;
@@ -150,11 +231,16 @@ static void ctl_on_read(struct bufferevent *bev, void *arg)
 		bufferevent_free(bev);
 		return;
 	}
+	bufferevent_disable(bev, EV_READ);
+	if (strcmp(line, "reload") == 0) {
+		free(line);
+		ctl_cmd_reload(ctl, bev);
+		return;
+	}
 	struct evbuffer *out = bufferevent_get_output(bev);
 	int status = ctl_run(ctl, line, out);
 	evbuffer_add_printf(out, "exit %d\n", status);
 	free(line);
-	bufferevent_disable(bev, EV_READ);
 	bufferevent_setcb(bev, NULL, ctl_on_write, ctl_on_event, ctl);
 }
 
@@ -181,7 +267,7 @@ struct cli_ctl *cli_ctl_start(struct event_base *base, const struct conf *c, str
 	ctl->spool = sp;
 	ctl->mta = mta;
 	struct sockaddr_un sun = {.sun_family = AF_UNIX};
-	if (!ctl_path(c, ctl->path, sizeof ctl->path)) {
+	if (!ctl_path(c->data_dir, ctl->path, sizeof ctl->path)) {
 		log_err("event=control_socket_failed error=\"path too long\"");
 		free(ctl);
 		return NULL;
@@ -208,6 +294,12 @@ void cli_ctl_stop(struct cli_ctl *ctl)
 {
 	if (ctl == NULL)
 		return;
+	while (ctl->waiters) {
+		struct ctl_waiter *w = ctl->waiters;
+		ctl->waiters = w->next;
+		bufferevent_free(w->bev);
+		free(w);
+	}
 	evconnlistener_free(ctl->listener);
 	unlink(ctl->path);
 	free(ctl);
@@ -215,13 +307,13 @@ void cli_ctl_stop(struct cli_ctl *ctl)
 
 /* ctl_exchange - send line, read the whole answer into buf (NUL-terminated);
  * the connect error in *err (0 if it connected). false if no answer came. */
-static bool ctl_exchange(const struct conf *c, const char *line, char *buf, size_t bufsz,
+static bool ctl_exchange(const char *data_dir, const char *line, char *buf, size_t bufsz,
 			 int *err, char *path, size_t pathsz)
 {
 	struct sockaddr_un sun = {.sun_family = AF_UNIX};
 	*err = 0;
 	buf[0] = '\0';
-	if (!ctl_path(c, sun.sun_path, sizeof sun.sun_path)) {
+	if (!ctl_path(data_dir, sun.sun_path, sizeof sun.sun_path)) {
 		*err = ENAMETOOLONG;
 		return false;
 	}
@@ -265,7 +357,7 @@ bool cli_ctl_tell(const struct conf *c, const char *line)
 {
 	char buf[1024], path[sizeof(((struct sockaddr_un *)0)->sun_path)];
 	int err;
-	if (!ctl_exchange(c, line, buf, sizeof buf, &err, path, sizeof path))
+	if (!ctl_exchange(c->data_dir, line, buf, sizeof buf, &err, path, sizeof path))
 		return false;
 	char *last = ctl_last_exit(buf);
 	return last != NULL && strtol(last + 5, NULL, 10) == 0;
@@ -275,16 +367,25 @@ bool cli_ctl_tell(const struct conf *c, const char *line)
  * print its answer; returns the exit status. */
 int cli_ctl_request(const struct conf *c, const char *line)
 {
+	return cli_ctl_request_dir(c->data_dir, line,
+				   "the spool is locked by a running daemon, but its control "
+				   "socket");
+}
+
+/* cli_ctl_request_dir - the same for the daemon serving data_dir; when it does
+ * not answer, says "relevo: WHO PATH does not answer: REASON". */
+int cli_ctl_request_dir(const char *data_dir, const char *line, const char *who)
+{
 	char path[sizeof(((struct sockaddr_un *)0)->sun_path)] = "";
 	char *buf = xmalloc(CTL_ANSWER_MAX);
 	int err;
-	if (!ctl_exchange(c, line, buf, CTL_ANSWER_MAX, &err, path, sizeof path)) {
+	if (!ctl_exchange(data_dir, line, buf, CTL_ANSWER_MAX, &err, path, sizeof path)) {
 		free(buf);
 		if (err == ENAMETOOLONG)
 			fprintf(stderr, "relevo: control socket path too long\n");
 		else if (err != 0)
-			fprintf(stderr, "relevo: the spool is locked by a running daemon, but its "
-					"control socket %s does not answer: %s\n", path, strerror(err));
+			fprintf(stderr, "relevo: %s %s does not answer: %s\n", who, path,
+				strerror(err));
 		return 1;
 	}
 	char *last = ctl_last_exit(buf);

@@ -28,7 +28,8 @@
 #define CLI_DKIM_WATCH_MAX 256
 
 struct cli_dkim_watch {
-	const struct conf *conf; /* borrowed */
+	const struct conf *conf; /* a reference: the start-up conf (a reload keeps
+	                          * dkim.pending_check_interval, see conf.h) */
 	struct store *store;     /* borrowed */
 	pthread_t thread;
 	pthread_mutex_t lock;
@@ -98,7 +99,7 @@ static void *watch_main(void *arg)
 struct cli_dkim_watch *cli_dkim_watch_start(const struct conf *c, struct store *st)
 {
 	struct cli_dkim_watch *w = xcalloc(1, sizeof *w);
-	w->conf = c;
+	w->conf = conf_ref(c);
 	w->store = st;
 	pthread_mutex_init(&w->lock, NULL);
 	pthread_condattr_t attr;
@@ -111,6 +112,7 @@ struct cli_dkim_watch *cli_dkim_watch_start(const struct conf *c, struct store *
 		log_err("event=startup_failed what=dkim_watch error=\"%s\"", strerror(err));
 		pthread_cond_destroy(&w->cond);
 		pthread_mutex_destroy(&w->lock);
+		conf_unref(w->conf);
 		free(w);
 		return NULL;
 	}
@@ -129,5 +131,6 @@ void cli_dkim_watch_stop(struct cli_dkim_watch *w)
 	pthread_join(w->thread, NULL);
 	pthread_cond_destroy(&w->cond);
 	pthread_mutex_destroy(&w->lock);
+	conf_unref(w->conf);
 	free(w);
 }

@@ -20,6 +20,7 @@
  * unknown: add its line with it. queue has its own table (cli_queue.c). */
 static const char *const usage_serve[] = {"serve", NULL};
 static const char *const usage_check_config[] = {"check-config", NULL};
+static const char *const usage_reload[] = {"reload", NULL};
 static const char *const usage_user[] = {
 	"user add NAME --domain DOMAIN [--domain DOMAIN ...] [--sandbox]",
 	"user list",
@@ -60,6 +61,8 @@ static const struct cli_command {
 } cli_commands[] = {
 	{"serve", cli_serve, "run the daemon in the foreground", usage_serve, false, false},
 	{"check-config", cli_check_config, "validate the configuration file", usage_check_config,
+	 false, false},
+	{"reload", cli_reload, "make the running daemon re-read its configuration", usage_reload,
 	 false, false},
 	{"user", cli_user, "sending accounts", usage_user, true, false},
 	{"queue", cli_queue, "the queue: list, inspect, delete, hold, release, flush", NULL, true,

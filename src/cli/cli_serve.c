@@ -1,16 +1,20 @@
 /*
  * cli_serve.c - `relevo serve`: the daemon in the foreground.
  *
- * Order matters: open the store and the spool (recovering it), bind every
- * listener, then drop privileges (run_as), then serve. SIGTERM/SIGINT stop
- * gracefully: listeners close, sessions get 421 once any commit they wait for is
- * answered, and the spool drains before exit, so nothing acknowledged is lost.
+ * Order matters: look up run_as (a user that does not exist, or a start without
+ * root, fails before anything is bound), open the store and the spool
+ * (recovering it), bind every listener, then drop privileges (run_as), then
+ * serve, and tell systemd READY=1 ($NOTIFY_SOCKET). SIGHUP (and `relevo reload`)
+ * re-read the config (cli_reload.c). SIGTERM/SIGINT stop gracefully (STOPPING=1):
+ * listeners close, sessions get 421 once any commit they wait for is answered,
+ * and the spool drains before exit, so nothing acknowledged is lost.
  */
 #include <errno.h>
 #include <ftw.h>
 #include <grp.h>
 #include <pwd.h>
 #include <signal.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -74,7 +78,28 @@ static void serve_raise_nofile(const struct conf *c)
 			 (unsigned long long)need);
 }
 
-/* serve_drop_privileges - become run_as, handing data_dir over to that user. */
+/* serve_check_run_as - can we become run_as? Asked before anything is bound or
+ * opened, so that a wrong run_as never leaves a half-started daemon behind. */
+static bool serve_check_run_as(const struct conf *c)
+{
+	if (c->run_as == NULL)
+		return true;
+	struct passwd *pw = getpwnam(c->run_as);
+	if (pw == NULL) {
+		log_err("event=run_as_failed user=%s error=\"no such user\"", c->run_as);
+		return false;
+	}
+	if (getuid() != 0 && getuid() != pw->pw_uid) {
+		log_err("event=run_as_failed user=%s error=\"not started as root\"", c->run_as);
+		return false;
+	}
+	return true;
+}
+
+/* serve_drop_privileges - become run_as, handing data_dir over to that user. No
+ * supplementary groups are kept: a reload re-reads tls.key as run_as, so the key
+ * must be readable by that user itself (or it must be started as that user with
+ * the groups it needs, as a systemd unit's SupplementaryGroups= does). */
 static bool serve_drop_privileges(const struct conf *c)
 {
 	if (c->run_as == NULL)
@@ -84,12 +109,8 @@ static bool serve_drop_privileges(const struct conf *c)
 		log_err("event=run_as_failed user=%s error=\"no such user\"", c->run_as);
 		return false;
 	}
-	if (getuid() != 0) {
-		if (getuid() == pw->pw_uid)
-			return true;
-		log_err("event=run_as_failed user=%s error=\"not started as root\"", c->run_as);
-		return false;
-	}
+	if (getuid() != 0)
+		return serve_check_run_as(c);
 	chown_uid = pw->pw_uid;
 	chown_gid = pw->pw_gid;
 	nftw(c->data_dir, serve_chown_one, 16, FTW_PHYS);
@@ -121,7 +142,7 @@ static mode_t serve_data_dir_mode(const struct conf *c)
 
 /* The event sink's state: it runs on the event stream's own thread. */
 struct serve_events {
-	const struct conf *conf;
+	atomic_uint retention;		/* events.retention, seconds (a reload sets it) */
 	struct store *store;
 	struct http_webhooks *hooks;
 	int64_t last_prune;		/* unix ms */
@@ -158,7 +179,7 @@ static void serve_on_events(void *ctx, struct evlog_event *const *evs, size_t n)
 	if (now - se->last_prune >= 3600 * 1000) {
 		uint64_t deleted = 0;
 		se->last_prune = now;
-		if (store_events_prune(se->store, now - (int64_t)se->conf->events.retention * 1000,
+		if (store_events_prune(se->store, now - (int64_t)atomic_load(&se->retention) * 1000,
 				       &deleted) == RC_OK && deleted > 0)
 			log_info("event=events_pruned count=%llu", (unsigned long long)deleted);
 	}
@@ -193,7 +214,25 @@ static void serve_on_commit(void *ctx, uint64_t id)
 static void serve_on_signal(evutil_socket_t sig, short what, void *arg)
 {
 	log_info("event=signal signal=%s", strsignal((int)sig));
+	sdnotify_send("STOPPING=1");
 	smtp_server_stop(arg);
+}
+
+/* A SIGHUP that came while starting, before the event loop's handler was in
+ * place: it is acted on once the daemon serves, not lost. */
+static volatile sig_atomic_t serve_early_hup;
+
+static void serve_on_early_hup(int sig)
+{
+	(void)sig;
+	serve_early_hup = 1;
+}
+
+/* serve_on_hup - SIGHUP: reload the config (systemd's ExecReload sends it). */
+static void serve_on_hup(evutil_socket_t sig, short what, void *arg)
+{
+	log_info("event=signal signal=%s", strsignal((int)sig));
+	cli_reload_request(arg);
 }
 
 /* cli_serve - run the daemon until SIGTERM/SIGINT. */
@@ -239,11 +278,13 @@ int cli_serve(int argc, char **argv, const char *conf_path)
 		return 2;
 	}
 	log_set_level(getenv("RELEVO_DEBUG") ? LOG_LV_DEBUG : LOG_LV_INFO);
+	/* Until the loop's handler is in place a SIGHUP must not kill a starting
+	 * daemon, nor be forgotten. */
+	signal(SIGHUP, serve_on_early_hup);
 	struct conf *c = cli_load_conf_full(conf_path);
 	if (c == NULL)
 		return 1;
-	if (c->run_as != NULL && getpwnam(c->run_as) == NULL) { /* before binding anything */
-		log_err("event=run_as_failed user=%s error=\"no such user\"", c->run_as);
+	if (!serve_check_run_as(c)) { /* before binding anything */
 		conf_free(c);
 		return 1;
 	}
@@ -253,17 +294,14 @@ int cli_serve(int argc, char **argv, const char *conf_path)
 	umask(077);
 	serve_fd_limit(c);
 	int status = 1;
-	struct store *st = NULL;
-	struct spool *sp = NULL;
-	struct smtp_server *srv = NULL;
-	struct mta *mta = NULL;
-	struct cli_ctl *ctl = NULL;
+	struct cli_daemon d = {.conf_path = conf_path, .conf = c};
 	struct cli_dkim_watch *dkim_watch = NULL;
-	struct http_server *http = NULL;
 	struct http_metrics *hm = NULL;
-	struct serve_events se = {.conf = c};
+	struct serve_events se = {.store = NULL};
+	atomic_init(&se.retention, c->events.retention);
+	d.events_retention = &se.retention;
 	bool evlog_on = false;
-	struct event *sigterm = NULL, *sigint = NULL;
+	struct event *sigterm = NULL, *sigint = NULL, *sighup = NULL;
 	/* data_dir holds keys, the spool and the control socket: owner-only, even if
 	 * it was created beforehand with a wider mode (install -d gives 0755). */
 	if (file_mkdir_p(c->data_dir, 0700) != RC_OK ||
@@ -272,17 +310,18 @@ int cli_serve(int argc, char **argv, const char *conf_path)
 			strerror(errno));
 		goto out;
 	}
-	if (store_open(c->data_dir, &st) != RC_OK) {
+	if (store_open(c->data_dir, &d.store) != RC_OK) {
 		log_err("event=startup_failed what=store data_dir=%s", c->data_dir);
 		goto out;
 	}
-	enum rc rc = spool_open(c->data_dir, SPOOL_RDWR, &sp);
+	enum rc rc = spool_open(c->data_dir, SPOOL_RDWR, &d.spool);
 	if (rc != RC_OK) {
 		log_err("event=startup_failed what=spool data_dir=%s error=%s", c->data_dir,
 			rc == RC_EXISTS ? "\"locked: another relevo serves this data_dir\""
 					: rc_name(rc));
 		goto out;
 	}
+	struct spool *sp = d.spool;
 	log_info("event=spool_recovered messages=%zu quarantined=%zu", spool_count(sp),
 		 spool_quarantined(sp));
 	/* RELEVO_SPOOL_SEGMENT_MAX (bytes), for tests only: small segments make the
@@ -294,40 +333,48 @@ int cli_serve(int argc, char **argv, const char *conf_path)
 		spool_set_compact_age(sp, 0); /* and compact at once, under the crashes */
 	}
 	serve_raise_nofile(c);
-	se.store = st;
+	se.store = d.store;
 	se.last_prune = 0;
-	if (http_webhooks_start(c, st, &se.hooks) != RC_OK)
+	if (http_webhooks_start(c, d.store, &se.hooks) != RC_OK)
 		goto out;
+	d.hooks = se.hooks;
 	if (evlog_start(c->events.queue_max, serve_on_events, &se) != RC_OK)
 		goto out;
 	evlog_on = true;
 	spool_set_accept_hook(sp, serve_on_accept, NULL);
-	if (mta_new(c, sp, &mta) != RC_OK)
+	if (mta_new(c, sp, &d.mta) != RC_OK)
 		goto out;
-	spool_set_observer(sp, serve_on_commit, mta);
-	if (smtp_server_new(c, sp, st, &srv) != RC_OK)
+	spool_set_observer(sp, serve_on_commit, d.mta);
+	if (smtp_server_new(c, sp, d.store, &d.srv) != RC_OK)
 		goto out;
-	struct event_base *base = smtp_server_base(srv);
-	if (http_server_new(c, sp, st, &http) != RC_OK)
+	d.base = smtp_server_base(d.srv);
+	cli_reload_init(&d);
+	if (http_server_new(c, sp, d.store, &d.http) != RC_OK)
 		goto out;
-	if (http_metrics_new(base, c, sp, &hm) != RC_OK)
+	if (http_metrics_new(d.base, c, sp, &hm) != RC_OK)
 		goto out;
-	ctl = cli_ctl_start(base, c, sp, mta);
-	if (ctl == NULL || !serve_drop_privileges(c))
+	d.ctl = cli_ctl_start(d.base, c, sp, d.mta);
+	if (d.ctl == NULL || !serve_drop_privileges(c))
 		goto out;
-	sigterm = evsignal_new(base, SIGTERM, serve_on_signal, srv);
-	sigint = evsignal_new(base, SIGINT, serve_on_signal, srv);
+	cli_ctl_set_reload(d.ctl, cli_reload_request, &d);
+	sigterm = evsignal_new(d.base, SIGTERM, serve_on_signal, d.srv);
+	sigint = evsignal_new(d.base, SIGINT, serve_on_signal, d.srv);
+	sighup = evsignal_new(d.base, SIGHUP, serve_on_hup, &d);
 	evsignal_add(sigterm, NULL);
 	evsignal_add(sigint, NULL);
-	if (mta_start(mta) != RC_OK)
+	evsignal_add(sighup, NULL);
+	if (mta_start(d.mta) != RC_OK)
 		goto out;
-	if (http != NULL && http_server_start(http) != RC_OK)
+	if (d.http != NULL && http_server_start(d.http) != RC_OK)
 		goto out;
-	if ((dkim_watch = cli_dkim_watch_start(c, st)) == NULL)
+	if ((dkim_watch = cli_dkim_watch_start(c, d.store)) == NULL)
 		goto out;
 	log_info("event=started hostname=%s data_dir=%s pid=%d", c->hostname, c->data_dir,
 		 (int)getpid());
-	smtp_server_run(srv);
+	sdnotify_send("READY=1");
+	if (serve_early_hup)
+		event_active(sighup, EV_SIGNAL, 1);
+	smtp_server_run(d.srv);
 	status = 0;
 out:
 	cli_dkim_watch_stop(dkim_watch);
@@ -335,21 +382,25 @@ out:
 		event_free(sigterm);
 	if (sigint)
 		event_free(sigint);
-	cli_ctl_stop(ctl);
+	if (sighup)
+		event_free(sighup);
+	cli_ctl_stop(d.ctl);
 	http_metrics_free(hm);
-	smtp_server_free(srv);
-	http_server_stop(http);
-	http_server_free(http);
-	mta_stop(mta);
-	if (sp)
-		spool_close(sp); /* drains the outcomes the engine recorded */
-	mta_free(mta);
+	/* The threads that report a reload's progress go first: then its state. */
+	http_server_stop(d.http);
+	mta_stop(d.mta);
+	cli_reload_fini(&d);
+	smtp_server_free(d.srv);
+	http_server_free(d.http);
+	if (d.spool)
+		spool_close(d.spool); /* drains the outcomes the engine recorded */
+	mta_free(d.mta);
 	if (evlog_on)
 		evlog_stop(); /* every event emitted so far reaches the store */
 	http_webhooks_stop(se.hooks);
-	if (st)
-		store_close(st);
+	if (d.store)
+		store_close(d.store);
 	log_info("event=stopped status=%d", status);
-	conf_free(c);
+	conf_unref(d.conf);
 	return status;
 }

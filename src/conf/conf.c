@@ -21,12 +21,13 @@
  *
  * Ownership: struct conf owns every string and array it points to. Each type
  * knows how to set its default (init) and free its field (release), so
- * conf_free() walks the same tables. A finished struct conf is read-only and
- * may be shared by threads; loading is not thread-safe only in that it calls
- * gethostname() and access().
+ * conf_free() walks the same tables. A finished struct conf is read-only (but
+ * for its reference count) and may be shared by threads; the daemon replaces it
+ * on a reload rather than changing it (src/cli/cli_reload.c).
  */
 #include <errno.h>
 #include <limits.h>
+#include <pwd.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -266,14 +267,27 @@ static bool conf_valid_resolver(const char *s)
 	return p[0] != '0' && strlen(p) <= 5 && str_to_u64(p, &port) && port >= 1 && port <= 65535;
 }
 
-/* The host name defaults to gethostname(). */
-static void conf_hostname_init(const struct conf_key *k, void *base)
+/* run_as: a user that exists (getpwnam_r), so that check-config catches a typo
+ * and serve refuses before it binds anything. */
+static void conf_user_parse(struct conf_ctx *ctx, const struct conf_key *k, yaml_node_t *node,
+                            void *base, const char *path)
 {
-	char buf[HOST_NAME_MAX + 1];
-	if (gethostname(buf, sizeof buf) != 0 || buf[0] == '\0')
-		str_lcpy(buf, "localhost", sizeof buf);
-	buf[sizeof buf - 1] = '\0';
-	*CONF_FIELD(base, k, char *) = xstrdup(buf);
+	unsigned before = ctx->nerr;
+	conf_str_parse(ctx, k, node, base, path);
+	const char *user = *CONF_FIELD(base, k, char *);
+	if (ctx->nerr != before || user == NULL)
+		return;
+	struct passwd pw, *found = NULL;
+	char buf[4096], shown[CONF_SHOWN_BUF], ebuf[128];
+	int e = getpwnam_r(user, &pw, buf, sizeof buf, &found);
+	if (found != NULL)
+		return;
+	conf_shown(user, strlen(user), shown);
+	if (e == 0 || e == ENOENT || e == ESRCH)
+		conf_err(ctx, path, "no such user \"%s\"", shown);
+	else
+		conf_err(ctx, path, "cannot look up user \"%s\": %s", shown,
+		         strerror_r(e, ebuf, sizeof ebuf));
 }
 
 /* A file relevo must be able to read (certificates, keys). Not looked at when
@@ -334,10 +348,14 @@ static const struct conf_type conf_t_key_file = {.parse = conf_key_file_parse,
                                                  .release = conf_str_release,
                                                  .expect = "a file name"};
 static const struct conf_type conf_t_hostname = {.parse = conf_str_parse,
-                                                 .init = conf_hostname_init,
+                                                 .init = conf_str_init,
                                                  .release = conf_str_release,
                                                  .valid = conf_is_hostname,
                                                  .expect = "a host name"};
+static const struct conf_type conf_t_user = {.parse = conf_user_parse,
+                                             .init = conf_str_init,
+                                             .release = conf_str_release,
+                                             .expect = "a user name"};
 static const struct conf_type conf_t_resolver = {.parse = conf_str_parse,
                                                  .init = conf_str_init,
                                                  .release = conf_str_release,
@@ -686,7 +704,10 @@ static void conf_map_parse(struct conf_ctx *ctx, const struct conf_key *k, yaml_
 			continue;
 		char *child =
 		    path[0] ? xasprintf("%s.%s", path, k->sub[i].name) : xstrdup(k->sub[i].name);
-		conf_err(ctx, child, "missing (required)");
+		if (k->sub[i].why != NULL)
+			conf_err(ctx, child, "missing (required): %s", k->sub[i].why);
+		else
+			conf_err(ctx, child, "missing (required)");
 		free(child);
 	}
 }
@@ -975,9 +996,10 @@ static const struct conf_key conf_events_keys[] = {
 };
 
 static const struct conf_key conf_root_keys[] = {
-    KEY("hostname", conf_t_hostname, CF(hostname)),
+    KEY("hostname", conf_t_hostname, CF(hostname), .required = true,
+        .why = "the name relevo greets other servers with, and that SPF advice names"),
     KEY("data_dir", conf_t_path, CF(data_dir), .def_str = CONF_DEFAULT_DATA_DIR),
-    KEY("run_as", conf_t_str, CF(run_as)),
+    KEY("run_as", conf_t_user, CF(run_as)),
     KEY("listen", conf_t_list, CF(listen), .min = 1, .max = 64, .required = true,
         .sub = &conf_listen_entry, .count_off = CF(nlisten),
         .elem_size = sizeof(struct conf_listen)),
@@ -1212,6 +1234,7 @@ static enum rc conf_load_buf(const char *yaml, size_t len, const char *name,
 	                       .skip_tls_files = opts != NULL && opts->skip_tls_files};
 	struct conf *c = xcalloc(1, sizeof *c);
 	yaml_document_t doc;
+	atomic_init(&c->refs, 1);
 	c->path = xstrdup(ctx.name);
 	conf_root.type->init(&conf_root, c);
 	if (conf_yaml_load(&ctx, yaml, len, &doc)) {
@@ -1272,12 +1295,135 @@ enum rc conf_load_with(const char *path, const struct conf_load_opts *opts, stru
 	return rc;
 }
 
-/* conf_free - release c and everything it owns; NULL is a no-op. */
-void conf_free(struct conf *c)
+/* conf_destroy - release c and everything it owns. */
+static void conf_destroy(struct conf *c)
 {
-	if (c == NULL)
-		return;
 	conf_root.type->release(&conf_root, c);
 	free(c->path);
 	free(c);
+}
+
+/* conf_free - drop the caller's reference; NULL is a no-op. */
+void conf_free(struct conf *c)
+{
+	conf_unref(c);
+}
+
+/* conf_ref - one more reference. */
+const struct conf *conf_ref(const struct conf *c)
+{
+	atomic_fetch_add(&((struct conf *)c)->refs, 1);
+	return c;
+}
+
+/* conf_unref - drop a reference; the last one frees. The cast drops the const
+ * that every holder sees: the count is the only mutable part of a conf. */
+void conf_unref(const struct conf *c)
+{
+	if (c == NULL)
+		return;
+	struct conf *m = (struct conf *)c;
+	unsigned before = atomic_fetch_sub(&m->refs, 1);
+	if (before == 0)
+		fatal("event=conf_refcount_underflow");
+	if (before == 1)
+		conf_destroy(m);
+}
+
+/* conf_str_differs - are two optional strings different? */
+static bool conf_str_differs(const char *a, const char *b)
+{
+	return (a == NULL) != (b == NULL) || (a != NULL && strcmp(a, b) != 0);
+}
+
+/* conf_keep_str - nc's *field takes old's value back. */
+static void conf_keep_str(char **field, const char *old)
+{
+	free(*field);
+	*field = old ? xstrdup(old) : NULL;
+}
+
+/* conf_note_changed - append "name\n" to *changed. */
+static void conf_note_changed(char **changed, const char *name)
+{
+	char *s = xasprintf("%s%s\n", *changed ? *changed : "", name);
+	free(*changed);
+	*changed = s;
+}
+
+/* conf_keep_restart_keys - see conf.h. */
+void conf_keep_restart_keys(struct conf *nc, const struct conf *old, char **changed)
+{
+	*changed = NULL;
+	if (conf_str_differs(nc->data_dir, old->data_dir)) {
+		conf_keep_str(&nc->data_dir, old->data_dir);
+		conf_note_changed(changed, "data_dir");
+	}
+	if (conf_str_differs(nc->run_as, old->run_as)) {
+		conf_keep_str(&nc->run_as, old->run_as);
+		conf_note_changed(changed, "run_as");
+	}
+	if (nc->server.workers != old->server.workers) {
+		nc->server.workers = old->server.workers;
+		conf_note_changed(changed, "server.workers");
+	}
+	if (conf_str_differs(nc->dns.resolver, old->dns.resolver)) {
+		conf_keep_str(&nc->dns.resolver, old->dns.resolver);
+		conf_note_changed(changed, "dns.resolver");
+	}
+	if (nc->dns.timeout != old->dns.timeout) {
+		nc->dns.timeout = old->dns.timeout;
+		conf_note_changed(changed, "dns.timeout");
+	}
+	if (nc->dkim.pending_check_interval != old->dkim.pending_check_interval) {
+		nc->dkim.pending_check_interval = old->dkim.pending_check_interval;
+		conf_note_changed(changed, "dkim.pending_check_interval");
+	}
+	if (conf_str_differs(nc->local_submit.socket, old->local_submit.socket)) {
+		/* The socket stays where it is (or absent); local_submit.users reloads. */
+		conf_keep_str(&nc->local_submit.socket, old->local_submit.socket);
+		free(nc->local_submit.listen.address);
+		nc->local_submit.listen = old->local_submit.listen;
+		if (old->local_submit.listen.address != NULL)
+			nc->local_submit.listen.address = xstrdup(old->local_submit.listen.address);
+		conf_note_changed(changed, "local_submit.socket");
+	}
+}
+
+/* conf_data_dir_of - the top-level data_dir scalar of the file, or the default. */
+char *conf_data_dir_of(const char *path)
+{
+	char *buf = NULL, *dir = NULL;
+	size_t len = 0;
+	yaml_document_t doc;
+	struct conf_ctx ctx = {.name = path};
+	if (file_read_all(path, CONF_MAX_FILE, &buf, &len) != RC_OK)
+		return NULL;
+	if (conf_yaml_load(&ctx, buf, len, &doc)) {
+		yaml_node_t *root = yaml_document_get_root_node(&doc);
+		if (root != NULL && root->type == YAML_MAPPING_NODE) {
+			dir = xstrdup(CONF_DEFAULT_DATA_DIR);
+			for (yaml_node_pair_t *p = root->data.mapping.pairs.start;
+			     p < root->data.mapping.pairs.top; p++) {
+				yaml_node_t *k = yaml_document_get_node(&doc, p->key);
+				yaml_node_t *v = yaml_document_get_node(&doc, p->value);
+				if (k && v && k->type == YAML_SCALAR_NODE &&
+				    v->type == YAML_SCALAR_NODE &&
+				    strcmp((const char *)k->data.scalar.value, "data_dir") == 0) {
+					free(dir);
+					dir = xstrdup((const char *)v->data.scalar.value);
+				}
+			}
+		}
+		yaml_document_delete(&doc);
+	}
+	free(ctx.errs);
+	free(buf);
+	return dir;
+}
+
+/* conf_listen_same - same family, address and port. */
+bool conf_listen_same(const struct conf_listen *a, const struct conf_listen *b)
+{
+	return conf_listen_clash(a, b) == 1;
 }

@@ -1,15 +1,19 @@
 /*
  * conf.h - relevo's YAML configuration, loaded and validated into plain structs.
  *
- * conf_load() reads the file once; the result is immutable afterwards and may be
+ * conf_load() reads the file; the result is immutable afterwards and may be
  * shared by every thread. Unknown keys are errors. Every error names its key path
  * ("listen[1].mode: must be one of submission, submissions, relay").
- * Ownership: a struct conf owns every string and array it points to; conf_free()
- * releases them all.
+ * Ownership: a struct conf owns every string and array it points to. It is
+ * reference-counted (the count is its only mutable part): conf_load gives the
+ * caller one reference, conf_ref takes another, conf_unref (or conf_free, the
+ * same) drops one and the last frees everything. A reload (src/cli/cli_reload.c)
+ * loads a new conf while sessions still hold the old one.
  */
 #ifndef RELEVO_CONF_H
 #define RELEVO_CONF_H
 
+#include <stdatomic.h>
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
@@ -108,10 +112,12 @@ struct conf_local_user {
 };
 
 struct conf {
+	atomic_uint refs;		/* references (conf_ref/conf_unref) */
 	char *path;			/* the file this was loaded from */
-	char *hostname;			/* default: gethostname() */
+	char *hostname;			/* required */
 	char *data_dir;			/* default: /var/lib/relevo */
-	char *run_as;			/* optional: user to drop privileges to (NULL) */
+	char *run_as;			/* optional: an existing user to drop privileges
+					 * to (NULL) */
 
 	struct conf_listen *listen;	/* at least one */
 	size_t nlisten;
@@ -266,7 +272,31 @@ enum rc conf_load_with(const char *path, const struct conf_load_opts *opts, stru
 enum rc conf_load_string(const char *yaml, size_t len, const char *name,
 			 struct conf **out, char **errs);
 
+/* conf_free - drop the caller's reference (as conf_unref); NULL is a no-op. */
 void conf_free(struct conf *c);
+/* conf_ref - one more reference to c (any thread); returns c. */
+const struct conf *conf_ref(const struct conf *c);
+/* conf_unref - drop a reference (any thread); the last one frees c. NULL: no-op. */
+void conf_unref(const struct conf *c);
+
+/*
+ * conf_keep_restart_keys - the keys a running daemon cannot change (data_dir,
+ * run_as, server.workers, dns.resolver, dns.timeout, dkim.pending_check_interval,
+ * local_submit.socket): where
+ * nc differs from old,
+ * nc gets old's value back, and the key's name is appended to *changed (a heap
+ * string of "KEY\n" lines, NULL when none changed; caller frees).
+ */
+void conf_keep_restart_keys(struct conf *nc, const struct conf *old, char **changed);
+
+/* conf_data_dir_of - data_dir as the file at path sets it (the default when it
+ * does not), even when the rest of the file is invalid: `relevo reload` must find
+ * the control socket to report a broken config. NULL if path cannot be parsed at
+ * all. Caller frees. */
+char *conf_data_dir_of(const char *path);
+
+/* conf_listen_same - do a and b name the same socket address? */
+bool conf_listen_same(const struct conf_listen *a, const struct conf_listen *b);
 
 /* conf_is_trusted - is the peer address inside trusted_networks? */
 bool conf_is_trusted(const struct conf *c, const struct sockaddr *sa);

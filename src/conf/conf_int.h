@@ -56,6 +56,7 @@ struct conf_key {
 	uint64_t min, max;          /* numbers: bounds; lists: entry count bounds;
 	                             * enums: max is the number of names */
 	bool required;              /* error when the key is absent */
+	const char *why;            /* required keys: what it is for, said when absent */
 	bool late;                  /* parsed after the other keys of its section,
 	                             * so that it may read their values */
 	const struct conf_key *sub; /* mapping: its table; list: the entry's row */

@@ -13,6 +13,7 @@
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <sys/socket.h>
 #include <sys/types.h>
 
 /* One result enum for the whole project (STYLE.md "Errors"). */
@@ -183,6 +184,23 @@ void evlog_emit(const struct evlog_event *ev);
 uint64_t evlog_dropped(void);
 /* evlog_flush - block until everything emitted so far has reached the sink. */
 void evlog_flush(void);
+/* evlog_set_max - a new queue bound (events.queue_max after a reload); events
+ * already queued beyond it stay. */
+void evlog_set_max(size_t max_queued);
+
+/* ---- sockets and the service manager (core_net.c) ---- */
+
+struct sockaddr;
+/* net_listen_socket - a non-blocking, close-on-exec TCP socket bound to sa and
+ * listening (backlog 1024); IPv6 sockets are IPv6-only, so that 0.0.0.0:P and
+ * [::]:P can both be configured. -1 with errno set on failure. */
+int net_listen_socket(const struct sockaddr *sa, socklen_t salen);
+
+/* sdnotify_send - tell the service manager about our state ("READY=1",
+ * "RELOADING=1", "STOPPING=1"; sd_notify(3)): one datagram to $NOTIFY_SOCKET, a
+ * path or an abstract name ("@..."). Nothing when the variable is unset; a
+ * failure is logged, never fatal. */
+void sdnotify_send(const char *state);
 
 /*
  * Metrics (core_metrics.c): a fixed, lock-free registry of counters, gauges and

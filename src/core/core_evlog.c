@@ -139,6 +139,13 @@ static void *evlog_main(void *unused)
 	return NULL;
 }
 
+void evlog_set_max(size_t max_queued)
+{
+	pthread_mutex_lock(&evl.lock);
+	evl.max = max_queued ? max_queued : 65536;
+	pthread_mutex_unlock(&evl.lock);
+}
+
 enum rc evlog_start(size_t max_queued, evlog_sink_fn sink, void *ctx)
 {
 	pthread_mutex_lock(&evl.lock);

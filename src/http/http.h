@@ -36,6 +36,15 @@ struct http_server;
  * *out NULL when no http.listen is configured. */
 enum rc http_server_new(const struct conf *c, struct spool *sp, struct store *st,
 			struct http_server **out);
+/* http_server_reload - from the main loop: bind the http.listen addresses nc
+ * adds, then hand nc to the API thread, which closes the addresses nc drops,
+ * serves the new ones, applies its limits and reloads DKIM keys between two
+ * requests, and then calls done(arg) there (not at all if it stops first).
+ * RC_INVALID with "http.listen[N]: ADDRESS: reason" lines appended to *errs
+ * when an address cannot be bound: then nothing changes. One at a time: the
+ * next only after done. */
+enum rc http_server_reload(struct http_server *h, const struct conf *nc, char **errs,
+			   void (*done)(void *arg), void *arg);
 /* http_server_start - serve on the API thread. */
 enum rc http_server_start(struct http_server *h);
 /* http_server_stop - stop accepting, answer the commits in flight, join the thread.
@@ -144,6 +153,8 @@ void http_webhooks_enqueue(struct http_webhooks *w, struct evlog_event *const *e
  * with the daemon stopped): the jobs wait in the store for the daemon. */
 void http_webhooks_enqueue_offline(const struct conf *c, struct store *st,
 				   struct evlog_event *const *evs, size_t n);
+/* http_webhooks_reload - use c's webhooks for the events enqueued from now on. */
+void http_webhooks_reload(struct http_webhooks *w, const struct conf *c);
 /* http_webhooks_stop - stop the thread (jobs not yet sent stay stored), free;
  * NULL is a no-op. */
 void http_webhooks_stop(struct http_webhooks *w);

@@ -57,30 +57,11 @@ static void http_guard_on_accept_error(struct evconnlistener *l, void *arg)
 	}
 }
 
-/* http_guard_socket - a listening socket; IPv6 ones are IPv6-only so that
- * 0.0.0.0:P and [::]:P can both be configured. */
-static evutil_socket_t http_guard_socket(const struct conf_listen *l)
+/* http_guard_listen - hand the bound socket fd of l to evhttp (it owns fd then,
+ * also on failure). */
+struct evhttp_bound_socket *http_guard_listen(struct http_server *h, const struct conf_listen *l,
+					      evutil_socket_t fd)
 {
-	evutil_socket_t fd = socket(l->sa.ss_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
-	if (fd < 0)
-		return -1;
-	int on = 1;
-	setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &on, sizeof on);
-	if (l->sa.ss_family == AF_INET6)
-		setsockopt(fd, IPPROTO_IPV6, IPV6_V6ONLY, &on, sizeof on);
-	if (bind(fd, (const struct sockaddr *)&l->sa, l->salen) != 0 || listen(fd, 1024) != 0) {
-		int e = errno;
-		close(fd);
-		errno = e;
-		return -1;
-	}
-	return fd;
-}
-
-/* http_guard_listen - bind l and hand the listener to evhttp. */
-struct evhttp_bound_socket *http_guard_listen(struct http_server *h, const struct conf_listen *l)
-{
-	evutil_socket_t fd = http_guard_socket(l);
 	struct evconnlistener *lev = NULL;
 	/* backlog 0: the socket already listens; no callback until evhttp sets its own */
 	if (fd >= 0)

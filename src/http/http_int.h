@@ -57,14 +57,31 @@ struct http_pending {
 	size_t nsuppressed;
 };
 
+/* A reload for the API thread: the new conf and how to get to its listeners. */
+struct http_reload {
+	const struct conf *conf;	/* a reference */
+	evutil_socket_t *fds;		/* per conf->http.listen entry: a new bound
+					 * socket (taken over), or -1: keep one */
+	size_t *keep;			/* per entry: the index of the socket kept */
+	void (*done)(void *arg);	/* on the API thread, once applied */
+	void *arg;
+};
+
 struct http_server {
-	const struct conf *conf;
+	const struct conf *conf;	/* a reference; API thread only once started */
+	const struct conf *listen_conf;	/* a reference, main loop only: the conf whose
+					 * http.listen is served, or will be once the
+					 * reload handed over is applied */
+	pthread_mutex_t reload_lock;	/* guards reload */
+	struct http_reload *reload;	/* handed over, not yet applied */
+	struct event *reload_ev;
 	struct spool *spool;
 	struct store *store;
 	struct dkim_cache *dkim;
 	struct event_base *base;
 	struct evhttp *http;
-	struct evhttp_bound_socket **socks;
+	struct evhttp_bound_socket **socks;	/* per conf->http.listen entry; NULL
+						 * when closed */
 	size_t nsocks;
 	struct event *stop_ev;		/* activated by http_server_stop */
 	pthread_t thread;
@@ -130,9 +147,10 @@ void http_server_idle(struct http_server *h);
 
 /* ---- in front of evhttp (http_guard.c) ---------------------------------------- */
 
-/* http_guard_listen - bind l and give evhttp a listener that pauses on EMFILE;
- * NULL after logging. */
-struct evhttp_bound_socket *http_guard_listen(struct http_server *h, const struct conf_listen *l);
+/* http_guard_listen - give evhttp a listener on fd (bound to l by the caller,
+ * taken over) that pauses on EMFILE; NULL (logged, fd closed) on failure. */
+struct evhttp_bound_socket *http_guard_listen(struct http_server *h, const struct conf_listen *l,
+					      evutil_socket_t fd);
 
 /* ---- handlers ---------------------------------------------------------------- */
 

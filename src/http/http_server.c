@@ -15,6 +15,12 @@
  * by a pointer: if the client's connection closes meanwhile, the close callback
  * forgets the request and the completion only records the events.
  *
+ * Reload: http_server_reload binds the addresses a new conf adds on the main
+ * loop (so that a failure is reported before anything changes), then hands the
+ * conf and the sockets to the API thread, which swaps them in between two
+ * requests: requests already read finish on the old conf (it stays referenced
+ * until then), new ones see the new limits, timeouts and listeners.
+ *
  * Stopping (http_server_stop, any thread): the listeners close at once, new
  * requests on open connections get 503, the commits in flight are answered, then
  * the loop ends and the thread is joined.
@@ -22,10 +28,12 @@
 #include "http/http_int.h"
 
 #include <arpa/inet.h>
+#include <errno.h>
 #include <stdarg.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+#include <unistd.h>
 
 #include <event2/buffer.h>
 #include <event2/keyvalq_struct.h>
@@ -611,14 +619,143 @@ static void *http_thread_main(void *arg)
 	return NULL;
 }
 
-/* http_bind - one http.listen address (http_guard_listen: pauses on EMFILE). */
-static enum rc http_bind(struct http_server *h, const struct conf_listen *l)
+/* http_bind - a listening socket for one http.listen address, or -1 after
+ * logging the address and the reason (and writing "ADDRESS: reason" to err). */
+static evutil_socket_t http_bind(const struct conf_listen *l, char *err, size_t errsz)
 {
-	struct evhttp_bound_socket *s = http_guard_listen(h, l);
+	evutil_socket_t fd = net_listen_socket((const struct sockaddr *)&l->sa, l->salen);
+	if (fd < 0) {
+		snprintf(err, errsz, "%s: %s", l->address, strerror(errno));
+		log_err("event=listen_failed address=%s what=http error=\"%s\"", l->address,
+			strerror(errno));
+	}
+	return fd;
+}
+
+/* http_serve_fd - hand a bound socket to evhttp (which then owns it), through
+ * http_guard_listen (a listener that pauses on EMFILE). */
+static struct evhttp_bound_socket *http_serve_fd(struct http_server *h,
+						 const struct conf_listen *l, evutil_socket_t fd)
+{
+	struct evhttp_bound_socket *s = http_guard_listen(h, l, fd);
 	if (s == NULL)
-		return RC_IO;
-	h->socks[h->nsocks++] = s;
+		return NULL;
 	log_info("event=listening address=%s mode=http", l->address);
+	return s;
+}
+
+/* http_apply_settings - the evhttp limits of h->conf. */
+static void http_apply_settings(struct http_server *h)
+{
+	const struct conf *c = h->conf;
+	evhttp_set_max_body_size(h->http, (ev_ssize_t)MIN(c->http.max_request_size,
+							  (uint64_t)INT64_MAX));
+	evhttp_set_timeout(h->http, (int)c->http.timeout);
+}
+
+static void http_reload_free(struct http_reload *r)
+{
+	if (r == NULL)
+		return;
+	for (size_t j = 0; j < r->conf->http.nlisten; j++)
+		if (r->fds[j] >= 0)
+			close(r->fds[j]);
+	conf_unref(r->conf);
+	free(r->fds);
+	free(r->keep);
+	free(r);
+}
+
+/* http_on_reload - on the API thread: the new listeners, conf and settings. */
+static void http_on_reload(evutil_socket_t fd, short what, void *arg)
+{
+	struct http_server *h = arg;
+	pthread_mutex_lock(&h->reload_lock);
+	struct http_reload *r = h->reload;
+	h->reload = NULL;
+	pthread_mutex_unlock(&h->reload_lock);
+	if (r == NULL)
+		return;
+	if (h->stopping) {
+		http_reload_free(r); /* listeners stay closed; nobody waits for done */
+		return;
+	}
+	size_t n = r->conf->http.nlisten;
+	struct evhttp_bound_socket **socks = xcalloc(n ? n : 1, sizeof *socks);
+	for (size_t j = 0; j < n; j++) {
+		if (r->fds[j] >= 0) {
+			socks[j] = http_serve_fd(h, &r->conf->http.listen[j], r->fds[j]);
+			r->fds[j] = -1;
+		} else if (r->keep[j] < h->nsocks) {
+			socks[j] = h->socks[r->keep[j]];
+			h->socks[r->keep[j]] = NULL;
+		}
+	}
+	for (size_t i = 0; i < h->nsocks; i++) {
+		if (h->socks[i] == NULL)
+			continue;
+		log_info("event=listener_closed address=%s mode=http",
+			 h->conf->http.listen[i].address);
+		evhttp_del_accept_socket(h->http, h->socks[i]);
+	}
+	free(h->socks);
+	h->socks = socks;
+	h->nsocks = n;
+	conf_unref(h->conf);
+	h->conf = conf_ref(r->conf);
+	http_apply_settings(h);
+	log_info("event=http_reloaded listeners=%zu", n);
+	void (*done)(void *) = r->done;
+	void *done_arg = r->arg;
+	http_reload_free(r);
+	if (done)
+		done(done_arg);
+}
+
+/* http_server_reload - see http.h. */
+enum rc http_server_reload(struct http_server *h, const struct conf *nc, char **errs,
+			   void (*done)(void *arg), void *arg)
+{
+	const struct conf *oc = h->listen_conf;
+	size_t n = nc->http.nlisten;
+	struct http_reload *r = xcalloc(1, sizeof *r);
+	r->conf = conf_ref(nc);
+	r->fds = xcalloc(n ? n : 1, sizeof *r->fds);
+	r->keep = xcalloc(n ? n : 1, sizeof *r->keep);
+	r->done = done;
+	r->arg = arg;
+	bool ok = true;
+	char err[512];
+	for (size_t j = 0; j < n; j++) {
+		size_t i;
+		for (i = 0; i < oc->http.nlisten; i++)
+			if (conf_listen_same(&oc->http.listen[i], &nc->http.listen[j]))
+				break;
+		r->keep[j] = i;
+		r->fds[j] = -1;
+		if (i < oc->http.nlisten)
+			continue;
+		r->fds[j] = http_bind(&nc->http.listen[j], err, sizeof err);
+		if (r->fds[j] < 0) {
+			char *s = xasprintf("%shttp.listen[%zu]: %s\n", *errs ? *errs : "", j, err);
+			free(*errs);
+			*errs = s;
+			ok = false;
+		}
+	}
+	if (!ok) {
+		http_reload_free(r);
+		return RC_INVALID;
+	}
+	conf_unref(h->listen_conf);
+	h->listen_conf = conf_ref(nc);
+	pthread_mutex_lock(&h->reload_lock);
+	struct http_reload *stale = h->reload;
+	h->reload = r;
+	pthread_mutex_unlock(&h->reload_lock);
+	if (stale != NULL)
+		fatal("event=http_reload_overlap"); /* cli_reload.c runs one at a time */
+	event_active(h->reload_ev, 0, 0);
 	return RC_OK;
 }
 
@@ -631,7 +768,9 @@ enum rc http_server_new(const struct conf *c, struct spool *sp, struct store *st
 		return RC_OK;
 	core_threads_init();
 	struct http_server *h = xcalloc(1, sizeof *h);
-	h->conf = c;
+	h->conf = conf_ref(c);
+	h->listen_conf = conf_ref(c);
+	pthread_mutex_init(&h->reload_lock, NULL);
 	h->spool = sp;
 	h->store = st;
 	h->base = event_base_new();
@@ -641,12 +780,11 @@ enum rc http_server_new(const struct conf *c, struct spool *sp, struct store *st
 	if (h->http == NULL)
 		fatal("event=evhttp_new_failed");
 	h->stop_ev = event_new(h->base, -1, 0, http_on_stop, h);
+	h->reload_ev = event_new(h->base, -1, 0, http_on_reload, h);
 	h->dkim = dkim_cache_new(policy_dkim_load, st);
 	evhttp_set_gencb(h->http, http_on_request, h);
-	evhttp_set_max_body_size(h->http, (ev_ssize_t)MIN(c->http.max_request_size,
-							  (uint64_t)INT64_MAX));
+	http_apply_settings(h);
 	evhttp_set_max_headers_size(h->http, HTTP_HEADERS_SIZE_MAX);
-	evhttp_set_timeout(h->http, (int)c->http.timeout);
 	evhttp_set_allowed_methods(h->http, EVHTTP_REQ_GET | EVHTTP_REQ_POST | EVHTTP_REQ_HEAD |
 						    EVHTTP_REQ_PUT | EVHTTP_REQ_DELETE |
 						    EVHTTP_REQ_OPTIONS | EVHTTP_REQ_TRACE |
@@ -655,8 +793,10 @@ enum rc http_server_new(const struct conf *c, struct spool *sp, struct store *st
 	 * sees the answer instead of a reset connection. */
 	evhttp_set_flags(h->http, EVHTTP_SERVER_LINGERING_CLOSE);
 	h->socks = xcalloc(c->http.nlisten, sizeof *h->socks);
-	for (size_t i = 0; i < c->http.nlisten; i++) {
-		if (http_bind(h, &c->http.listen[i]) != RC_OK) {
+	char err[512];
+	for (size_t i = 0; i < c->http.nlisten; i++, h->nsocks++) {
+		evutil_socket_t fd = http_bind(&c->http.listen[i], err, sizeof err);
+		if (fd < 0 || (h->socks[i] = http_serve_fd(h, &c->http.listen[i], fd)) == NULL) {
 			http_server_free(h);
 			return RC_IO;
 		}
@@ -700,6 +840,12 @@ void http_server_free(struct http_server *h)
 	free(h->socks);
 	if (h->stop_ev)
 		event_free(h->stop_ev);
+	if (h->reload_ev)
+		event_free(h->reload_ev);
+	http_reload_free(h->reload);
+	pthread_mutex_destroy(&h->reload_lock);
+	conf_unref(h->conf);
+	conf_unref(h->listen_conf);
 	dkim_cache_free(h->dkim);
 	event_base_free(h->base);
 	free(h);

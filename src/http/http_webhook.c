@@ -101,10 +101,11 @@ struct hook_req {
 
 struct http_webhooks {
 	struct store *st;
-	struct hook_endpoint *conf_eps; /* copies of c->webhooks */
+	struct hook_endpoint *conf_eps; /* copies of c->webhooks; cache_lock (a reload
+	                                 * replaces them) */
 	size_t nconf_eps;
 	int64_t fixed_retry_ms; /* RELEVO_WEBHOOK_RETRY_MS, or 0: the schedule */
-	bool allow_private;     /* http.webhooks_allow_private */
+	atomic_bool allow_private; /* http.webhooks_allow_private */
 	CURLM *multi;
 	pthread_t thread;
 	atomic_bool stopping;
@@ -497,7 +498,7 @@ static enum rc hook_req_setup(struct http_webhooks *w, struct hook_req *r)
 	cc |= curl_easy_setopt(e, CURLOPT_WRITEDATA, r);
 	cc |= curl_easy_setopt(e, CURLOPT_ERRORBUFFER, r->err);
 	cc |= curl_easy_setopt(e, CURLOPT_PRIVATE, r);
-	if (!w->allow_private && !r->job.operator) {
+	if (!atomic_load(&w->allow_private) && !r->job.operator) {
 		/* An account's endpoint: connect directly (a proxy would hide the
 		 * peer) and never to the operator's own network. Who created the
 		 * job decides, never its URL: an account's webhook with the URL of
@@ -709,6 +710,45 @@ static void hook_free(struct http_webhooks *w)
 	free(w);
 }
 
+/* hook_conf_endpoints - copies of c's webhooks (*n of them). */
+static struct hook_endpoint *hook_conf_endpoints(const struct conf *c, size_t *n)
+{
+	struct hook_endpoint *eps = xcalloc(c->nwebhooks ? c->nwebhooks : 1, sizeof *eps);
+	for (*n = 0; *n < c->nwebhooks; (*n)++) {
+		const struct conf_webhook *cw = &c->webhooks[*n];
+		struct hook_endpoint *ep = &eps[*n];
+		ep->url = xstrdup(cw->url);
+		ep->secret = xstrdup(cw->secret ? cw->secret : "");
+		ep->operator = true;
+		ep->types = cw->nevents ? 0 : HOOK_ALL_TYPES;
+		for (size_t k = 0; k < cw->nevents; k++) {
+			enum evlog_type t;
+			if (evlog_type_parse(cw->events[k], &t))
+				ep->types |= 1u << t;
+		}
+	}
+	return eps;
+}
+
+/* http_webhooks_reload - the endpoints and settings of c, for events enqueued
+ * from now on (jobs already stored keep their URL and body). Any thread. */
+void http_webhooks_reload(struct http_webhooks *w, const struct conf *c)
+{
+	if (w == NULL)
+		return;
+	size_t n;
+	struct hook_endpoint *eps = hook_conf_endpoints(c, &n);
+	pthread_mutex_lock(&w->cache_lock);
+	struct hook_endpoint *old = w->conf_eps;
+	size_t nold = w->nconf_eps;
+	w->conf_eps = eps;
+	w->nconf_eps = n;
+	pthread_mutex_unlock(&w->cache_lock);
+	atomic_store(&w->allow_private, c->http.webhooks_allow_private);
+	hook_endpoints_free(old, nold);
+	log_info("event=webhooks_reloaded endpoints=%zu", n);
+}
+
 /* hook_new - the endpoints of c and the store's jobs, without the sender thread. */
 static struct http_webhooks *hook_new(const struct conf *c, struct store *st)
 {
@@ -723,21 +763,8 @@ static struct http_webhooks *hook_new(const struct conf *c, struct store *st)
 	atomic_init(&w->stopping, false);
 	atomic_init(&w->kicked, false);
 	w->fixed_retry_ms = hook_fixed_retry_ms();
-	w->allow_private = c->http.webhooks_allow_private;
-	w->conf_eps = xcalloc(c->nwebhooks ? c->nwebhooks : 1, sizeof *w->conf_eps);
-	for (size_t i = 0; i < c->nwebhooks; i++, w->nconf_eps++) {
-		const struct conf_webhook *cw = &c->webhooks[i];
-		struct hook_endpoint *ep = &w->conf_eps[i];
-		ep->url = xstrdup(cw->url);
-		ep->secret = xstrdup(cw->secret ? cw->secret : "");
-		ep->operator = true;
-		ep->types = cw->nevents ? 0 : HOOK_ALL_TYPES;
-		for (size_t k = 0; k < cw->nevents; k++) {
-			enum evlog_type t;
-			if (evlog_type_parse(cw->events[k], &t))
-				ep->types |= 1u << t;
-		}
-	}
+	atomic_init(&w->allow_private, c->http.webhooks_allow_private);
+	w->conf_eps = hook_conf_endpoints(c, &w->nconf_eps);
 	w->multi = curl_multi_init();
 	if (w->multi == NULL) {
 		hook_free(w);

@@ -454,6 +454,12 @@ void mta_flush(struct mta *m, uint64_t msgid);
  * queued), stop the thread. */
 void mta_stop(struct mta *m);
 void mta_free(struct mta *m);
+/* mta_reload - the delivery loop takes nc (its own reference) at its next safe
+ * point: attempts that start from then on use its delivery settings and routes,
+ * attempts under way finish on theirs, parked connections are closed. done(arg)
+ * runs on the delivery thread once nc is in use (not at all if the engine stops
+ * first). Any thread. */
+void mta_reload(struct mta *m, const struct conf *nc, void (*done)(void *arg), void *arg);
 
 /* ==== SPF (RFC 7208) ====================================================== */
 

@@ -20,8 +20,15 @@ void mta_conf_apply(struct mta *m)
 	m->max_conns = c->delivery.max_connections;
 	m->max_msgs_per_conn = c->delivery.max_messages_per_connection;
 	m->idle_timeout = c->delivery.idle_timeout;
-	m->params = (struct mta_conn_params){
+	mta_conf_conn_params(c, m->tls, &m->params);
+}
+
+/* mta_conf_conn_params - the connection defaults of c (helo points into c). */
+void mta_conf_conn_params(const struct conf *c, SSL_CTX *tls, struct mta_conn_params *p)
+{
+	*p = (struct mta_conn_params){
 		.helo = c->hostname,
+		.tls = tls,
 		.tls_required = c->delivery.tls == CONF_TLS_REQUIRED,
 		.tls_verify = c->delivery.tls_verify,
 		.timeout_connect = c->delivery.timeouts.connect,

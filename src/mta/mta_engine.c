@@ -273,6 +273,7 @@ static void attempt_msgs_free(struct mta_attempt *a)
 static void attempt_free(struct mta_attempt *a)
 {
 	attempt_msgs_free(a);
+	conf_unref(a->conf);
 	free(a);
 }
 
@@ -293,7 +294,9 @@ static void attempt_end_cb(evutil_socket_t fd, short what, void *arg)
 {
 	struct mta_attempt *a = arg;
 	struct mta *m = a->m;
-	if (a->conn && a->healthy)	/* parked if it can take more */
+	if (a->conn && a->healthy && a->conf == m->conf)	/* parked if it can take more
+								 * (and the settings it was
+								 * opened with still hold) */
 		mta_pool_put(m, a->key, a->conn, a->last_host, a->sent_on_conn);
 	else if (a->conn)
 		mta_conn_close(a->conn);
@@ -421,7 +424,7 @@ static void attempt_resolve(struct mta_attempt *a)
 		mta_route_host(m->dns, a->croute->host, a->croute->port, attempt_on_route, m,
 			       a->id);
 	else
-		mta_route_mx(m->dns, a->dest, (uint16_t)m->conf->delivery.port, attempt_on_route, m,
+		mta_route_mx(m->dns, a->dest, (uint16_t)a->conf->delivery.port, attempt_on_route, m,
 			     a->id);
 }
 
@@ -469,7 +472,8 @@ static void attempt_connect_next(struct mta_attempt *a)
 	else
 		inet_ntop(AF_INET6, &((const struct sockaddr_in6 *)sa)->sin6_addr, ip, sizeof ip);
 	snprintf(a->last_host, sizeof a->last_host, "%s[%s]", h->name[0] ? h->name : ip, ip);
-	struct mta_conn_params p = m->params;
+	struct mta_conn_params p;
+	mta_conf_conn_params(a->conf, m->tls, &p);
 	p.host = h->name[0] ? h->name : ip;
 	if (a->croute) {
 		p.auth_user = a->croute->auth_user;
@@ -477,7 +481,7 @@ static void attempt_connect_next(struct mta_attempt *a)
 		p.tls_required = a->croute->tls == CONF_TLS_REQUIRED;
 		p.tls_verify = a->croute->tls_verify;
 	}
-	p.source = conf_source_address(m->conf, sa->ss_family, &p.source_len);
+	p.source = conf_source_address(a->conf, sa->ss_family, &p.source_len);
 	socklen_t salen = sa->ss_family == AF_INET ? sizeof(struct sockaddr_in)
 						   : sizeof(struct sockaddr_in6);
 	a->sent_on_conn = 0;
@@ -641,6 +645,7 @@ static void attempt_start(struct mta *m, const char *dest, enum sched_stream str
 	struct mta_attempt *a = xcalloc(1, sizeof *a);
 	a->m = m;
 	a->id = ++m->attempt_seq;
+	a->conf = conf_ref(m->conf);
 	str_lcpy(a->dest, dest, sizeof a->dest);
 	a->stream = stream;
 	a->next = m->attempts;
@@ -661,7 +666,7 @@ static void attempt_start(struct mta *m, const char *dest, enum sched_stream str
 		attempt_end(a);
 		return;
 	}
-	a->croute = conf_route_find(m->conf, dest);
+	a->croute = conf_route_find(a->conf, dest);
 	mta_pool_key(m, a->croute, dest, a->key, sizeof a->key);
 	attempt_get_conn(a, true);
 }
@@ -781,6 +786,51 @@ void mta_flush(struct mta *m, uint64_t msgid)
 		mta_enqueue(m, msgid | MTA_Q_FLUSH, false);
 }
 
+/* ---- reload ----------------------------------------------------------------------- */
+
+/*
+ * mta_on_reload - on the delivery loop: the conf mta_reload left becomes the
+ * engine's. Attempts under way keep theirs (a->conf); parked connections were
+ * opened with the old settings (HELO name, TLS, source address, AUTH), so they
+ * are closed (QUIT) and the next attempts connect afresh.
+ */
+static void mta_on_reload(evutil_socket_t fd, short what, void *arg)
+{
+	struct mta *m = arg;
+	pthread_mutex_lock(&m->reload_lock);
+	const struct conf *nc = m->next_conf;
+	void (*done)(void *) = m->reload_done;
+	void *done_arg = m->reload_arg;
+	m->next_conf = NULL;
+	m->reload_done = NULL;
+	pthread_mutex_unlock(&m->reload_lock);
+	if (nc == NULL)
+		return;
+	conf_unref(m->conf);
+	m->conf = nc;
+	mta_conf_apply(m);
+	sched_set_conf(m->sched, &m->sc);
+	mta_pool_close_all(m, "reload");
+	log_info("event=delivery_reloaded mode=%s routes=%zu attempts_in_progress=%u",
+		 m->sandbox ? "sandbox" : "normal", nc->delivery.nroutes, m->nattempts);
+	mta_kick(m);
+	if (done && !m->stopping)
+		done(done_arg);
+}
+
+/* mta_reload - hand nc (a new reference is taken) to the delivery loop; done(arg)
+ * runs there once it is in use. Any thread. */
+void mta_reload(struct mta *m, const struct conf *nc, void (*done)(void *arg), void *arg)
+{
+	pthread_mutex_lock(&m->reload_lock);
+	conf_unref(m->next_conf);
+	m->next_conf = conf_ref(nc);
+	m->reload_done = done;
+	m->reload_arg = arg;
+	pthread_mutex_unlock(&m->reload_lock);
+	event_active(m->reload_ev, 0, 0);
+}
+
 /* ---- lifecycle --------------------------------------------------------------------- */
 
 static bool mta_load_one(void *arg, const struct spool_env *env)
@@ -805,12 +855,14 @@ enum rc mta_new(const struct conf *conf, struct spool *spool, struct mta **out)
 {
 	core_threads_init();
 	struct mta *m = xcalloc(1, sizeof *m);
-	m->conf = conf;
+	m->conf = conf_ref(conf);
 	m->spool = spool;
 	m->base = event_base_new();
 	if (m->base == NULL)
 		fatal("event=event_base_new_failed where=mta");
 	pthread_mutex_init(&m->qlock, NULL);
+	pthread_mutex_init(&m->reload_lock, NULL);
+	m->tls = mta_tls_ctx();
 	mta_conf_apply(m);
 	enum rc rc = mta_dns_new(m->base, conf->dns.resolver, m->dns_timeout_ms, &m->dns);
 	if (rc != RC_OK) {
@@ -818,10 +870,9 @@ enum rc mta_new(const struct conf *conf, struct spool *spool, struct mta **out)
 		mta_free(m);
 		return rc;
 	}
-	m->tls = mta_tls_ctx();
-	m->params.tls = m->tls;
 	m->sched = sched_new(&m->sc);
 	m->run_ev = event_new(m->base, -1, 0, mta_on_run, m);
+	m->reload_ev = event_new(m->base, -1, 0, mta_on_reload, m);
 	m->notify_ev = event_new(m->base, -1, 0, mta_on_notify, m);
 	m->timer = evtimer_new(m->base, mta_on_run, m);
 	mta_pool_init(m);
@@ -865,7 +916,7 @@ static void mta_on_stop(evutil_socket_t fd, short what, void *arg)
 {
 	struct mta *m = arg;
 	m->stopping = true;
-	mta_pool_close_all(m);	/* QUIT to every parked connection */
+	mta_pool_close_all(m, "shutdown");	/* QUIT to every parked connection */
 	event_base_loopbreak(m->base);
 }
 
@@ -908,6 +959,11 @@ void mta_free(struct mta *m)
 		event_free(m->notify_ev);
 	if (m->timer)
 		event_free(m->timer);
+	if (m->reload_ev)
+		event_free(m->reload_ev);
+	conf_unref(m->next_conf);
+	conf_unref(m->conf);
+	pthread_mutex_destroy(&m->reload_lock);
 	sched_free(m->sched);
 	mta_dns_free(m->dns);
 	if (m->tls)

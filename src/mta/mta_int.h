@@ -36,7 +36,9 @@ struct mta_attempt {
 	uint64_t id;			/* cookie for async completions */
 	char dest[MTA_DNS_NAME_MAX + 3];
 	enum sched_stream stream;
-	const struct conf_route *croute;	/* static route, or NULL: MX */
+	const struct conf *conf;	/* a reference: the settings current when the
+					 * attempt began, kept to its end */
+	const struct conf_route *croute;	/* static route (inside conf), or NULL: MX */
 	char key[MTA_POOL_KEY_MAX];	/* which parked connections it may take */
 	struct mta_msgwork *msgs;
 	size_t nmsgs, next_msg;
@@ -59,7 +61,12 @@ struct mta_bounce;
 struct mta_idle;
 
 struct mta {
-	const struct conf *conf;
+	const struct conf *conf;	/* a reference; replaced on the loop (mta_reload) */
+	pthread_mutex_t reload_lock;	/* guards the next_* fields (other threads set) */
+	const struct conf *next_conf;	/* a reference: mta_reload's, not yet applied */
+	void (*reload_done)(void *arg);
+	void *reload_arg;
+	struct event *reload_ev;
 	struct spool *spool;
 	struct event_base *base;
 	pthread_t thread;
@@ -101,7 +108,7 @@ void mta_outcome_parse(const char *s, char *status, size_t ssz, char *remote, si
 /* mta_pool.c: idle connections kept for the next attempt (see there). */
 void mta_pool_init(struct mta *m);
 void mta_pool_fini(struct mta *m);
-void mta_pool_close_all(struct mta *m);
+void mta_pool_close_all(struct mta *m, const char *why);
 void mta_pool_key(const struct mta *m, const struct conf_route *r, const char *dest, char *out,
 		  size_t outsz);
 void mta_pool_put(struct mta *m, const char *key, struct mta_conn *c, const char *host,
@@ -113,6 +120,7 @@ bool mta_pool_on_lost(struct mta *m, uint64_t cookie);
 
 /* mta_conf.c: config -> engine settings. */
 void mta_conf_apply(struct mta *m);
+void mta_conf_conn_params(const struct conf *c, SSL_CTX *tls, struct mta_conn_params *p);
 
 /* mta_bounce.c */
 void mta_maybe_bounce(struct mta *m, uint64_t msgid);

@@ -108,11 +108,11 @@ void mta_pool_init(struct mta *m)
 		fatal("event=evtimer_new_failed where=mta_pool");
 }
 
-/* mta_pool_close_all - close every parked connection (shutdown). */
-void mta_pool_close_all(struct mta *m)
+/* mta_pool_close_all - close every parked connection (shutdown, reload). */
+void mta_pool_close_all(struct mta *m, const char *why)
 {
 	while (m->idle_head != NULL)
-		idle_close(m, m->idle_head, "shutdown");
+		idle_close(m, m->idle_head, why);
 	if (m->idle_timer)
 		evtimer_del(m->idle_timer);
 }
@@ -120,7 +120,7 @@ void mta_pool_close_all(struct mta *m)
 /* mta_pool_fini - close what is parked and free the pool. */
 void mta_pool_fini(struct mta *m)
 {
-	mta_pool_close_all(m);
+	mta_pool_close_all(m, "shutdown");
 	if (m->idle_timer)
 		event_free(m->idle_timer);
 	m->idle_timer = NULL;

@@ -378,10 +378,13 @@ static void item_link_msg(struct sched *s, struct sched_it *it)
 
 /* ---- public API ---- */
 
-/* sched_new - an empty scheduler; copies c and its retry schedule. */
-struct sched *sched_new(const struct sched_conf *c)
+/* sched_set_conf - new settings (a reload); copies c and its retry schedule.
+ * Queued recipients keep their due times; the new schedule counts from their
+ * next failure. */
+void sched_set_conf(struct sched *s, const struct sched_conf *c)
 {
-	struct sched *s = xcalloc(1, sizeof *s);
+	free(s->retry);
+	s->retry = NULL;
 	s->conf = *c;
 	if (c->nretry) {
 		s->retry = xmalloc(c->nretry * sizeof *s->retry);
@@ -390,6 +393,13 @@ struct sched *sched_new(const struct sched_conf *c)
 	s->conf.retry_schedule = s->retry;
 	if (s->conf.max_conn_per_dest == 0)
 		s->conf.max_conn_per_dest = 1;
+}
+
+/* sched_new - an empty scheduler; copies c and its retry schedule. */
+struct sched *sched_new(const struct sched_conf *c)
+{
+	struct sched *s = xcalloc(1, sizeof *s);
+	sched_set_conf(s, c);
 	s->seed = sched_mix64((uint64_t)(uintptr_t)s);
 	sched_htab_init(&s->items);
 	sched_htab_init(&s->msgs);

@@ -49,6 +49,8 @@ struct sched_item {
 struct sched;
 struct sched *sched_new(const struct sched_conf *c);
 void sched_free(struct sched *s);
+/* sched_set_conf - replace the settings (copied, as by sched_new). */
+void sched_set_conf(struct sched *s, const struct sched_conf *c);
 
 /* sched_add - queue recipient rcpt of msgid for destination dest (a domain, lower
  * case) in stream st, due at due. Adding the same (msgid, rcpt) twice replaces it. */

@@ -289,6 +289,16 @@ struct event_base *smtp_server_base(struct smtp_server *srv);
 /* smtp_server_run - start the workers and serve until smtp_server_stop; returns
  * when every session has ended. */
 enum rc smtp_server_run(struct smtp_server *srv);
+/*
+ * Reload, on the main loop: smtp_server_reload_prepare(srv, nc, &errs) binds the
+ * listeners nc adds and loads its TLS certificate and key without changing
+ * anything (RC_INVALID with "key: error" lines in errs, caller frees, when it
+ * cannot: the server goes on as it was). Then exactly one of commit (new
+ * connections get nc, removed listeners close, DKIM keys are reloaded) or abort.
+ */
+enum rc smtp_server_reload_prepare(struct smtp_server *srv, const struct conf *nc, char **errs);
+void smtp_server_reload_commit(struct smtp_server *srv);
+void smtp_server_reload_abort(struct smtp_server *srv);
 /* smtp_server_stop - stop accepting, 421 to idle sessions, let commits finish. */
 void smtp_server_stop(struct smtp_server *srv);
 void smtp_server_free(struct smtp_server *srv);

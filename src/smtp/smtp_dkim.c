@@ -59,8 +59,9 @@ static enum rc smtp_dkim_unreadable(uint64_t sid, const char *domain,
 
 /* smtp_dkim_sign - sign body for domain and prepend the signatures. RC_OK also
  * when mail may go unsigned; RC_TEMPFAIL (with *r set) when it may not. */
-enum rc smtp_dkim_sign(struct smtp_server *srv, uint64_t sid, const char *domain,
-		       struct evbuffer *body, struct smtp_reply *r, char *text, size_t textsz)
+enum rc smtp_dkim_sign(struct smtp_server *srv, const struct conf *conf, uint64_t sid,
+		       const char *domain, struct evbuffer *body, struct smtp_reply *r, char *text,
+		       size_t textsz)
 {
 	char *sig = NULL;
 	struct dkim_sign_status st;
@@ -68,7 +69,7 @@ enum rc smtp_dkim_sign(struct smtp_server *srv, uint64_t sid, const char *domain
 	if (rc == RC_IO)
 		return smtp_dkim_unreadable(sid, domain, &st, r, text, textsz);
 	if (rc == RC_NOTFOUND) {
-		bool send = srv->conf->dkim.missing_key == CONF_DKIM_MISSING_SEND;
+		bool send = conf->dkim.missing_key == CONF_DKIM_MISSING_SEND;
 		if (send && !smtp_dkim_warn_due(domain))
 			return RC_OK;
 		log_msg(send ? LOG_LV_WARN : LOG_LV_ERR,

@@ -68,6 +68,15 @@ struct smtp_guard {
 	struct guard_table addrs, users;
 };
 
+/* smtp_guard_set_limits - new limit and window (a reload); counts are kept. */
+void smtp_guard_set_limits(struct smtp_guard *g, unsigned limit, unsigned window_s)
+{
+	pthread_mutex_lock(&g->lock);
+	g->limit = limit ? limit : 1;
+	g->window_ms = (int64_t)window_s * 1000;
+	pthread_mutex_unlock(&g->lock);
+}
+
 /* smtp_guard_new - empty tables for limit failures per window_s seconds. */
 struct smtp_guard *smtp_guard_new(unsigned limit, unsigned window_s)
 {

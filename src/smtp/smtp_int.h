@@ -42,11 +42,27 @@ struct smtp_worker {
 /* A per-client-address connection count (shared by all workers). */
 struct smtp_conncount;
 
+/* A reload prepared by smtp_server_reload_prepare, not yet committed. */
+struct smtp_reload {
+	const struct conf *conf;	/* a reference */
+	SSL_CTX *tls;			/* the new context, or NULL */
+	evutil_socket_t *fds;		/* per conf->listen entry: a newly bound
+					 * socket, or -1 when an open listener stays */
+	size_t *keep;			/* per entry: that open listener's index */
+};
+
+/*
+ * The server's conf and tls are owned by the main loop: only it reads or
+ * replaces them (accepting, connection limits, a reload). Each accepted
+ * connection takes a reference to both (struct smtp_pending), so a worker never
+ * reads srv->conf or srv->tls, and a session keeps the settings it began with.
+ */
 struct smtp_server {
-	const struct conf *conf;
+	const struct conf *conf;	/* a reference; main loop only */
 	struct spool *spool;
 	struct store *store;
-	SSL_CTX *tls;			/* NULL when no TLS is configured */
+	SSL_CTX *tls;			/* main loop only; NULL when no TLS is configured */
+	struct smtp_reload *reload;	/* prepared, not committed; main loop only */
 	struct workq *authq;		/* password verification threads */
 	struct dkim_cache *dkim;	/* signing keys, shared by the workers */
 	struct event_base *base;	/* main loop: listeners, signals, control */
@@ -68,15 +84,18 @@ struct smtp_server {
 /* Per-listener data handed to the accept callback. */
 struct smtp_listener_ctx {
 	struct smtp_server *srv;
-	const struct conf_listen *lst;
+	const struct conf_listen *lst;	/* inside srv->conf (moved by a reload) */
 };
 
+/* An accepted connection on its way to a worker. */
 struct smtp_pending {
 	struct smtp_pending *next;
 	evutil_socket_t fd;
 	struct sockaddr_storage sa;
 	socklen_t salen;
-	const struct conf_listen *lst;
+	const struct conf *conf;	/* a reference, handed to the session */
+	SSL_CTX *tls;			/* a reference or NULL, handed to the session */
+	const struct conf_listen *lst;	/* inside conf */
 };
 
 /* smtp_guard.c - failed AUTH across connections (see the file's comment). */
@@ -88,6 +107,7 @@ struct smtp_guard_verdict {
 	bool locked_now;	/* this failure locked the address */
 };
 struct smtp_guard *smtp_guard_new(unsigned limit, unsigned window_s);
+void smtp_guard_set_limits(struct smtp_guard *g, unsigned limit, unsigned window_s);
 void smtp_guard_free(struct smtp_guard *g);
 bool smtp_guard_is_locked(struct smtp_guard *g, const struct sockaddr_storage *sa, int64_t now);
 void smtp_guard_fail(struct smtp_guard *g, const struct sockaddr_storage *sa, const char *user,
@@ -95,8 +115,9 @@ void smtp_guard_fail(struct smtp_guard *g, const struct sockaddr_storage *sa, co
 void smtp_guard_success(struct smtp_guard *g, const struct sockaddr_storage *sa, int64_t now);
 
 /* smtp_dkim.c */
-enum rc smtp_dkim_sign(struct smtp_server *srv, uint64_t sid, const char *domain,
-		       struct evbuffer *body, struct smtp_reply *r, char *text, size_t textsz);
+enum rc smtp_dkim_sign(struct smtp_server *srv, const struct conf *conf, uint64_t sid,
+		       const char *domain, struct evbuffer *body, struct smtp_reply *r, char *text,
+		       size_t textsz);
 
 /* smtp_local.c - local submission (`relevo sendmail`): the socket, and who the
  * peer is. */
@@ -114,7 +135,7 @@ enum rc smtp_local_identify(struct smtp_server *srv, const struct conf *conf, ev
 			    size_t textsz);
 
 /* smtp_tls.c */
-SSL_CTX *smtp_tls_server_ctx(const char *cert, const char *key);
+SSL_CTX *smtp_tls_server_ctx(const char *cert, const char *key, char *err, size_t errsz);
 
 /* smtp_server.c: registry and accounting used by sessions. */
 void smtp_worker_register(struct smtp_worker *w, struct smtp_session *s, uint64_t id);
@@ -124,15 +145,13 @@ void smtp_conn_release(struct smtp_server *srv, const struct sockaddr_storage *s
 /* smtp_mem_reserve - count n more bytes against smtp.memory_budget; false (and
  * nothing counted) if that would pass it. Each reservation is released exactly
  * once with smtp_mem_release. */
-bool smtp_mem_reserve(struct smtp_server *srv, uint64_t n);
+bool smtp_mem_reserve(struct smtp_server *srv, uint64_t n, uint64_t budget);
 void smtp_mem_release(struct smtp_server *srv, uint64_t n);
 /* smtp_mem_held - bytes reserved now, by every session together. */
 uint64_t smtp_mem_held(struct smtp_server *srv);
 
 /* smtp_session.c */
-void smtp_session_start(struct smtp_worker *w, evutil_socket_t fd,
-			const struct sockaddr_storage *sa, socklen_t salen,
-			const struct conf_listen *lst, const char *refuse);
+void smtp_session_start(struct smtp_worker *w, struct smtp_pending *p);
 /* smtp_session_shutdown - the daemon is stopping: 421 and close (after any
  * commit in progress has been answered). */
 void smtp_session_shutdown(struct smtp_session *s);

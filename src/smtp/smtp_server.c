@@ -11,6 +11,14 @@
  * holds before its commit (smtp.memory_budget): a session reserves before it
  * keeps bytes and releases on every way out (commit answered, reset, refusal,
  * disconnect), so the counter is back at zero when no transaction is open.
+ *
+ * Reload (smtp_server_reload_*, on the main loop, driven by src/cli/cli_reload.c):
+ * prepare builds the new TLS context and binds the listeners the new conf adds,
+ * without changing anything, so that a failure leaves the server as it was;
+ * commit then swaps srv->conf and srv->tls, closes the listeners the conf no
+ * longer names and keeps the others open (their sockets never close, so no
+ * connection is refused). Connections accepted from then on get the new conf
+ * and context; sessions already running keep the references they took.
  */
 #include "smtp/smtp_int.h"
 
@@ -112,10 +120,10 @@ void smtp_conn_release(struct smtp_server *srv, const struct sockaddr_storage *s
 
 /* ---- memory budget ------------------------------------------------------- */
 
-/* smtp_mem_reserve - take n bytes of smtp.memory_budget, or nothing. */
-bool smtp_mem_reserve(struct smtp_server *srv, uint64_t n)
+/* smtp_mem_reserve - take n bytes of budget (the session's smtp.memory_budget),
+ * or nothing. */
+bool smtp_mem_reserve(struct smtp_server *srv, uint64_t n, uint64_t budget)
 {
-	uint64_t budget = srv->conf->smtp.memory_budget;
 	uint64_t cur = atomic_load(&srv->mem_held);
 	do {
 		if (n > budget || cur > budget - n)
@@ -222,7 +230,7 @@ static void worker_on_accept(evutil_socket_t fd, short what, void *arg)
 	pthread_mutex_unlock(&w->lock);
 	while (p) {
 		struct smtp_pending *next = p->next;
-		smtp_session_start(w, p->fd, &p->sa, p->salen, p->lst, NULL);
+		smtp_session_start(w, p);
 		free(p);
 		p = next;
 	}
@@ -291,6 +299,9 @@ static void server_on_accept(struct evconnlistener *l, evutil_socket_t fd,
 	 * for an ACK (Nagle). */
 	int one = 1;
 	(void)setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
+	p->conf = conf_ref(srv->conf);
+	if (srv->tls != NULL && SSL_CTX_up_ref(srv->tls) == 1)
+		p->tls = srv->tls;
 	struct smtp_worker *w = &srv->workers[srv->next_worker++ % srv->nworkers];
 	pthread_mutex_lock(&w->lock);
 	p->next = w->pending;
@@ -317,50 +328,37 @@ static void server_on_listen_error(struct evconnlistener *l, void *arg)
 	}
 }
 
-/* server_bind - a listening socket; IPv6 ones are IPv6-only so that 0.0.0.0:P and
- * [::]:P can both be configured. */
-static evutil_socket_t server_bind(const struct conf_listen *lst)
+/* server_bind - a listening socket for lst, or -1 after logging why (and
+ * writing "ADDRESS: reason" to err). */
+static evutil_socket_t server_bind(const struct conf_listen *lst, char *err, size_t errsz)
 {
-	evutil_socket_t fd = socket(lst->sa.ss_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
-	if (fd < 0)
-		return -1;
-	int on = 1;
-	setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &on, sizeof on);
-	if (lst->sa.ss_family == AF_INET6)
-		setsockopt(fd, IPPROTO_IPV6, IPV6_V6ONLY, &on, sizeof on);
-	if (bind(fd, (const struct sockaddr *)&lst->sa, lst->salen) != 0 || listen(fd, 1024) != 0) {
-		int e = errno;
-		close(fd);
-		errno = e;
-		return -1;
+	evutil_socket_t fd = net_listen_socket((const struct sockaddr *)&lst->sa, lst->salen);
+	if (fd < 0) {
+		snprintf(err, errsz, "%s: %s", lst->address, strerror(errno));
+		log_err("event=listen_failed address=%s error=\"%s\"", lst->address,
+			strerror(errno));
 	}
 	return fd;
 }
 
-static enum rc server_listen(struct smtp_server *srv, const struct conf_listen *lst, size_t i)
+/* server_listen - serve the bound socket fd as listener i (takes fd). */
+static void server_listen(struct smtp_server *srv, const struct conf_listen *lst, size_t i,
+			  evutil_socket_t fd)
 {
 	struct smtp_listener_ctx *lc = xcalloc(1, sizeof *lc);
 	lc->srv = srv;
 	lc->lst = lst;
 	srv->listener_ctx[i] = lc;
-	evutil_socket_t fd = server_bind(lst);
 	/* backlog 0: the socket already listens with 1024 (libevent's -1 would call
 	 * listen() again with 128, and a burst of clients would wait for SYN retries) */
-	if (fd >= 0)
-		srv->listeners[i] = evconnlistener_new(srv->base, server_on_accept, lc,
-						       LEV_OPT_CLOSE_ON_FREE, 0, fd);
-	if (srv->listeners[i] == NULL) {
-		log_err("event=listen_failed address=%s error=\"%s\"", lst->address,
-			strerror(errno));
-		if (fd >= 0)
-			close(fd);
-		return RC_IO;
-	}
+	srv->listeners[i] = evconnlistener_new(srv->base, server_on_accept, lc,
+					       LEV_OPT_CLOSE_ON_FREE, 0, fd);
+	if (srv->listeners[i] == NULL)
+		fatal("event=evconnlistener_new_failed address=%s", lst->address);
 	evconnlistener_set_error_cb(srv->listeners[i], server_on_listen_error);
 	log_info("event=listening address=%s mode=%s", lst->address,
 		 conf_listen_mode_name(lst->mode));
 	metrics_listener(lst->address); /* its series exist from the start */
-	return RC_OK;
 }
 
 /* server_listen_local - the local submission socket (smtp_local.c), when
@@ -431,7 +429,7 @@ enum rc smtp_server_new(const struct conf *conf, struct spool *spool, struct sto
 {
 	core_threads_init();
 	struct smtp_server *srv = xcalloc(1, sizeof *srv);
-	srv->conf = conf;
+	srv->conf = conf_ref(conf);
 	srv->spool = spool;
 	srv->store = store;
 	pthread_mutex_init(&srv->conn_lock, NULL);
@@ -439,8 +437,9 @@ enum rc smtp_server_new(const struct conf *conf, struct spool *spool, struct sto
 	srv->base = event_base_new();
 	if (srv->base == NULL)
 		fatal("event=event_base_new_failed");
+	char err[512];
 	if (server_needs_tls(conf)) {
-		srv->tls = smtp_tls_server_ctx(conf->tls_cert, conf->tls_key);
+		srv->tls = smtp_tls_server_ctx(conf->tls_cert, conf->tls_key, err, sizeof err);
 		if (srv->tls == NULL) {
 			smtp_server_free(srv);
 			return RC_INVALID;
@@ -450,10 +449,12 @@ enum rc smtp_server_new(const struct conf *conf, struct spool *spool, struct sto
 	srv->listeners = xcalloc(conf->nlisten, sizeof *srv->listeners);
 	srv->listener_ctx = xcalloc(conf->nlisten, sizeof *srv->listener_ctx);
 	for (size_t i = 0; i < conf->nlisten; i++) {
-		if (server_listen(srv, &conf->listen[i], i) != RC_OK) {
+		evutil_socket_t fd = server_bind(&conf->listen[i], err, sizeof err);
+		if (fd < 0) {
 			smtp_server_free(srv);
 			return RC_IO;
 		}
+		server_listen(srv, &conf->listen[i], i, fd);
 	}
 	if (server_listen_local(srv) != RC_OK) {
 		smtp_server_free(srv);
@@ -545,9 +546,136 @@ void smtp_server_free(struct smtp_server *srv)
 		}
 	}
 	free(srv->conn_table);
+	smtp_server_reload_abort(srv);
 	if (srv->tls)
 		SSL_CTX_free(srv->tls);
+	conf_unref(srv->conf);
 	event_base_free(srv->base);
 	pthread_mutex_destroy(&srv->conn_lock);
 	free(srv);
+}
+
+/* ---- reload ---------------------------------------------------------------- */
+
+/* reload_err - append the line "key: text" to *errs. */
+static void reload_err(char **errs, const char *key, const char *text)
+{
+	char *s = xasprintf("%s%s: %s\n", *errs ? *errs : "", key, text);
+	free(*errs);
+	*errs = s;
+}
+
+/* smtp_server_reload_prepare - bind what nc adds and load its TLS files; nothing
+ * changes yet. RC_INVALID with "key: error" lines in *errs (caller frees) when
+ * nc cannot be served: the server goes on as before. */
+enum rc smtp_server_reload_prepare(struct smtp_server *srv, const struct conf *nc, char **errs)
+{
+	char err[512], key[64];
+	smtp_server_reload_abort(srv);
+	struct smtp_reload *r = xcalloc(1, sizeof *r);
+	r->conf = conf_ref(nc);
+	r->fds = xcalloc(nc->nlisten, sizeof *r->fds);
+	r->keep = xcalloc(nc->nlisten, sizeof *r->keep);
+	srv->reload = r;
+	bool ok = true;
+	if (server_needs_tls(nc)) {
+		r->tls = smtp_tls_server_ctx(nc->tls_cert, nc->tls_key, err, sizeof err);
+		if (r->tls == NULL) {
+			reload_err(errs, "tls", err);
+			ok = false;
+		}
+	}
+	for (size_t j = 0; j < nc->nlisten; j++) {
+		r->fds[j] = -1;
+		size_t i;
+		for (i = 0; i < srv->nlisteners; i++)
+			if (srv->listeners[i] &&
+			    conf_listen_same(srv->listener_ctx[i]->lst, &nc->listen[j]))
+				break;
+		r->keep[j] = i;
+		if (i < srv->nlisteners || srv->stopping)
+			continue;
+		r->fds[j] = server_bind(&nc->listen[j], err, sizeof err);
+		if (r->fds[j] < 0) {
+			snprintf(key, sizeof key, "listen[%zu].address", j);
+			reload_err(errs, key, err);
+			ok = false;
+		}
+	}
+	if (!ok) {
+		smtp_server_reload_abort(srv);
+		return RC_INVALID;
+	}
+	return RC_OK;
+}
+
+/* smtp_server_reload_abort - forget a prepared reload (close what it bound). */
+void smtp_server_reload_abort(struct smtp_server *srv)
+{
+	struct smtp_reload *r = srv->reload;
+	if (r == NULL)
+		return;
+	for (size_t j = 0; j < r->conf->nlisten; j++)
+		if (r->fds[j] >= 0)
+			close(r->fds[j]);
+	if (r->tls)
+		SSL_CTX_free(r->tls);
+	conf_unref(r->conf);
+	free(r->fds);
+	free(r->keep);
+	free(r);
+	srv->reload = NULL;
+}
+
+/* smtp_server_reload_commit - serve the prepared conf: new connections get it,
+ * listeners it no longer names close, the others stay open. */
+void smtp_server_reload_commit(struct smtp_server *srv)
+{
+	struct smtp_reload *r = srv->reload;
+	const struct conf *nc = r->conf;
+	size_t n = nc->nlisten;
+	struct evconnlistener **ls = xcalloc(n ? n : 1, sizeof *ls);
+	struct smtp_listener_ctx **lcs = xcalloc(n ? n : 1, sizeof *lcs);
+	for (size_t j = 0; j < n && !srv->stopping; j++) {
+		size_t i = r->keep[j];
+		if (i < srv->nlisteners) {
+			ls[j] = srv->listeners[i];
+			lcs[j] = srv->listener_ctx[i];
+			lcs[j]->lst = &nc->listen[j];
+			srv->listeners[i] = NULL;
+			srv->listener_ctx[i] = NULL;
+		}
+	}
+	for (size_t i = 0; i < srv->nlisteners; i++) {
+		if (srv->listeners[i]) {
+			log_info("event=listener_closed address=%s",
+				 srv->listener_ctx[i]->lst->address);
+			evconnlistener_free(srv->listeners[i]);
+		}
+		free(srv->listener_ctx[i]);
+	}
+	free(srv->listeners);
+	free(srv->listener_ctx);
+	srv->listeners = ls;
+	srv->listener_ctx = lcs;
+	srv->nlisteners = n;
+	for (size_t j = 0; j < n; j++) {
+		if (r->fds[j] >= 0) {
+			server_listen(srv, &nc->listen[j], j, r->fds[j]);
+			r->fds[j] = -1;
+		}
+	}
+	if (srv->tls)
+		SSL_CTX_free(srv->tls);
+	srv->tls = r->tls;
+	r->tls = NULL;
+	/* The local socket's path is a restart key: nc names the same one. */
+	if (srv->local_ctx != NULL)
+		srv->local_ctx->lst = &nc->local_submit.listen;
+	conf_unref(srv->conf);
+	srv->conf = conf_ref(nc);
+	smtp_guard_set_limits(srv->guard, nc->smtp.auth_lockout_failures,
+			      nc->smtp.auth_lockout_window);
+	dkim_cache_changed(); /* every cache (the API's too) reloads its keys */
+	smtp_server_reload_abort(srv); /* frees r: everything it held is handed over */
 }

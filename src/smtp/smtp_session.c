@@ -79,8 +79,11 @@ struct smtp_session {
 	uint64_t id;
 	struct smtp_worker *w;
 	struct smtp_server *srv;
-	const struct conf *conf;
-	const struct conf_listen *lst;
+	const struct conf *conf;	/* a reference: the settings current when the
+					 * connection was accepted, for its whole life */
+	SSL_CTX *tls_ctx;		/* a reference to the TLS context of that time,
+					 * or NULL when no TLS is configured */
+	const struct conf_listen *lst;	/* inside conf */
 	struct bufferevent *bev;
 	evutil_socket_t fd;
 	bool bev_owns_fd;		/* TLS bufferevents close the fd themselves */
@@ -191,7 +194,7 @@ static void session_replyf(struct smtp_session *s, int code, const char *enh, co
 /* session_mem_take - reserve n more bytes for s->body; false if the budget is spent. */
 static bool session_mem_take(struct smtp_session *s, uint64_t n)
 {
-	if (!smtp_mem_reserve(s->srv, n))
+	if (!smtp_mem_reserve(s->srv, n, s->conf->smtp.memory_budget))
 		return false;
 	s->mem_held += n;
 	return true;
@@ -237,6 +240,9 @@ static void session_free(struct smtp_session *s)
 		smtp_msg_check_fini(&s->mc);
 	store_user_free(s->user);
 	explicit_bzero(s->line, sizeof s->line);
+	if (s->tls_ctx)
+		SSL_CTX_free(s->tls_ctx);
+	conf_unref(s->conf);
 	free(s);
 }
 
@@ -395,7 +401,7 @@ static bool session_auth_offered(const struct smtp_session *s)
 
 static bool session_starttls_offered(const struct smtp_session *s)
 {
-	return !s->tls && s->srv->tls != NULL && s->lst->mode != CONF_LISTEN_SUBMISSIONS &&
+	return !s->tls && s->tls_ctx != NULL && s->lst->mode != CONF_LISTEN_SUBMISSIONS &&
 	       s->lst->mode != CONF_LISTEN_LOCAL;
 }
 
@@ -507,7 +513,7 @@ static void session_start_tls(struct smtp_session *s)
 	struct evbuffer *in = bufferevent_get_input(s->bev);
 	evbuffer_drain(in, evbuffer_get_length(in));
 	bufferevent_free(s->bev);
-	SSL *ssl = SSL_new(s->srv->tls);
+	SSL *ssl = SSL_new(s->tls_ctx);
 	s->bev = bufferevent_openssl_socket_new(s->w->base, s->fd, ssl,
 						BUFFEREVENT_SSL_ACCEPTING,
 						BEV_OPT_CLOSE_ON_FREE | BEV_OPT_DEFER_CALLBACKS);
@@ -1293,7 +1299,7 @@ static void session_message_done(struct smtp_session *s)
 	session_add_trace(s, id, &hi);
 	const char *sign_as = hi.nfrom > 0 ? hi.from_domain[0] : s->sender.domain;
 	if (sign_as[0] && sign_as[0] != '[' &&
-	    smtp_dkim_sign(s->srv, s->id, sign_as, s->body, &r, s->text, sizeof s->text) != RC_OK) {
+	    smtp_dkim_sign(s->srv, s->conf, s->id, sign_as, s->body, &r, s->text, sizeof s->text) != RC_OK) {
 		session_emit(s, EVLOG_REJECTED, 0, NULL, &r, hi.bulk);
 		session_reply(s, r.code, r.enh, r.text);
 		session_reset_transaction(s);
@@ -1833,16 +1839,19 @@ static bool session_local_start(struct smtp_session *s)
 	return false;
 }
 
-/* smtp_session_start - take over an accepted, counted connection. */
-void smtp_session_start(struct smtp_worker *w, evutil_socket_t fd,
-			const struct sockaddr_storage *sa, socklen_t salen,
-			const struct conf_listen *lst, const char *refuse)
+/* smtp_session_start - take over an accepted, counted connection (and p's
+ * references to its conf and TLS context). */
+void smtp_session_start(struct smtp_worker *w, struct smtp_pending *p)
 {
+	evutil_socket_t fd = p->fd;
+	const struct sockaddr_storage *sa = &p->sa;
+	const struct conf_listen *lst = p->lst;
 	struct smtp_session *s = xcalloc(1, sizeof *s);
 	s->id = atomic_fetch_add(&session_seq, 1);
 	s->w = w;
 	s->srv = w->srv;
-	s->conf = w->srv->conf;
+	s->conf = p->conf;
+	s->tls_ctx = p->tls;
 	s->lst = lst;
 	s->fd = fd;
 	s->counted = true;
@@ -1860,7 +1869,7 @@ void smtp_session_start(struct smtp_worker *w, evutil_socket_t fd,
 		 (unsigned long long)s->id, s->peer, lst->address,
 		 conf_listen_mode_name(lst->mode));
 	if (lst->mode == CONF_LISTEN_SUBMISSIONS) {
-		SSL *ssl = SSL_new(w->srv->tls);
+		SSL *ssl = SSL_new(s->tls_ctx);
 		s->bev = bufferevent_openssl_socket_new(w->base, fd, ssl, BUFFEREVENT_SSL_ACCEPTING,
 							BEV_OPT_CLOSE_ON_FREE |
 								BEV_OPT_DEFER_CALLBACKS);

@@ -212,3 +212,18 @@ def test_tls_key_owner_only_is_quiet(inst):
     r = inst.cli(["check-config"])
     assert r.rc == 0, r
     assert "key_file_mode" not in r.err, r
+
+
+def test_hostname_is_required(inst):
+    cfg = copy.deepcopy(inst.config)
+    del cfg["hostname"]
+    r = check(inst, cfg)
+    assert r.rc == 1, r
+    assert ("hostname: missing (required): the name relevo greets other servers with, and "
+            "that SPF advice names") in r.err, r
+
+
+def test_run_as_must_name_a_user(inst):
+    r = mutate(inst, lambda c: c.__setitem__("run_as", "relevo-nobody-here"))
+    assert r.rc == 1, r
+    assert 'run_as: no such user "relevo-nobody-here"' in r.err, r

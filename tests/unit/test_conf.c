@@ -29,11 +29,14 @@ static char tmpdir[64];
 
 /* The smallest valid configuration: one relay listener and its networks. The
  * listen list comes last so that a case can append "  - {...}" listeners. */
-#define RELAY                                                                                      \
+#define RELAY HOST RELAY_NOHOST
+#define HOST "hostname: relay.test\n"
+/* The same without hostname (which is required), for the cases about it. */
+#define RELAY_NOHOST                                                                               \
 	"trusted_networks: [127.0.0.0/8]\nlisten:\n  - {address: 127.0.0.1:2525, mode: relay}\n"
 /* A valid submission setup, using the test's certificate files. */
 #define SUBM                                                                                       \
-	"tls: {cert: @DIR@/cert.pem, key: @DIR@/key.pem}\n"                                        \
+	HOST "tls: {cert: @DIR@/cert.pem, key: @DIR@/key.pem}\n"                                        \
 	"listen:\n  - {address: 127.0.0.1:2587, mode: submission}\n"
 
 /* Replace every "@DIR@" in s with tmpdir, into a new string. */
@@ -129,7 +132,7 @@ static int group_teardown(void **state)
 	    "cert.pem",    "key.pem",      "unreadable.pem", "relevo.yaml",
 	    "pw.txt",      "pw_crlf.txt",  "pw_noeol.txt",   "pw_empty.txt",
 	    "pw_zero.txt", "open_key.pem", "group_key.pem",  "skiptls.yaml",
-	    "skiptls2.yaml",
+	    "skiptls2.yaml", "broken.yaml",
 	};
 	char path[128];
 	for (size_t i = 0; i < ARRAY_LEN(files); i++) {
@@ -205,12 +208,11 @@ static void test_defaults(void **state)
 	};
 	static const uint32_t retry[] = {300, 600, 1200, 2400, 3600, 7200, 14400};
 	struct conf *c;
-	char *errs, host[256] = "";
+	char *errs;
 	assert_int_equal(load(RELAY, &c, &errs), RC_OK);
 	assert_null(errs);
 	check_nums(c, nums, ARRAY_LEN(nums));
-	gethostname(host, sizeof host - 1);
-	assert_string_equal(c->hostname, host);
+	assert_string_equal(c->hostname, "relay.test");
 	assert_string_equal(c->data_dir, "/var/lib/relevo");
 	assert_string_equal(c->path, "test.yaml");
 	assert_null(c->run_as);
@@ -237,7 +239,7 @@ static void test_defaults(void **state)
 static const char full_yaml[] = "# every key, none at its default\n"
                                 "hostname: relay.example.net\n"
                                 "data_dir: /srv/relevo\n"
-                                "run_as: relevo\n"
+                                "run_as: nobody\n"
                                 "listen:\n"
                                 "  - address: 0.0.0.0:587\n"
                                 "    mode: submission\n"
@@ -328,7 +330,7 @@ static void test_every_key(void **state)
 	check_nums(c, nums, ARRAY_LEN(nums));
 	assert_string_equal(c->hostname, "relay.example.net");
 	assert_string_equal(c->data_dir, "/srv/relevo");
-	assert_string_equal(c->run_as, "relevo");
+	assert_string_equal(c->run_as, "nobody");
 	snprintf(cert, sizeof cert, "%s/cert.pem", tmpdir);
 	assert_string_equal(c->tls_cert, cert);
 	assert_string_equal(c->dns.resolver, "127.0.0.1@5353");
@@ -376,7 +378,7 @@ static void test_valid_variants(void **state)
 		const char *yaml;
 	} cases[] = {
 	    {"empty sections are allowed", RELAY "smtp:\ndns: ~\ndelivery: null\nserver: {}\n"},
-	    {"bare host in trusted_networks", "listen: [{address: 127.0.0.1:25, mode: relay}]\n"
+	    {"bare host in trusted_networks", HOST "listen: [{address: 127.0.0.1:25, mode: relay}]\n"
 	                                      "trusted_networks: [192.0.2.7, \"2001:db8::1\"]\n"},
 	    {"relay beside submission", SUBM "  - {address: 127.0.0.1:25, mode: relay}\n"
 	                                     "trusted_networks: [10.0.0.0/8]\n"},
@@ -387,7 +389,7 @@ static void test_valid_variants(void **state)
 	    {"same port, different addresses",
 	     RELAY "  - {address: 127.0.0.2:2525, mode: relay}\n"},
 	    {"same port, other family wildcard",
-	     "listen: [{address: 0.0.0.0:25, mode: relay}, {address: \"[::]:25\", mode: relay}]\n"
+	     HOST "listen: [{address: 0.0.0.0:25, mode: relay}, {address: \"[::]:25\", mode: relay}]\n"
 	     "trusted_networks: [0.0.0.0/0]\n"},
 	    {"max_message_size above 4 GiB",
 	     RELAY "smtp: {max_message_size: 8589934592, memory_budget: 8589934592}\n"},
@@ -480,7 +482,7 @@ static const struct err_case err_cases[] = {
      "listen[0]: must be a mapping, not a single value"},
     {"number as a mapping", RELAY "smtp: {max_recipients: {a: 1}}\n",
      "smtp.max_recipients: must be a whole number, not a mapping"},
-    {"string as a list", RELAY "hostname: [a, b]\n", "hostname: must be a host name, not a list"},
+    {"string as a list", RELAY_NOHOST "hostname: [a, b]\n", "hostname: must be a host name, not a list"},
     {"root is a list", "- a\n", "test.yaml: must be a mapping of keys, not a list"},
     {"root is a scalar", "hello\n", "test.yaml: must be a mapping of keys, not a single value"},
     {"key is not a string", RELAY "? [a]\n: b\n", "test.yaml: keys must be plain strings"},
@@ -521,14 +523,19 @@ static const struct err_case err_cases[] = {
     {"greeting delay too long", RELAY "smtp: {greeting_delay_ms: 60001}\n",
      "smtp.greeting_delay_ms: must be between 0 and 60000"},
     /* strings */
-    {"bad host name", RELAY "hostname: relay_1.example.net\n",
+    {"bad host name", RELAY_NOHOST "hostname: relay_1.example.net\n",
      "hostname: must be a host name, not \"relay_1.example.net\""},
-    {"host name with trailing dot", RELAY "hostname: relay.example.net.\n",
+    {"host name with trailing dot", RELAY_NOHOST "hostname: relay.example.net.\n",
      "hostname: must be a host name, not \"relay.example.net.\""},
     {"relative data_dir", RELAY "data_dir: var/lib/relevo\n",
      "data_dir: must be an absolute path, not \"var/lib/relevo\""},
     {"empty run_as", RELAY "run_as: \"\"\n", "run_as: must not be empty"},
-    {"null run_as", RELAY "run_as:\n", "run_as: missing value, expected a string"},
+    {"run_as names no user", RELAY "run_as: relevo-no-such-user\n",
+     "run_as: no such user \"relevo-no-such-user\""},
+    {"no hostname", RELAY_NOHOST,
+     "hostname: missing (required): the name relevo greets other servers with, and that SPF "
+     "advice names"},
+    {"null run_as", RELAY "run_as:\n", "run_as: missing value, expected a user name"},
     {"NUL in a string", RELAY "run_as: \"re\\0levo\"\n", "run_as: must not contain NUL characters"},
     {"resolver by name", RELAY "dns: {resolver: localhost}\n",
      "dns.resolver: must be an IP address with an optional @port, not \"localhost\""},
@@ -632,7 +639,7 @@ static const struct err_case err_cases[] = {
     {"empty tls section", "listen: [{address: 127.0.0.1:587, mode: submission}]\ntls:\n",
      "tls.cert: missing (required)"},
     /* duplicates */
-    {"duplicate top-level key", RELAY "hostname: a.example\nhostname: b.example\n",
+    {"duplicate top-level key", RELAY_NOHOST "hostname: a.example\nhostname: b.example\n",
      "hostname: duplicate key"},
     {"duplicate section", RELAY "smtp: {max_errors: 5}\nsmtp: {max_errors: 6}\n",
      "smtp: duplicate key"},
@@ -851,15 +858,15 @@ static const struct err_case err_cases[] = {
      "test.yaml:3:3: YAML syntax error: did not find expected key (while parsing a block "
      "mapping at line 1, column 1)"},
     {"invalid UTF-8", RELAY "run_as: \xc3\x28\n",
-     "test.yaml:4:10: YAML syntax error: invalid trailing UTF-8 octet"},
+     "test.yaml:5:10: YAML syntax error: invalid trailing UTF-8 octet"},
     {"control character", RELAY "run_as: a\x01\n",
-     "test.yaml:4:10: YAML syntax error: control characters are not allowed"},
+     "test.yaml:5:10: YAML syntax error: control characters are not allowed"},
     {"undefined alias", RELAY "run_as: *nobody\n",
-     "test.yaml:4:9: YAML syntax error: found undefined alias"},
-    {"two documents", RELAY "---\n" RELAY, "test.yaml:4: only one YAML document is allowed"},
+     "test.yaml:5:9: YAML syntax error: found undefined alias"},
+    {"two documents", RELAY "---\n" RELAY, "test.yaml:5: only one YAML document is allowed"},
     /* local_submit */
     {"local is not a listen mode",
-     "trusted_networks: [127.0.0.0/8]\nlisten:\n  - {address: 127.0.0.1:2525, mode: local}\n",
+     HOST "trusted_networks: [127.0.0.0/8]\nlisten:\n  - {address: 127.0.0.1:2525, mode: local}\n",
      "listen[0].mode: must be one of submission, submissions, relay, not \"local\""},
     {"local_submit unknown key", RELAY "local_submit: {user: {root: a}}\n",
      "local_submit.user: unknown key"},
@@ -907,12 +914,12 @@ static void test_no_follow_on_errors(void **state)
 		const char *errs; /* exactly these */
 	} cases[] = {
 	    {"broken tls is not also missing",
-	     "listen: [{address: 127.0.0.1:587, mode: submission}]\ntls: 5\n",
+	     HOST "listen: [{address: 127.0.0.1:587, mode: submission}]\ntls: 5\n",
 	     "tls: must be a mapping, not a single value\n"},
 	    {"broken trusted_networks does not also fail the relay",
-	     "listen: [{address: 127.0.0.1:25, mode: relay}]\ntrusted_networks: 10.0.0.0/8\n",
+	     HOST "listen: [{address: 127.0.0.1:25, mode: relay}]\ntrusted_networks: 10.0.0.0/8\n",
 	     "trusted_networks: must be a list, not a single value\n"},
-	    {"a bad mode needs no tls", "listen: [{address: 127.0.0.1:25, mode: smtp}]\n",
+	    {"a bad mode needs no tls", HOST "listen: [{address: 127.0.0.1:25, mode: smtp}]\n",
 	     "listen[0].mode: must be one of submission, submissions, relay, not \"smtp\"\n"},
 	    {"a bad address does not clash", RELAY "  - {address: 127.0.0.1:99999, mode: relay}\n",
 	     "listen[1].address: must be a numeric address and port (0.0.0.0:587, [::1]:587), "
@@ -970,6 +977,8 @@ static void test_all_errors_together(void **state)
 	    "smtp.max_mesage_size: unknown key\n"
 	    "delivery.port: must be between 1 and 65535\n"
 	    "dns.resolver: duplicate key\n"
+	    "hostname: missing (required): the name relevo greets other servers with, and that "
+	    "SPF advice names\n"
 	    "tls: missing, required by listen[1] (submission)\n"
 	    "listen[0].mode: relay needs trusted_networks\n";
 	struct conf *c;
@@ -1024,7 +1033,7 @@ static void test_tls_files(void **state)
 	for (size_t i = 0; i < ARRAY_LEN(cases); i++) {
 		if (cases[i].root_skips && geteuid() == 0)
 			continue;
-		char *yaml = xasprintf("listen: [{address: 127.0.0.1:587, mode: submission}]\n"
+		char *yaml = xasprintf(HOST "listen: [{address: 127.0.0.1:587, mode: submission}]\n"
 		                       "tls: %s\n",
 		                       cases[i].tls);
 		char *line = expand(cases[i].line);
@@ -1046,12 +1055,57 @@ static void test_tls_key_group_readable(void **state)
 {
 	struct conf *c;
 	char *errs = NULL;
-	assert_int_equal(load("listen: [{address: 127.0.0.1:587, mode: submission}]\n"
+	assert_int_equal(load(HOST "listen: [{address: 127.0.0.1:587, mode: submission}]\n"
 	                      "tls: {cert: @DIR@/cert.pem, key: @DIR@/group_key.pem}\n",
 	                      &c, &errs),
 	                 RC_OK);
 	assert_null(errs);
 	conf_free(c);
+}
+
+/* Reload support: references, the keys that need a restart, data_dir of a
+ * broken file. */
+static void test_reload_helpers(void **state)
+{
+	struct conf *old, *nc;
+	char *errs = NULL, *changed = NULL;
+	assert_int_equal(load(RELAY "data_dir: /srv/a\nserver: {workers: 2}\n", &old, &errs),
+	                 RC_OK);
+	assert_int_equal(load(RELAY "data_dir: /srv/b\nrun_as: nobody\nserver: {workers: 3}\n"
+	                            "dns: {resolver: 127.0.0.1, timeout: 3}\n"
+	                            "smtp: {max_recipients: 7}\n",
+	                      &nc, &errs),
+	                 RC_OK);
+	conf_keep_restart_keys(nc, old, &changed);
+	assert_string_equal(changed, "data_dir\nrun_as\nserver.workers\ndns.resolver\ndns.timeout\n");
+	assert_string_equal(nc->data_dir, "/srv/a");
+	assert_null(nc->run_as);
+	assert_int_equal(nc->server.workers, 2);
+	assert_null(nc->dns.resolver);
+	assert_int_equal(nc->dns.timeout, old->dns.timeout);
+	assert_int_equal(nc->smtp.max_recipients, 7); /* the rest is the new file's */
+	free(changed);
+	conf_keep_restart_keys(nc, old, &changed);
+	assert_null(changed);
+	/* A reference keeps a conf alive past its owner's free. */
+	assert_ptr_equal(conf_ref(nc), nc);
+	conf_free(nc);
+	assert_string_equal(nc->data_dir, "/srv/a");
+	conf_unref(nc);
+	conf_unref(old);
+
+	char path[128], *dir;
+	snprintf(path, sizeof path, "%s/broken.yaml", tmpdir);
+	write_file("broken.yaml", "data_dir: /srv/x\nlisten: 5\nbogus: 1\n");
+	dir = conf_data_dir_of(path);
+	assert_string_equal(dir, "/srv/x");
+	free(dir);
+	write_file("broken.yaml", "listen: 5\n");
+	dir = conf_data_dir_of(path);
+	assert_string_equal(dir, "/var/lib/relevo");
+	free(dir);
+	write_file("broken.yaml", "listen: [\n");
+	assert_null(conf_data_dir_of(path));
 }
 
 /* conf_load reads the file; a missing file is RC_IO with a message. */
@@ -1060,7 +1114,7 @@ static void test_load_file(void **state)
 	char path[128];
 	struct conf *c;
 	char *errs = NULL;
-	write_file("relevo.yaml", RELAY "hostname: mx.example.org\n");
+	write_file("relevo.yaml", RELAY_NOHOST "hostname: mx.example.org\n");
 	snprintf(path, sizeof path, "%s/relevo.yaml", tmpdir);
 	assert_int_equal(conf_load(path, &c, &errs), RC_OK);
 	assert_null(errs);
@@ -1090,7 +1144,7 @@ static void test_load_skip_tls_files(void **state)
 	struct conf *c;
 	char *errs = NULL;
 	const struct conf_load_opts skip = {.skip_tls_files = true};
-	write_file("skiptls.yaml", "listen: [{address: 127.0.0.1:587, mode: submission}]\n"
+	write_file("skiptls.yaml", HOST "listen: [{address: 127.0.0.1:587, mode: submission}]\n"
 	                           "tls: {cert: /nonexistent/cert.pem, key: /nonexistent/key.pem}\n");
 	snprintf(path, sizeof path, "%s/skiptls.yaml", tmpdir);
 	assert_int_equal(conf_load(path, &c, &errs), RC_INVALID);
@@ -1102,7 +1156,7 @@ static void test_load_skip_tls_files(void **state)
 	assert_string_equal(c->tls_key, "/nonexistent/key.pem");
 	conf_free(c);
 	/* still required by a submission listener, and other keys still checked */
-	write_file("skiptls2.yaml", "listen: [{address: 127.0.0.1:587, mode: submission}]\n"
+	write_file("skiptls2.yaml", HOST "listen: [{address: 127.0.0.1:587, mode: submission}]\n"
 	                            "dkim: {retire_after: soon}\n");
 	snprintf(path, sizeof path, "%s/skiptls2.yaml", tmpdir);
 	assert_int_equal(conf_load_with(path, &skip, &c, &errs), RC_INVALID);
@@ -1658,7 +1712,7 @@ static void test_is_trusted(void **state)
 	    {"no network matches", "[10.0.0.0/8, \"::1\"]", "192.168.1.1", false},
 	};
 	for (size_t i = 0; i < ARRAY_LEN(cases); i++) {
-		char *yaml = xasprintf("listen: [{address: 127.0.0.1:25, mode: relay}]\n"
+		char *yaml = xasprintf(HOST "listen: [{address: 127.0.0.1:25, mode: relay}]\n"
 		                       "trusted_networks: %s\n",
 		                       cases[i].nets);
 		struct conf *c;
@@ -1705,7 +1759,7 @@ static void test_delivery_allows(void **state)
 	};
 	struct conf *c;
 	char *errs = NULL;
-	if (load("listen: [{address: 127.0.0.1:25, mode: relay}]\n"
+	if (load(HOST "listen: [{address: 127.0.0.1:25, mode: relay}]\n"
 	         "trusted_networks: [127.0.0.0/8]\n"
 	         "delivery: {allow_networks: [127.0.0.0/8, \"fd00::/8\"]}\n",
 	         &c, &errs) != RC_OK)
@@ -1728,14 +1782,14 @@ static void test_listen_mapped_refused(void **state)
 {
 	struct conf *c = NULL;
 	char *errs = NULL;
-	assert_int_not_equal(load("listen: [{address: \"[::ffff:127.0.0.1]:2525\", mode: relay}]\n"
+	assert_int_not_equal(load(HOST "listen: [{address: \"[::ffff:127.0.0.1]:2525\", mode: relay}]\n"
 	                          "trusted_networks: [127.0.0.0/8]\n",
 	                          &c, &errs),
 	                     RC_OK);
 	assert_non_null(errs);
 	assert_non_null(strstr(errs, "IPv4-mapped"));
 	free(errs);
-	assert_int_equal(load("listen: [{address: \"[::1]:2525\", mode: relay}]\n"
+	assert_int_equal(load(HOST "listen: [{address: \"[::1]:2525\", mode: relay}]\n"
 	                      "trusted_networks: [127.0.0.0/8]\n",
 	                      &c, &errs),
 	                 RC_OK);
@@ -1750,7 +1804,7 @@ static void test_is_trusted_odd(void **state)
 	struct conf *c;
 	char *errs = NULL;
 	struct sockaddr_storage ss = {.ss_family = AF_UNIX};
-	assert_int_equal(load("listen: [{address: 127.0.0.1:25, mode: relay}]\n"
+	assert_int_equal(load(HOST "listen: [{address: 127.0.0.1:25, mode: relay}]\n"
 	                      "trusted_networks: [0.0.0.0/0, \"::/0\"]\n",
 	                      &c, &errs),
 	                 RC_OK);
@@ -1940,6 +1994,7 @@ int main(void)
 	    cmocka_unit_test(test_load_file),
 	    cmocka_unit_test(test_load_skip_tls_files),
 	    cmocka_unit_test(test_durations),
+	    cmocka_unit_test(test_reload_helpers),
 	    cmocka_unit_test(test_route_hosts),
 	    cmocka_unit_test(test_route_defaults),
 	    cmocka_unit_test(test_password_files),

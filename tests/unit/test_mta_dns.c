@@ -1232,7 +1232,8 @@ static void test_route_restrict(void **state)
 			  *const v6lo[] = {"::1", "::ffff:127.0.0.1", "fe80::1", NULL};
 	struct conf *conf = NULL;
 	char *errs = NULL;
-	static const char yaml[] = "listen: [{address: 127.0.0.1:25, mode: relay}]\n"
+	static const char yaml[] = "hostname: relay.test\n"
+	                           "listen: [{address: 127.0.0.1:25, mode: relay}]\n"
 				   "trusted_networks: [127.0.0.0/8]\n"
 				   "delivery: {allow_networks: [127.0.0.2/32]}\n";
 	assert_int_equal(conf_load_string(yaml, strlen(yaml), "t", &conf, &errs), RC_OK);
