@@ -43,41 +43,6 @@ static int serve_chown_one(const char *path, const struct stat *st, int flag, st
 	return 0;
 }
 
-/* Descriptors relevo needs besides its connections: the spool's segments, the
- * store, DNS, webhooks, the log, the control socket, the API's connections. */
-#define SERVE_FD_MARGIN 256
-
-/* serve_raise_nofile - raise RLIMIT_NOFILE's soft limit to the hard one, and warn
- * when the configured connection limits could still exhaust it. A warning, not a
- * refusal: the listeners pause on EMFILE instead of spinning (SECURITY.md), so a
- * low limit costs refused connections, never the daemon (docs/decisions.md). */
-static void serve_raise_nofile(const struct conf *c)
-{
-	struct rlimit rl;
-	if (getrlimit(RLIMIT_NOFILE, &rl) != 0)
-		return;
-	if (rl.rlim_cur < rl.rlim_max) {
-		struct rlimit want = {rl.rlim_max, rl.rlim_max};
-		if (setrlimit(RLIMIT_NOFILE, &want) == 0)
-			rl.rlim_cur = rl.rlim_max;
-		else
-			log_warn("event=nofile_raise_failed soft=%llu hard=%llu error=\"%s\"",
-				 (unsigned long long)rl.rlim_cur, (unsigned long long)rl.rlim_max,
-				 strerror(errno));
-	}
-	uint64_t need = (uint64_t)c->smtp.max_connections + c->delivery.max_connections +
-			SERVE_FD_MARGIN;
-	if (rl.rlim_cur != RLIM_INFINITY && need > rl.rlim_cur)
-		log_warn("event=nofile_limit_low limit=%llu needed=%llu hint=\"smtp.max_connections "
-			 "+ delivery.max_connections + %d exceed RLIMIT_NOFILE: "
-			 "raise LimitNOFILE= (ulimit -n) or lower them; beyond it connections are "
-			 "refused\"",
-			 (unsigned long long)rl.rlim_cur, (unsigned long long)need, SERVE_FD_MARGIN);
-	else
-		log_info("event=nofile_limit limit=%llu needed=%llu", (unsigned long long)rl.rlim_cur,
-			 (unsigned long long)need);
-}
-
 /* serve_check_run_as - can we become run_as? Asked before anything is bound or
  * opened, so that a wrong run_as never leaves a half-started daemon behind. */
 static bool serve_check_run_as(const struct conf *c)
@@ -332,7 +297,6 @@ int cli_serve(int argc, char **argv, const char *conf_path)
 		spool_set_segment_max(sp, seg_bytes);
 		spool_set_compact_age(sp, 0); /* and compact at once, under the crashes */
 	}
-	serve_raise_nofile(c);
 	se.store = d.store;
 	se.last_prune = 0;
 	if (http_webhooks_start(c, d.store, &se.hooks) != RC_OK)

@@ -80,7 +80,7 @@ def test_descriptor_exhaustion_does_not_spin_the_api_listener(more_fds, make_api
     r = make_api_relevo(start=False)
     start_with_nofile(r, 256)
     err = r.stderr()
-    assert "event=nofile_limit_low" in err, err[-3000:]
+    assert "event=fd_limit_low" in err, err[-3000:]
     socks = open_idle(r.ports["http"], 300)
     try:
         time.sleep(1.0)  # relevo accepts until it runs out of descriptors
