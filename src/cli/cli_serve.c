@@ -43,22 +43,27 @@ static int serve_chown_one(const char *path, const struct stat *st, int flag, st
 	return 0;
 }
 
-/* serve_check_run_as - can we become run_as? Asked before anything is bound or
- * opened, so that a wrong run_as never leaves a half-started daemon behind. */
-static bool serve_check_run_as(const struct conf *c)
+/* serve_run_as_user - run_as's passwd entry if we can become that user, else NULL
+ * after logging why. Asked before anything is bound or opened, so that a wrong
+ * run_as never leaves a half-started daemon behind. */
+static struct passwd *serve_run_as_user(const struct conf *c)
 {
-	if (c->run_as == NULL)
-		return true;
 	struct passwd *pw = getpwnam(c->run_as);
 	if (pw == NULL) {
 		log_err("event=run_as_failed user=%s error=\"no such user\"", c->run_as);
-		return false;
+		return NULL;
 	}
 	if (getuid() != 0 && getuid() != pw->pw_uid) {
 		log_err("event=run_as_failed user=%s error=\"not started as root\"", c->run_as);
-		return false;
+		return NULL;
 	}
-	return true;
+	return pw;
+}
+
+/* serve_check_run_as - no run_as, or one we can become. */
+static bool serve_check_run_as(const struct conf *c)
+{
+	return c->run_as == NULL || serve_run_as_user(c) != NULL;
 }
 
 /* serve_drop_privileges - become run_as, handing data_dir over to that user. No
@@ -69,13 +74,11 @@ static bool serve_drop_privileges(const struct conf *c)
 {
 	if (c->run_as == NULL)
 		return true;
-	struct passwd *pw = getpwnam(c->run_as);
-	if (pw == NULL) {
-		log_err("event=run_as_failed user=%s error=\"no such user\"", c->run_as);
+	struct passwd *pw = serve_run_as_user(c);
+	if (pw == NULL)
 		return false;
-	}
 	if (getuid() != 0)
-		return serve_check_run_as(c);
+		return true; /* already run_as */
 	chown_uid = pw->pw_uid;
 	chown_gid = pw->pw_gid;
 	nftw(c->data_dir, serve_chown_one, 16, FTW_PHYS);
