@@ -496,7 +496,11 @@ int cli_queue_ctl(struct spool *sp, struct mta *mta, int nwords, char **words,
 	int status = queue_parse(cmd, nwords, words, &sel, out);
 	if (status == 0) {
 		struct queue_ctx qc = {.sp = sp, .mta = mta, .online = true, .out = out, .err = out};
+		if (mta)
+			mta_batch_begin(mta);
 		status = queue_apply(&qc, cmd, &sel);
+		if (mta)
+			mta_batch_end(mta);
 	}
 	queue_sel_fini(&sel);
 	return status;

@@ -450,6 +450,11 @@ enum rc mta_start(struct mta *m);
 void mta_notify(struct mta *m, uint64_t msgid);
 /* mta_flush - attempt msgid (0: everything) now (thread-safe). */
 void mta_flush(struct mta *m, uint64_t msgid);
+/* mta_batch_begin/end - notifications between them reach the delivery loop
+ * together at the end, so an operator's command over many messages is seen as
+ * one change (one connection per destination, not one per message). */
+void mta_batch_begin(struct mta *m);
+void mta_batch_end(struct mta *m);
 /* mta_stop - finish or abandon in-flight attempts (their recipients stay
  * queued), stop the thread. */
 void mta_stop(struct mta *m);

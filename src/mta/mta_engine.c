@@ -767,8 +767,26 @@ static void mta_enqueue(struct mta *m, uint64_t v, bool flush_all)
 		}
 		m->q[m->nq++] = v;
 	}
+	bool wake = m->batch == 0;
 	pthread_mutex_unlock(&m->qlock);
-	event_active(m->notify_ev, 0, 0);
+	if (wake)
+		event_active(m->notify_ev, 0, 0);
+}
+
+void mta_batch_begin(struct mta *m)
+{
+	pthread_mutex_lock(&m->qlock);
+	m->batch++;
+	pthread_mutex_unlock(&m->qlock);
+}
+
+void mta_batch_end(struct mta *m)
+{
+	pthread_mutex_lock(&m->qlock);
+	bool wake = --m->batch == 0 && (m->nq > 0 || m->flush_all);
+	pthread_mutex_unlock(&m->qlock);
+	if (wake)
+		event_active(m->notify_ev, 0, 0);
 }
 
 /* mta_notify - a message was committed or changed (release); thread-safe. */

@@ -91,6 +91,7 @@ struct mta {
 	uint64_t *q;
 	size_t nq, capq;
 	bool flush_all;
+	unsigned batch;			/* open mta_batch brackets: wake the loop at the end */
 	struct mta_bounce *bouncing;	/* messages whose DSN is being committed */
 };
 
