@@ -34,7 +34,7 @@ int cli_status(int argc, char **argv, const char *conf_path);
 /* ---- DKIM keys in DNS (cli_dkim_probe.c) and the daemon's watch over pending
  * keys (cli_dkim_watch.c) ---- */
 struct store_dkim_key;
-struct mta_dns_answer;
+struct dns_answer;
 enum cli_dkim_pub {
 	CLI_DKIM_PUB_OK,	/* a TXT record carries our p= */
 	CLI_DKIM_PUB_MISSING,	/* no TXT record there */
@@ -51,7 +51,7 @@ struct cli_dkim_probe_result {
 bool cli_tag_value(const char *rec, const char *t, char *out, size_t outsz);
 /* cli_dkim_verdict - what a TXT answer for SELECTOR._domainkey.DOMAIN says of
  * our key (ours: its TXT value); detail explains. */
-enum cli_dkim_pub cli_dkim_verdict(const struct mta_dns_answer *a, const char *ours, char *detail,
+enum cli_dkim_pub cli_dkim_verdict(const struct dns_answer *a, const char *ours, char *detail,
 				   size_t detailsz);
 /* cli_dkim_probe - look each key up through c's resolver, blocking; out[i] for
  * keys[i]. RC_IO when no resolver could be set up. */

@@ -5,7 +5,7 @@
  *
  * A key is published when a TXT record at SELECTOR._domainkey.DOMAIN, looked up
  * through the configured resolver (dns.resolver, else the system's), carries
- * our key's p= (whitespace ignored). Lookups use mta_dns on a private event
+ * our key's p= (whitespace ignored). Lookups use dns/ on a private event
  * base, so a probe blocks only its caller: the CLI, or the watch's own thread.
  */
 #include <stdio.h>
@@ -18,7 +18,7 @@
 #include "cli/cli.h"
 #include "conf/conf.h"
 #include "core/core.h"
-#include "mta/mta.h"
+#include "dns/dns.h"
 #include "store/store.h"
 
 static const char *const pub_names[] = {"ok", "missing", "mismatch", "error"};
@@ -60,17 +60,17 @@ bool cli_tag_value(const char *rec, const char *t, char *out, size_t outsz)
 
 /* cli_dkim_verdict - what answer a (to SELECTOR._domainkey.DOMAIN TXT) says of
  * the key whose TXT value is ours; detail explains it. */
-enum cli_dkim_pub cli_dkim_verdict(const struct mta_dns_answer *a, const char *ours, char *detail,
+enum cli_dkim_pub cli_dkim_verdict(const struct dns_answer *a, const char *ours, char *detail,
                                    size_t detailsz)
 {
 	char want[4200], p[4200];
-	if (a->status == MTA_DNS_NXDOMAIN || a->status == MTA_DNS_NODATA) {
+	if (a->status == DNS_NXDOMAIN || a->status == DNS_NODATA) {
 		snprintf(detail, detailsz, "no TXT record at %s", a->qname);
 		return CLI_DKIM_PUB_MISSING;
 	}
-	if (a->status != MTA_DNS_OK) {
+	if (a->status != DNS_OK) {
 		snprintf(detail, detailsz, "DNS lookup failed (%s)",
-		         mta_dns_status_name(a->status));
+		         dns_status_name(a->status));
 		return CLI_DKIM_PUB_ERROR;
 	}
 	if (!cli_tag_value(ours, "p", want, sizeof want))
@@ -92,7 +92,7 @@ struct probe {
 	size_t pending;
 };
 
-static void probe_on_txt(void *ctx, uint64_t i, const struct mta_dns_answer *a)
+static void probe_on_txt(void *ctx, uint64_t i, const struct dns_answer *a)
 {
 	struct probe *p = ctx;
 	p->out[i].pub =
@@ -111,9 +111,9 @@ enum rc cli_dkim_probe(const struct conf *c, const struct store_dkim_key *keys, 
 	if (n == 0)
 		return RC_OK;
 	struct probe p = {.base = event_base_new(), .keys = keys, .out = out, .pending = n};
-	struct mta_dns *dns = NULL;
+	struct dns *dns = NULL;
 	if (p.base == NULL ||
-	    mta_dns_new(p.base, c->dns.resolver, c->dns.timeout * 1000, &dns) != RC_OK) {
+	    dns_new(p.base, c->dns.resolver, c->dns.timeout * 1000, &dns) != RC_OK) {
 		if (p.base)
 			event_base_free(p.base);
 		return RC_IO;
@@ -121,11 +121,11 @@ enum rc cli_dkim_probe(const struct conf *c, const struct store_dkim_key *keys, 
 	for (size_t i = 0; i < n; i++) {
 		char name[600];
 		snprintf(name, sizeof name, "%s._domainkey.%s", keys[i].selector, keys[i].domain);
-		mta_dns_query(dns, name, MTA_DNS_TXT, probe_on_txt, &p, (uint64_t)i);
+		dns_query(dns, name, DNS_TXT, probe_on_txt, &p, (uint64_t)i);
 	}
 	if (p.pending > 0)
 		event_base_loop(p.base, EVLOOP_NO_EXIT_ON_EMPTY);
-	mta_dns_free(dns);
+	dns_free(dns);
 	event_base_free(p.base);
 	return RC_OK;
 }

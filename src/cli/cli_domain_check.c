@@ -23,6 +23,7 @@
 #include "cli/cli.h"
 #include "conf/conf.h"
 #include "core/core.h"
+#include "dns/dns.h"
 #include "mta/mta.h"
 #include "policy/policy.h"
 #include "store/store.h"
@@ -41,7 +42,7 @@ struct check {
 
 struct checker {
 	struct event_base *base;
-	struct mta_dns *dns;
+	struct dns *dns;
 	const struct conf *conf;
 	char domain[256];
 	struct check c[CHECK_MAX];
@@ -55,7 +56,7 @@ static void check_done(struct checker *k)
 		event_base_loopbreak(k->base);
 }
 
-static void on_dkim(void *ctx, uint64_t i, const struct mta_dns_answer *a)
+static void on_dkim(void *ctx, uint64_t i, const struct dns_answer *a)
 {
 	struct checker *k = ctx;
 	struct check *c = &k->c[i];
@@ -65,23 +66,23 @@ static void on_dkim(void *ctx, uint64_t i, const struct mta_dns_answer *a)
 	check_done(k);
 }
 
-static void on_dmarc(void *ctx, uint64_t i, const struct mta_dns_answer *a)
+static void on_dmarc(void *ctx, uint64_t i, const struct dns_answer *a)
 {
 	struct checker *k = ctx;
 	struct check *c = &k->c[i];
 	size_t found = 0;
 	const char *rec = NULL;
-	for (size_t r = 0; a->status == MTA_DNS_OK && r < a->nrr; r++) {
+	for (size_t r = 0; a->status == DNS_OK && r < a->nrr; r++) {
 		if (strncasecmp(a->rr[r].u.txt.data, "v=DMARC1", 8) == 0) {
 			found++;
 			rec = a->rr[r].u.txt.data;
 		}
 	}
 	char pol[32] = "";
-	if (a->status == MTA_DNS_TEMPFAIL || a->status == MTA_DNS_MALFORMED) {
+	if (a->status == DNS_TEMPFAIL || a->status == DNS_MALFORMED) {
 		str_lcpy(c->status, "error", sizeof c->status);
 		snprintf(c->detail, sizeof c->detail, "DNS lookup failed (%s)",
-			 mta_dns_status_name(a->status));
+			 dns_status_name(a->status));
 	} else if (found == 0) {
 		char name[sizeof c->subject];
 		str_lcpy(name, c->subject, sizeof name);
@@ -106,12 +107,12 @@ static void on_dmarc(void *ctx, uint64_t i, const struct mta_dns_answer *a)
 	check_done(k);
 }
 
-static void on_spf(void *ctx, uint64_t i, const struct mta_spf_outcome *o)
+static void on_spf(void *ctx, uint64_t i, const struct dns_spf_outcome *o)
 {
 	struct checker *k = ctx;
 	struct check *c = &k->c[i];
-	c->ok = o->result == MTA_SPF_PASS;
-	str_lcpy(c->status, mta_spf_result_name(o->result), sizeof c->status);
+	c->ok = o->result == DNS_SPF_PASS;
+	str_lcpy(c->status, dns_spf_result_name(o->result), sizeof c->status);
 	snprintf(c->detail, sizeof c->detail, "%.330s%s%.250s", o->explanation,
 		 o->mechanism[0] ? "; matched " : "", o->mechanism);
 	check_done(k);
@@ -144,7 +145,7 @@ static void checker_spf_one(struct checker *k, const struct sockaddr *sa)
 	char sender[300];
 	snprintf(sender, sizeof sender, "postmaster@%s", k->domain);
 	k->pending++;
-	mta_spf_check(k->dns, (struct sockaddr *)&c->addr, sender, k->conf->hostname,
+	dns_spf_check(k->dns, (struct sockaddr *)&c->addr, sender, k->conf->hostname,
 		      k->conf->hostname, on_spf, k, (uint64_t)(c - k->c));
 }
 
@@ -178,12 +179,12 @@ static void checker_start(struct checker *k, const struct store_dkim_key *keys, 
 			 k->domain);
 		c->ours = keys[i].public_txt;
 		k->pending++;
-		mta_dns_query(k->dns, c->subject, MTA_DNS_TXT, on_dkim, k, (uint64_t)(c - k->c));
+		dns_query(k->dns, c->subject, DNS_TXT, on_dkim, k, (uint64_t)(c - k->c));
 	}
 	struct check *d = check_new(k, "dmarc");
 	snprintf(d->subject, sizeof d->subject, "_dmarc.%s", k->domain);
 	k->pending++;
-	mta_dns_query(k->dns, d->subject, MTA_DNS_TXT, on_dmarc, k, (uint64_t)(d - k->c));
+	dns_query(k->dns, d->subject, DNS_TXT, on_dmarc, k, (uint64_t)(d - k->c));
 	socklen_t len;
 	const struct sockaddr *v4 = conf_source_address(k->conf, AF_INET, &len);
 	const struct sockaddr *v6 = conf_source_address(k->conf, AF_INET6, &len);
@@ -238,7 +239,7 @@ int cli_domain_check(const struct conf *c, struct store *st, const char *domain,
 	str_lcpy(k->domain, domain, sizeof k->domain);
 	k->base = event_base_new();
 	int status = 1;
-	if (mta_dns_new(k->base, c->dns.resolver, c->dns.timeout * 1000, &k->dns) == RC_OK) {
+	if (dns_new(k->base, c->dns.resolver, c->dns.timeout * 1000, &k->dns) == RC_OK) {
 		k->pending = 1; /* held until everything is started */
 		checker_start(k, keys, n);
 		if (--k->pending > 0)
@@ -248,7 +249,7 @@ int cli_domain_check(const struct conf *c, struct store *st, const char *domain,
 		for (size_t i = 0; i < k->n; i++)
 			if (!k->c[i].ok)
 				status = 1;
-		mta_dns_free(k->dns);
+		dns_free(k->dns);
 	} else {
 		fprintf(stderr, "relevo: cannot set up the resolver\n");
 	}

@@ -1,7 +1,7 @@
 /*
  * cli_spf.c - `relevo spf eval IP SENDER [HELO] [-c FILE]`: evaluate SPF
  * (RFC 7208 check_host()) for a client address and a MAIL FROM, the way the
- * relay would: through mta_dns with the configuration's dns.resolver and
+ * relay would: through dns/ with the configuration's dns.resolver and
  * dns.timeout, with its hostname as %{r}.
  *
  * SENDER is the MAIL FROM address ("" or "<>" is the null sender, then
@@ -12,7 +12,7 @@
  * "none", "permerror", "temperror") alone on the first line, then
  * "explanation: ...", "mechanism: ..." (when one decided) and
  * "dns_lookups=N void_lookups=M". The outcome's texts carry no control
- * characters (mta_spf_check replaces them).
+ * characters (dns_spf_check replaces them).
  *
  * Exit status: 0 whenever the evaluation completed, whatever its result (the
  * result is the output: scripts read the first line); 1 when the
@@ -30,11 +30,11 @@
 #include "cli/cli.h"
 #include "conf/conf.h"
 #include "core/core.h"
-#include "mta/mta.h"
+#include "dns/dns.h"
 
 struct spf_wait {
 	bool done;
-	struct mta_spf_outcome o;
+	struct dns_spf_outcome o;
 };
 
 static int spf_usage(void)
@@ -43,7 +43,7 @@ static int spf_usage(void)
 	return 2;
 }
 
-static void spf_on_done(void *ctx, uint64_t cookie, const struct mta_spf_outcome *o)
+static void spf_on_done(void *ctx, uint64_t cookie, const struct dns_spf_outcome *o)
 {
 	struct spf_wait *w = ctx;
 	w->o = *o;
@@ -85,9 +85,9 @@ static bool spf_wait_done(struct event_base *base, const struct spf_wait *w)
 	return true;
 }
 
-static void spf_print(const struct mta_spf_outcome *o)
+static void spf_print(const struct dns_spf_outcome *o)
 {
-	printf("%s\n", mta_spf_result_name(o->result));
+	printf("%s\n", dns_spf_result_name(o->result));
 	printf("explanation: %s\n", o->explanation);
 	if (o->mechanism[0] != '\0')
 		printf("mechanism: %s\n", o->mechanism);
@@ -99,8 +99,8 @@ static int spf_eval(const struct conf *c, const struct sockaddr *ip, const char 
 		    const char *helo)
 {
 	struct event_base *base = event_base_new();
-	struct mta_dns *d = NULL;
-	if (base == NULL || mta_dns_new(base, c->dns.resolver, c->dns.timeout * 1000, &d) != RC_OK) {
+	struct dns *d = NULL;
+	if (base == NULL || dns_new(base, c->dns.resolver, c->dns.timeout * 1000, &d) != RC_OK) {
 		fprintf(stderr, "relevo: spf: cannot set up the DNS resolver%s%s\n",
 			c->dns.resolver ? " " : "", c->dns.resolver ? c->dns.resolver : "");
 		if (base)
@@ -108,9 +108,9 @@ static int spf_eval(const struct conf *c, const struct sockaddr *ip, const char 
 		return 1;
 	}
 	struct spf_wait w = {0};
-	mta_spf_check(d, ip, sender, helo, c->hostname, spf_on_done, &w, 0);
+	dns_spf_check(d, ip, sender, helo, c->hostname, spf_on_done, &w, 0);
 	bool ok = spf_wait_done(base, &w);
-	mta_dns_free(d);
+	dns_free(d);
 	event_base_free(base);
 	if (!ok) {
 		fprintf(stderr, "relevo: spf: the evaluation stalled\n");

@@ -1,10 +1,10 @@
 /*
- * mta.h - outbound delivery: DNS (libunbound on the delivery loop), routes, the
- * SMTP client, delivery status notifications, and the engine that ties them to
- * the spool and the scheduler.
+ * mta.h - outbound delivery: routes (over dns/), the SMTP client, delivery
+ * status notifications, and the engine that ties them to the spool and the
+ * scheduler.
  *
  * Threads: everything here runs on the delivery thread's event loop, except the
- * pure functions (DNS wire parsing, reply parsing, DSN building), which are
+ * pure functions (reply parsing, DSN building), which are
  * callable anywhere. Async completions carry a 64-bit cookie and a long-lived
  * ctx, never a pointer to something that may be freed meanwhile.
  */
@@ -20,109 +20,7 @@
 #include <event2/event.h>
 
 #include "core/core.h"
-
-/* ==== DNS ================================================================ */
-
-#define MTA_DNS_NAME_MAX 255
-#define MTA_DNS_TXT_MAX 4096		/* one TXT RR, its strings concatenated */
-#define MTA_DNS_MAX_RR 64		/* RRs kept per answer */
-#define MTA_DNS_CNAME_MAX 8		/* CNAME chain links followed */
-
-enum mta_dns_type {
-	MTA_DNS_A = 1, MTA_DNS_CNAME = 5, MTA_DNS_PTR = 12, MTA_DNS_MX = 15, MTA_DNS_TXT = 16,
-	MTA_DNS_AAAA = 28
-};
-
-enum mta_dns_status {
-	MTA_DNS_OK = 0,		/* answer with at least one RR of the type asked */
-	MTA_DNS_NODATA,		/* the name exists, no RR of that type */
-	MTA_DNS_NXDOMAIN,	/* the name does not exist */
-	MTA_DNS_TEMPFAIL,	/* SERVFAIL, REFUSED, timeout, truncated: try later */
-	MTA_DNS_MALFORMED,	/* an answer we could not parse (treated as temporary) */
-};
-const char *mta_dns_status_name(enum mta_dns_status s);
-/* mta_dns_type_name - "A", "AAAA", "MX", "TXT", "CNAME" ("TYPE" otherwise), for logs. */
-const char *mta_dns_type_name(uint16_t type);
-
-struct mta_dns_rr {
-	uint16_t type;
-	uint32_t ttl;
-	union {
-		uint8_t a[4];
-		uint8_t aaaa[16];
-		struct {
-			uint16_t pref;
-			char host[MTA_DNS_NAME_MAX + 1];	/* lower case, no trailing dot; "" = "." */
-		} mx;
-		struct {
-			uint16_t len;
-			bool truncated;		/* longer than MTA_DNS_TXT_MAX: cut there */
-			char data[MTA_DNS_TXT_MAX + 1];	/* NUL-terminated; may hold NULs */
-		} txt;
-		char cname[MTA_DNS_NAME_MAX + 1];	/* CNAME target (qtype CNAME only) */
-	} u;
-};
-
-struct mta_dns_answer {
-	enum mta_dns_status status;
-	char qname[MTA_DNS_NAME_MAX + 1];	/* as asked */
-	char cname[MTA_DNS_NAME_MAX + 1];	/* final name after CNAMEs, or "" */
-	size_t nrr;
-	struct mta_dns_rr *rr;			/* nrr entries, of the type asked */
-	bool secure;				/* DNSSEC-validated (for DANE, later) */
-};
-void mta_dns_answer_fini(struct mta_dns_answer *a);
-
-/*
- * mta_dnsmsg_parse - parse a DNS response packet (RFC 1035) for qname/qtype:
- * rcode, then the answer section, following a CNAME chain from qname (at most
- * MTA_DNS_CNAME_MAX links) and keeping up to MTA_DNS_MAX_RR records of qtype
- * owned by the final name. Compression pointers are bounded (no loops, no
- * forward pointers beyond the packet). Pure; fuzzed.
- * qtype is one of enum mta_dns_type (CNAME: the CNAME records of qname, no
- * chain). rcode 3 -> NXDOMAIN, any other non-zero rcode or the TC bit ->
- * TEMPFAIL. Returns RC_OK for a well-formed answer (status OK, NODATA,
- * NXDOMAIN or TEMPFAIL), RC_INVALID with status MALFORMED otherwise: framing
- * errors, a CNAME chain too long or looping, a CNAME target or MX exchange that
- * is not a printable host name. Names are lower case without the trailing dot.
- * Free out with mta_dns_answer_fini() whatever the result.
- */
-enum rc mta_dnsmsg_parse(const uint8_t *pkt, size_t len, const char *qname, uint16_t qtype,
-			 struct mta_dns_answer *out);
-
-struct mta_dns;
-/* mta_dns_new - a resolver on base: forwarding to resolver ("IP" or "IP@port",
- * loopback allowed) or, when NULL, per /etc/resolv.conf and /etc/hosts.
- * timeout_ms bounds every query (then MTA_DNS_TEMPFAIL); 0 means 10 s.
- * RC_INVALID for a resolver string libunbound does not take. */
-enum rc mta_dns_new(struct event_base *base, const char *resolver, unsigned timeout_ms,
-		    struct mta_dns **out);
-/* mta_dns_free - drop outstanding queries (their callbacks never run), and the
- * jobs attached with mta_dns_job_attach (route lookups: theirs neither). */
-void mta_dns_free(struct mta_dns *d);
-
-typedef void (*mta_dns_cb)(void *ctx, uint64_t cookie, const struct mta_dns_answer *ans);
-/* mta_dns_query - look up name/type (an enum mta_dns_type); cb runs later on
- * the loop (never inline), exactly once unless d is freed first; it may free
- * d. ans is valid during the call only. */
-void mta_dns_query(struct mta_dns *d, const char *name, uint16_t type, mta_dns_cb cb,
-		   void *ctx, uint64_t cookie);
-
-/*
- * Internal to the mta module (mta_route.c): work that waits on d's queries is
- * attached to d, so that mta_dns_free(d) can release it with drop(j) instead
- * of leaking it; it detaches itself before completing. Owner: the job's code.
- */
-struct mta_dns_job {
-	struct mta_dns_job *prev, *next;
-	void (*drop)(struct mta_dns_job *j);
-};
-/* mta_dns_job_attach - link j into d's attached jobs. */
-void mta_dns_job_attach(struct mta_dns *d, struct mta_dns_job *j);
-/* mta_dns_job_detach - unlink j (before completing or freeing it). */
-void mta_dns_job_detach(struct mta_dns *d, struct mta_dns_job *j);
-/* mta_dns_base - the event base d runs on. */
-struct event_base *mta_dns_base(const struct mta_dns *d);
+#include "dns/dns.h"
 
 /* ==== routes: where mail for a domain goes ================================= */
 
@@ -130,7 +28,7 @@ struct event_base *mta_dns_base(const struct mta_dns *d);
 #define MTA_ROUTE_ADDRS_MAX 32
 
 struct mta_route_host {
-	char name[MTA_DNS_NAME_MAX + 1];	/* "" for an address literal */
+	char name[DNS_NAME_MAX + 1];	/* "" for an address literal */
 	uint16_t pref;
 	size_t naddr;
 	struct sockaddr_storage addr[8];	/* port already set */
@@ -156,11 +54,11 @@ typedef void (*mta_route_cb)(void *ctx, uint64_t cookie, const struct mta_route 
  * set, IPv4 first unless mta_route_set_family says otherwise. Details and the
  * reasons: mta_route.c.
  */
-void mta_route_mx(struct mta_dns *d, const char *domain, uint16_t port, mta_route_cb cb,
+void mta_route_mx(struct dns *d, const char *domain, uint16_t port, mta_route_cb cb,
 		  void *ctx, uint64_t cookie);
 /* mta_route_host - one named host or literal ("[10.0.0.5]", "smtp.example.net"):
  * its A/AAAA records, no MX lookup (static routes). */
-void mta_route_host(struct mta_dns *d, const char *host, uint16_t port, mta_route_cb cb,
+void mta_route_host(struct dns *d, const char *host, uint16_t port, mta_route_cb cb,
 		    void *ctx, uint64_t cookie);
 /*
  * mta_route_restrict - the MX route r (RC_OK) without what mail for the
@@ -465,151 +363,5 @@ void mta_free(struct mta *m);
  * runs on the delivery thread once nc is in use (not at all if the engine stops
  * first). Any thread. */
 void mta_reload(struct mta *m, const struct conf *nc, void (*done)(void *arg), void *arg);
-
-/* ==== SPF (RFC 7208) ====================================================== */
-
-/*
- * mta_spf.c evaluates check_host() (RFC 7208 4) on d's loop; mta_spf_macro.c
- * holds the pure parts: record and term syntax, macro expansion (section 7).
- * Limits (4.6.4): at most MTA_SPF_LOOKUPS_MAX DNS-querying terms (include, a,
- * mx, ptr, exists, redirect) in the whole evaluation, at most MTA_SPF_VOID_MAX
- * void lookups (NXDOMAIN or no answer), at most MTA_SPF_MX_MAX MX records per
- * mx, the first MTA_SPF_PTR_MAX PTR names per ptr/%{p}; beyond: permerror. An
- * evaluation running longer than MTA_SPF_TIME_MAX_MS is a temperror (4.6.4,
- * checked before each query). Decisions the RFC leaves open: mta_spf.c.
- */
-#define MTA_SPF_LOOKUPS_MAX 10
-#define MTA_SPF_VOID_MAX 2
-#define MTA_SPF_MX_MAX 10
-#define MTA_SPF_PTR_MAX 10
-#define MTA_SPF_TIME_MAX_MS 20000
-#define MTA_SPF_DOMAIN_MAX 253		/* an expanded domain-spec is cut to this (7.3) */
-#define MTA_SPF_EXPLAIN_MAX 512
-
-enum mta_spf_result {
-	MTA_SPF_NONE,
-	MTA_SPF_NEUTRAL,
-	MTA_SPF_PASS,
-	MTA_SPF_FAIL,
-	MTA_SPF_SOFTFAIL,
-	MTA_SPF_TEMPERROR,
-	MTA_SPF_PERMERROR,
-};
-/* mta_spf_result_name - "pass", "fail", "softfail", "neutral", "none",
- * "permerror", "temperror" ("?" otherwise). */
-const char *mta_spf_result_name(enum mta_spf_result r);
-
-struct mta_spf_outcome {
-	enum mta_spf_result result;
-	char explanation[MTA_SPF_EXPLAIN_MAX];	/* fail: the exp= text when there is one
-						 * (6.2), else, and for every other result,
-						 * a human account of what matched or why it
-						 * errored. Control characters are '?'. */
-	char mechanism[256];		/* the mechanism that decided, as written in the
-					 * record that decided (the top one, or a redirect
-					 * target), e.g. "-all", "include:_spf.example.net";
-					 * "" when none matched */
-	unsigned dns_lookups;		/* DNS-querying terms counted (a refused 11th too) */
-	unsigned void_lookups;		/* lookups answered NXDOMAIN or NODATA (exp= aside) */
-};
-
-typedef void (*mta_spf_cb)(void *ctx, uint64_t cookie, const struct mta_spf_outcome *o);
-/*
- * mta_spf_check - check_host(ip, domain of sender, sender) for MAIL FROM
- * sender (without angle brackets; "" for the null sender: then
- * postmaster@helo, RFC 7208 2.4; an empty local-part is "postmaster"; no "@":
- * the whole string is the domain, local-part "postmaster"). helo is the
- * HELO/EHLO argument (%{h}; may be NULL), receiver our host name (%{r}; NULL:
- * "unknown"). An IPv4-mapped IPv6 ip is evaluated as IPv4 (5). cb runs exactly
- * once, later on d's loop (never inline), unless d is freed first; o is valid
- * during the call only, and cb may free d. The strings are copied.
- */
-void mta_spf_check(struct mta_dns *d, const struct sockaddr *ip, const char *sender,
-		   const char *helo, const char *receiver, mta_spf_cb cb, void *ctx,
-		   uint64_t cookie);
-
-/* What macros expand to (7.3). NULL strings expand to "". */
-struct mta_spf_macro_ctx {
-	const char *local;		/* l: local-part of <sender> */
-	const char *sender_domain;	/* o: domain of <sender>; s is "l@o" */
-	const char *domain;		/* d: the current <domain> */
-	int family;			/* AF_INET or AF_INET6 */
-	uint8_t ip[16];			/* i, c, v: 4 octets (AF_INET) or 16 */
-	const char *helo;		/* h */
-	const char *receiver;		/* r (exp only); NULL or "": "unknown" */
-	int64_t now;			/* t (exp only): unix seconds */
-	const char *validated;		/* p: the validated name of ip, or "unknown";
-					 * NULL: not known yet (see RC_AGAIN) */
-};
-
-/*
- * mta_spf_macro_expand - expand spec (7.1-7.3) into out. exp false: spec is a
- * domain-spec or other term argument: macro letters s l o d i p h v (any
- * case), no spaces; the result loses one trailing dot and is cut from the
- * left, label by label, to MTA_SPF_DOMAIN_MAX characters (7.3; "" when not
- * even the last label fits); outsz must exceed MTA_SPF_DOMAIN_MAX. exp true:
- * spec is an explanation string (6.2): spaces allowed, letters c r t too; the
- * result is cut to outsz - 1 (then RC_LIMIT, out still usable).
- * RC_INVALID: a syntax error (unknown letter, "%" not followed by "{", "%",
- * "_" or "-", a zero digit transformer, a character outside printable ASCII).
- * RC_AGAIN: spec uses %{p} and mc->validated is NULL (nothing expanded).
- * out is always terminated when outsz > 0. Pure; fuzzed.
- */
-enum rc mta_spf_macro_expand(const char *spec, const struct mta_spf_macro_ctx *mc, bool exp,
-			     char *out, size_t outsz);
-
-/* Record syntax (4.5, 4.6.1, 5, 6). */
-enum mta_spf_term_kind {
-	MTA_SPF_T_ALL,
-	MTA_SPF_T_INCLUDE,
-	MTA_SPF_T_A,
-	MTA_SPF_T_MX,
-	MTA_SPF_T_PTR,
-	MTA_SPF_T_IP4,
-	MTA_SPF_T_IP6,
-	MTA_SPF_T_EXISTS,
-	MTA_SPF_T_REDIRECT,		/* modifiers from here on */
-	MTA_SPF_T_EXP,
-	MTA_SPF_T_UNKNOWN,		/* an unknown modifier: ignored (6) */
-};
-/* mta_spf_term_kind_name - "all", "include", ..., "redirect", "exp", "unknown". */
-const char *mta_spf_term_kind_name(enum mta_spf_term_kind k);
-
-/* One term; the pointers point into the record given to mta_spf_term_next. */
-struct mta_spf_term {
-	enum mta_spf_term_kind kind;
-	char qual;			/* mechanisms: '+' (also when not written), '-',
-					 * '~', '?'; modifiers: 0 */
-	const char *text;		/* the term as written */
-	size_t textlen;
-	const char *spec;		/* the domain-spec (include, a, mx, ptr, exists,
-					 * redirect, exp) or an unknown modifier's value;
-					 * NULL when not written */
-	size_t speclen;
-	const char *name;		/* a modifier's name */
-	size_t namelen;
-	unsigned cidr4, cidr6;		/* a, mx, ip4, ip6: prefix lengths, 32 and 128
-					 * when not written */
-	uint8_t net[16];		/* ip4: 4 octets, ip6: 16 */
-};
-
-/* mta_spf_is_record - does txt begin with "v=spf1" (any case) followed by a
- * space or its end (4.5)? */
-bool mta_spf_is_record(const char *txt, size_t len);
-/*
- * mta_spf_term_next - parse the term after rec[*pos] (0: the first, after the
- * version) into t and move *pos past it. RC_OK; RC_NOTFOUND when no term is
- * left; RC_INVALID on a syntax error (why says which; why may be NULL): rec
- * not an SPF record, a character other than SP and printable ASCII, an unknown
- * mechanism, a bad domain-spec (7.1: it must end in a macro or "." toplabel),
- * address, CIDR length (no leading zeros, at most 32 and 128) or macro.
- * Pure; fuzzed.
- */
-enum rc mta_spf_term_next(const char *rec, size_t len, size_t *pos, struct mta_spf_term *t,
-			  char *why, size_t whysz);
-/* mta_spf_record_check - the whole record, as 4.6 requires before any
- * evaluation: RC_NOTFOUND if it is not an SPF record, RC_INVALID (why) on any
- * syntax error, redirect= or exp= twice included, else RC_OK. Pure; fuzzed. */
-enum rc mta_spf_record_check(const char *rec, size_t len, char *why, size_t whysz);
 
 #endif

@@ -677,7 +677,7 @@ static void mta_on_run(evutil_socket_t fd, short what, void *arg)
 {
 	struct mta *m = arg;
 	struct sched_item items[MTA_BATCH_MAX];
-	char dest[MTA_DNS_NAME_MAX + 3];
+	char dest[DNS_NAME_MAX + 3];
 	while (!m->stopping && m->nattempts < m->max_conns) {
 		enum sched_stream st;
 		size_t n = sched_take(m->sched, time_now_ms(), items, MTA_BATCH_MAX, dest,
@@ -713,7 +713,7 @@ static void mta_schedule_msg(struct mta *m, const struct spool_env *env)
 		const struct spool_rcpt *r = &env->rcpt[i];
 		if (r->state != SPOOL_RCPT_QUEUED)
 			continue;
-		char dest[MTA_DNS_NAME_MAX + 3];
+		char dest[DNS_NAME_MAX + 3];
 		mta_rcpt_domain(r->addr, dest, sizeof dest);
 		sched_add(m->sched, mta_stream_of(env), dest, env->id, (uint32_t)i,
 			  r->next_attempt);
@@ -882,7 +882,7 @@ enum rc mta_new(const struct conf *conf, struct spool *spool, struct mta **out)
 	pthread_mutex_init(&m->reload_lock, NULL);
 	m->tls = mta_tls_ctx();
 	mta_conf_apply(m);
-	enum rc rc = mta_dns_new(m->base, conf->dns.resolver, m->dns_timeout_ms, &m->dns);
+	enum rc rc = dns_new(m->base, conf->dns.resolver, m->dns_timeout_ms, &m->dns);
 	if (rc != RC_OK) {
 		log_err("event=dns_setup_failed resolver=%s", conf->dns.resolver ? conf->dns.resolver : "system");
 		mta_free(m);
@@ -983,7 +983,7 @@ void mta_free(struct mta *m)
 	conf_unref(m->conf);
 	pthread_mutex_destroy(&m->reload_lock);
 	sched_free(m->sched);
-	mta_dns_free(m->dns);
+	dns_free(m->dns);
 	if (m->tls)
 		SSL_CTX_free(m->tls);
 	free(m->q);

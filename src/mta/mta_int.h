@@ -17,8 +17,8 @@
 #include "spool/spool.h"
 
 #define MTA_Q_FLUSH (1ULL << 63)	/* in the notify queue: also flush this id */
-#define MTA_HOST_TEXT_MAX (MTA_DNS_NAME_MAX + 64)	/* "mx.example.org[192.0.2.1]" */
-#define MTA_POOL_KEY_MAX (MTA_DNS_NAME_MAX + 320)	/* mta_pool_key: host, port, TLS, user */
+#define MTA_HOST_TEXT_MAX (DNS_NAME_MAX + 64)	/* "mx.example.org[192.0.2.1]" */
+#define MTA_POOL_KEY_MAX (DNS_NAME_MAX + 320)	/* mta_pool_key: host, port, TLS, user */
 
 /* One message's part of an attempt: its recipients for this destination. */
 struct mta_msgwork {
@@ -34,7 +34,7 @@ struct mta_attempt {
 	struct mta_attempt *next;
 	struct mta *m;
 	uint64_t id;			/* cookie for async completions */
-	char dest[MTA_DNS_NAME_MAX + 3];
+	char dest[DNS_NAME_MAX + 3];
 	enum sched_stream stream;
 	const struct conf *conf;	/* a reference: the settings current when the
 					 * attempt began, kept to its end */
@@ -71,7 +71,7 @@ struct mta {
 	struct event_base *base;
 	pthread_t thread;
 	bool started, stopping;
-	struct mta_dns *dns;
+	struct dns *dns;
 	struct sched *sched;
 	struct sched_conf sc;
 	SSL_CTX *tls;

@@ -34,9 +34,9 @@
  * without any address is always RC_TEMPFAIL there (a configuration mistake
  * must not bounce mail).
  *
- * Ownership: a route_job is attached to its mta_dns until its callback runs;
+ * Ownership: a route_job is attached to its struct dns until its callback runs;
  * it owns its state and the deferred event. The callback runs exactly once, on
- * the loop, never inside mta_route_*; if the mta_dns is freed first, the job is
+ * the loop, never inside mta_route_*; if the struct dns is freed first, the job is
  * dropped without it. struct mta_route is valid during the callback only.
  */
 #include "mta/mta.h"
@@ -57,17 +57,17 @@
 
 /* One host being resolved: its name, and what A and AAAA said. */
 struct route_cand {
-	char name[MTA_DNS_NAME_MAX + 1];
+	char name[DNS_NAME_MAX + 1];
 	uint16_t pref;
-	enum mta_dns_status st4, st6;	/* NODATA too when the family is not asked */
+	enum dns_status st4, st6;	/* NODATA too when the family is not asked */
 	size_t n4, n6;
 	uint8_t v4[ROUTE_HOST_ADDRS][4];
 	uint8_t v6[ROUTE_HOST_ADDRS][16];
 };
 
 struct route_job {
-	struct mta_dns_job job;		/* first: the drop hook casts back */
-	struct mta_dns *d;
+	struct dns_job job;		/* first: the drop hook casts back */
+	struct dns *d;
 	struct event *ev;		/* deferred completion without DNS, or NULL */
 	mta_route_cb cb;
 	void *ctx;
@@ -76,7 +76,7 @@ struct route_job {
 	bool implicit;			/* no MX: the domain's own addresses */
 	bool static_host;		/* mta_route_host */
 	unsigned pending;		/* address queries outstanding */
-	char domain[MTA_DNS_NAME_MAX + 1];
+	char domain[DNS_NAME_MAX + 1];
 	size_t ncand;
 	struct route_cand cand[MTA_ROUTE_HOSTS_MAX];
 	struct mta_route r;
@@ -114,7 +114,7 @@ static uint64_t rng_next(void)
 	return z ^ (z >> 31);
 }
 
-static void route_drop(struct mta_dns_job *j)
+static void route_drop(struct dns_job *j)
 {
 	struct route_job *job = (struct route_job *)j;
 	if (job->ev)
@@ -122,7 +122,7 @@ static void route_drop(struct mta_dns_job *j)
 	free(job);
 }
 
-static struct route_job *route_job_new(struct mta_dns *d, uint16_t port, mta_route_cb cb,
+static struct route_job *route_job_new(struct dns *d, uint16_t port, mta_route_cb cb,
 				       void *ctx, uint64_t cookie)
 {
 	struct route_job *job = xcalloc(1, sizeof *job);
@@ -134,14 +134,14 @@ static struct route_job *route_job_new(struct mta_dns *d, uint16_t port, mta_rou
 	job->cookie = cookie;
 	job->r.rc = RC_OK;
 	job->r.enh = "";
-	mta_dns_job_attach(d, &job->job);
+	dns_job_attach(d, &job->job);
 	return job;
 }
 
 /* Report the route and free the job (the callback may free job->d). */
 static void route_finish(struct route_job *job)
 {
-	mta_dns_job_detach(job->d, &job->job);
+	dns_job_detach(job->d, &job->job);
 	log_debug("event=route domain=%s rc=%s enh=%s hosts=%zu why=\"%s\"", job->domain,
 		  rc_name(job->r.rc), job->r.enh, job->r.nhosts, job->r.why);
 	job->cb(job->ctx, job->cookie, &job->r);
@@ -156,7 +156,7 @@ static void route_on_later(evutil_socket_t fd, short what, void *arg)
 /* Report on the next loop turn: for results known without any DNS query. */
 static void route_finish_later(struct route_job *job)
 {
-	job->ev = event_new(mta_dns_base(job->d), -1, 0, route_on_later, job);
+	job->ev = event_new(dns_base(job->d), -1, 0, route_on_later, job);
 	if (job->ev == NULL)
 		fatal("event=event_new_failed where=mta_route");
 	event_active(job->ev, EV_TIMEOUT, 1);
@@ -175,12 +175,12 @@ route_fail(struct route_job *job, enum rc rc, const char *enh, const char *fmt, 
 }
 
 /* Lower case, no trailing dot; false when empty or too long for DNS. */
-static bool route_norm(const char *in, char out[MTA_DNS_NAME_MAX + 1])
+static bool route_norm(const char *in, char out[DNS_NAME_MAX + 1])
 {
 	size_t l = strlen(in);
 	if (l > 0 && in[l - 1] == '.')
 		l--;
-	if (l == 0 || l > MTA_DNS_NAME_MAX - 2)
+	if (l == 0 || l > DNS_NAME_MAX - 2)
 		return false;
 	memcpy(out, in, l);
 	out[l] = '\0';
@@ -252,9 +252,9 @@ static void route_add_addrs(const struct route_job *job, const struct route_cand
 	}
 }
 
-static bool is_temp(enum mta_dns_status s)
+static bool is_temp(enum dns_status s)
 {
-	return s == MTA_DNS_TEMPFAIL || s == MTA_DNS_MALFORMED;
+	return s == DNS_TEMPFAIL || s == DNS_MALFORMED;
 }
 
 /* Why there is no route: every candidate resolved to nothing. */
@@ -293,8 +293,8 @@ static void route_assemble(struct route_job *job)
 		route_add_addrs(job, c, second, h, &total);
 		if (h->naddr == 0) {
 			log_debug("event=route_host_skipped domain=%s host=%s a=%s aaaa=%s",
-				  job->domain, c->name, mta_dns_status_name(c->st4),
-				  mta_dns_status_name(c->st6));
+				  job->domain, c->name, dns_status_name(c->st4),
+				  dns_status_name(c->st6));
 			continue;
 		}
 		memcpy(h->name, c->name, sizeof h->name);
@@ -306,7 +306,7 @@ static void route_assemble(struct route_job *job)
 }
 
 /* An A or AAAA answer for candidate cookie >> 1 (low bit: AAAA). */
-static void route_on_addr(void *ctx, uint64_t cookie, const struct mta_dns_answer *ans)
+static void route_on_addr(void *ctx, uint64_t cookie, const struct dns_answer *ans)
 {
 	struct route_job *job = ctx;
 	struct route_cand *c = &job->cand[cookie >> 1];
@@ -337,15 +337,15 @@ static void route_resolve_hosts(struct route_job *job)
 	int fam = atomic_load(&route_family);
 	bool want4 = fam != MTA_ROUTE_IPV6_ONLY, want6 = fam != MTA_ROUTE_IPV4_ONLY;
 	for (size_t i = 0; i < job->ncand; i++) {
-		job->cand[i].st4 = job->cand[i].st6 = MTA_DNS_NODATA;
+		job->cand[i].st4 = job->cand[i].st6 = DNS_NODATA;
 		job->pending += (unsigned)want4 + (unsigned)want6;
 	}
 	for (size_t i = 0; i < job->ncand; i++) {
 		if (want4)
-			mta_dns_query(job->d, job->cand[i].name, MTA_DNS_A, route_on_addr, job,
+			dns_query(job->d, job->cand[i].name, DNS_A, route_on_addr, job,
 				      (uint64_t)i << 1);
 		if (want6)
-			mta_dns_query(job->d, job->cand[i].name, MTA_DNS_AAAA, route_on_addr, job,
+			dns_query(job->d, job->cand[i].name, DNS_AAAA, route_on_addr, job,
 				      (uint64_t)i << 1 | 1);
 	}
 }
@@ -368,26 +368,26 @@ static bool cand_seen(const struct route_job *job, const char *name)
 }
 
 /* Shuffle each run of equal preference (Fisher-Yates within the run). */
-static void route_shuffle_equal(const struct mta_dns_rr **v, size_t n)
+static void route_shuffle_equal(const struct dns_rr **v, size_t n)
 {
 	for (size_t lo = 0, hi; lo < n; lo = hi) {
 		for (hi = lo + 1; hi < n && v[hi]->u.mx.pref == v[lo]->u.mx.pref; hi++)
 			;
 		for (size_t i = hi - 1; i > lo; i--) {
 			size_t j = lo + (size_t)(rng_next() % (i - lo + 1));
-			const struct mta_dns_rr *t = v[i];
+			const struct dns_rr *t = v[i];
 			v[i] = v[j];
 			v[j] = t;
 		}
 	}
 }
 
-/* Sort the real MX hosts (insertion sort: at most MTA_DNS_MAX_RR of them). */
-static size_t route_sort_mx(const struct mta_dns_answer *ans, const struct mta_dns_rr **v)
+/* Sort the real MX hosts (insertion sort: at most DNS_MAX_RR of them). */
+static size_t route_sort_mx(const struct dns_answer *ans, const struct dns_rr **v)
 {
 	size_t n = 0;
 	for (size_t i = 0; i < ans->nrr; i++) {
-		const struct mta_dns_rr *rr = &ans->rr[i];
+		const struct dns_rr *rr = &ans->rr[i];
 		if (rr->u.mx.host[0] == '\0')
 			return 0;		/* a null MX anywhere: see the file comment */
 		size_t k = n++;
@@ -400,9 +400,9 @@ static size_t route_sort_mx(const struct mta_dns_answer *ans, const struct mta_d
 }
 
 /* An MX answer with records: null MX, or the hosts to resolve. */
-static void route_from_mx(struct route_job *job, const struct mta_dns_answer *ans)
+static void route_from_mx(struct route_job *job, const struct dns_answer *ans)
 {
-	const struct mta_dns_rr *v[MTA_DNS_MAX_RR];
+	const struct dns_rr *v[DNS_MAX_RR];
 	size_t n = route_sort_mx(ans, v);
 	if (n == 0) {
 		route_fail(job, RC_PERMFAIL, "5.1.10", "Recipient address has null MX");
@@ -419,31 +419,31 @@ static void route_from_mx(struct route_job *job, const struct mta_dns_answer *an
 	route_resolve_hosts(job);
 }
 
-static void route_on_mx(void *ctx, uint64_t cookie, const struct mta_dns_answer *ans)
+static void route_on_mx(void *ctx, uint64_t cookie, const struct dns_answer *ans)
 {
 	struct route_job *job = ctx;
 	switch (ans->status) {
-	case MTA_DNS_OK:
+	case DNS_OK:
 		route_from_mx(job, ans);
 		return;
-	case MTA_DNS_NODATA:
+	case DNS_NODATA:
 		job->implicit = true;
 		route_single(job);
 		return;
-	case MTA_DNS_NXDOMAIN:
+	case DNS_NXDOMAIN:
 		route_fail(job, RC_PERMFAIL, "5.1.2", "domain %.200s does not exist",
 			   job->domain);
 		break;
 	default:
 		route_fail(job, RC_TEMPFAIL, "4.4.3", "MX lookup for %.200s failed (%s)",
-			   job->domain, mta_dns_status_name(ans->status));
+			   job->domain, dns_status_name(ans->status));
 		break;
 	}
 	route_finish(job);
 }
 
 /* mta_route_mx - where mail for domain goes (see mta.h and the file comment). */
-void mta_route_mx(struct mta_dns *d, const char *domain, uint16_t port, mta_route_cb cb,
+void mta_route_mx(struct dns *d, const char *domain, uint16_t port, mta_route_cb cb,
 		  void *ctx, uint64_t cookie)
 {
 	struct route_job *job = route_job_new(d, port, cb, ctx, cookie);
@@ -457,11 +457,11 @@ void mta_route_mx(struct mta_dns *d, const char *domain, uint16_t port, mta_rout
 		route_finish_later(job);
 		return;
 	}
-	mta_dns_query(d, job->domain, MTA_DNS_MX, route_on_mx, job, 0);
+	dns_query(d, job->domain, DNS_MX, route_on_mx, job, 0);
 }
 
 /* mta_route_host - one named host or literal, no MX (see mta.h). */
-void mta_route_host(struct mta_dns *d, const char *host, uint16_t port, mta_route_cb cb,
+void mta_route_host(struct dns *d, const char *host, uint16_t port, mta_route_cb cb,
 		    void *ctx, uint64_t cookie)
 {
 	struct route_job *job = route_job_new(d, port, cb, ctx, cookie);

@@ -1,6 +1,6 @@
 /*
- * fake_dns.h - shared by test_mta_dns.c and test_mta_spf.c: a DNS packet
- * builder, and a fake DNS server that libunbound (mta_dns_new) forwards to.
+ * fake_dns.h - shared by test_dns.c and test_dns_spf.c: a DNS packet
+ * builder, and a fake DNS server that libunbound (dns_new) forwards to.
  *
  * The builder writes names uncompressed, or "label.@12" for a label followed by
  * a pointer to offset 12 (the question name of every packet built here).
@@ -40,7 +40,7 @@
 
 #include <event2/event.h>
 
-#include "mta/mta.h"
+#include "dns/dns.h"
 
 /* ==== packet builder ===================================================== */
 
@@ -107,7 +107,7 @@ static void hdr(struct pkt *p, unsigned flags, unsigned qd, unsigned an)
 	put16(p, 0);
 }
 
-static void question(struct pkt *p, const char *name, unsigned type)
+static inline void question(struct pkt *p, const char *name, unsigned type)
 {
 	putname(p, name);
 	put16(p, type);
@@ -220,7 +220,7 @@ static void fake_rr_addr(struct pkt *p, int af, unsigned type, const char *ip)
 static void fake_rr_name(struct pkt *p, unsigned type, unsigned pref, const char *name)
 {
 	size_t at = rr_begin(p, "@12", type);
-	if (type == MTA_DNS_MX)
+	if (type == DNS_MX)
 		put16(p, pref);
 	putname(p, name);
 	rr_end(p, at);
@@ -229,7 +229,7 @@ static void fake_rr_name(struct pkt *p, unsigned type, unsigned pref, const char
 /* A TXT RR whose character-strings are data cut at each '|'. */
 static void fake_rr_txt(struct pkt *p, const char *data)
 {
-	size_t at = rr_begin(p, "@12", MTA_DNS_TXT);
+	size_t at = rr_begin(p, "@12", DNS_TXT);
 	for (const char *s = data;; s++) {
 		size_t l = strcspn(s, "|");
 		assert_true(l <= 255);	/* one character-string: split the test's data */
@@ -247,21 +247,21 @@ static void fake_put_rr(struct pkt *p, const struct zrec *z)
 	unsigned pref;
 	char host[256];
 	switch (z->type) {
-	case MTA_DNS_A:
-		fake_rr_addr(p, AF_INET, MTA_DNS_A, z->data);
+	case DNS_A:
+		fake_rr_addr(p, AF_INET, DNS_A, z->data);
 		break;
-	case MTA_DNS_AAAA:
-		fake_rr_addr(p, AF_INET6, MTA_DNS_AAAA, z->data);
+	case DNS_AAAA:
+		fake_rr_addr(p, AF_INET6, DNS_AAAA, z->data);
 		break;
-	case MTA_DNS_MX:
+	case DNS_MX:
 		assert_int_equal(sscanf(z->data, "%u %255s", &pref, host), 2);
-		fake_rr_name(p, MTA_DNS_MX, pref, host);
+		fake_rr_name(p, DNS_MX, pref, host);
 		break;
-	case MTA_DNS_CNAME:
-	case MTA_DNS_PTR:
+	case DNS_CNAME:
+	case DNS_PTR:
 		fake_rr_name(p, z->type, 0, z->data);
 		break;
-	case MTA_DNS_TXT:
+	case DNS_TXT:
 		fake_rr_txt(p, z->data);
 		break;
 	}
@@ -298,7 +298,7 @@ static bool fake_answer(const struct fake *f, const uint8_t *q, size_t qend, con
 	unsigned an = 0;
 	for (size_t i = 0; (r = fake_rec_at(f, i)) != NULL && !rc; i++)
 		an += r->type == type && strcasecmp(r->name, name) == 0;
-	const struct zrec *cname = an || rc ? NULL : fake_find(f, name, MTA_DNS_CNAME);
+	const struct zrec *cname = an || rc ? NULL : fake_find(f, name, DNS_CNAME);
 	if (!rc && !an && !cname && !fake_exists(f, name))
 		rcode = 3;
 	bool soa = !rc && !an && !cname;
@@ -359,7 +359,7 @@ static void fake_on_read(evutil_socket_t fd, short what, void *arg)
 	uint16_t type = (uint16_t)(q[off] << 8 | q[off + 1]);
 	f->nqueries++;
 	if (getenv("TEST_DNS_DEBUG"))
-		fprintf(stderr, "fake: %s %s %u\n", name, mta_dns_type_name(type), type);
+		fprintf(stderr, "fake: %s %s %u\n", name, dns_type_name(type), type);
 	struct fake_delayed *d = calloc(1, sizeof *d);
 	if (!fake_answer(f, q, off + 4, name, type, &d->p)) {
 		free(d);
@@ -412,12 +412,31 @@ static void fake_stop(struct fake *f)
 	close(f->fd);
 }
 
+/* ==== text helpers for rendering answers and routes ======================= */
+
+static inline int cmp_str(const void *a, const void *b)
+{
+	return strcmp(*(char *const *)a, *(char *const *)b);
+}
+
+/* Join v[0..n) with sep into out, sorted first if asked. */
+static inline size_t join(char **v, size_t n, bool sorted, const char *sep, char *out, size_t outsz)
+{
+	size_t o = 0;
+	if (sorted)
+		qsort(v, n, sizeof *v, cmp_str);
+	out[0] = '\0';
+	for (size_t i = 0; i < n && o < outsz; i++)
+		o += (size_t)snprintf(out + o, outsz - o, "%s%s", i ? sep : "", v[i]);
+	return MIN(o, outsz);
+}
+
 /* ==== the environment: a loop, the fake and a resolver forwarding to it ==== */
 
 struct env {
 	struct event_base *base;
 	struct fake fake;
-	struct mta_dns *dns;
+	struct dns *dns;
 	struct event *tick;		/* keeps EVLOOP_ONCE from blocking forever */
 };
 
@@ -426,7 +445,7 @@ static void on_tick(evutil_socket_t fd, short what, void *arg)
 }
 
 /* env_start - a new loop, the fake serving z1 and z2 (see fake_start) and
- * mta_dns_new forwarding to it with timeout_ms. */
+ * dns_new forwarding to it with timeout_ms. */
 static void env_start(struct env *e, const char *origin, bool aa, const struct zrec *z1,
 		      const struct zrec *z2, unsigned timeout_ms)
 {
@@ -435,7 +454,7 @@ static void env_start(struct env *e, const char *origin, bool aa, const struct z
 	fake_start(&e->fake, e->base, origin, aa, z1, z2);
 	char resolver[64];
 	snprintf(resolver, sizeof resolver, "127.0.0.1@%u", e->fake.port);
-	assert_int_equal(mta_dns_new(e->base, resolver, timeout_ms, &e->dns), RC_OK);
+	assert_int_equal(dns_new(e->base, resolver, timeout_ms, &e->dns), RC_OK);
 	e->tick = event_new(e->base, -1, EV_PERSIST, on_tick, NULL);
 	struct timeval tv = {0, 20000};
 	event_add(e->tick, &tv);
@@ -443,7 +462,7 @@ static void env_start(struct env *e, const char *origin, bool aa, const struct z
 
 static void env_fini(struct env *e)
 {
-	mta_dns_free(e->dns);
+	dns_free(e->dns);
 	fake_stop(&e->fake);
 	event_free(e->tick);
 	event_base_free(e->base);

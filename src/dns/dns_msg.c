@@ -1,11 +1,11 @@
 /*
- * mta_dnsmsg.c - the DNS response parser (RFC 1035 4.1): header, question
+ * dns_msg.c - the DNS response parser (RFC 1035 4.1): header, question
  * section skipped, answer section read for one qname/qtype. Pure: no I/O, no
- * global state, callable from any thread; fuzzed (tests/fuzz/fuzz_mta_dns.c).
+ * global state, callable from any thread; fuzzed (tests/fuzz/fuzz_dns_msg.c).
  *
  * Invariants:
  * - Nothing is read at or beyond pkt + len; every count in the packet is
- *   distrusted (a huge ANCOUNT just runs out of packet: MTA_DNS_MALFORMED).
+ *   distrusted (a huge ANCOUNT just runs out of packet: DNS_MALFORMED).
  * - Names (RFC 1035 3.1, 4.1.4): labels of at most 63 octets, at most 255
  *   octets on the wire, decoded lower-case without the trailing dot ("" is the
  *   root). A compression pointer must point before the start of the name part
@@ -17,20 +17,20 @@
  *   "%_" puts one in an SPF exists: target) but never a '.' inside a label or a
  *   control octet, whose text would not be that one name; an odd name we would
  *   have to use (a CNAME target on our chain, an
- *   MX exchange) makes the whole answer MTA_DNS_MALFORMED rather than silently
+ *   MX exchange) makes the whole answer DNS_MALFORMED rather than silently
  *   dropping a record (dropping the only MX would turn into an implicit MX).
- * - The CNAME chain starts at qname and follows at most MTA_DNS_CNAME_MAX
+ * - The CNAME chain starts at qname and follows at most DNS_CNAME_MAX
  *   links, in whatever order the records come; a longer chain or a loop is
- *   MTA_DNS_MALFORMED. Records of qtype are kept only when owned by the final
- *   name, class IN only, at most MTA_DNS_MAX_RR of them (the rest ignored).
+ *   DNS_MALFORMED. Records of qtype are kept only when owned by the final
+ *   name, class IN only, at most DNS_MAX_RR of them (the rest ignored).
  * - TXT: the character-strings of one RR are concatenated; beyond
- *   MTA_DNS_TXT_MAX octets the data is cut and rr.u.txt.truncated set, so a
+ *   DNS_TXT_MAX octets the data is cut and rr.u.txt.truncated set, so a
  *   policy reader (MTA-STS, TLS-RPT) can refuse it instead of misreading it.
  *
- * Ownership: out->rr is allocated here and freed by mta_dns_answer_fini(),
+ * Ownership: out->rr is allocated here and freed by dns_answer_fini(),
  * which is safe on an answer this parser failed on.
  */
-#include "mta/mta.h"
+#include "dns/dns.h"
 
 #include <stdlib.h>
 #include <string.h>
@@ -45,7 +45,7 @@
 
 /* A decoded name: text, and whether it holds octets a host name cannot. */
 struct dname {
-	char s[MTA_DNS_NAME_MAX + 1];
+	char s[DNS_NAME_MAX + 1];
 	bool odd;		/* not writable as a host name */
 	bool ambiguous;		/* its text is not one name: a '.' or a control octet */
 };
@@ -59,48 +59,48 @@ struct rrhdr {
 };
 
 struct cname_link {
-	char from[MTA_DNS_NAME_MAX + 1];
+	char from[DNS_NAME_MAX + 1];
 	struct dname to;
 };
 
 static const char *const status_names[] = {
-	[MTA_DNS_OK] = "OK",		   [MTA_DNS_NODATA] = "NODATA",
-	[MTA_DNS_NXDOMAIN] = "NXDOMAIN",   [MTA_DNS_TEMPFAIL] = "TEMPFAIL",
-	[MTA_DNS_MALFORMED] = "MALFORMED",
+	[DNS_OK] = "OK",		   [DNS_NODATA] = "NODATA",
+	[DNS_NXDOMAIN] = "NXDOMAIN",   [DNS_TEMPFAIL] = "TEMPFAIL",
+	[DNS_MALFORMED] = "MALFORMED",
 };
-_Static_assert(ARRAY_LEN(status_names) == MTA_DNS_MALFORMED + 1, "status_names");
+_Static_assert(ARRAY_LEN(status_names) == DNS_MALFORMED + 1, "status_names");
 
-/* mta_dns_status_name - "OK", "NXDOMAIN", ... for logs. */
-const char *mta_dns_status_name(enum mta_dns_status s)
+/* dns_status_name - "OK", "NXDOMAIN", ... for logs. */
+const char *dns_status_name(enum dns_status s)
 {
 	if ((unsigned)s >= ARRAY_LEN(status_names))
 		return "?";
 	return status_names[s];
 }
 
-/* mta_dns_type_name - "A", "MX", ... for logs ("TYPE" for others). */
-const char *mta_dns_type_name(uint16_t type)
+/* dns_type_name - "A", "MX", ... for logs ("TYPE" for others). */
+const char *dns_type_name(uint16_t type)
 {
 	switch (type) {
-	case MTA_DNS_A:
+	case DNS_A:
 		return "A";
-	case MTA_DNS_CNAME:
+	case DNS_CNAME:
 		return "CNAME";
-	case MTA_DNS_PTR:
+	case DNS_PTR:
 		return "PTR";
-	case MTA_DNS_MX:
+	case DNS_MX:
 		return "MX";
-	case MTA_DNS_TXT:
+	case DNS_TXT:
 		return "TXT";
-	case MTA_DNS_AAAA:
+	case DNS_AAAA:
 		return "AAAA";
 	default:
 		return "TYPE";
 	}
 }
 
-/* mta_dns_answer_fini - free the records of an answer (it stays valid, empty). */
-void mta_dns_answer_fini(struct mta_dns_answer *a)
+/* dns_answer_fini - free the records of an answer (it stays valid, empty). */
+void dns_answer_fini(struct dns_answer *a)
 {
 	if (a == NULL)
 		return;
@@ -169,7 +169,7 @@ static bool name_read(const uint8_t *pkt, size_t len, size_t *off, struct dname 
 		if (c & 0xc0)
 			return false;		/* 0x40/0x80: no extended labels */
 		wire += (size_t)c + 1;
-		if (wire > MTA_DNS_NAME_MAX)
+		if (wire > DNS_NAME_MAX)
 			return false;
 		if (c == 0)
 			break;
@@ -213,12 +213,12 @@ static bool rd_name(const uint8_t *pkt, size_t len, const struct rrhdr *h, size_
 }
 
 /* Normalise a name we were given: lower case, no trailing dot. */
-static bool name_norm(const char *in, char out[MTA_DNS_NAME_MAX + 1])
+static bool name_norm(const char *in, char out[DNS_NAME_MAX + 1])
 {
 	size_t l = strlen(in);
 	if (l > 0 && in[l - 1] == '.')
 		l--;
-	if (l > MTA_DNS_NAME_MAX - 2)
+	if (l > DNS_NAME_MAX - 2)
 		return false;
 	memcpy(out, in, l);
 	out[l] = '\0';
@@ -247,7 +247,7 @@ static bool collect_cnames(const uint8_t *pkt, size_t len, size_t off, uint16_t 
 	for (uint16_t i = 0; i < an; i++) {
 		if (!rr_read(pkt, len, &off, &h))
 			return false;
-		if (!want || h.type != MTA_DNS_CNAME || h.class != DNS_CLASS_IN || h.owner.odd)
+		if (!want || h.type != DNS_CNAME || h.class != DNS_CLASS_IN || h.owner.odd)
 			continue;
 		if (*ntab == DNS_CNAME_TAB)
 			return false;		/* far more than any real chain */
@@ -271,21 +271,21 @@ static bool follow_chain(const struct cname_link *tab, size_t ntab, char *name,
 				next = &tab[i];
 		if (next == NULL)
 			return true;
-		if (*links == MTA_DNS_CNAME_MAX || next->to.odd)
+		if (*links == DNS_CNAME_MAX || next->to.odd)
 			return false;		/* too long, a loop, or unusable */
-		memcpy(name, next->to.s, MTA_DNS_NAME_MAX + 1);
+		memcpy(name, next->to.s, DNS_NAME_MAX + 1);
 		(*links)++;
 	}
 }
 
-static bool rd_txt(const uint8_t *rd, size_t rdlen, struct mta_dns_rr *rr)
+static bool rd_txt(const uint8_t *rd, size_t rdlen, struct dns_rr *rr)
 {
 	size_t i = 0, o = 0;
 	while (i < rdlen) {
 		size_t l = rd[i++];
 		if (l > rdlen - i)
 			return false;
-		size_t take = MIN(l, (size_t)MTA_DNS_TXT_MAX - o);
+		size_t take = MIN(l, (size_t)DNS_TXT_MAX - o);
 		memcpy(rr->u.txt.data + o, rd + i, take);
 		if (take < l)
 			rr->u.txt.truncated = true;
@@ -299,36 +299,36 @@ static bool rd_txt(const uint8_t *rd, size_t rdlen, struct mta_dns_rr *rr)
 
 /* Decode one RR of the type asked into rr. */
 static bool rr_decode(const uint8_t *pkt, size_t len, const struct rrhdr *h,
-		      struct mta_dns_rr *rr)
+		      struct dns_rr *rr)
 {
 	struct dname n;
 	memset(rr, 0, sizeof *rr);
 	rr->type = h->type;
 	rr->ttl = h->ttl;
 	switch (h->type) {
-	case MTA_DNS_A:
+	case DNS_A:
 		if (h->rdlen != 4)
 			return false;
 		memcpy(rr->u.a, pkt + h->rd, 4);
 		return true;
-	case MTA_DNS_AAAA:
+	case DNS_AAAA:
 		if (h->rdlen != 16)
 			return false;
 		memcpy(rr->u.aaaa, pkt + h->rd, 16);
 		return true;
-	case MTA_DNS_MX:
+	case DNS_MX:
 		if (h->rdlen < 3 || !rd_name(pkt, len, h, h->rd + 2, &n) || n.odd)
 			return false;
 		rr->u.mx.pref = get16(pkt + h->rd);
 		memcpy(rr->u.mx.host, n.s, sizeof rr->u.mx.host);
 		return true;
-	case MTA_DNS_CNAME:
-	case MTA_DNS_PTR: /* a name, like CNAME (kept in u.cname) */
+	case DNS_CNAME:
+	case DNS_PTR: /* a name, like CNAME (kept in u.cname) */
 		if (!rd_name(pkt, len, h, h->rd, &n) || n.odd)
 			return false;
 		memcpy(rr->u.cname, n.s, sizeof rr->u.cname);
 		return true;
-	case MTA_DNS_TXT:
+	case DNS_TXT:
 		return rd_txt(pkt + h->rd, h->rdlen, rr);
 	default:
 		return false;
@@ -337,7 +337,7 @@ static bool rr_decode(const uint8_t *pkt, size_t len, const struct rrhdr *h,
 
 /* Pass 2: keep the records of qtype owned by name. */
 static bool collect_rrs(const uint8_t *pkt, size_t len, size_t off, uint16_t an,
-			const char *name, uint16_t qtype, struct mta_dns_answer *out)
+			const char *name, uint16_t qtype, struct dns_answer *out)
 {
 	struct rrhdr h;
 	size_t cap = 0;
@@ -347,10 +347,10 @@ static bool collect_rrs(const uint8_t *pkt, size_t len, size_t off, uint16_t an,
 		if (h.type != qtype || h.class != DNS_CLASS_IN || h.owner.ambiguous ||
 		    strcmp(h.owner.s, name) != 0)
 			continue;
-		if (out->nrr == MTA_DNS_MAX_RR)
+		if (out->nrr == DNS_MAX_RR)
 			continue;		/* checked for framing, not kept */
 		if (out->nrr == cap) {
-			cap = cap ? MIN(cap * 2, (size_t)MTA_DNS_MAX_RR) : 4;
+			cap = cap ? MIN(cap * 2, (size_t)DNS_MAX_RR) : 4;
 			out->rr = xrealloc(out->rr, cap * sizeof *out->rr);
 		}
 		if (!rr_decode(pkt, len, &h, &out->rr[out->nrr]))
@@ -362,23 +362,23 @@ static bool collect_rrs(const uint8_t *pkt, size_t len, size_t off, uint16_t an,
 
 static bool is_known_type(uint16_t t)
 {
-	return t == MTA_DNS_A || t == MTA_DNS_AAAA || t == MTA_DNS_MX || t == MTA_DNS_TXT ||
-	       t == MTA_DNS_CNAME || t == MTA_DNS_PTR;
+	return t == DNS_A || t == DNS_AAAA || t == DNS_MX || t == DNS_TXT ||
+	       t == DNS_CNAME || t == DNS_PTR;
 }
 
 /* The answer section of a NOERROR response. */
 static bool parse_answer(const uint8_t *pkt, size_t len, uint16_t qtype,
-			 struct mta_dns_answer *out)
+			 struct dns_answer *out)
 {
 	size_t off = DNS_HDR_LEN;
 	uint16_t qd = get16(pkt + 4), an = get16(pkt + 6);
 	struct cname_link tab[DNS_CNAME_TAB];
 	size_t ntab;
 	unsigned links;
-	char name[MTA_DNS_NAME_MAX + 1];
+	char name[DNS_NAME_MAX + 1];
 
 	if (!skip_questions(pkt, len, &off, qd) ||
-	    !collect_cnames(pkt, len, off, an, qtype != MTA_DNS_CNAME, tab, &ntab))
+	    !collect_cnames(pkt, len, off, an, qtype != DNS_CNAME, tab, &ntab))
 		return false;
 	if (!name_norm(out->qname, name) || !follow_chain(tab, ntab, name, &links))
 		return false;
@@ -386,38 +386,38 @@ static bool parse_answer(const uint8_t *pkt, size_t len, uint16_t qtype,
 		memcpy(out->cname, name, sizeof out->cname);
 	if (!collect_rrs(pkt, len, off, an, name, qtype, out))
 		return false;
-	out->status = out->nrr > 0 ? MTA_DNS_OK : MTA_DNS_NODATA;
+	out->status = out->nrr > 0 ? DNS_OK : DNS_NODATA;
 	return true;
 }
 
-/* mta_dnsmsg_parse - see mta.h. RC_OK with status OK, NODATA, NXDOMAIN or
+/* dns_msg_parse - see dns.h. RC_OK with status OK, NODATA, NXDOMAIN or
  * TEMPFAIL; RC_INVALID with status MALFORMED (also for a qname that is too long
  * or a qtype this parser does not know). */
-enum rc mta_dnsmsg_parse(const uint8_t *pkt, size_t len, const char *qname, uint16_t qtype,
-			 struct mta_dns_answer *out)
+enum rc dns_msg_parse(const uint8_t *pkt, size_t len, const char *qname, uint16_t qtype,
+			 struct dns_answer *out)
 {
 	memset(out, 0, sizeof *out);
-	out->status = MTA_DNS_MALFORMED;
+	out->status = DNS_MALFORMED;
 	str_lcpy(out->qname, qname, sizeof out->qname);
-	char norm[MTA_DNS_NAME_MAX + 1];
+	char norm[DNS_NAME_MAX + 1];
 	if (!is_known_type(qtype) || !name_norm(qname, norm) || len < DNS_HDR_LEN)
 		return RC_INVALID;
 	uint16_t flags = get16(pkt + 2);
 	if (!(flags & DNS_FLAG_QR))
 		return RC_INVALID;		/* a query, not a response */
 	if (flags & DNS_FLAG_TC) {
-		out->status = MTA_DNS_TEMPFAIL;	/* the resolver should have used TCP */
+		out->status = DNS_TEMPFAIL;	/* the resolver should have used TCP */
 		return RC_OK;
 	}
 	unsigned rcode = flags & 0x000f;
 	if (rcode != 0) {
-		out->status = rcode == DNS_RCODE_NXDOMAIN ? MTA_DNS_NXDOMAIN : MTA_DNS_TEMPFAIL;
+		out->status = rcode == DNS_RCODE_NXDOMAIN ? DNS_NXDOMAIN : DNS_TEMPFAIL;
 		return RC_OK;
 	}
 	if (!parse_answer(pkt, len, qtype, out)) {
-		mta_dns_answer_fini(out);
+		dns_answer_fini(out);
 		out->cname[0] = '\0';
-		out->status = MTA_DNS_MALFORMED;
+		out->status = DNS_MALFORMED;
 		return RC_INVALID;
 	}
 	return RC_OK;

@@ -1,5 +1,5 @@
 /*
- * fuzz_mta_spf.c - the pure half of SPF (RFC 7208): record syntax and macro
+ * fuzz_dns_spf.c - the pure half of SPF (RFC 7208): record syntax and macro
  * expansion. The input is checked as a record twice, as it is and behind
  * "v=spf1 " (so that any bytes become terms), and expanded as a macro string
  * (up to its first NUL) as a domain-spec and as an explanation, with an IPv4
@@ -16,10 +16,10 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "mta/mta.h"
+#include "dns/dns.h"
 #include "fuzz.h"
 
-static void fuzz_ctx(int v6, bool p_known, struct mta_spf_macro_ctx *mc)
+static void fuzz_ctx(int v6, bool p_known, struct dns_spf_macro_ctx *mc)
 {
 	static const uint8_t ip4[4] = {192, 0, 2, 3};
 	static const uint8_t ip6[16] = {0x20, 0x01, 0x0d, 0xb8, 0, 0, 0, 0,
@@ -40,20 +40,20 @@ static void fuzz_ctx(int v6, bool p_known, struct mta_spf_macro_ctx *mc)
  * domain-spec macro string (RC_OK as a domain). */
 static bool check_expand(const char *s, bool p_known)
 {
-	char dom[MTA_SPF_DOMAIN_MAX + 1], exp[300];
+	char dom[DNS_SPF_DOMAIN_MAX + 1], exp[300];
 	bool ok = false;
 	for (int v6 = 0; v6 < 2; v6++) {
-		struct mta_spf_macro_ctx mc;
+		struct dns_spf_macro_ctx mc;
 		fuzz_ctx(v6, p_known, &mc);
 		memset(dom, 'X', sizeof dom);
-		enum rc rd = mta_spf_macro_expand(s, &mc, false, dom, sizeof dom);
+		enum rc rd = dns_spf_macro_expand(s, &mc, false, dom, sizeof dom);
 		FUZZ_ASSERT(rd == RC_OK || rd == RC_INVALID || rd == RC_AGAIN);
 		FUZZ_ASSERT(memchr(dom, '\0', sizeof dom) != NULL);
-		FUZZ_ASSERT(strlen(dom) <= MTA_SPF_DOMAIN_MAX);
+		FUZZ_ASSERT(strlen(dom) <= DNS_SPF_DOMAIN_MAX);
 		FUZZ_ASSERT(rd == RC_OK || dom[0] == '\0');
 		FUZZ_ASSERT(rd != RC_AGAIN || !p_known);
 		memset(exp, 'X', sizeof exp);
-		enum rc re = mta_spf_macro_expand(s, &mc, true, exp, sizeof exp);
+		enum rc re = dns_spf_macro_expand(s, &mc, true, exp, sizeof exp);
 		FUZZ_ASSERT(re == RC_OK || re == RC_INVALID || re == RC_AGAIN || re == RC_LIMIT);
 		FUZZ_ASSERT(memchr(exp, '\0', sizeof exp) != NULL);
 		if (rd == RC_OK)
@@ -66,17 +66,17 @@ static bool check_expand(const char *s, bool p_known)
 }
 
 /* One term of a record that record_check accepted. */
-static void check_term(const char *rec, size_t len, const struct mta_spf_term *t)
+static void check_term(const char *rec, size_t len, const struct dns_spf_term *t)
 {
-	FUZZ_ASSERT(t->kind <= MTA_SPF_T_UNKNOWN);
+	FUZZ_ASSERT(t->kind <= DNS_SPF_T_UNKNOWN);
 	FUZZ_ASSERT(t->text >= rec && t->text + t->textlen <= rec + len && t->textlen > 0);
 	FUZZ_ASSERT(t->cidr4 <= 32 && t->cidr6 <= 128);
-	if (t->kind < MTA_SPF_T_REDIRECT)
+	if (t->kind < DNS_SPF_T_REDIRECT)
 		FUZZ_ASSERT(t->qual && strchr("+-~?", t->qual) != NULL);
 	else
 		FUZZ_ASSERT(t->qual == 0 && t->name != NULL && t->namelen > 0);
-	bool need = t->kind == MTA_SPF_T_INCLUDE || t->kind == MTA_SPF_T_EXISTS ||
-		    t->kind == MTA_SPF_T_REDIRECT || t->kind == MTA_SPF_T_EXP;
+	bool need = t->kind == DNS_SPF_T_INCLUDE || t->kind == DNS_SPF_T_EXISTS ||
+		    t->kind == DNS_SPF_T_REDIRECT || t->kind == DNS_SPF_T_EXP;
 	if (need)
 		FUZZ_ASSERT(t->spec != NULL && t->speclen > 0);
 	if (t->spec == NULL)
@@ -94,17 +94,17 @@ static void check_record(const char *rec, size_t len)
 {
 	char why[128];
 	memset(why, 'X', sizeof why);
-	enum rc rc = mta_spf_record_check(rec, len, why, sizeof why);
+	enum rc rc = dns_spf_record_check(rec, len, why, sizeof why);
 	FUZZ_ASSERT(rc == RC_OK || rc == RC_NOTFOUND || rc == RC_INVALID);
-	FUZZ_ASSERT((rc == RC_NOTFOUND) == !mta_spf_is_record(rec, len));
+	FUZZ_ASSERT((rc == RC_NOTFOUND) == !dns_spf_is_record(rec, len));
 	if (rc != RC_OK) {
 		FUZZ_ASSERT(memchr(why, '\0', sizeof why) != NULL);
 		return;
 	}
-	struct mta_spf_term t;
+	struct dns_spf_term t;
 	size_t pos = 0, last = 0;
 	unsigned n = 0;
-	while ((rc = mta_spf_term_next(rec, len, &pos, &t, NULL, 0)) == RC_OK) {
+	while ((rc = dns_spf_term_next(rec, len, &pos, &t, NULL, 0)) == RC_OK) {
 		FUZZ_ASSERT(pos > last && pos <= len);
 		last = pos;
 		check_term(rec, len, &t);

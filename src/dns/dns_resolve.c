@@ -1,7 +1,7 @@
 /*
- * mta_dns.c - asynchronous DNS on the delivery loop: libunbound's event API
- * (ub_ctx_create_event) on the caller's libevent base, answers parsed by
- * mta_dnsmsg_parse.
+ * dns_resolve.c - asynchronous DNS on the caller's loop (the delivery thread,
+ * the CLI): libunbound's event API (ub_ctx_create_event) on the caller's
+ * libevent base, answers parsed by dns_msg_parse.
  *
  * Configuration: with a resolver ("IP" or "IP@port") every query is forwarded
  * there (ub_ctx_set_fwd), loopback allowed; without one, the forwarders of
@@ -22,14 +22,15 @@
  * the query is cancelled in unbound (ub_cancel only marks it for event
  * contexts; unbound drops it silently when its answer comes).
  *
- * Ownership: a dnsq belongs to its mta_dns (d->queries) until its callback
+ * Ownership: a dnsq belongs to its struct dns (d->queries) until its callback
  * runs; it is unlinked before the callback, which may therefore free d.
- * mta_dns_free cancels and frees the outstanding queries without calling them
+ * dns_free cancels and frees the outstanding queries without calling them
  * back, then drops the attached jobs (route lookups waiting on them).
  * Threads: everything runs on d's loop.
  */
-#include "mta/mta.h"
+#include "dns/dns.h"
 
+#include <stdlib.h>
 #include <string.h>
 #include <unbound-event.h>
 #include <unbound.h>
@@ -41,9 +42,9 @@
 
 struct dnsq {
 	struct dnsq *prev, *next;	/* d->queries */
-	struct mta_dns *d;
+	struct dns *d;
 	struct event *ev;		/* timeout, then deferred completion */
-	mta_dns_cb cb;
+	dns_cb cb;
 	void *ctx;
 	uint64_t cookie;
 	uint16_t type;
@@ -51,18 +52,18 @@ struct dnsq {
 	bool in_unbound;		/* unbound still holds it (and would call back) */
 	bool answered;			/* ans is final */
 	int64_t started;		/* time_mono_ms() */
-	struct mta_dns_answer ans;
+	struct dns_answer ans;
 };
 
-struct mta_dns {
+struct dns {
 	struct event_base *base;	/* borrowed */
 	struct ub_ctx *ub;		/* owned */
 	unsigned timeout_ms;
 	struct dnsq *queries;		/* outstanding, owned */
-	struct mta_dns_job *jobs;	/* attached, owned by their code */
+	struct dns_job *jobs;	/* attached, owned by their code */
 };
 
-static void dnsq_unlink(struct mta_dns *d, struct dnsq *q)
+static void dnsq_unlink(struct dns *d, struct dnsq *q)
 {
 	if (q->prev)
 		q->prev->next = q->next;
@@ -77,23 +78,23 @@ static void dnsq_free(struct dnsq *q)
 {
 	if (q->ev)
 		event_free(q->ev);
-	mta_dns_answer_fini(&q->ans);
+	dns_answer_fini(&q->ans);
 	free(q);
 }
 
 /* Set q's answer from what unbound handed us (rcode != 0: no packet to read). */
 static void dnsq_set_answer(struct dnsq *q, int rcode, const void *pkt, int len, int sec)
 {
-	char qname[MTA_DNS_NAME_MAX + 1];
+	char qname[DNS_NAME_MAX + 1];
 	memcpy(qname, q->ans.qname, sizeof qname);
 	if (rcode == 0 && pkt != NULL && len > 0) {
-		(void)mta_dnsmsg_parse(pkt, (size_t)len, qname, q->type, &q->ans);
+		(void)dns_msg_parse(pkt, (size_t)len, qname, q->type, &q->ans);
 	} else {
-		q->ans.status = rcode == 3 ? MTA_DNS_NXDOMAIN : MTA_DNS_TEMPFAIL;
+		q->ans.status = rcode == 3 ? DNS_NXDOMAIN : DNS_TEMPFAIL;
 	}
 	if (sec == DNS_UB_BOGUS) {
-		mta_dns_answer_fini(&q->ans);
-		q->ans.status = MTA_DNS_TEMPFAIL;
+		dns_answer_fini(&q->ans);
+		q->ans.status = DNS_TEMPFAIL;
 	}
 	q->ans.secure = sec == DNS_UB_SECURE;
 	q->answered = true;
@@ -108,7 +109,7 @@ static void dns_on_unbound(void *arg, int rcode, void *pkt, int len, int sec, ch
 	dnsq_set_answer(q, rcode, pkt, len, sec);
 	if (sec == DNS_UB_BOGUS)
 		log_warn("event=dns_bogus name=%s type=%s why=\"%s\"", q->ans.qname,
-			 mta_dns_type_name(q->type), why_bogus ? why_bogus : "?");
+			 dns_type_name(q->type), why_bogus ? why_bogus : "?");
 	event_del(q->ev);
 	event_active(q->ev, EV_TIMEOUT, 1);
 }
@@ -117,18 +118,18 @@ static void dns_on_unbound(void *arg, int rcode, void *pkt, int len, int sec, ch
 static void dns_on_event(evutil_socket_t fd, short what, void *arg)
 {
 	struct dnsq *q = arg;
-	struct mta_dns *d = q->d;
+	struct dns *d = q->d;
 	long long ms = (long long)(time_mono_ms() - q->started);
 	if (!q->answered) {
 		if (q->in_unbound)
 			(void)ub_cancel(d->ub, q->async_id);
 		q->in_unbound = false;
-		q->ans.status = MTA_DNS_TEMPFAIL;
+		q->ans.status = DNS_TEMPFAIL;
 		log_info("event=dns_timeout name=%s type=%s ms=%lld", q->ans.qname,
-			 mta_dns_type_name(q->type), ms);
+			 dns_type_name(q->type), ms);
 	}
 	log_debug("event=dns_answer name=%s type=%s status=%s nrr=%zu cname=%s ms=%lld",
-		  q->ans.qname, mta_dns_type_name(q->type), mta_dns_status_name(q->ans.status),
+		  q->ans.qname, dns_type_name(q->type), dns_status_name(q->ans.status),
 		  q->ans.nrr, q->ans.cname[0] ? q->ans.cname : "-", ms);
 	dnsq_unlink(d, q);
 	q->cb(q->ctx, q->cookie, &q->ans);	/* d may be freed after this call */
@@ -169,9 +170,9 @@ static enum rc dns_configure(struct ub_ctx *ub, const char *resolver)
 	return RC_OK;
 }
 
-/* mta_dns_new - a resolver on base (see mta.h). */
-enum rc mta_dns_new(struct event_base *base, const char *resolver, unsigned timeout_ms,
-		    struct mta_dns **out)
+/* dns_new - a resolver on base (see dns.h). */
+enum rc dns_new(struct event_base *base, const char *resolver, unsigned timeout_ms,
+		    struct dns **out)
 {
 	*out = NULL;
 	struct ub_ctx *ub = ub_ctx_create_event(base);
@@ -184,7 +185,7 @@ enum rc mta_dns_new(struct event_base *base, const char *resolver, unsigned time
 		ub_ctx_delete(ub);
 		return rc;
 	}
-	struct mta_dns *d = xcalloc(1, sizeof *d);
+	struct dns *d = xcalloc(1, sizeof *d);
 	d->base = base;
 	d->ub = ub;
 	d->timeout_ms = timeout_ms ? timeout_ms : DNS_TIMEOUT_DEFAULT_MS;
@@ -192,8 +193,8 @@ enum rc mta_dns_new(struct event_base *base, const char *resolver, unsigned time
 	return RC_OK;
 }
 
-/* mta_dns_free - cancel everything outstanding, without callbacks (see mta.h). */
-void mta_dns_free(struct mta_dns *d)
+/* dns_free - cancel everything outstanding, without callbacks (see dns.h). */
+void dns_free(struct dns *d)
 {
 	if (d == NULL)
 		return;
@@ -205,8 +206,8 @@ void mta_dns_free(struct mta_dns *d)
 		dnsq_free(q);
 	}
 	while (d->jobs != NULL) {
-		struct mta_dns_job *j = d->jobs;
-		mta_dns_job_detach(d, j);
+		struct dns_job *j = d->jobs;
+		dns_job_detach(d, j);
 		j->drop(j);
 	}
 	ub_ctx_delete(d->ub);
@@ -221,8 +222,8 @@ static void dnsq_finish_later(struct dnsq *q)
 	event_active(q->ev, EV_TIMEOUT, 1);
 }
 
-/* mta_dns_query - start a lookup; cb runs later on the loop (see mta.h). */
-void mta_dns_query(struct mta_dns *d, const char *name, uint16_t type, mta_dns_cb cb,
+/* dns_query - start a lookup; cb runs later on the loop (see dns.h). */
+void dns_query(struct dns *d, const char *name, uint16_t type, dns_cb cb,
 		   void *ctx, uint64_t cookie)
 {
 	struct dnsq *q = xcalloc(1, sizeof *q);
@@ -235,7 +236,7 @@ void mta_dns_query(struct mta_dns *d, const char *name, uint16_t type, mta_dns_c
 	str_lcpy(q->ans.qname, name, sizeof q->ans.qname);
 	q->ev = event_new(d->base, -1, 0, dns_on_event, q);
 	if (q->ev == NULL)
-		fatal("event=event_new_failed where=mta_dns_query");
+		fatal("event=event_new_failed where=dns_query");
 	q->next = d->queries;
 	if (d->queries)
 		d->queries->prev = q;
@@ -245,8 +246,8 @@ void mta_dns_query(struct mta_dns *d, const char *name, uint16_t type, mta_dns_c
 	size_t nl = strlen(name);
 	if (nl > 0 && name[nl - 1] == '.')
 		nl--;
-	if (nl > MTA_DNS_NAME_MAX - 2) {	/* 253 characters make 255 octets */
-		q->ans.status = MTA_DNS_MALFORMED;
+	if (nl > DNS_NAME_MAX - 2) {	/* 253 characters make 255 octets */
+		q->ans.status = DNS_MALFORMED;
 		dnsq_finish_later(q);
 		return;
 	}
@@ -255,15 +256,15 @@ void mta_dns_query(struct mta_dns *d, const char *name, uint16_t type, mta_dns_c
 				   &q->async_id);
 	if (err != 0 && q->in_unbound) {
 		log_warn("event=dns_query_failed name=%s type=%s err=\"%s\"", name,
-			 mta_dns_type_name(type), ub_strerror(err));
+			 dns_type_name(type), ub_strerror(err));
 		q->in_unbound = false;
-		q->ans.status = MTA_DNS_TEMPFAIL;
+		q->ans.status = DNS_TEMPFAIL;
 		dnsq_finish_later(q);
 	}
 }
 
-/* mta_dns_job_attach - link j into d's attached jobs. */
-void mta_dns_job_attach(struct mta_dns *d, struct mta_dns_job *j)
+/* dns_job_attach - link j into d's attached jobs. */
+void dns_job_attach(struct dns *d, struct dns_job *j)
 {
 	j->prev = NULL;
 	j->next = d->jobs;
@@ -272,8 +273,8 @@ void mta_dns_job_attach(struct mta_dns *d, struct mta_dns_job *j)
 	d->jobs = j;
 }
 
-/* mta_dns_job_detach - unlink j from d's attached jobs. */
-void mta_dns_job_detach(struct mta_dns *d, struct mta_dns_job *j)
+/* dns_job_detach - unlink j from d's attached jobs. */
+void dns_job_detach(struct dns *d, struct dns_job *j)
 {
 	if (j->prev)
 		j->prev->next = j->next;
@@ -284,8 +285,8 @@ void mta_dns_job_detach(struct mta_dns *d, struct mta_dns_job *j)
 	j->prev = j->next = NULL;
 }
 
-/* mta_dns_base - the event base d runs on. */
-struct event_base *mta_dns_base(const struct mta_dns *d)
+/* dns_base - the event base d runs on. */
+struct event_base *dns_base(const struct dns *d)
 {
 	return d->base;
 }

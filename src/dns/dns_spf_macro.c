@@ -1,7 +1,7 @@
 /*
- * mta_spf_macro.c - the pure half of SPF (RFC 7208): record and term syntax
+ * dns_spf_macro.c - the pure half of SPF (RFC 7208): record and term syntax
  * (4.5, 4.6.1, 5, 6, 7.1) and macro expansion (7). No I/O, no global state,
- * callable from any thread; fuzzed (tests/fuzz/fuzz_mta_spf.c).
+ * callable from any thread; fuzzed (tests/fuzz/fuzz_dns_spf.c).
  *
  * Syntax, to the ABNF of 4.6.1, 5, 6 and 7.1 (names case-insensitive, RFC 5234):
  * - A record is "v=spf1" then terms separated by one or more SP; trailing SP
@@ -28,7 +28,7 @@
  * keeps only the tail it may need (the left is cut anyway), so a hostile
  * record cannot make it grow without bound.
  */
-#include "mta/mta.h"
+#include "dns/dns.h"
 
 #include <arpa/inet.h>
 #include <ctype.h>
@@ -65,17 +65,17 @@ struct sink {
 };
 
 static const char *const kind_names[] = {
-	[MTA_SPF_T_ALL] = "all",	   [MTA_SPF_T_INCLUDE] = "include",
-	[MTA_SPF_T_A] = "a",		   [MTA_SPF_T_MX] = "mx",
-	[MTA_SPF_T_PTR] = "ptr",	   [MTA_SPF_T_IP4] = "ip4",
-	[MTA_SPF_T_IP6] = "ip6",	   [MTA_SPF_T_EXISTS] = "exists",
-	[MTA_SPF_T_REDIRECT] = "redirect", [MTA_SPF_T_EXP] = "exp",
-	[MTA_SPF_T_UNKNOWN] = "unknown",
+	[DNS_SPF_T_ALL] = "all",	   [DNS_SPF_T_INCLUDE] = "include",
+	[DNS_SPF_T_A] = "a",		   [DNS_SPF_T_MX] = "mx",
+	[DNS_SPF_T_PTR] = "ptr",	   [DNS_SPF_T_IP4] = "ip4",
+	[DNS_SPF_T_IP6] = "ip6",	   [DNS_SPF_T_EXISTS] = "exists",
+	[DNS_SPF_T_REDIRECT] = "redirect", [DNS_SPF_T_EXP] = "exp",
+	[DNS_SPF_T_UNKNOWN] = "unknown",
 };
-_Static_assert(ARRAY_LEN(kind_names) == MTA_SPF_T_UNKNOWN + 1, "kind_names");
+_Static_assert(ARRAY_LEN(kind_names) == DNS_SPF_T_UNKNOWN + 1, "kind_names");
 
-/* mta_spf_term_kind_name - the mechanism or modifier name, for logs. */
-const char *mta_spf_term_kind_name(enum mta_spf_term_kind k)
+/* dns_spf_term_kind_name - the mechanism or modifier name, for logs. */
+const char *dns_spf_term_kind_name(enum dns_spf_term_kind k)
 {
 	if ((unsigned)k >= ARRAY_LEN(kind_names))
 		return "?";
@@ -207,7 +207,7 @@ static void sink_part(struct sink *k, const char *p, size_t n, bool url)
 }
 
 /* The IP as %{i} writes it: dotted quad, or 32 dot-separated nibbles (7.3). */
-static char *mac_ip_dotted(const struct mta_spf_macro_ctx *mc)
+static char *mac_ip_dotted(const struct dns_spf_macro_ctx *mc)
 {
 	const uint8_t *a = mc->ip;
 	if (mc->family != AF_INET6)
@@ -224,7 +224,7 @@ static char *mac_ip_dotted(const struct mta_spf_macro_ctx *mc)
 	return s;
 }
 
-static char *mac_ip_readable(const struct mta_spf_macro_ctx *mc)
+static char *mac_ip_readable(const struct dns_spf_macro_ctx *mc)
 {
 	char buf[INET6_ADDRSTRLEN];
 	int af = mc->family == AF_INET6 ? AF_INET6 : AF_INET;
@@ -239,7 +239,7 @@ static const char *nz(const char *s)
 }
 
 /* The value of a macro letter, on the heap; NULL: %{p} not known yet. */
-static char *mac_value(char letter, const struct mta_spf_macro_ctx *mc)
+static char *mac_value(char letter, const struct dns_spf_macro_ctx *mc)
 {
 	switch (letter) {
 	case 's':
@@ -301,7 +301,7 @@ static void mac_transform(struct sink *k, const char *v, const struct mac_tok *t
 
 /* Expand one token into k; RC_AGAIN when it is %{p} and p is not known. */
 static enum rc mac_put(struct sink *k, const struct mac_tok *t, const char *src,
-		       const struct mta_spf_macro_ctx *mc)
+		       const struct dns_spf_macro_ctx *mc)
 {
 	switch (t->type) {
 	case MT_LIT:
@@ -328,13 +328,13 @@ static enum rc mac_put(struct sink *k, const struct mac_tok *t, const char *src,
 }
 
 /* 7.3: drop one trailing dot, then whole labels from the left until at most
- * MTA_SPF_DOMAIN_MAX characters are left; returns where the name starts. */
+ * DNS_SPF_DOMAIN_MAX characters are left; returns where the name starts. */
 static size_t dom_cut(const char *s, size_t *len)
 {
 	size_t n = *len, at = 0;
 	if (n > 0 && s[n - 1] == '.')
 		n--;
-	while (n - at > MTA_SPF_DOMAIN_MAX) {
+	while (n - at > DNS_SPF_DOMAIN_MAX) {
 		const char *dot = memchr(s + at, '.', n - at);
 		if (dot == NULL) {
 			at = n;
@@ -346,15 +346,15 @@ static size_t dom_cut(const char *s, size_t *len)
 	return at;
 }
 
-/* mta_spf_macro_expand - expand a domain-spec or explanation (see mta.h). */
-enum rc mta_spf_macro_expand(const char *spec, const struct mta_spf_macro_ctx *mc, bool exp,
+/* dns_spf_macro_expand - expand a domain-spec or explanation (see dns.h). */
+enum rc dns_spf_macro_expand(const char *spec, const struct dns_spf_macro_ctx *mc, bool exp,
 			     char *out, size_t outsz)
 {
 	char tail[MAC_TAIL];
 	if (outsz == 0)
 		return RC_LIMIT;
 	out[0] = '\0';
-	if (!exp && outsz <= MTA_SPF_DOMAIN_MAX)
+	if (!exp && outsz <= DNS_SPF_DOMAIN_MAX)
 		return RC_LIMIT;
 	struct sink k = {exp ? out : tail, exp ? outsz : sizeof tail, 0, !exp, false};
 	size_t n = strlen(spec);
@@ -460,7 +460,7 @@ static size_t digits_at_end(const char *s, size_t n)
 
 /* dual-cidr-length = [ "/" ip4-cidr ] [ "//" ip6-cidr ] at the end of s[0..n):
  * *rest is what precedes it. False when a length is there but bad. */
-static bool dual_cidr(const char *s, size_t n, size_t *rest, struct mta_spf_term *t)
+static bool dual_cidr(const char *s, size_t n, size_t *rest, struct dns_spf_term *t)
 {
 	size_t d = digits_at_end(s, n);
 	if (d > 0 && n - d >= 2 && s[n - d - 1] == '/' && s[n - d - 2] == '/') {
@@ -507,10 +507,10 @@ static bool ip6_ok(const char *s, size_t n, uint8_t out[16])
 }
 
 /* ip4 / ip6 ":" network [ "/" cidr ]; arg is what follows the name. */
-static enum rc parse_ip(const char *arg, size_t n, struct mta_spf_term *t, char *why,
+static enum rc parse_ip(const char *arg, size_t n, struct dns_spf_term *t, char *why,
 			size_t whysz)
 {
-	bool v4 = t->kind == MTA_SPF_T_IP4;
+	bool v4 = t->kind == DNS_SPF_T_IP4;
 	if (n == 0 || arg[0] != ':')
 		return bad(why, whysz, "%s needs an address", v4 ? "ip4" : "ip6");
 	arg++;
@@ -527,7 +527,7 @@ static enum rc parse_ip(const char *arg, size_t n, struct mta_spf_term *t, char 
 
 /* The argument of a mechanism that takes a domain-spec (and maybe a CIDR). */
 static enum rc parse_target(const char *arg, size_t n, bool need, bool cidr,
-			    struct mta_spf_term *t, char *why, size_t whysz)
+			    struct dns_spf_term *t, char *why, size_t whysz)
 {
 	size_t rest = n;
 	if (cidr && !dual_cidr(arg, n, &rest, t))
@@ -545,15 +545,15 @@ static enum rc parse_target(const char *arg, size_t n, bool need, bool cidr,
 
 static const struct {
 	const char *name;
-	enum mta_spf_term_kind kind;
+	enum dns_spf_term_kind kind;
 } mechanisms[] = {
-	{"all", MTA_SPF_T_ALL},	 {"include", MTA_SPF_T_INCLUDE}, {"a", MTA_SPF_T_A},
-	{"mx", MTA_SPF_T_MX},	 {"ptr", MTA_SPF_T_PTR},	 {"ip4", MTA_SPF_T_IP4},
-	{"ip6", MTA_SPF_T_IP6}, {"exists", MTA_SPF_T_EXISTS},
+	{"all", DNS_SPF_T_ALL},	 {"include", DNS_SPF_T_INCLUDE}, {"a", DNS_SPF_T_A},
+	{"mx", DNS_SPF_T_MX},	 {"ptr", DNS_SPF_T_PTR},	 {"ip4", DNS_SPF_T_IP4},
+	{"ip6", DNS_SPF_T_IP6}, {"exists", DNS_SPF_T_EXISTS},
 };
 
 /* directive = [ qualifier ] mechanism (4.6.2, 5.1-5.7). */
-static enum rc parse_mechanism(const char *s, size_t n, struct mta_spf_term *t, char *why,
+static enum rc parse_mechanism(const char *s, size_t n, struct dns_spf_term *t, char *why,
 			       size_t whysz)
 {
 	size_t i = 0;
@@ -576,15 +576,15 @@ static enum rc parse_mechanism(const char *s, size_t n, struct mta_spf_term *t, 
 	const char *arg = s + e;
 	size_t an = n - e;
 	switch (t->kind) {
-	case MTA_SPF_T_ALL:
+	case DNS_SPF_T_ALL:
 		return an == 0 ? RC_OK : bad(why, whysz, "'all' takes no argument");
-	case MTA_SPF_T_INCLUDE:
-	case MTA_SPF_T_EXISTS:
+	case DNS_SPF_T_INCLUDE:
+	case DNS_SPF_T_EXISTS:
 		return parse_target(arg, an, true, false, t, why, whysz);
-	case MTA_SPF_T_PTR:
+	case DNS_SPF_T_PTR:
 		return parse_target(arg, an, false, false, t, why, whysz);
-	case MTA_SPF_T_A:
-	case MTA_SPF_T_MX:
+	case DNS_SPF_T_A:
+	case DNS_SPF_T_MX:
 		return parse_target(arg, an, false, true, t, why, whysz);
 	default:
 		return parse_ip(arg, an, t, why, whysz);
@@ -603,7 +603,7 @@ static bool modifier_name_ok(const char *s, size_t n)
 }
 
 /* modifier = redirect / explanation / unknown-modifier (6, 4.6.1). */
-static enum rc parse_modifier(const char *s, size_t n, size_t eq, struct mta_spf_term *t,
+static enum rc parse_modifier(const char *s, size_t n, size_t eq, struct dns_spf_term *t,
 			      char *why, size_t whysz)
 {
 	t->name = s;
@@ -611,12 +611,12 @@ static enum rc parse_modifier(const char *s, size_t n, size_t eq, struct mta_spf
 	t->spec = s + eq + 1;
 	t->speclen = n - eq - 1;
 	if (eq == 8 && strncasecmp(s, "redirect", 8) == 0)
-		t->kind = MTA_SPF_T_REDIRECT;
+		t->kind = DNS_SPF_T_REDIRECT;
 	else if (eq == 3 && strncasecmp(s, "exp", 3) == 0)
-		t->kind = MTA_SPF_T_EXP;
+		t->kind = DNS_SPF_T_EXP;
 	else
-		t->kind = MTA_SPF_T_UNKNOWN;
-	if (t->kind == MTA_SPF_T_UNKNOWN) {
+		t->kind = DNS_SPF_T_UNKNOWN;
+	if (t->kind == DNS_SPF_T_UNKNOWN) {
 		if (!mac_string_ok(t->spec, t->speclen, false))
 			return bad(why, whysz, "bad macro in '%.*s'", (int)n, s);
 		return RC_OK;
@@ -627,7 +627,7 @@ static enum rc parse_modifier(const char *s, size_t n, size_t eq, struct mta_spf
 }
 
 /* One term s[0..n), n > 0, of printable characters. */
-static enum rc term_parse(const char *s, size_t n, struct mta_spf_term *t, char *why,
+static enum rc term_parse(const char *s, size_t n, struct dns_spf_term *t, char *why,
 			  size_t whysz)
 {
 	memset(t, 0, sizeof *t);
@@ -643,19 +643,19 @@ static enum rc term_parse(const char *s, size_t n, struct mta_spf_term *t, char 
 	return parse_mechanism(s, n, t, why, whysz);
 }
 
-/* mta_spf_is_record - "v=spf1" then SP or the end (4.5). */
-bool mta_spf_is_record(const char *txt, size_t len)
+/* dns_spf_is_record - "v=spf1" then SP or the end (4.5). */
+bool dns_spf_is_record(const char *txt, size_t len)
 {
 	return len >= 6 && strncasecmp(txt, "v=spf1", 6) == 0 && (len == 6 || txt[6] == ' ');
 }
 
-/* mta_spf_term_next - the next term of rec after *pos (see mta.h). */
-enum rc mta_spf_term_next(const char *rec, size_t len, size_t *pos, struct mta_spf_term *t,
+/* dns_spf_term_next - the next term of rec after *pos (see dns.h). */
+enum rc dns_spf_term_next(const char *rec, size_t len, size_t *pos, struct dns_spf_term *t,
 			  char *why, size_t whysz)
 {
 	size_t i = *pos;
 	if (i == 0) {
-		if (!mta_spf_is_record(rec, len))
+		if (!dns_spf_is_record(rec, len))
 			return bad(why, whysz, "not an SPF record");
 		i = 6;
 	}
@@ -676,20 +676,20 @@ enum rc mta_spf_term_next(const char *rec, size_t len, size_t *pos, struct mta_s
 	return term_parse(rec + st, i - st, t, why, whysz);
 }
 
-/* mta_spf_record_check - validate every term before evaluating any (4.6). */
-enum rc mta_spf_record_check(const char *rec, size_t len, char *why, size_t whysz)
+/* dns_spf_record_check - validate every term before evaluating any (4.6). */
+enum rc dns_spf_record_check(const char *rec, size_t len, char *why, size_t whysz)
 {
-	if (!mta_spf_is_record(rec, len)) {
+	if (!dns_spf_is_record(rec, len)) {
 		bad(why, whysz, "not an SPF record");
 		return RC_NOTFOUND;
 	}
 	unsigned nredirect = 0, nexp = 0;
-	struct mta_spf_term t;
+	struct dns_spf_term t;
 	size_t pos = 0;
 	enum rc rc;
-	while ((rc = mta_spf_term_next(rec, len, &pos, &t, why, whysz)) == RC_OK) {
-		nredirect += t.kind == MTA_SPF_T_REDIRECT;
-		nexp += t.kind == MTA_SPF_T_EXP;
+	while ((rc = dns_spf_term_next(rec, len, &pos, &t, why, whysz)) == RC_OK) {
+		nredirect += t.kind == DNS_SPF_T_REDIRECT;
+		nexp += t.kind == DNS_SPF_T_EXP;
 	}
 	if (rc != RC_NOTFOUND)
 		return rc;

@@ -1,5 +1,5 @@
 /*
- * test_mta_spf.c - SPF (RFC 7208): macro expansion, record syntax, and
+ * test_dns_spf.c - SPF (RFC 7208): macro expansion, record syntax, and
  * check_host() end to end.
  *
  * Pure parts, table-driven: every example of RFC 7208 7.4 (sender
@@ -8,9 +8,9 @@
  * letters, syntax errors, the 253-character cut of 7.3); records that are
  * and are not valid, most of them from the openspf test suite.
  *
- * End to end: mta_spf_check through libunbound (mta_dns_new) forwarding to the
+ * End to end: dns_spf_check through libunbound (dns_new) forwarding to the
  * fake DNS server of fake_dns.h, which this process runs on 127.0.0.1 (UDP,
- * ephemeral port, the same libevent loop), as test_mta_dns.c does. Each case has its own zone
+ * ephemeral port, the same libevent loop), as test_dns.c does. Each case has its own zone
  * table (and a fresh resolver, so no cache crosses cases); the fake answers
  * the records of the name and type asked, else the name's CNAME, else NODATA
  * or NXDOMAIN; some names answer an rcode or never answer. A TXT record's
@@ -21,7 +21,7 @@
  * 2001:db8::/32, 10/8, ...: NXDOMAIN without asking the fake), so the cases
  * that need PTR records use 198.18.0.0/15 instead of the RFC's 192.0.2.0/24
  * (the appendix A.1 ptr example and A.4 are renumbered that way). They also
- * need mta_dnsmsg_parse to decode PTR RDATA (into rr.u.cname); when it does
+ * need dns_msg_parse to decode PTR RDATA (into rr.u.cname); when it does
  * not, those cases are skipped (reported), and only the fallback - a failed
  * PTR lookup is no match and %{p} "unknown" - is checked.
  * TEST_DNS_DEBUG=1 prints every question the fake gets and every outcome.
@@ -41,7 +41,7 @@
 
 #include <event2/event.h>
 
-#include "mta/mta.h"
+#include "dns/dns.h"
 #include "fake_dns.h"
 
 #define CHECK(label, cond)                                                                         \
@@ -60,7 +60,7 @@ static const char *const mc_local[] = {
 
 /* The contexts: 0 the RFC's IPv4, 1 its IPv6, 2 a local-part to URL-encode,
  * 3 %{p} not known yet, 4 a local-part for several delimiters. */
-static void macro_ctx(int which, struct mta_spf_macro_ctx *mc)
+static void macro_ctx(int which, struct dns_spf_macro_ctx *mc)
 {
 	memset(mc, 0, sizeof *mc);
 	mc->local = mc_local[which];
@@ -180,11 +180,11 @@ static void test_macro_table(void **state)
 {
 	for (size_t i = 0; i < ARRAY_LEN(macro_cases); i++) {
 		const struct macro_case *c = &macro_cases[i];
-		struct mta_spf_macro_ctx mc;
+		struct dns_spf_macro_ctx mc;
 		char out[1024];
 		macro_ctx(c->ctx, &mc);
 		memset(out, 'X', sizeof out);
-		enum rc rc = mta_spf_macro_expand(c->spec, &mc, c->exp, out, sizeof out);
+		enum rc rc = dns_spf_macro_expand(c->spec, &mc, c->exp, out, sizeof out);
 		if (rc != c->rc || strcmp(out, c->want) != 0)
 			fail_msg("case '%s': %s '%s', want %s '%s'", c->label, rc_name(rc), out,
 				 rc_name(c->rc), c->want);
@@ -194,25 +194,25 @@ static void test_macro_table(void **state)
 /* 7.3: a name over 253 characters loses whole labels from the left. */
 static void test_macro_truncation(void **state)
 {
-	struct mta_spf_macro_ctx mc;
+	struct dns_spf_macro_ctx mc;
 	char label[63], name[300], spec[600], out[300];
 	macro_ctx(0, &mc);
 	memset(label, 'a', 62);
 	label[62] = '\0';
 	snprintf(name, sizeof name, "%s.%s.%s.%s", label, label, label, label);	/* 251 */
 	snprintf(spec, sizeof spec, "x.%s", name);
-	assert_int_equal(mta_spf_macro_expand(spec, &mc, false, out, sizeof out), RC_OK);
+	assert_int_equal(dns_spf_macro_expand(spec, &mc, false, out, sizeof out), RC_OK);
 	assert_string_equal(out, spec);		/* 253: fits */
 	snprintf(spec, sizeof spec, "xx.%s", name);
-	assert_int_equal(mta_spf_macro_expand(spec, &mc, false, out, sizeof out), RC_OK);
+	assert_int_equal(dns_spf_macro_expand(spec, &mc, false, out, sizeof out), RC_OK);
 	assert_string_equal(out, name);		/* 254: "xx." goes */
 	snprintf(spec, sizeof spec, "xx.%s.", name);
-	assert_int_equal(mta_spf_macro_expand(spec, &mc, false, out, sizeof out), RC_OK);
+	assert_int_equal(dns_spf_macro_expand(spec, &mc, false, out, sizeof out), RC_OK);
 	assert_string_equal(out, name);		/* the trailing dot is not counted */
 
 	/* the openspf "domain-name-truncation" case: "foobar." is cut */
 	mc.sender_domain = "somewhat.long.exp.example.com";
-	assert_int_equal(mta_spf_macro_expand("foobar.%{o}.%{o}.%{o}.%{o}.%{o}.%{o}.%{o}.%{o}"
+	assert_int_equal(dns_spf_macro_expand("foobar.%{o}.%{o}.%{o}.%{o}.%{o}.%{o}.%{o}.%{o}"
 					      ".example.com", &mc, false, out, sizeof out),
 			 RC_OK);
 	assert_int_equal(strlen(out), 251);
@@ -224,7 +224,7 @@ static void test_macro_truncation(void **state)
 	for (int i = 0; i < 1000; i++)
 		o += (size_t)snprintf(big + o, 8, "%%{s}");
 	snprintf(big + o, 40, ".end.example.com");
-	assert_int_equal(mta_spf_macro_expand(big, &mc, false, out, sizeof out), RC_OK);
+	assert_int_equal(dns_spf_macro_expand(big, &mc, false, out, sizeof out), RC_OK);
 	assert_true(strlen(out) <= 253 && strlen(out) > 200);
 	assert_true(strstr(out, ".end.example.com") != NULL);
 	assert_true(strncmp(out, "com", 3) == 0 || strncmp(out, "example", 7) == 0 ||
@@ -236,16 +236,16 @@ static void test_macro_truncation(void **state)
 	char huge[400];
 	memset(huge, 'z', 300);
 	huge[300] = '\0';
-	assert_int_equal(mta_spf_macro_expand(huge, &mc, false, out, sizeof out), RC_OK);
+	assert_int_equal(dns_spf_macro_expand(huge, &mc, false, out, sizeof out), RC_OK);
 	assert_string_equal(out, "");
 
 	/* buffers: a domain needs 254; an explanation is cut (RC_LIMIT) */
 	char small[16];
-	assert_int_equal(mta_spf_macro_expand("%{d}", &mc, false, small, sizeof small), RC_LIMIT);
-	assert_int_equal(mta_spf_macro_expand("%{d} is the domain", &mc, true, small, sizeof small),
+	assert_int_equal(dns_spf_macro_expand("%{d}", &mc, false, small, sizeof small), RC_LIMIT);
+	assert_int_equal(dns_spf_macro_expand("%{d} is the domain", &mc, true, small, sizeof small),
 			 RC_LIMIT);
 	assert_string_equal(small, "email.example.c");
-	assert_int_equal(mta_spf_macro_expand("%{d}", &mc, true, small, 0), RC_LIMIT);
+	assert_int_equal(dns_spf_macro_expand("%{d}", &mc, true, small, 0), RC_LIMIT);
 }
 
 /* ==== record syntax ======================================================= */
@@ -377,13 +377,13 @@ static void test_record_syntax(void **state)
 		const struct rec_case *c = &rec_cases[i];
 		char why[256] = "";
 		size_t len = c->len ? c->len : strlen(c->rec);
-		enum rc rc = mta_spf_record_check(c->rec, len, why, sizeof why);
+		enum rc rc = dns_spf_record_check(c->rec, len, why, sizeof why);
 		if (rc != c->rc)
 			fail_msg("case '%s': %s (%s), want %s", c->label, rc_name(rc), why,
 				 rc_name(c->rc));
 		if (c->why && strstr(why, c->why) == NULL)
 			fail_msg("case '%s': why '%s', want '%s'", c->label, why, c->why);
-		CHECK(c->label, mta_spf_is_record(c->rec, len) == (c->rc != RC_NOTFOUND));
+		CHECK(c->label, dns_spf_is_record(c->rec, len) == (c->rc != RC_NOTFOUND));
 	}
 }
 
@@ -393,25 +393,25 @@ static void test_record_terms(void **state)
 	static const char rec[] = "v=spf1 -a:%{d}/24//64 ~MX ip4:192.0.2.0/24 "
 				  "?ip6:2001:db8::/32 exists:x.%{d} foo=bar ptr redirect=r.example";
 	static const struct {
-		enum mta_spf_term_kind kind;
+		enum dns_spf_term_kind kind;
 		char qual;
 		const char *spec;	/* NULL: none */
 		unsigned c4, c6;
 	} want[] = {
-		{MTA_SPF_T_A, '-', "%{d}", 24, 64},
-		{MTA_SPF_T_MX, '~', NULL, 32, 128},
-		{MTA_SPF_T_IP4, '+', NULL, 24, 128},
-		{MTA_SPF_T_IP6, '?', NULL, 32, 32},
-		{MTA_SPF_T_EXISTS, '+', "x.%{d}", 32, 128},
-		{MTA_SPF_T_UNKNOWN, 0, "bar", 32, 128},
-		{MTA_SPF_T_PTR, '+', NULL, 32, 128},
-		{MTA_SPF_T_REDIRECT, 0, "r.example", 32, 128},
+		{DNS_SPF_T_A, '-', "%{d}", 24, 64},
+		{DNS_SPF_T_MX, '~', NULL, 32, 128},
+		{DNS_SPF_T_IP4, '+', NULL, 24, 128},
+		{DNS_SPF_T_IP6, '?', NULL, 32, 32},
+		{DNS_SPF_T_EXISTS, '+', "x.%{d}", 32, 128},
+		{DNS_SPF_T_UNKNOWN, 0, "bar", 32, 128},
+		{DNS_SPF_T_PTR, '+', NULL, 32, 128},
+		{DNS_SPF_T_REDIRECT, 0, "r.example", 32, 128},
 	};
 	size_t pos = 0;
-	struct mta_spf_term t;
+	struct dns_spf_term t;
 	for (size_t i = 0; i < ARRAY_LEN(want); i++) {
 		char why[128] = "";
-		assert_int_equal(mta_spf_term_next(rec, strlen(rec), &pos, &t, why, sizeof why),
+		assert_int_equal(dns_spf_term_next(rec, strlen(rec), &pos, &t, why, sizeof why),
 				 RC_OK);
 		assert_int_equal(t.kind, want[i].kind);
 		assert_int_equal(t.qual, want[i].qual);
@@ -423,20 +423,20 @@ static void test_record_terms(void **state)
 			assert_true(t.spec && t.speclen == strlen(want[i].spec) &&
 				    memcmp(t.spec, want[i].spec, t.speclen) == 0);
 	}
-	assert_int_equal(mta_spf_term_next(rec, strlen(rec), &pos, &t, NULL, 0), RC_NOTFOUND);
+	assert_int_equal(dns_spf_term_next(rec, strlen(rec), &pos, &t, NULL, 0), RC_NOTFOUND);
 	assert_int_equal(pos, strlen(rec));
 	pos = 0;
-	assert_int_equal(mta_spf_term_next(rec, strlen(rec), &pos, &t, NULL, 0), RC_OK);
+	assert_int_equal(dns_spf_term_next(rec, strlen(rec), &pos, &t, NULL, 0), RC_OK);
 	assert_true(t.textlen == 14 && memcmp(t.text, "-a:%{d}/24//64", 14) == 0);
-	assert_string_equal(mta_spf_term_kind_name(MTA_SPF_T_EXISTS), "exists");
-	assert_string_equal(mta_spf_term_kind_name((enum mta_spf_term_kind)99), "?");
+	assert_string_equal(dns_spf_term_kind_name(DNS_SPF_T_EXISTS), "exists");
+	assert_string_equal(dns_spf_term_kind_name((enum dns_spf_term_kind)99), "?");
 	/* ip4/ip6 networks */
 	static const char r4[] = "v=spf1 ip4:192.0.2.128/25 ip6:2001:db8::cb01";
 	pos = 0;
-	assert_int_equal(mta_spf_term_next(r4, strlen(r4), &pos, &t, NULL, 0), RC_OK);
+	assert_int_equal(dns_spf_term_next(r4, strlen(r4), &pos, &t, NULL, 0), RC_OK);
 	assert_memory_equal(t.net, "\xc0\x00\x02\x80", 4);
 	assert_int_equal(t.cidr4, 25);
-	assert_int_equal(mta_spf_term_next(r4, strlen(r4), &pos, &t, NULL, 0), RC_OK);
+	assert_int_equal(dns_spf_term_next(r4, strlen(r4), &pos, &t, NULL, 0), RC_OK);
 	assert_memory_equal(t.net, "\x20\x01\x0d\xb8\0\0\0\0\0\0\0\0\0\0\xcb\x01", 16);
 	assert_int_equal(t.cidr6, 128);
 }
@@ -445,35 +445,35 @@ static void test_names(void **state)
 {
 	static const char *const want[] = {"none", "neutral", "pass", "fail", "softfail",
 					   "temperror", "permerror"};
-	for (int r = MTA_SPF_NONE; r <= MTA_SPF_PERMERROR; r++)
-		assert_string_equal(mta_spf_result_name((enum mta_spf_result)r), want[r]);
-	assert_string_equal(mta_spf_result_name((enum mta_spf_result)42), "?");
+	for (int r = DNS_SPF_NONE; r <= DNS_SPF_PERMERROR; r++)
+		assert_string_equal(dns_spf_result_name((enum dns_spf_result)r), want[r]);
+	assert_string_equal(dns_spf_result_name((enum dns_spf_result)42), "?");
 }
 
 /* ==== zones for the fake DNS server (fake_dns.h) ========================= */
 
 /* Zone literals for the case tables. */
 #define ZONE(...) ((const struct zrec[]){__VA_ARGS__, {NULL, 0, NULL}})
-#define TXT(n, d) {n, MTA_DNS_TXT, d}
-#define ZA(n, d) {n, MTA_DNS_A, d}
-#define Z6(n, d) {n, MTA_DNS_AAAA, d}
-#define ZMX(n, d) {n, MTA_DNS_MX, d}
+#define TXT(n, d) {n, DNS_TXT, d}
+#define ZA(n, d) {n, DNS_A, d}
+#define Z6(n, d) {n, DNS_AAAA, d}
+#define ZMX(n, d) {n, DNS_MX, d}
 #define ZPTR(n, d) {n, T_PTR, d}
-#define ZCNAME(n, d) {n, MTA_DNS_CNAME, d}
+#define ZCNAME(n, d) {n, DNS_CNAME, d}
 #define RCODE(n, d) {n, Z_RCODE, d}
 #define DROP(n) {n, Z_DROP, ""}
 
-/* Does mta_dnsmsg_parse decode PTR RDATA (as a name in rr.u.cname)? */
+/* Does dns_msg_parse decode PTR RDATA (as a name in rr.u.cname)? */
 static bool ptr_supported(void)
 {
 	struct pkt *p = calloc(1, sizeof *p);
-	struct mta_dns_answer a;
+	struct dns_answer a;
 	hdr(p, 0x8180, 1, 1);
 	question(p, "4.3.2.1.in-addr.arpa", T_PTR);
 	fake_rr_name(p, T_PTR, 0, "host.example.com");
-	enum rc rc = mta_dnsmsg_parse(p->b, p->n, "4.3.2.1.in-addr.arpa", T_PTR, &a);
+	enum rc rc = dns_msg_parse(p->b, p->n, "4.3.2.1.in-addr.arpa", T_PTR, &a);
 	bool ok = rc == RC_OK && a.nrr == 1 && strcmp(a.rr[0].u.cname, "host.example.com") == 0;
-	mta_dns_answer_fini(&a);
+	dns_answer_fini(&a);
 	free(p);
 	return ok;
 }
@@ -491,10 +491,10 @@ struct spf_res {
 	bool done;
 	int calls;
 	uint64_t cookie;
-	struct mta_spf_outcome o;
+	struct dns_spf_outcome o;
 };
 
-static void on_spf(void *ctx, uint64_t cookie, const struct mta_spf_outcome *o)
+static void on_spf(void *ctx, uint64_t cookie, const struct dns_spf_outcome *o)
 {
 	struct spf_res *r = ctx;
 	r->calls++;
@@ -523,7 +523,7 @@ static void spf_eval(struct env *e, const char *label, const char *ip, const cha
 	struct sockaddr_storage ss;
 	to_sockaddr(ip, &ss);
 	memset(res, 0, sizeof *res);
-	mta_spf_check(e->dns, (struct sockaddr *)&ss, sender, helo, "mx.receiver.example", on_spf,
+	dns_spf_check(e->dns, (struct sockaddr *)&ss, sender, helo, "mx.receiver.example", on_spf,
 		      res, 4242);
 	CHECK(label, res->calls == 0);	/* never inline */
 	run_until(e, &res->done, 8000);
@@ -532,23 +532,23 @@ static void spf_eval(struct env *e, const char *label, const char *ip, const cha
 	CHECK(label, res->calls == 1 && res->cookie == 4242);
 	if (getenv("TEST_DNS_DEBUG"))
 		fprintf(stderr, "case '%s' %s %s: %s mech='%s' lookups=%u voids=%u '%s'\n", label,
-			ip, sender, mta_spf_result_name(res->o.result), res->o.mechanism,
+			ip, sender, dns_spf_result_name(res->o.result), res->o.mechanism,
 			res->o.dns_lookups, res->o.void_lookups, res->o.explanation);
 }
 
 /* ==== end to end ========================================================== */
 
-#define PASS MTA_SPF_PASS
-#define FAIL MTA_SPF_FAIL
-#define SOFT MTA_SPF_SOFTFAIL
-#define NEUT MTA_SPF_NEUTRAL
-#define NONE MTA_SPF_NONE
-#define TEMP MTA_SPF_TEMPERROR
-#define PERM MTA_SPF_PERMERROR
+#define PASS DNS_SPF_PASS
+#define FAIL DNS_SPF_FAIL
+#define SOFT DNS_SPF_SOFTFAIL
+#define NEUT DNS_SPF_NEUTRAL
+#define NONE DNS_SPF_NONE
+#define TEMP DNS_SPF_TEMPERROR
+#define PERM DNS_SPF_PERMERROR
 
 struct chk {
 	const char *ip;			/* NULL ends the list */
-	enum mta_spf_result want;
+	enum dns_spf_result want;
 	const char *mech;		/* the deciding mechanism, or NULL: not checked */
 	const char *sender;		/* NULL: the case's */
 };
@@ -1283,7 +1283,7 @@ static void run_e2e_case(const struct e2e_case *c)
 		const char *sender = k->sender ? k->sender : c->sender ? c->sender : "user@example.com";
 		struct spf_res res;
 		spf_eval(&e, c->label, k->ip, sender, c->helo ? c->helo : "mail.example.net", &res);
-		const struct mta_spf_outcome *o = &res.o;
+		const struct dns_spf_outcome *o = &res.o;
 		char counts[64];
 		snprintf(counts, sizeof counts, "lookups=%u voids=%u", o->dns_lookups,
 			 o->void_lookups);
@@ -1292,8 +1292,8 @@ static void run_e2e_case(const struct e2e_case *c)
 		    (c->counts && strcmp(counts, c->counts) != 0))
 			fail_msg("case '%s', %s from %s: %s mechanism '%s' %s \"%s\"; want %s '%s' "
 				 "%s \"%s\"", c->label, sender, k->ip,
-				 mta_spf_result_name(o->result), o->mechanism, counts,
-				 o->explanation, mta_spf_result_name(k->want),
+				 dns_spf_result_name(o->result), o->mechanism, counts,
+				 o->explanation, dns_spf_result_name(k->want),
 				 k->mech ? k->mech : "*", c->counts ? c->counts : "*",
 				 c->expl ? c->expl : "*");
 	}
@@ -1323,7 +1323,7 @@ static void ptr_eleven(const struct e2e_case *c)
 static void test_e2e_ptr(void **state)
 {
 	if (!ptr_supported())
-		fail_msg("mta_dnsmsg_parse does not decode PTR records");
+		fail_msg("dns_msg_parse does not decode PTR records");
 	for (size_t i = 0; i < ARRAY_LEN(ptr_cases); i++) {
 		const struct e2e_case *c = &ptr_cases[i];
 		if (c->chk[0].ip == NULL)
@@ -1343,15 +1343,15 @@ static void test_free_outstanding(void **state)
 	struct sockaddr_storage ss;
 	to_sockaddr("192.0.2.1", &ss);
 	struct spf_res slow = {0}, quick = {0};
-	mta_spf_check(e.dns, (struct sockaddr *)&ss, "u@example.com", "h.example", NULL, on_spf,
+	dns_spf_check(e.dns, (struct sockaddr *)&ss, "u@example.com", "h.example", NULL, on_spf,
 		      &slow, 1);
-	mta_spf_check(e.dns, (struct sockaddr *)&ss, "u@example.org", "h.example", NULL, on_spf,
+	dns_spf_check(e.dns, (struct sockaddr *)&ss, "u@example.org", "h.example", NULL, on_spf,
 		      &quick, 2);
 	run_until(&e, &quick.done, 3000);
-	assert_int_equal(quick.o.result, MTA_SPF_FAIL);
-	mta_spf_check(e.dns, (struct sockaddr *)&ss, "u@example.org", "h.example", NULL, on_spf,
+	assert_int_equal(quick.o.result, DNS_SPF_FAIL);
+	dns_spf_check(e.dns, (struct sockaddr *)&ss, "u@example.org", "h.example", NULL, on_spf,
 		      &quick, 3);		/* not even started */
-	mta_dns_free(e.dns);
+	dns_free(e.dns);
 	e.dns = NULL;
 	run_for(&e, 100);
 	assert_int_equal(slow.calls, 0);
@@ -1360,15 +1360,15 @@ static void test_free_outstanding(void **state)
 }
 
 struct free_in_cb {
-	struct mta_dns **dns;
+	struct dns **dns;
 	struct spf_res res;
 };
 
-static void on_spf_free(void *ctx, uint64_t cookie, const struct mta_spf_outcome *o)
+static void on_spf_free(void *ctx, uint64_t cookie, const struct dns_spf_outcome *o)
 {
 	struct free_in_cb *f = ctx;
 	on_spf(&f->res, cookie, o);
-	mta_dns_free(*f->dns);
+	dns_free(*f->dns);
 	*f->dns = NULL;
 }
 
@@ -1381,14 +1381,14 @@ static void test_free_in_callback(void **state)
 	to_sockaddr("192.0.2.1", &ss);
 	struct free_in_cb f = {&e.dns, {0}};
 	struct spf_res other = {0};
-	mta_spf_check(e.dns, (struct sockaddr *)&ss, "u@example.com", NULL, NULL, on_spf, &other,
+	dns_spf_check(e.dns, (struct sockaddr *)&ss, "u@example.com", NULL, NULL, on_spf, &other,
 		      1);
-	mta_spf_check(e.dns, (struct sockaddr *)&ss, "u@example.org", NULL, NULL, on_spf_free, &f,
+	dns_spf_check(e.dns, (struct sockaddr *)&ss, "u@example.org", NULL, NULL, on_spf_free, &f,
 		      2);
 	run_until(&e, &f.res.done, 3000);
 	run_for(&e, 50);
 	assert_int_equal(f.res.calls, 1);
-	assert_int_equal(f.res.o.result, MTA_SPF_PASS);
+	assert_int_equal(f.res.o.result, DNS_SPF_PASS);
 	assert_int_equal(other.calls, 0);
 	env_fini(&e);
 }
@@ -1403,14 +1403,14 @@ static void test_no_dns(void **state)
 		char path[30];
 	} un = {AF_UNIX, "x"};
 	struct spf_res res = {0};
-	mta_spf_check(e.dns, (struct sockaddr *)&un, "u@example.com", NULL, NULL, on_spf, &res, 9);
+	dns_spf_check(e.dns, (struct sockaddr *)&un, "u@example.com", NULL, NULL, on_spf, &res, 9);
 	assert_int_equal(res.calls, 0);
 	run_until(&e, &res.done, 1000);
-	assert_int_equal(res.o.result, MTA_SPF_PERMERROR);
+	assert_int_equal(res.o.result, DNS_SPF_PERMERROR);
 	assert_int_equal(res.cookie, 9);
 	unsigned before = e.fake.nqueries;
 	spf_eval(&e, "null sender without HELO", "192.0.2.1", "", NULL, &res);
-	assert_int_equal(res.o.result, MTA_SPF_NONE);
+	assert_int_equal(res.o.result, DNS_SPF_NONE);
 	assert_int_equal(e.fake.nqueries, before);
 	env_fini(&e);
 }

@@ -1,10 +1,9 @@
 /*
- * mta_spf.c - SPF check_host() (RFC 7208 4-6) on the delivery loop, through
- * mta_dns. The syntax and the macros are in mta_spf_macro.c.
+ * dns_spf.c - SPF check_host() (RFC 7208 4-6) on the caller's loop, through * dns. The syntax and the macros are in dns_spf_macro.c.
  *
- * Shape: one spf_job per evaluation, attached to its mta_dns (mta_dns_job) so
- * that mta_dns_free drops it without a callback. check_host() recursion
- * (include) is a stack of frames, at most MTA_SPF_LOOKUPS_MAX + 1 deep since
+ * Shape: one spf_job per evaluation, attached to its dns (dns_job) so
+ * that dns_free drops it without a callback. check_host() recursion
+ * (include) is a stack of frames, at most DNS_SPF_LOOKUPS_MAX + 1 deep since
  * every include is counted; redirect replaces the frame it is in. Lookups run
  * one at a time: the current frame's current term either completes at once
  * or starts exactly one query (j->pending) and waits; every answer updates
@@ -19,8 +18,8 @@
  *   local-part is "postmaster"; a sender without "@" is taken as a domain.
  * - 4.4/4.5: TXT only; SERVFAIL, timeout or an unparsable answer: temperror;
  *   no record beginning "v=spf1" (any case, then SP or end): none; two or more:
- *   permerror; one longer than MTA_DNS_TXT_MAX: permerror. The strings of a
- *   TXT RR are concatenated without spaces (mta_dnsmsg_parse). The whole
+ *   permerror; one longer than DNS_TXT_MAX: permerror. The strings of a
+ *   TXT RR are concatenated without spaces (dns_msg_parse). The whole
  *   record is checked before any term is evaluated (4.6).
  * - Limits (4.6.4): the 11th DNS-querying term (include, a, mx, ptr, exists,
  *   redirect) is a permerror when it is reached - terms never reached do not
@@ -29,10 +28,10 @@
  *   not the MX hosts' or PTR names' address lookups (an IPv6 client checked
  *   against IPv4-only exchanges would otherwise be a permerror after the
  *   second one), nor exp= (6.2: exp failures are ignored); the third is a
- *   permerror. More than MTA_SPF_MX_MAX MX records:
+ *   permerror. More than DNS_SPF_MX_MAX MX records:
  *   permerror, whatever the order (so a result never depends on the order DNS
- *   returns them in). Only the first MTA_SPF_PTR_MAX PTR names are used.
- *   Longer than MTA_SPF_TIME_MAX_MS in all, checked before each query:
+ *   returns them in). Only the first DNS_SPF_PTR_MAX PTR names are used.
+ *   Longer than DNS_SPF_TIME_MAX_MS in all, checked before each query:
  *   temperror.
  * - 5: a mechanism's DNS error (RCODE other than 0 and 3, timeout) is a
  *   temperror, NXDOMAIN is "no records". a looks up A or AAAA by ip's family;
@@ -49,7 +48,7 @@
  *   errs: a failed PTR lookup is no match, a failed address lookup skips the
  *   name. %{p} prefers <domain>, then a name below it, then any validated
  *   name, validating in that order and stopping at the first; else "unknown".
- *   PTR answers come from mta_dns_query with qtype 12; names are read from
+ *   PTR answers come from dns_query with qtype 12; names are read from
  *   rr.u.cname (the DNS parser must decode PTR RDATA as a name there; while it
  *   does not, the PTR lookup fails: ptr never matches, %{p} is "unknown").
  * - include (5.2): pass matches; fail, softfail, neutral do not; temperror and
@@ -61,9 +60,9 @@
  *
  * Ownership: the job owns its copies of the arguments, the frames' records
  * and the deferred start event; it is freed right after its callback (which
- * may free d), or by mta_dns_free (no callback).
+ * may free d), or by dns_free (no callback).
  */
-#include "mta/mta.h"
+#include "dns/dns.h"
 
 #include <arpa/inet.h>
 #include <netinet/in.h>
@@ -74,7 +73,7 @@
 #include <strings.h>
 
 #define SPF_DNS_PTR 12			/* RFC 1035 3.3.12 */
-#define SPF_DEPTH_MAX (MTA_SPF_LOOKUPS_MAX + 2)
+#define SPF_DEPTH_MAX (DNS_SPF_LOOKUPS_MAX + 2)
 #define SPF_NO_POS ((size_t)-1)
 
 /* What the one outstanding query is for. */
@@ -102,18 +101,18 @@ enum spf_step {
 
 /* One check_host() evaluation. */
 struct spf_frame {
-	char domain[MTA_DNS_NAME_MAX + 1];	/* <domain>, no trailing dot */
+	char domain[DNS_NAME_MAX + 1];	/* <domain>, no trailing dot */
 	bool bad_domain;		/* too long to hold: malformed */
 	bool include;			/* evaluating an include (5.2 mapping) */
 	bool redirected;		/* reached through redirect (none: permerror) */
 	char *rec;			/* the record (owned), NULL until fetched */
 	size_t len, pos;		/* its length, the next term's position */
 	size_t redirect_at, exp_at;	/* where those modifiers are, or SPF_NO_POS */
-	struct mta_spf_term term;	/* the current term (points into rec) */
+	struct dns_spf_term term;	/* the current term (points into rec) */
 	enum spf_step step;
 	enum spf_ev tres;		/* a/exists/mx: set by the answers */
-	enum mta_spf_result sub;	/* include: the included record's result */
-	char target[MTA_DNS_NAME_MAX + 1];
+	enum dns_spf_result sub;	/* include: the included record's result */
+	char target[DNS_NAME_MAX + 1];
 };
 
 enum spf_ptr_state { PS_UNKNOWN, PS_VALID, PS_INVALID };
@@ -121,14 +120,14 @@ enum spf_ptr_state { PS_UNKNOWN, PS_VALID, PS_INVALID };
 struct spf_mx {
 	uint16_t pref;
 	size_t order;
-	char host[MTA_DNS_NAME_MAX + 1];
+	char host[DNS_NAME_MAX + 1];
 };
 
 struct spf_job {
-	struct mta_dns_job job;		/* first: the drop hook casts back */
-	struct mta_dns *d;
+	struct dns_job job;		/* first: the drop hook casts back */
+	struct dns *d;
 	struct event *ev;		/* the deferred start */
-	mta_spf_cb cb;
+	dns_spf_cb cb;
 	void *ctx;
 	uint64_t cookie;
 	/* the arguments */
@@ -144,33 +143,33 @@ struct spf_job {
 	bool final;			/* out is the result */
 	bool exp_phase;			/* the result is fail: fetching exp= */
 	int exp_step;
-	char exp_target[MTA_DNS_NAME_MAX + 1];
+	char exp_target[DNS_NAME_MAX + 1];
 	char *exp_text;			/* the exp= TXT record, once fetched */
 	/* mx: the exchanges of the current mechanism */
-	struct spf_mx mx[MTA_SPF_MX_MAX];
+	struct spf_mx mx[DNS_SPF_MX_MAX];
 	size_t nmx, mxi;
 	/* PTR names of ip and their validation, for ptr and %{p} */
 	bool ptr_fetched;
 	size_t nptr, ptr_cur;
 	struct {
-		char name[MTA_DNS_NAME_MAX + 1];
+		char name[DNS_NAME_MAX + 1];
 		enum spf_ptr_state st;
-	} ptr[MTA_SPF_PTR_MAX];
-	struct mta_spf_outcome out;
+	} ptr[DNS_SPF_PTR_MAX];
+	struct dns_spf_outcome out;
 };
 
 static void spf_run(struct spf_job *j);
 
 static const char *const result_names[] = {
-	[MTA_SPF_NONE] = "none",	   [MTA_SPF_NEUTRAL] = "neutral",
-	[MTA_SPF_PASS] = "pass",	   [MTA_SPF_FAIL] = "fail",
-	[MTA_SPF_SOFTFAIL] = "softfail",   [MTA_SPF_TEMPERROR] = "temperror",
-	[MTA_SPF_PERMERROR] = "permerror",
+	[DNS_SPF_NONE] = "none",	   [DNS_SPF_NEUTRAL] = "neutral",
+	[DNS_SPF_PASS] = "pass",	   [DNS_SPF_FAIL] = "fail",
+	[DNS_SPF_SOFTFAIL] = "softfail",   [DNS_SPF_TEMPERROR] = "temperror",
+	[DNS_SPF_PERMERROR] = "permerror",
 };
-_Static_assert(ARRAY_LEN(result_names) == MTA_SPF_PERMERROR + 1, "result_names");
+_Static_assert(ARRAY_LEN(result_names) == DNS_SPF_PERMERROR + 1, "result_names");
 
-/* mta_spf_result_name - the result as RFC 7208 8 names it. */
-const char *mta_spf_result_name(enum mta_spf_result r)
+/* dns_spf_result_name - the result as RFC 7208 8 names it. */
+const char *dns_spf_result_name(enum dns_spf_result r)
 {
 	if ((unsigned)r >= ARRAY_LEN(result_names))
 		return "?";
@@ -195,7 +194,7 @@ __attribute__((format(printf, 2, 3))) static void spf_explain(struct spf_job *j,
 
 /* The result is r, for the reason given: the evaluation ends. */
 __attribute__((format(printf, 3, 4))) static enum spf_ev
-spf_final(struct spf_job *j, enum mta_spf_result r, const char *fmt, ...)
+spf_final(struct spf_job *j, enum dns_spf_result r, const char *fmt, ...)
 {
 	va_list ap;
 	va_start(ap, fmt);
@@ -219,26 +218,26 @@ static bool prefix_eq(const uint8_t *a, const uint8_t *b, unsigned bits)
 }
 
 /* Does rr (an A or AAAA record) hold an address of ip's family within bits? */
-static bool rr_matches(const struct spf_job *j, const struct mta_dns_rr *rr, unsigned bits4,
+static bool rr_matches(const struct spf_job *j, const struct dns_rr *rr, unsigned bits4,
 		       unsigned bits6)
 {
-	if (rr->type == MTA_DNS_A && j->family == AF_INET)
+	if (rr->type == DNS_A && j->family == AF_INET)
 		return prefix_eq(j->ip, rr->u.a, bits4);
-	if (rr->type == MTA_DNS_AAAA && j->family == AF_INET6)
+	if (rr->type == DNS_AAAA && j->family == AF_INET6)
 		return prefix_eq(j->ip, rr->u.aaaa, bits6);
 	return false;
 }
 
 static uint16_t spf_addr_type(const struct spf_job *j)
 {
-	return j->family == AF_INET ? MTA_DNS_A : MTA_DNS_AAAA;
+	return j->family == AF_INET ? DNS_A : DNS_AAAA;
 }
 
 /* A name a DNS query can carry: 1..253 octets, labels of 1..63. */
 static bool name_ok(const char *s)
 {
 	size_t n = strlen(s), lab = 0;
-	if (n == 0 || n > MTA_SPF_DOMAIN_MAX)
+	if (n == 0 || n > DNS_SPF_DOMAIN_MAX)
 		return false;
 	for (size_t i = 0; i <= n; i++) {
 		if (i == n || s[i] == '.') {
@@ -275,7 +274,7 @@ static int name_class(const char *name, const char *domain)
 }
 
 static void spf_macro_ctx(const struct spf_job *j, const char *domain,
-			  struct mta_spf_macro_ctx *mc)
+			  struct dns_spf_macro_ctx *mc)
 {
 	memset(mc, 0, sizeof *mc);
 	mc->local = j->local;
@@ -290,51 +289,51 @@ static void spf_macro_ctx(const struct spf_job *j, const char *domain,
 
 /* ==== queries ============================================================= */
 
-static void spf_on_dns(void *ctx, uint64_t cookie, const struct mta_dns_answer *a);
+static void spf_on_dns(void *ctx, uint64_t cookie, const struct dns_answer *a);
 
 /* Start the one query of the moment; the time limit is checked here. */
 static enum spf_ev spf_query(struct spf_job *j, const char *name, uint16_t type, enum spf_q q)
 {
-	if (time_mono_ms() - j->started > MTA_SPF_TIME_MAX_MS) {
+	if (time_mono_ms() - j->started > DNS_SPF_TIME_MAX_MS) {
 		if (j->exp_phase) {
 			j->final = true;	/* keep the fail, without exp */
 			return EV_END;
 		}
-		return spf_final(j, MTA_SPF_TEMPERROR,
+		return spf_final(j, DNS_SPF_TEMPERROR,
 				 "SPF evaluation took longer than %d s (RFC 7208 4.6.4)",
-				 MTA_SPF_TIME_MAX_MS / 1000);
+				 DNS_SPF_TIME_MAX_MS / 1000);
 	}
-	log_debug("event=spf_query name=%s type=%s", name, mta_dns_type_name(type));
+	log_debug("event=spf_query name=%s type=%s", name, dns_type_name(type));
 	j->pending = q;
-	mta_dns_query(j->d, name, type, spf_on_dns, j, 0);
+	dns_query(j->d, name, type, spf_on_dns, j, 0);
 	return EV_WAIT;
 }
 
-static bool is_dns_error(const struct mta_dns_answer *a)
+static bool is_dns_error(const struct dns_answer *a)
 {
-	return a->status == MTA_DNS_TEMPFAIL || a->status == MTA_DNS_MALFORMED;
+	return a->status == DNS_TEMPFAIL || a->status == DNS_MALFORMED;
 }
 
 /* Count a void answer (4.6.4); false when it was one too many (final). */
-static bool spf_count_void(struct spf_job *j, const struct mta_dns_answer *a, const char *what)
+static bool spf_count_void(struct spf_job *j, const struct dns_answer *a, const char *what)
 {
-	if (a->status != MTA_DNS_NXDOMAIN && a->status != MTA_DNS_NODATA)
+	if (a->status != DNS_NXDOMAIN && a->status != DNS_NODATA)
 		return true;
 	if (j->exp_phase)
 		return true;
-	if (++j->out.void_lookups <= MTA_SPF_VOID_MAX)
+	if (++j->out.void_lookups <= DNS_SPF_VOID_MAX)
 		return true;
-	spf_final(j, MTA_SPF_PERMERROR,
-		  "more than %d void DNS lookups (RFC 7208 4.6.4), the last: %s %s", MTA_SPF_VOID_MAX,
+	spf_final(j, DNS_SPF_PERMERROR,
+		  "more than %d void DNS lookups (RFC 7208 4.6.4), the last: %s %s", DNS_SPF_VOID_MAX,
 		  what, a->qname);
 	return false;
 }
 
 static enum spf_ev dns_failed(struct spf_job *j, const char *what,
-			      const struct mta_dns_answer *a)
+			      const struct dns_answer *a)
 {
-	return spf_final(j, MTA_SPF_TEMPERROR, "DNS lookup of %s %s failed (%s)", what, a->qname,
-			 mta_dns_status_name(a->status));
+	return spf_final(j, DNS_SPF_TEMPERROR, "DNS lookup of %s %s failed (%s)", what, a->qname,
+			 dns_status_name(a->status));
 }
 
 /* ==== PTR names: ptr (5.5) and %{p} (7.3) ================================== */
@@ -389,13 +388,13 @@ static enum spf_ev ptr_find(struct spf_job *j, const char *domain, bool other, s
 	return EV_NOMATCH;
 }
 
-static void on_ptr(struct spf_job *j, const struct mta_dns_answer *a)
+static void on_ptr(struct spf_job *j, const struct dns_answer *a)
 {
 	j->ptr_fetched = true;
 	j->nptr = 0;
 	if (is_dns_error(a) || !spf_count_void(j, a, "PTR"))
 		return;			/* a DNS error: no names (5.5) */
-	for (size_t i = 0; i < a->nrr && j->nptr < MTA_SPF_PTR_MAX; i++) {
+	for (size_t i = 0; i < a->nrr && j->nptr < DNS_SPF_PTR_MAX; i++) {
 		const char *name = a->rr[i].u.cname;
 		if (a->rr[i].type == SPF_DNS_PTR && name_ok(name)) {
 			str_lcpy(j->ptr[j->nptr].name, name, sizeof j->ptr[0].name);
@@ -404,7 +403,7 @@ static void on_ptr(struct spf_job *j, const struct mta_dns_answer *a)
 	}
 }
 
-static void on_ptraddr(struct spf_job *j, const struct mta_dns_answer *a)
+static void on_ptraddr(struct spf_job *j, const struct dns_answer *a)
 {
 	j->ptr[j->ptr_cur].st = PS_INVALID;	/* also on a DNS error: skipped (5.5) */
 	if (is_dns_error(a))
@@ -423,10 +422,10 @@ static void on_ptraddr(struct spf_job *j, const struct mta_dns_answer *a)
 static enum spf_ev spf_expand(struct spf_job *j, const char *domain, const char *spec,
 			      size_t len, bool exp, char *out, size_t outsz)
 {
-	struct mta_spf_macro_ctx mc;
+	struct dns_spf_macro_ctx mc;
 	char *buf = xstrndup(spec, len);
 	spf_macro_ctx(j, domain, &mc);
-	enum rc rc = mta_spf_macro_expand(buf, &mc, exp, out, outsz);
+	enum rc rc = dns_spf_macro_expand(buf, &mc, exp, out, outsz);
 	if (rc == RC_AGAIN) {
 		size_t idx = 0;
 		enum spf_ev e = ptr_find(j, domain, true, &idx);
@@ -435,7 +434,7 @@ static enum spf_ev spf_expand(struct spf_job *j, const char *domain, const char 
 			return e;
 		}
 		mc.validated = e == EV_MATCH ? j->ptr[idx].name : "unknown";
-		rc = mta_spf_macro_expand(buf, &mc, exp, out, outsz);
+		rc = dns_spf_macro_expand(buf, &mc, exp, out, outsz);
 	}
 	free(buf);
 	if (rc != RC_OK && rc != RC_LIMIT) {
@@ -464,20 +463,20 @@ static void frame_init(struct spf_frame *f, const char *domain, bool include)
 }
 
 /* The explanation of a result that no exp= replaces (6.2 allows a default). */
-static void explain_result(struct spf_job *j, const struct spf_frame *f, enum mta_spf_result r,
+static void explain_result(struct spf_job *j, const struct spf_frame *f, enum dns_spf_result r,
 			   bool matched)
 {
 	const char *m = j->out.mechanism;
 	switch (r) {
-	case MTA_SPF_PASS:
+	case DNS_SPF_PASS:
 		spf_explain(j, "%s designates %s as permitted sender (mechanism '%s' matched)",
 			    f->domain, j->ipstr, m);
 		break;
-	case MTA_SPF_FAIL:
+	case DNS_SPF_FAIL:
 		spf_explain(j, "%s does not designate %s as permitted sender (mechanism '%s' matched)",
 			    f->domain, j->ipstr, m);
 		break;
-	case MTA_SPF_SOFTFAIL:
+	case DNS_SPF_SOFTFAIL:
 		spf_explain(j, "%s does not designate %s as permitted sender, softly (mechanism '%s' "
 			    "matched)", f->domain, j->ipstr, m);
 		break;
@@ -493,7 +492,7 @@ static void explain_result(struct spf_job *j, const struct spf_frame *f, enum mt
 
 /* A frame's evaluation gave r (matched: its current term decided). An
  * include's goes to the including term (5.2); the top one's is the result. */
-static enum spf_ev frame_done(struct spf_job *j, struct spf_frame *f, enum mta_spf_result r,
+static enum spf_ev frame_done(struct spf_job *j, struct spf_frame *f, enum dns_spf_result r,
 			      bool matched)
 {
 	if (f->include) {
@@ -507,7 +506,7 @@ static enum spf_ev frame_done(struct spf_job *j, struct spf_frame *f, enum mta_s
 		snprintf(j->out.mechanism, sizeof j->out.mechanism, "%.*s", (int)f->term.textlen,
 			 f->term.text);
 	explain_result(j, f, r, matched);
-	if (r == MTA_SPF_FAIL && f->exp_at != SPF_NO_POS) {
+	if (r == DNS_SPF_FAIL && f->exp_at != SPF_NO_POS) {
 		j->exp_phase = true;
 		return EV_CONT;
 	}
@@ -519,47 +518,47 @@ static enum spf_ev frame_done(struct spf_job *j, struct spf_frame *f, enum mta_s
 static enum spf_ev frame_none(struct spf_job *j, struct spf_frame *f, const char *why)
 {
 	if (f->include)
-		return spf_final(j, MTA_SPF_PERMERROR, "include:%s: %s %s (RFC 7208 5.2)", f->domain,
+		return spf_final(j, DNS_SPF_PERMERROR, "include:%s: %s %s (RFC 7208 5.2)", f->domain,
 				 f->domain, why);
 	if (f->redirected)
-		return spf_final(j, MTA_SPF_PERMERROR, "redirect=%s: %s %s (RFC 7208 6.1)",
+		return spf_final(j, DNS_SPF_PERMERROR, "redirect=%s: %s %s (RFC 7208 6.1)",
 				 f->domain, f->domain, why);
 	const char *name = f->bad_domain ? "an overlong domain"
 			   : f->domain[0] ? f->domain
 					  : "an empty domain";
-	return spf_final(j, MTA_SPF_NONE, "%s %s", name, why);
+	return spf_final(j, DNS_SPF_NONE, "%s %s", name, why);
 }
 
 static enum spf_ev record_fetch(struct spf_job *j, struct spf_frame *f)
 {
 	if (f->bad_domain || !domain_ok(f->domain))
 		return frame_none(j, f, "is not a valid domain name");
-	return spf_query(j, f->domain, MTA_DNS_TXT, Q_RECORD);
+	return spf_query(j, f->domain, DNS_TXT, Q_RECORD);
 }
 
 /* Keep the record, and where its redirect= and exp= are. */
 static void record_take(struct spf_frame *f, const char *txt, size_t len)
 {
-	struct mta_spf_term t;
+	struct dns_spf_term t;
 	f->rec = xstrndup(txt, len);
 	f->len = len;
 	f->pos = 0;
 	for (size_t pos = 0, prev = 0;
-	     mta_spf_term_next(f->rec, f->len, &pos, &t, NULL, 0) == RC_OK; prev = pos) {
-		if (t.kind == MTA_SPF_T_REDIRECT)
+	     dns_spf_term_next(f->rec, f->len, &pos, &t, NULL, 0) == RC_OK; prev = pos) {
+		if (t.kind == DNS_SPF_T_REDIRECT)
 			f->redirect_at = prev;
-		else if (t.kind == MTA_SPF_T_EXP)
+		else if (t.kind == DNS_SPF_T_EXP)
 			f->exp_at = prev;
 	}
 }
 
 /* The one TXT record of a that is an SPF record (4.5): *n counts them. */
-static const struct mta_dns_rr *record_select(const struct mta_dns_answer *a, unsigned *n)
+static const struct dns_rr *record_select(const struct dns_answer *a, unsigned *n)
 {
-	const struct mta_dns_rr *rec = NULL;
+	const struct dns_rr *rec = NULL;
 	*n = 0;
 	for (size_t i = 0; i < a->nrr; i++) {
-		if (mta_spf_is_record(a->rr[i].u.txt.data, a->rr[i].u.txt.len)) {
+		if (dns_spf_is_record(a->rr[i].u.txt.data, a->rr[i].u.txt.len)) {
 			rec = &a->rr[i];
 			(*n)++;
 		}
@@ -567,7 +566,7 @@ static const struct mta_dns_rr *record_select(const struct mta_dns_answer *a, un
 	return rec;
 }
 
-static void on_record(struct spf_job *j, const struct mta_dns_answer *a)
+static void on_record(struct spf_job *j, const struct dns_answer *a)
 {
 	struct spf_frame *f = spf_top(j);
 	char why[160] = "";
@@ -578,21 +577,21 @@ static void on_record(struct spf_job *j, const struct mta_dns_answer *a)
 	}
 	if (!spf_count_void(j, a, "TXT"))
 		return;
-	const struct mta_dns_rr *rec = record_select(a, &n);
+	const struct dns_rr *rec = record_select(a, &n);
 	if (n == 0) {
-		frame_none(j, f, a->status == MTA_DNS_NXDOMAIN ? "does not exist" : "has no SPF record");
+		frame_none(j, f, a->status == DNS_NXDOMAIN ? "does not exist" : "has no SPF record");
 		return;
 	}
 	if (n > 1) {
-		spf_final(j, MTA_SPF_PERMERROR, "%s has %u SPF records (RFC 7208 4.5)", f->domain, n);
+		spf_final(j, DNS_SPF_PERMERROR, "%s has %u SPF records (RFC 7208 4.5)", f->domain, n);
 		return;
 	}
 	if (rec->u.txt.truncated)
-		snprintf(why, sizeof why, "longer than %d octets", MTA_DNS_TXT_MAX);
-	else if (mta_spf_record_check(rec->u.txt.data, rec->u.txt.len, why, sizeof why) == RC_OK)
+		snprintf(why, sizeof why, "longer than %d octets", DNS_TXT_MAX);
+	else if (dns_spf_record_check(rec->u.txt.data, rec->u.txt.len, why, sizeof why) == RC_OK)
 		why[0] = '\0';
 	if (why[0] != '\0')
-		spf_final(j, MTA_SPF_PERMERROR, "%s: SPF record syntax error: %s", f->domain, why);
+		spf_final(j, DNS_SPF_PERMERROR, "%s: SPF record syntax error: %s", f->domain, why);
 	else
 		record_take(f, rec->u.txt.data, rec->u.txt.len);
 }
@@ -601,9 +600,9 @@ static void on_record(struct spf_job *j, const struct mta_dns_answer *a)
 static bool term_pick(struct spf_frame *f)
 {
 	do {
-		if (mta_spf_term_next(f->rec, f->len, &f->pos, &f->term, NULL, 0) != RC_OK)
+		if (dns_spf_term_next(f->rec, f->len, &f->pos, &f->term, NULL, 0) != RC_OK)
 			return false;
-	} while (f->term.kind >= MTA_SPF_T_REDIRECT);
+	} while (f->term.kind >= DNS_SPF_T_REDIRECT);
 	f->step = ST_START;
 	f->tres = EV_NOMATCH;
 	return true;
@@ -613,10 +612,10 @@ static bool term_pick(struct spf_frame *f)
 static enum spf_ev frame_end(struct spf_job *j, struct spf_frame *f)
 {
 	if (f->redirect_at == SPF_NO_POS)
-		return frame_done(j, f, MTA_SPF_NEUTRAL, false);
+		return frame_done(j, f, DNS_SPF_NEUTRAL, false);
 	size_t pos = f->redirect_at;
 	f->redirect_at = SPF_NO_POS;
-	(void)mta_spf_term_next(f->rec, f->len, &pos, &f->term, NULL, 0);
+	(void)dns_spf_term_next(f->rec, f->len, &pos, &f->term, NULL, 0);
 	f->step = ST_START;
 	return EV_CONT;
 }
@@ -631,14 +630,14 @@ static enum spf_ev eval_addr(struct spf_job *j, struct spf_frame *f)
 	if (!name_ok(f->target))
 		return EV_NOMATCH;
 	f->step = ST_ANSWER;
-	uint16_t type = f->term.kind == MTA_SPF_T_EXISTS ? MTA_DNS_A : spf_addr_type(j);
+	uint16_t type = f->term.kind == DNS_SPF_T_EXISTS ? DNS_A : spf_addr_type(j);
 	return spf_query(j, f->target, type, Q_ADDR);
 }
 
-static void on_addr(struct spf_job *j, const struct mta_dns_answer *a)
+static void on_addr(struct spf_job *j, const struct dns_answer *a)
 {
 	struct spf_frame *f = spf_top(j);
-	const char *type = mta_dns_type_name(f->term.kind == MTA_SPF_T_EXISTS ? MTA_DNS_A
+	const char *type = dns_type_name(f->term.kind == DNS_SPF_T_EXISTS ? DNS_A
 									    : spf_addr_type(j));
 	if (is_dns_error(a)) {
 		dns_failed(j, type, a);
@@ -647,7 +646,7 @@ static void on_addr(struct spf_job *j, const struct mta_dns_answer *a)
 	if (!spf_count_void(j, a, type))
 		return;
 	for (size_t i = 0; i < a->nrr; i++)
-		if (f->term.kind == MTA_SPF_T_EXISTS ||
+		if (f->term.kind == DNS_SPF_T_EXISTS ||
 		    rr_matches(j, &a->rr[i], f->term.cidr4, f->term.cidr6))
 			f->tres = EV_MATCH;
 }
@@ -660,7 +659,7 @@ static enum spf_ev eval_mx(struct spf_job *j, struct spf_frame *f)
 			return EV_NOMATCH;
 		f->step = ST_MXHOSTS;
 		j->nmx = j->mxi = 0;
-		return spf_query(j, f->target, MTA_DNS_MX, Q_MX);
+		return spf_query(j, f->target, DNS_MX, Q_MX);
 	}
 	if (f->tres == EV_MATCH)
 		return EV_MATCH;
@@ -677,7 +676,7 @@ static int mx_cmp(const void *a, const void *b)
 	return x->order < y->order ? -1 : x->order > y->order;
 }
 
-static void on_mx(struct spf_job *j, const struct mta_dns_answer *a)
+static void on_mx(struct spf_job *j, const struct dns_answer *a)
 {
 	struct spf_frame *f = spf_top(j);
 	if (is_dns_error(a)) {
@@ -686,9 +685,9 @@ static void on_mx(struct spf_job *j, const struct mta_dns_answer *a)
 	}
 	if (!spf_count_void(j, a, "MX"))
 		return;
-	if (a->nrr > MTA_SPF_MX_MAX) {
-		spf_final(j, MTA_SPF_PERMERROR, "%s has more than %d MX records (RFC 7208 4.6.4)",
-			  f->target, MTA_SPF_MX_MAX);
+	if (a->nrr > DNS_SPF_MX_MAX) {
+		spf_final(j, DNS_SPF_PERMERROR, "%s has more than %d MX records (RFC 7208 4.6.4)",
+			  f->target, DNS_SPF_MX_MAX);
 		return;
 	}
 	for (size_t i = 0; i < a->nrr; i++) {
@@ -702,11 +701,11 @@ static void on_mx(struct spf_job *j, const struct mta_dns_answer *a)
 	qsort(j->mx, j->nmx, sizeof j->mx[0], mx_cmp);
 }
 
-static void on_mxaddr(struct spf_job *j, const struct mta_dns_answer *a)
+static void on_mxaddr(struct spf_job *j, const struct dns_answer *a)
 {
 	struct spf_frame *f = spf_top(j);
 	if (is_dns_error(a)) {
-		dns_failed(j, mta_dns_type_name(spf_addr_type(j)), a);
+		dns_failed(j, dns_type_name(spf_addr_type(j)), a);
 		return;
 	}
 	/* Not a void lookup (4.6.4 counts terms): an exchange without an address
@@ -730,9 +729,9 @@ static enum spf_ev eval_ptr(struct spf_job *j, struct spf_frame *f)
 static enum spf_ev eval_include(struct spf_job *j, struct spf_frame *f)
 {
 	if (f->step == ST_CHILD)
-		return f->sub == MTA_SPF_PASS ? EV_MATCH : EV_NOMATCH;
+		return f->sub == DNS_SPF_PASS ? EV_MATCH : EV_NOMATCH;
 	if (j->depth == SPF_DEPTH_MAX)
-		return spf_final(j, MTA_SPF_PERMERROR, "include nested too deep");
+		return spf_final(j, DNS_SPF_PERMERROR, "include nested too deep");
 	f->step = ST_CHILD;
 	frame_init(&j->fr[j->depth++], f->target, true);
 	return EV_CONT;
@@ -753,12 +752,12 @@ static enum spf_ev eval_redirect(struct spf_job *j, struct spf_frame *f)
 /* The terms that query DNS: count, expand the target, then look up. */
 static enum spf_ev term_eval_dns(struct spf_job *j, struct spf_frame *f)
 {
-	const struct mta_spf_term *t = &f->term;
+	const struct dns_spf_term *t = &f->term;
 	if (f->step == ST_START) {
-		if (++j->out.dns_lookups > MTA_SPF_LOOKUPS_MAX)
-			return spf_final(j, MTA_SPF_PERMERROR,
+		if (++j->out.dns_lookups > DNS_SPF_LOOKUPS_MAX)
+			return spf_final(j, DNS_SPF_PERMERROR,
 					 "more than %d DNS-querying terms (RFC 7208 4.6.4), at '%.*s' "
-					 "in %s", MTA_SPF_LOOKUPS_MAX, (int)t->textlen, t->text,
+					 "in %s", DNS_SPF_LOOKUPS_MAX, (int)t->textlen, t->text,
 					 f->domain);
 		f->step = ST_TARGET;
 	}
@@ -774,14 +773,14 @@ static enum spf_ev term_eval_dns(struct spf_job *j, struct spf_frame *f)
 		f->step = ST_LOOKUP;
 	}
 	switch (t->kind) {
-	case MTA_SPF_T_A:
-	case MTA_SPF_T_EXISTS:
+	case DNS_SPF_T_A:
+	case DNS_SPF_T_EXISTS:
 		return eval_addr(j, f);
-	case MTA_SPF_T_MX:
+	case DNS_SPF_T_MX:
 		return eval_mx(j, f);
-	case MTA_SPF_T_PTR:
+	case DNS_SPF_T_PTR:
 		return eval_ptr(j, f);
-	case MTA_SPF_T_INCLUDE:
+	case DNS_SPF_T_INCLUDE:
 		return eval_include(j, f);
 	default:
 		return eval_redirect(j, f);
@@ -790,14 +789,14 @@ static enum spf_ev term_eval_dns(struct spf_job *j, struct spf_frame *f)
 
 static enum spf_ev term_eval(struct spf_job *j, struct spf_frame *f)
 {
-	const struct mta_spf_term *t = &f->term;
+	const struct dns_spf_term *t = &f->term;
 	switch (t->kind) {
-	case MTA_SPF_T_ALL:
+	case DNS_SPF_T_ALL:
 		return EV_MATCH;
-	case MTA_SPF_T_IP4:
+	case DNS_SPF_T_IP4:
 		return j->family == AF_INET && prefix_eq(j->ip, t->net, t->cidr4) ? EV_MATCH
 										 : EV_NOMATCH;
-	case MTA_SPF_T_IP6:
+	case DNS_SPF_T_IP6:
 		return j->family == AF_INET6 && prefix_eq(j->ip, t->net, t->cidr6) ? EV_MATCH
 										   : EV_NOMATCH;
 	default:
@@ -805,17 +804,17 @@ static enum spf_ev term_eval(struct spf_job *j, struct spf_frame *f)
 	}
 }
 
-static enum mta_spf_result qual_result(char q)
+static enum dns_spf_result qual_result(char q)
 {
 	switch (q) {
 	case '-':
-		return MTA_SPF_FAIL;
+		return DNS_SPF_FAIL;
 	case '~':
-		return MTA_SPF_SOFTFAIL;
+		return DNS_SPF_SOFTFAIL;
 	case '?':
-		return MTA_SPF_NEUTRAL;
+		return DNS_SPF_NEUTRAL;
 	default:
-		return MTA_SPF_PASS;
+		return DNS_SPF_PASS;
 	}
 }
 
@@ -841,9 +840,9 @@ static enum spf_ev exp_step(struct spf_job *j)
 {
 	struct spf_frame *f = &j->fr[0];
 	if (j->exp_step == 0) {
-		struct mta_spf_term t;
+		struct dns_spf_term t;
 		size_t pos = f->exp_at;
-		(void)mta_spf_term_next(f->rec, f->len, &pos, &t, NULL, 0);
+		(void)dns_spf_term_next(f->rec, f->len, &pos, &t, NULL, 0);
 		enum spf_ev e = spf_expand(j, f->domain, t.spec, t.speclen, false, j->exp_target,
 					   sizeof j->exp_target);
 		if (e == EV_WAIT || e == EV_END)
@@ -852,12 +851,12 @@ static enum spf_ev exp_step(struct spf_job *j)
 		if (j->final)
 			return EV_END;
 		j->exp_step = 1;
-		return spf_query(j, j->exp_target, MTA_DNS_TXT, Q_EXP);
+		return spf_query(j, j->exp_target, DNS_TXT, Q_EXP);
 	}
 	j->final = true;
 	if (j->exp_text == NULL)
 		return EV_END;
-	char buf[MTA_SPF_EXPLAIN_MAX];
+	char buf[DNS_SPF_EXPLAIN_MAX];
 	enum spf_ev e = spf_expand(j, f->domain, j->exp_text, strlen(j->exp_text), true, buf,
 				   sizeof buf);
 	if (e == EV_WAIT) {
@@ -869,11 +868,11 @@ static enum spf_ev exp_step(struct spf_job *j)
 	return EV_END;
 }
 
-static void on_exp(struct spf_job *j, const struct mta_dns_answer *a)
+static void on_exp(struct spf_job *j, const struct dns_answer *a)
 {
-	if (a->status != MTA_DNS_OK || a->nrr != 1)
+	if (a->status != DNS_OK || a->nrr != 1)
 		return;			/* ignored: as if there were no exp= */
-	const struct mta_dns_rr *rr = &a->rr[0];
+	const struct dns_rr *rr = &a->rr[0];
 	if (rr->u.txt.truncated || strlen(rr->u.txt.data) != rr->u.txt.len)
 		return;
 	j->exp_text = xstrdup(rr->u.txt.data);
@@ -881,7 +880,7 @@ static void on_exp(struct spf_job *j, const struct mta_dns_answer *a)
 
 /* ==== the job ============================================================= */
 
-static void spf_on_dns(void *ctx, uint64_t cookie, const struct mta_dns_answer *a)
+static void spf_on_dns(void *ctx, uint64_t cookie, const struct dns_answer *a)
 {
 	struct spf_job *j = ctx;
 	enum spf_q q = j->pending;
@@ -914,7 +913,7 @@ static void spf_on_dns(void *ctx, uint64_t cookie, const struct mta_dns_answer *
 	spf_run(j);
 }
 
-static void spf_drop(struct mta_dns_job *dj)
+static void spf_drop(struct dns_job *dj)
 {
 	struct spf_job *j = (struct spf_job *)dj;
 	for (unsigned i = 0; i < j->depth; i++)
@@ -942,9 +941,9 @@ static void spf_finish(struct spf_job *j)
 {
 	sanitize(j->out.explanation);
 	sanitize(j->out.mechanism);
-	mta_dns_job_detach(j->d, &j->job);
+	dns_job_detach(j->d, &j->job);
 	log_debug("event=spf domain=%s ip=%s result=%s mechanism=\"%s\" lookups=%u voids=%u",
-		  j->fr[0].domain, j->ipstr, mta_spf_result_name(j->out.result), j->out.mechanism,
+		  j->fr[0].domain, j->ipstr, dns_spf_result_name(j->out.result), j->out.mechanism,
 		  j->out.dns_lookups, j->out.void_lookups);
 	j->cb(j->ctx, j->cookie, &j->out);
 	spf_drop(&j->job);
@@ -1009,9 +1008,9 @@ static void spf_set_sender(struct spf_job *j, const char *sender, const char *he
 		j->sdomain = xstrdup(at ? at + 1 : sender);
 }
 
-/* mta_spf_check - start check_host() for ip and sender (see mta.h). */
-void mta_spf_check(struct mta_dns *d, const struct sockaddr *ip, const char *sender,
-		   const char *helo, const char *receiver, mta_spf_cb cb, void *ctx,
+/* dns_spf_check - start check_host() for ip and sender (see dns.h). */
+void dns_spf_check(struct dns *d, const struct sockaddr *ip, const char *sender,
+		   const char *helo, const char *receiver, dns_spf_cb cb, void *ctx,
 		   uint64_t cookie)
 {
 	struct spf_job *j = xcalloc(1, sizeof *j);
@@ -1027,10 +1026,10 @@ void mta_spf_check(struct mta_dns *d, const struct sockaddr *ip, const char *sen
 	frame_init(&j->fr[0], j->sdomain, false);
 	j->depth = 1;
 	if (!spf_set_ip(j, ip))
-		spf_final(j, MTA_SPF_PERMERROR, "the client address is neither IPv4 nor IPv6");
-	mta_dns_job_attach(d, &j->job);
-	j->ev = event_new(mta_dns_base(d), -1, 0, spf_on_start, j);
+		spf_final(j, DNS_SPF_PERMERROR, "the client address is neither IPv4 nor IPv6");
+	dns_job_attach(d, &j->job);
+	j->ev = event_new(dns_base(d), -1, 0, spf_on_start, j);
 	if (j->ev == NULL)
-		fatal("event=event_new_failed where=mta_spf_check");
+		fatal("event=event_new_failed where=dns_spf_check");
 	event_active(j->ev, EV_TIMEOUT, 1);
 }
