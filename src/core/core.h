@@ -115,7 +115,8 @@ typedef void (*workq_fn)(void *arg);
 /* core_threads_init - enable libevent's pthread locking; call once at start. */
 void core_threads_init(void);
 struct workq *workq_new(unsigned nthreads, size_t max_pending);
-/* workq_submit - RC_LIMIT when max_pending jobs are already waiting. */
+/* workq_submit - RC_LIMIT when max_pending jobs are already waiting. base NULL:
+ * no completion (done is ignored; work owns arg and delivers its result). */
 enum rc workq_submit(struct workq *wq, struct event_base *base, workq_fn work,
 		     workq_fn done, void *arg);
 /* workq_free - finish queued work (their done callbacks still run when their

@@ -5,6 +5,8 @@
  * Each job carries a libevent event created on the caller's base; the pool thread
  * activates it when the work is done (event_active is thread-safe once
  * evthread_use_pthreads() ran), so done() always runs on the loop that asked.
+ * A job submitted without a base has no completion: its work delivers the result
+ * itself (the DKIM key cache wakes each waiting loop from the pool thread).
  */
 #include "core/core.h"
 
@@ -70,7 +72,10 @@ static void *workq_main(void *p)
 		wq->pending--;
 		pthread_mutex_unlock(&wq->lock);
 		job->work(job->arg);
-		event_active(job->ev, 0, 0);
+		if (job->ev)
+			event_active(job->ev, 0, 0);
+		else
+			free(job); /* no completion: work owned arg */
 		pthread_mutex_lock(&wq->lock);
 	}
 	pthread_mutex_unlock(&wq->lock);
@@ -92,7 +97,8 @@ struct workq *workq_new(unsigned nthreads, size_t max_pending)
 	return wq;
 }
 
-/* workq_submit - queue work(arg) now and done(arg) on base afterwards. */
+/* workq_submit - queue work(arg) now and done(arg) on base afterwards (base
+ * NULL: no completion, done is ignored). */
 enum rc workq_submit(struct workq *wq, struct event_base *base, workq_fn work,
 		     workq_fn done, void *arg)
 {
@@ -100,13 +106,13 @@ enum rc workq_submit(struct workq *wq, struct event_base *base, workq_fn work,
 	job->work = work;
 	job->done = done;
 	job->arg = arg;
-	job->ev = event_new(base, -1, 0, workq_on_done, job);
-	if (job->ev == NULL)
+	if (base != NULL && (job->ev = event_new(base, -1, 0, workq_on_done, job)) == NULL)
 		fatal("event=event_new_failed where=workq");
 	pthread_mutex_lock(&wq->lock);
 	if (wq->pending >= wq->max_pending || wq->stopping) {
 		pthread_mutex_unlock(&wq->lock);
-		event_free(job->ev);
+		if (job->ev)
+			event_free(job->ev);
 		free(job);
 		return RC_LIMIT;
 	}

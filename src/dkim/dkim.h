@@ -203,11 +203,12 @@ struct dkim_loaded_keys {
 /* dkim_loaded_keys_clear - drop the references and the status. */
 void dkim_loaded_keys_clear(struct dkim_loaded_keys *k);
 
-/* A key source: fill out (zeroed on entry) with domain's active keys. Called with
- * the cache's lock held, on whichever thread signs. */
+/* A key source: fill out (zeroed on entry) with domain's active keys. Called on
+ * the cache's own thread for dkim_cache_lookup (on the caller's for
+ * dkim_cache_sign), never with the cache's lock held. */
 typedef void (*dkim_cache_loader)(void *ctx, const char *domain, struct dkim_loaded_keys *out);
 
-/* Why dkim_cache_sign could not sign, for the reply and the log. */
+/* Why a domain could not be signed, for the reply and the log. */
 struct dkim_sign_status {
 	bool registered;	/* the domain has keys (any state): RC_NOTFOUND then
 				 * means none is active yet */
@@ -216,17 +217,58 @@ struct dkim_sign_status {
 };
 
 struct evbuffer;
+struct event_base;
+
+/* A domain's active keys as one load found them: immutable, reference-counted,
+ * usable on any thread. */
+struct dkim_keyset;
+struct dkim_keyset *dkim_keyset_ref(struct dkim_keyset *ks);
+/* dkim_keyset_unref - drop a reference; NULL is a no-op. */
+void dkim_keyset_unref(struct dkim_keyset *ks);
+/* dkim_keyset_status - registered / unreadable / errno, as dkim_keyset_sign reports. */
+void dkim_keyset_status(const struct dkim_keyset *ks, struct dkim_sign_status *st);
+/* dkim_keyset_sign - the DKIM-Signature fields for body (a whole message) signed
+ * as domain with each key of ks, for the caller to prepend (*out is the
+ * caller's). RC_NOTFOUND: no active key; RC_IO: there are, but none could be
+ * read (status says why; status may be NULL). CPU only, no I/O. */
+enum rc dkim_keyset_sign(const struct dkim_keyset *ks, const char *domain,
+			 const struct evbuffer *body, char **out, struct dkim_sign_status *status);
+
 struct dkim_cache;
 /* dkim_cache_new - a cache whose entries live DKIM_CACHE_TTL_MS (60 s), are
  * retried after 1 s when a key could not be read, and are all reloaded after
- * dkim_cache_changed(). At most 4096 domains (least recently used dropped).
- * Thread-safe. */
+ * dkim_cache_changed(). At most 4096 domains (least recently used dropped; about
+ * 6 MiB for domains without keys, see dkim_cache.c). Loads run on a thread of
+ * its own. Thread-safe. */
 struct dkim_cache *dkim_cache_new(dkim_cache_loader load, void *ctx);
+/* dkim_cache_new_max - the same with at most max domains (0: 4096). */
+struct dkim_cache *dkim_cache_new_max(dkim_cache_loader load, void *ctx, size_t max);
+/* dkim_cache_free - once every lookup completed or was cancelled (loads in
+ * flight finish first). */
 void dkim_cache_free(struct dkim_cache *c);
-/* dkim_cache_sign - the DKIM-Signature fields for body (a whole message) signed
- * as domain with each of its active keys, for the caller to prepend (*out is the
- * caller's). RC_NOTFOUND: the domain has no active key; RC_IO: it has, but none
- * could be read (status says why; status may be NULL). */
+
+/*
+ * Asynchronous lookup, for event loops. The callback gets domain's key set,
+ * borrowed for the call (dkim_keyset_ref to keep it), and signs with
+ * dkim_keyset_sign. On a hit (a fresh entry) it runs before dkim_cache_lookup
+ * returns, which then returns NULL. On a miss the keys are loaded on the
+ * cache's thread and the callback runs later on base (the caller's loop, which
+ * must be the current thread's); the returned handle cancels it until then.
+ * Concurrent lookups of one domain share one load. A lookup never blocks on a
+ * load, a file or SQLite (only on the cache's lock, held for pointer updates).
+ */
+struct dkim_lookup;
+typedef void (*dkim_lookup_fn)(void *arg, struct dkim_keyset *ks);
+struct dkim_lookup *dkim_cache_lookup(struct dkim_cache *c, struct event_base *base,
+				      const char *domain, dkim_lookup_fn cb, void *arg);
+/* dkim_lookup_cancel - cb will not run (call it on base's thread, before cb ran,
+ * e.g. when the session that asked is freed); NULL is a no-op. */
+void dkim_lookup_cancel(struct dkim_lookup *l);
+
+/* dkim_cache_sign - synchronous: sign body as domain with every active key,
+ * loading them on the calling thread when the entry is not fresh (SQLite and
+ * PEM reads: not for an event loop; the CLI and callers not yet converted).
+ * Same answers as dkim_keyset_sign. */
 enum rc dkim_cache_sign(struct dkim_cache *c, const char *domain, const struct evbuffer *body,
 			char **out, struct dkim_sign_status *status);
 /* dkim_cache_changed - keys were added, activated or removed: every cache of
