@@ -204,6 +204,15 @@ void smtp_msg_check_feed(struct smtp_msg_check *c, const char *buf, size_t len);
  * CRLF gets it appended by the caller, it is not an error (but a final bare CR
  * is). Does not change *c: asking twice gives the same answer. */
 enum rc smtp_msg_check_done(struct smtp_msg_check *c, struct smtp_reply *err);
+/*
+ * smtp_data_feed_check - smtp_data_feed that also hands every content octet, in
+ * order, to the content checker c before appending it to out (NULL: checked and
+ * discarded). One pass over the input, which is still in cache, and one copy;
+ * the same result as smtp_data_feed into a buffer, then smtp_msg_check_feed on
+ * that buffer.
+ */
+enum rc smtp_data_feed_check(struct smtp_data_reader *r, const char *in, size_t len,
+			     size_t *consumed, struct smtp_msg_check *c, struct evbuffer *out);
 
 /* What the server needs from the header section (RFC 5322). */
 #define SMTP_HDR_FROM_MAX 16

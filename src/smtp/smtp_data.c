@@ -16,6 +16,10 @@
  */
 #include <string.h>
 
+#ifdef __SSE2__
+#include <emmintrin.h>
+#endif
+
 #include "smtp/smtp.h"
 
 /* DATA reader states: where we are relative to the last CRLF. */
@@ -34,15 +38,29 @@ void smtp_data_init(struct smtp_data_reader *r)
 	r->state = DR_BOL;
 }
 
-static void emit(struct evbuffer *out, const char *p, size_t n)
+/* emit - content octets p[0..n): to the checker c, then appended to out (either
+ * may be NULL). The octets are still in the reader's input, so the checker reads
+ * them where they were just read and they are copied once. */
+static void emit(struct smtp_msg_check *c, struct evbuffer *out, const char *p, size_t n)
 {
-	if (out != NULL && n > 0 && evbuffer_add(out, p, n) != 0)
+	if (n == 0)
+		return;
+	if (c != NULL)
+		smtp_msg_check_feed(c, p, n);
+	if (out != NULL && evbuffer_add(out, p, n) != 0)
 		fatal("smtp_data: evbuffer_add failed");
 }
 
 /* smtp_data_feed - unstuff in[0..len) into out, stopping after CRLF "." CRLF. */
 enum rc smtp_data_feed(struct smtp_data_reader *r, const char *in, size_t len,
 		       size_t *consumed, struct evbuffer *out)
+{
+	return smtp_data_feed_check(r, in, len, consumed, NULL, out);
+}
+
+/* smtp_data_feed_check - see smtp.h. */
+enum rc smtp_data_feed_check(struct smtp_data_reader *r, const char *in, size_t len,
+			     size_t *consumed, struct smtp_msg_check *mc, struct evbuffer *out)
 {
 	size_t i = 0, run = 0;	/* in[run..i) is content not yet emitted */
 	int st = r->state;
@@ -56,7 +74,7 @@ enum rc smtp_data_feed(struct smtp_data_reader *r, const char *in, size_t len,
 		switch (st) {
 		case DR_BOL:
 			if (c == '.') {
-				emit(out, in + run, i - run);
+				emit(mc, out, in + run, i - run);
 				run = ++i;	/* drop the dot (RFC 5321 4.5.2) */
 				st = DR_DOT;
 				continue;
@@ -90,14 +108,14 @@ enum rc smtp_data_feed(struct smtp_data_reader *r, const char *in, size_t len,
 			break;
 		case DR_DOT_CR:
 			if (c == '\n') {
-				emit(out, in + run, i - run);
+				emit(mc, out, in + run, i - run);
 				r->state = DR_DONE;
 				*consumed = i + 1;
 				return RC_OK;
 			}
 			/* "." CR then not LF: content; the held CR goes out now. */
-			emit(out, in + run, i - run);
-			emit(out, "\r", 1);
+			emit(mc, out, in + run, i - run);
+			emit(mc, out, "\r", 1);
 			run = i;
 			st = DR_CR;
 			break;
@@ -105,7 +123,7 @@ enum rc smtp_data_feed(struct smtp_data_reader *r, const char *in, size_t len,
 			fatal("smtp_data: bad reader state %d", st);
 		}
 	}
-	emit(out, in + run, i - run);
+	emit(mc, out, in + run, i - run);
 	r->state = st;
 	*consumed = len;
 	return RC_AGAIN;
@@ -147,12 +165,13 @@ static void copy_headers(struct smtp_msg_check *c, const char *buf, size_t n)
 }
 
 /*
- * Word-at-a-time scanning: the checker's work is in the few octets that need a
- * decision (CR, LF, NUL, and 8-bit ones until the first is seen); everything
- * else only counts towards the line length. scan_plain skips such ordinary
- * octets eight at a time. has_zero(v) is non-zero iff some byte of v is zero
- * (the classic (v - 0x01..) & ~v & 0x80.. test: exact as to whether, not as to
- * where, which is all that is asked here).
+ * Block scanning: the checker's work is in the few octets that need a decision
+ * (CR, LF, NUL, and 8-bit ones until the first is seen); everything else only
+ * counts towards the line length. scan_plain skips such ordinary octets sixteen
+ * at a time with SSE2 (part of every x86-64 CPU), else eight at a time in a
+ * 64-bit word. has_zero(v) is non-zero iff some byte of v is zero (the classic
+ * (v - 0x01..) & ~v & 0x80.. test: exact as to whether, not as to where, which
+ * is all that is asked here).
  */
 #define ONES 0x0101010101010101ULL
 #define HIGHS 0x8080808080808080ULL
@@ -167,12 +186,41 @@ static inline bool is_special(unsigned char b, bool want_8bit)
 	return b == '\r' || b == '\n' || b == 0 || (want_8bit && b >= 0x80);
 }
 
+#ifdef __SSE2__
+/* scan_blocks - where scanning p[0..len) sixteen octets at a time stops: at the
+ * first special octet, or where fewer than sixteen are left. */
+static size_t scan_blocks(const unsigned char *p, size_t len, bool want_8bit)
+{
+	const __m128i cr = _mm_set1_epi8('\r'), lf = _mm_set1_epi8('\n');
+	const __m128i zero = _mm_setzero_si128();
+	const unsigned high = want_8bit ? 0xffffu : 0;
+	size_t i = 0;
+	for (; i + 16 <= len; i += 16) {
+		__m128i v = _mm_loadu_si128((const __m128i *)(const void *)(p + i));
+		__m128i sp = _mm_or_si128(_mm_or_si128(_mm_cmpeq_epi8(v, cr), _mm_cmpeq_epi8(v, lf)),
+					  _mm_cmpeq_epi8(v, zero));
+		unsigned m = (unsigned)_mm_movemask_epi8(sp) | ((unsigned)_mm_movemask_epi8(v) & high);
+		if (m != 0)
+			return i + (size_t)__builtin_ctz(m);
+	}
+	return i;
+}
+#else
+static size_t scan_blocks(const unsigned char *p, size_t len, bool want_8bit)
+{
+	(void)p, (void)len, (void)want_8bit;
+	return 0;
+}
+#endif
+
 /* scan_plain - the length of the leading run of p[0..len) without CR, LF, NUL
  * and (when want_8bit) octets >= 0x80. */
 static size_t scan_plain(const unsigned char *p, size_t len, bool want_8bit)
 {
 	const uint64_t hi = want_8bit ? HIGHS : 0;
-	size_t i = 0;
+	size_t i = scan_blocks(p, len, want_8bit);
+	if (i < len && is_special(p[i], want_8bit))
+		return i;
 	for (; i + 8 <= len; i += 8) {
 		uint64_t w;
 		memcpy(&w, p + i, sizeof w);
@@ -235,16 +283,19 @@ void smtp_msg_check_feed(struct smtp_msg_check *c, const char *buf, size_t len)
 	if (c->max_size != 0 && c->size > c->max_size)
 		c->too_big = true;
 
-	for (size_t i = 0; i < len;) {
-		size_t n = c->prev == '\r' ? 0 : scan_plain(p + i, len - i, !c->eight_bit);
-		if (n > 0) {
-			c->line_len += n;
-			c->prev = p[i + n - 1];
-			i += n;
-			continue;
+	for (size_t i = 0; i < len; i++) {
+		if (c->prev != '\r') {
+			size_t n = scan_plain(p + i, len - i, !c->eight_bit);
+			if (n > 0) {
+				c->line_len += n;
+				c->prev = p[i + n - 1];
+				i += n;
+				if (i == len)
+					break;
+			}
 		}
+		/* p[i] needs a decision, or follows a CR. */
 		check_octet(c, p[i], i, &hdr_end);
-		i++;
 	}
 	if (hdr_end > 0)
 		copy_headers(c, buf, hdr_end);

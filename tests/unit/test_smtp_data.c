@@ -656,6 +656,66 @@ static void test_check_matches_reference(void **state)
 	free(buf);
 }
 
+/* smtp_data_feed_check gives the checker exactly the content smtp_data_feed
+ * produces, in order, whatever the pieces: the same content, the same verdict
+ * and state as checking the unstuffed result afterwards; with out NULL the
+ * content is checked and dropped. Messages mix dot-stuffed lines, long runs
+ * (the block scanner), 8-bit octets, NUL and bare CR/LF. */
+static void test_data_feed_check(void **state)
+{
+	(void)state;
+	enum { CAP = 5000 };
+	char *buf = malloc(CAP + 8);
+	for (int round = 0; round < 2000; round++) {
+		size_t len = random_message(buf, CAP);
+		for (size_t k = 0; k + 2 < len; k++)	/* some lines start with a dot */
+			if (buf[k] == '\n' && rnd() % 3 == 0)
+				buf[k + 1] = '.';
+		if (rnd() % 2 == 0) {	/* and usually it ends */
+			memcpy(buf + len, "\r\n.\r\n", 5);
+			len += 5;
+		}
+		struct smtp_data_reader r1, r2;
+		struct smtp_msg_check fused, ref;
+		struct evbuffer *o1 = evbuffer_new(), *o2 = evbuffer_new();
+		smtp_data_init(&r1);
+		smtp_data_init(&r2);
+		smtp_msg_check_init(&fused, 0);
+		smtp_msg_check_init(&ref, 0);
+		bool drop = rnd() % 4 == 0;
+		enum rc rc1 = RC_AGAIN, rc2 = RC_AGAIN;
+		size_t off1 = 0, off2 = 0;
+		while (off1 < len && rc1 == RC_AGAIN) {
+			size_t n = rnd() % 3 == 0 ? len - off1 : 1 + rnd() % 900, used = 0;
+			n = n > len - off1 ? len - off1 : n;
+			rc1 = smtp_data_feed_check(&r1, buf + off1, n, &used, &fused, drop ? NULL : o1);
+			off1 += used;
+		}
+		rc2 = smtp_data_feed(&r2, buf, len, &off2, o2);
+		char label[64];
+		snprintf(label, sizeof label, "fused round %d (%zu octets)", round, len);
+		CHECK(label, rc1 == rc2 && off1 == off2);
+		size_t clen = evbuffer_get_length(o2);
+		smtp_msg_check_feed(&ref, (const char *)evbuffer_pullup(o2, -1), clen);
+		CHECK(label, evbuffer_get_length(o1) == (drop ? 0 : clen));
+		CHECK(label, drop || memcmp(evbuffer_pullup(o1, -1), evbuffer_pullup(o2, -1), clen) == 0);
+		CHECK(label, fused.size == ref.size && fused.size == clen);
+		CHECK(label, fused.bare_crlf == ref.bare_crlf && fused.nul == ref.nul);
+		CHECK(label, fused.long_line == ref.long_line && fused.eight_bit == ref.eight_bit);
+		CHECK(label, fused.in_headers == ref.in_headers && fused.line_len == ref.line_len);
+		CHECK(label, fused.prev == ref.prev);
+		size_t hl = evbuffer_get_length(fused.headers);
+		CHECK(label, hl == evbuffer_get_length(ref.headers));
+		CHECK(label, memcmp(evbuffer_pullup(fused.headers, -1),
+				    evbuffer_pullup(ref.headers, -1), hl) == 0);
+		smtp_msg_check_fini(&fused);
+		smtp_msg_check_fini(&ref);
+		evbuffer_free(o1);
+		evbuffer_free(o2);
+	}
+	free(buf);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -667,6 +727,7 @@ int main(void)
 		cmocka_unit_test(test_check_line_length),
 		cmocka_unit_test(test_check_header_overflow),
 		cmocka_unit_test(test_check_matches_reference),
+		cmocka_unit_test(test_data_feed_check),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
