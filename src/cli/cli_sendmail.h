@@ -28,6 +28,7 @@ struct sm_msg {
 	bool eight_bit; /* a byte >= 0x80 somewhere: BODY=8BITMIME */
 };
 
+void sm_msg_parse(struct sm_msg *m, const char *in, size_t len, bool ignore_dots);
 enum rc sm_msg_read(struct sm_msg *m, bool ignore_dots);
 bool sm_field_is(const struct sm_field *f, const char *name);
 char *sm_field_value(const struct sm_field *f);

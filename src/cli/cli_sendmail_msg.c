@@ -10,6 +10,8 @@
  * refuses it over SMTP (RFC 5322 2.3; SMTP smuggling). A line holding only "."
  * ends the input unless -i / -oi (sendmail's rule).
  *
+ * sm_msg_parse does the work on a buffer, sm_msg_read feeds it standard input.
+ *
  * Ownership: a struct sm_msg owns its fields and body; sm_msg_free releases them.
  * Every buffer has a maximum (SM_INPUT_MAX bytes of input).
  */
@@ -108,18 +110,14 @@ static void sm_add_line(struct sm_msg *m, const char *line, size_t n, bool *in_h
 	sm_buf_add(&m->body, &m->bodylen, bodycap, "\r\n", 2);
 }
 
-/* sm_msg_read - read standard input into m; see the file comment. RC_LIMIT if
- * larger than SM_INPUT_MAX, RC_IO on a read error. */
-enum rc sm_msg_read(struct sm_msg *m, bool ignore_dots)
+/* sm_msg_parse - in[0..len) (need not be NUL-terminated) into m, which must be
+ * zeroed; see the file comment. No I/O: the seam of the unit test and the fuzz
+ * target. */
+void sm_msg_parse(struct sm_msg *m, const char *in, size_t len, bool ignore_dots)
 {
-	char *in;
-	size_t len, bodycap = 0;
+	size_t bodycap = 1;
 	bool in_headers = true;
-	enum rc rc = sm_read_input(&in, &len);
-	if (rc != RC_OK)
-		return rc;
 	m->body = xstrdup("");
-	bodycap = 1;
 	for (size_t pos = 0; pos < len;) {
 		const char *nl = memchr(in + pos, '\n', len - pos);
 		size_t end = nl ? (size_t)(nl - in) : len;
@@ -138,6 +136,18 @@ enum rc sm_msg_read(struct sm_msg *m, bool ignore_dots)
 		sm_add_line(m, in + pos, n, &in_headers, &bodycap);
 		pos = nl ? end + 1 : len;
 	}
+}
+
+/* sm_msg_read - read standard input into m (zeroed) with sm_msg_parse. RC_LIMIT
+ * if larger than SM_INPUT_MAX, RC_IO on a read error. */
+enum rc sm_msg_read(struct sm_msg *m, bool ignore_dots)
+{
+	char *in;
+	size_t len;
+	enum rc rc = sm_read_input(&in, &len);
+	if (rc != RC_OK)
+		return rc;
+	sm_msg_parse(m, in, len, ignore_dots);
 	free(in);
 	return RC_OK;
 }
@@ -216,6 +226,7 @@ char *sm_msg_render(const struct sm_msg *m, size_t *outlen)
 	return out;
 }
 
+/* sm_msg_free - release m's fields and body; m is zeroed (free again: no-op). */
 void sm_msg_free(struct sm_msg *m)
 {
 	for (size_t i = 0; i < m->nfields; i++)
