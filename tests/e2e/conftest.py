@@ -7,7 +7,7 @@ under /tmp that is removed afterwards (set RELEVO_E2E_KEEP=1 to keep it):
   tls_ca        a throw-away CA and a server certificate for "relay.test"
                 (subjectAltName DNS:relay.test, IP:127.0.0.1), made with the
                 openssl CLI once per session; clients verify against the CA.
-  free_ports    loopback ports found by binding port 0 on 127.0.0.1.
+  pick_ports    free loopback ports from this worker's own range (see there).
   make_relevo   a factory: writes a config (the spec's defaults, overridable),
                 adds the standard users with `relevo user add`, and returns a
                 Relevo (start/stop/kill9/cli/queue_list...).
@@ -176,19 +176,56 @@ def tempfail_mx():
 # Ports and config
 # ---------------------------------------------------------------------------
 
-def pick_ports(n):
-    """n distinct free TCP ports on 127.0.0.1 (bind port 0, read, release)."""
-    socks, ports = [], []
+# Ports. Each pytest process (an xdist worker, or the one process of a serial
+# run) takes listener ports from its own slice of 20000-32767: below the kernel's
+# ephemeral range (32768-60999), so no connect() or bind(0) anywhere on the host
+# takes one between the pick and the daemon's bind, and disjoint between the
+# workers of one run, so two tests running side by side never pick the same port
+# (a FakeMX farm listens on 127.0.0.N:PORT, which a probe of 127.0.0.1 cannot
+# see). Within its slice a process walks on from a random start (other runs on
+# the same machine use the same slices) and skips ports it cannot bind.
+PORT_BASE, PORT_SLICE, PORT_SLICES = 20000, 1590, 8
+
+
+def worker_index():
+    """This process's xdist worker number (gw3 -> 3); 0 when not under xdist."""
+    m = re.match(r"^gw(\d+)$", os.environ.get("PYTEST_XDIST_WORKER", ""))
+    return int(m.group(1)) if m else 0
+
+
+def worker_tag():
+    """A short name unique among the workers of a run ("gw0".., "main" if serial)."""
+    return os.environ.get("PYTEST_XDIST_WORKER") or "main"
+
+
+_port_cursor = [None]
+
+
+def _port_free(port):
+    s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
     try:
-        for _ in range(n):
-            s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-            s.bind(("127.0.0.1", 0))
-            socks.append(s)
-            ports.append(s.getsockname()[1])
+        s.bind(("127.0.0.1", port))
+        return True
+    except OSError:
+        return False
     finally:
-        for s in socks:
-            s.close()
-    return ports
+        s.close()
+
+
+def pick_ports(n):
+    """n distinct free TCP ports on 127.0.0.1, from this worker's slice (see above)."""
+    lo = PORT_BASE + (worker_index() % PORT_SLICES) * PORT_SLICE
+    if _port_cursor[0] is None:
+        _port_cursor[0] = int.from_bytes(os.urandom(2), "big") % PORT_SLICE
+    ports = []
+    for _ in range(PORT_SLICE):
+        port = lo + _port_cursor[0]
+        _port_cursor[0] = (_port_cursor[0] + 1) % PORT_SLICE
+        if _port_free(port):
+            ports.append(port)
+            if len(ports) == n:
+                return ports
+    raise RuntimeError("no %d free ports in %d-%d" % (n, lo, lo + PORT_SLICE - 1))
 
 
 def _yaml_scalar(v):
@@ -539,9 +576,36 @@ def _check_binary():
                     pytrace=False)
 
 
+STORE_FILE = "relevo.db"
+
+
+@pytest.fixture(scope="session")
+def users_store(tls_ca, tempfail_mx):
+    """The store (data_dir/relevo.db) of a data_dir where `relevo user add` has added
+    the standard users, made once per pytest process: hashing their passwords (argon2id)
+    costs a second of CPU per daemon, so make_relevo copies this file instead."""
+    _check_binary()
+    d = tempfile.mkdtemp(prefix="rlv-users-", dir="/tmp")
+    try:
+        cfg = default_config(d, tls_ca, dict(zip(["submission", "submissions", "relay"],
+                                                 pick_ports(3))), tempfail_mx.port)
+        os.makedirs(cfg["data_dir"])
+        r = Relevo(d, tls_ca, {}, cfg, name="users-store")
+        for name, (pw, domains) in USERS.items():
+            r.add_user(name, pw, domains)
+        names = os.listdir(cfg["data_dir"])
+        assert names == [STORE_FILE], "user add left %s in data_dir" % names
+        yield os.path.join(cfg["data_dir"], STORE_FILE)
+    finally:
+        shutil.rmtree(d, ignore_errors=True)
+
+
 @pytest.fixture
-def make_relevo(request, workdir, tls_ca, tempfail_mx):
-    """Factory: make_relevo(smtp={...}, users=True, start=True, **top_level_overrides)."""
+def make_relevo(request, workdir, tls_ca, tempfail_mx, users_store):
+    """Factory: make_relevo(smtp={...}, users=True, start=True, **top_level_overrides).
+
+    users=True: the standard USERS exist (the store made by `relevo user add` in
+    users_store, copied; with run_as set the CLI adds them, as that user)."""
     _check_binary()
     made = []
     request.node._relevo_daemons = made
@@ -560,7 +624,9 @@ def make_relevo(request, workdir, tls_ca, tempfail_mx):
         os.makedirs(cfg["data_dir"], exist_ok=True)
         r = Relevo(d, tls_ca, ports, cfg, name="relevo#%d" % n)
         made.append(r)
-        if users:
+        if users and "run_as" not in cfg:
+            shutil.copy2(users_store, os.path.join(cfg["data_dir"], STORE_FILE))
+        elif users:
             for name, (pw, domains) in USERS.items():
                 r.add_user(name, pw, domains)
         if start:
@@ -873,6 +939,24 @@ def submit(relevo, sender="alice@example.com", rcpts=("rcpt@example.net",), mess
         assert r.queued_id, "no 'queued as ID' in %r" % r
         c.quit()
     return r.queued_id, r
+
+
+def open_transaction(relevo, mode="submissions", sender="alice@example.com",
+                     rcpts=("rcpt@example.net",), data=True):
+    """A client in the middle of a transaction: greeted, EHLO (relay) or logged in
+    as alice, MAIL and RCPT accepted, and with data=True DATA answered 354. The
+    caller sends the content (exact bytes) and closes it (a context manager)."""
+    c = relevo.client(mode)
+    if mode == "relay":
+        c.ehlo()
+    else:
+        c.login("alice")
+    expect(c.cmd("MAIL FROM:<%s>" % sender), 250)
+    for r in rcpts:
+        expect(c.cmd("RCPT TO:<%s>" % r), 250)
+    if data:
+        expect(c.cmd("DATA"), 354)
+    return c
 
 
 def header_lines(text, name):

@@ -23,6 +23,7 @@ import email.policy
 import itertools
 import os
 import re
+import socket
 import ssl
 import threading
 import time
@@ -445,6 +446,10 @@ class MXFarm:
     def __init__(self, tls_material):
         self.tls_material = tls_material
         self.port = pick_ports(1)[0]
+        # Hold 127.0.0.1:port while the farm lives: another pytest run's probe of
+        # 127.0.0.1 then cannot hand the same port to its own farm on 127.0.0.N.
+        self.reservation = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        self.reservation.bind(("127.0.0.1", self.port))
         self.next_octet = 2
         self.mxs = []
 
@@ -477,6 +482,7 @@ class MXFarm:
                 m.stop()
             except Exception:
                 pass
+        self.reservation.close()
 
 
 @pytest.fixture

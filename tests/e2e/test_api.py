@@ -24,7 +24,7 @@ import pytest
 from conftest import ID_RE, expect_status
 from fakes import delivering_relevo, queue_ok, wait_for
 from fakes import dns, mxs  # noqa: F401  (fixtures)
-from test_dkim import publish, verify_all, zone_records
+from signing import dest_mx, signing_relevo, verify_all
 from test_events import assert_logged_as_in_api
 from test_hardening_helpers import FSYNC_AT_START, start_with_env
 
@@ -119,13 +119,6 @@ def send_ok(r, **fields):
     return j
 
 
-def dest_mx(dns, mxs, domain="dest.test"):
-    mx = mxs.add("mx1." + domain)
-    dns.mx(domain, mx.name)
-    dns.a(mx.name, mx.addr)
-    return mx
-
-
 @pytest.fixture
 def delivering(make_relevo, make_api_relevo, dns, mxs):
     """A relevo with the API that delivers to the fake MX of dest.test."""
@@ -176,12 +169,7 @@ CSV = "name,amount\r\nJörg,3\r\n".encode()
 
 def test_sent_mail_arrives_signed_and_intact(make_relevo, make_api_relevo, dns, mxs):
     mx = dest_mx(dns, mxs)
-    r = delivering_relevo(make_relevo, dns, mxs, start=False)
-    r.config["dkim"] = {"missing_key": "tempfail"}
-    r.write_config()
-    r.cli_ok(["domain", "add", "example.com"])
-    recs = zone_records(r, "example.com")
-    publish(dns, recs)
+    r, recs = signing_relevo(make_relevo, dns, mxs, start=False)
     make_api_relevo(r)
     j = send_ok(r, **{
         "from": "Alice Example <alice@example.com>",

@@ -7,6 +7,7 @@ from `relevo --help` itself, so a subcommand added later is covered.
 
 import re
 import subprocess
+from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 
@@ -18,6 +19,13 @@ def run(*args):
                        env=sanitizer_env(), stdin=subprocess.DEVNULL)
     assert not sanitizer_findings(r.stderr), r.stderr
     return r
+
+
+def run_all(arglists):
+    """run() for each argument list, a few at a time (each is a process start of the
+    sanitizer build, mostly waiting); the results in the same order."""
+    with ThreadPoolExecutor(max_workers=4) as pool:
+        return list(pool.map(lambda a: run(*a), arglists))
 
 
 def listed():
@@ -59,6 +67,7 @@ def test_version():
 def test_every_subcommand_answers_help(opt):
     seen = listed()
     assert len(seen) >= 20, seen
+    checks = []                 # (words, args)
     for cmd, sub, line in seen:
         if cmd == "sendmail" and opt == "-h":
             continue            # sendmail's -h is its legacy hop-count option
@@ -66,17 +75,15 @@ def test_every_subcommand_answers_help(opt):
         # the option alone, after arguments, before them, and with -c
         for args in (words + [opt], words + ["x@example.com", opt],
                      words[:1] + [opt] + words[1:], words + [opt, "-c", "/nonexistent.yaml"]):
-            r = run(*args)
-            assert r.returncode == 0, "relevo %s: %r" % (" ".join(args), r)
-            assert r.stdout.startswith("usage: relevo " + " ".join(words[:1])), r
-            assert r.stderr == "", r
-        r = run(*(words + [opt]))
-        assert " ".join(words) in r.stdout, r
-    cmds = sorted({c for c, _, _ in seen})
-    for cmd in cmds:
-        if cmd == "sendmail" and opt == "-h":
-            continue
-        r = run(cmd, opt)
+            checks.append((words, args))
+    for (words, args), r in zip(checks, run_all([a for _, a in checks])):
+        assert r.returncode == 0, "relevo %s: %r" % (" ".join(args), r)
+        assert r.stdout.startswith("usage: relevo " + " ".join(words[:1])), r
+        assert r.stderr == "", r
+        if args == words + [opt]:
+            assert " ".join(words) in r.stdout, r
+    cmds = [c for c in sorted({c for c, _, _ in seen}) if not (c == "sendmail" and opt == "-h")]
+    for cmd, r in zip(cmds, run_all([[c, opt] for c in cmds])):
         assert r.returncode == 0 and r.stdout.startswith("usage: relevo"), r
         # every subcommand of cmd is in its own help too
         for c, sub, _ in seen:

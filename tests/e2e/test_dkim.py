@@ -6,54 +6,15 @@ both signatures (rsa-sha256 and ed25519-sha256) on the mail the fake MX received
 import json
 import re
 
-import dkim
 import pytest
 
 from conftest import expect, make_message, submit
 from fakes import delivering_relevo, wait_for
 from fakes import dns, mxs  # noqa: F401  (fixtures)
+# (other test files import these from here too)
+from signing import dest_mx, publish, signatures, signing_relevo, verify_all, zone_records  # noqa: F401
 
 FROM = "alice@example.com"
-
-
-def zone_records(relevo, domain):
-    """The TXT records of `relevo domain records DOMAIN --zone`, as {name: value}."""
-    out = relevo.cli_ok(["domain", "records", domain, "--zone"]).out
-    recs = {}
-    for line in out.splitlines():
-        m = re.match(r'^(\S+)\. 3600 IN TXT ((?:"[^"]*" ?)+)$', line)
-        assert m, "not a zone line: %r" % line
-        value = "".join(re.findall(r'"([^"]*)"', m.group(2)))
-        assert all(len(s) <= 255 for s in re.findall(r'"([^"]*)"', m.group(2)))
-        recs.setdefault(m.group(1), []).append(value)
-    return recs
-
-
-def publish(dns, recs):
-    for name, values in recs.items():
-        for v in values:
-            dns.txt(name, v)
-
-
-def verify_all(message, recs):
-    """dkimpy's verdict for every DKIM-Signature of message (a list of bools)."""
-    def dnsfunc(name, timeout=5):
-        name = name.decode() if isinstance(name, bytes) else name
-        vals = recs.get(name.rstrip("."), [])
-        return vals[0].encode() if vals else None
-
-    def one(i):
-        try:
-            return dkim.DKIM(message).verify(idx=i, dnsfunc=dnsfunc)
-        except dkim.ValidationError:
-            return False          # e.g. "body hash mismatch": a failed verification
-
-    n = len(signatures(message))
-    return [one(i) for i in range(n)], None
-
-
-def signatures(message):
-    return re.findall(rb"^DKIM-Signature:([^\r\n]*(?:\r\n[ \t][^\r\n]*)*)", message, re.M)
 
 
 AWKWARD = (b"Line one.\r\n"
@@ -67,18 +28,10 @@ AWKWARD = (b"Line one.\r\n"
            b"last line without newline")
 
 
-@pytest.fixture
-def signing_relevo(make_relevo, dns, mxs):
-    mx = mxs.add("mx1.dest.test")
-    dns.mx("dest.test", mx.name)
-    dns.a(mx.name, mx.addr)
-    r = delivering_relevo(make_relevo, dns, mxs, start=False)
-    r.config["dkim"] = {"missing_key": "tempfail"}
-    r.write_config()
-    r.cli_ok(["domain", "add", "example.com"])
-    recs = zone_records(r, "example.com")
-    publish(dns, recs)
-    r.start()
+@pytest.fixture(name="signing_relevo")
+def signing_relevo_fixture(make_relevo, dns, mxs):
+    mx = dest_mx(dns, mxs)
+    r, recs = signing_relevo(make_relevo, dns, mxs)
     return r, mx, recs
 
 

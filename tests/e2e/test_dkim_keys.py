@@ -26,9 +26,10 @@ import re
 
 import pytest
 
-from fakes import delivering_relevo, log_events, wait_event, wait_for
+from fakes import log_events, wait_event, wait_for
 from fakes import dns, mxs  # noqa: F401  (fixtures)
-from test_dkim import FROM, publish, send, signatures, verify_all, zone_records
+from signing import dest_mx, publish, signatures, signing_relevo, verify_all, zone_records
+from test_dkim import FROM, send
 
 
 def selectors_of(message):
@@ -51,18 +52,10 @@ def states(r, domain="example.com"):
 @pytest.fixture
 def signing(make_relevo, dns, mxs):
     """A delivering relevo with example.com added and published, running."""
-    mx = mxs.add("mx1.dest.test")
-    dns.mx("dest.test", mx.name)
-    dns.a(mx.name, mx.addr)
+    mx = dest_mx(dns, mxs)
 
     def make(**dkim):
-        r = delivering_relevo(make_relevo, dns, mxs, start=False)
-        r.config["dkim"] = {"missing_key": "tempfail", **dkim}
-        r.write_config()
-        r.cli_ok(["domain", "add", "example.com"])
-        recs = zone_records(r, "example.com")
-        publish(dns, recs)
-        r.start()
+        r, recs = signing_relevo(make_relevo, dns, mxs, **dkim)
         return r, mx, recs
     return make
 

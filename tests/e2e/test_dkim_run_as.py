@@ -25,7 +25,7 @@ import pytest
 from conftest import RELEVO_BIN, expect, make_message, sanitizer_env, sanitizer_findings, submit
 from fakes import delivering_relevo, log_events, wait_for
 from fakes import dns, mxs  # noqa: F401  (fixtures)
-from test_dkim import publish, signatures, verify_all, zone_records
+from signing import dest_mx, publish, signatures, verify_all, zone_records
 from test_hardening_privilege import owner_only_problems
 
 needs_root = pytest.mark.skipif(os.geteuid() != 0, reason="run_as needs root")
@@ -44,9 +44,7 @@ def run_as_user():
 
 @pytest.fixture
 def run_as_relevo(make_relevo, dns, mxs, run_as_user):
-    mx = mxs.add("mx1.dest.test")
-    dns.mx("dest.test", mx.name)
-    dns.a(mx.name, mx.addr)
+    mx = dest_mx(dns, mxs)
     r = delivering_relevo(make_relevo, dns, mxs, start=False)
     r.config["run_as"] = run_as_user.pw_name
     r.config["dkim"] = {"missing_key": "tempfail"}

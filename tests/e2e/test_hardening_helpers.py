@@ -7,6 +7,10 @@ no tests itself.
                    harness builds the daemon's environment from os.environ, so the
                    variables are set around start() only and never leak into the
                    CLI calls (`relevo queue ...`) made later.
+  start_with_nofile  start a Relevo with its RLIMIT_NOFILE set (the test's own
+                   limits stay as they are).
+  more_fds         raise the test process's own open-file limit for a test that
+                   holds many connections (a generator for a fixture).
   rss_kb           the daemon's resident set size (VmRSS of /proc/PID/status).
   start_measured   start_with_env with a small ASan quarantine, for tests that
                    measure RSS (harmless for the release build).
@@ -24,10 +28,14 @@ no tests itself.
 """
 
 import os
+import resource
 import socket
+import subprocess
 import ssl
 import threading
 import time
+
+import pytest
 
 from conftest import DEFAULT_TIMEOUT, SMTPClient, make_message
 
@@ -52,6 +60,37 @@ def start_with_env(relevo, env):
                 os.environ.pop(k, None)
             else:
                 os.environ[k] = v
+
+
+def start_with_nofile(relevo, soft, hard=None):
+    """relevo.start() with the daemon's RLIMIT_NOFILE at soft (and hard: by
+    default the current hard limit, which relevo may raise its soft one to)."""
+    if hard is None:
+        hard = resource.getrlimit(resource.RLIMIT_NOFILE)[1]
+    real = subprocess.Popen
+
+    def popen(*a, **kw):
+        kw["preexec_fn"] = lambda: resource.setrlimit(resource.RLIMIT_NOFILE, (soft, hard))
+        return real(*a, **kw)
+
+    subprocess.Popen = popen
+    try:
+        return relevo.start()
+    finally:
+        subprocess.Popen = real
+
+
+def more_fds(need):
+    """Generator for a fixture: this process's open-file soft limit raised to 4096
+    (at most the hard limit) for the test, then restored; skips the test when the
+    hard limit is below need."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    want = 4096 if hard == resource.RLIM_INFINITY else min(4096, hard)
+    if want < need:
+        pytest.skip("RLIMIT_NOFILE hard limit %s is too low (need %d)" % (hard, need))
+    resource.setrlimit(resource.RLIMIT_NOFILE, (max(soft, want), hard))
+    yield
+    resource.setrlimit(resource.RLIMIT_NOFILE, (soft, hard))
 
 
 def proc_status(pid):

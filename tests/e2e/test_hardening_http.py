@@ -10,15 +10,13 @@ the spinning listener used a whole core and wrote tens of MB of log per second.
 """
 
 import os
-import resource
 import socket
-import subprocess
 import time
 
 import pytest
 
 from conftest import expect, expect_status
-from test_hardening_helpers import client_from
+from test_hardening_helpers import client_from, more_fds, start_with_nofile
 
 CLK_TCK = os.sysconf("SC_CLK_TCK")
 
@@ -30,32 +28,10 @@ def cpu_seconds(pid):
     return (int(fields[11]) + int(fields[12])) / CLK_TCK
 
 
-def start_with_nofile(relevo, n):
-    """relevo.start() with the daemon's RLIMIT_NOFILE soft and hard limits at n
-    (so that relevo cannot raise it)."""
-    real = subprocess.Popen
-
-    def popen(*a, **kw):
-        kw["preexec_fn"] = lambda: resource.setrlimit(resource.RLIMIT_NOFILE, (n, n))
-        return real(*a, **kw)
-
-    subprocess.Popen = popen
-    try:
-        return relevo.start()
-    finally:
-        subprocess.Popen = real
-
-
-@pytest.fixture
-def more_fds():
+@pytest.fixture(name="more_fds")
+def more_fds_fixture():
     """Raise this process's open-file limit: the test holds many connections."""
-    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
-    want = 4096 if hard == resource.RLIM_INFINITY else min(4096, hard)
-    if want < 1200:
-        pytest.skip("RLIMIT_NOFILE hard limit %s is too low" % hard)
-    resource.setrlimit(resource.RLIMIT_NOFILE, (max(soft, want), hard))
-    yield
-    resource.setrlimit(resource.RLIMIT_NOFILE, (soft, hard))
+    yield from more_fds(1200)
 
 
 def open_idle(port, n):
@@ -78,7 +54,7 @@ def close_all(socks):
 
 def test_descriptor_exhaustion_does_not_spin_the_api_listener(more_fds, make_api_relevo):
     r = make_api_relevo(start=False)
-    start_with_nofile(r, 256)
+    start_with_nofile(r, 256, 256)     # hard 256 too: relevo cannot raise it
     err = r.stderr()
     assert "event=fd_limit_low" in err, err[-3000:]
     socks = open_idle(r.ports["http"], 300)

@@ -12,8 +12,8 @@ import threading
 
 import pytest
 
-from conftest import expect, make_message
-from test_hardening_helpers import rss_kb, start_measured
+from conftest import expect, make_message, open_transaction
+from test_hardening_helpers import rss_kb, start_measured, start_with_nofile
 
 
 def auth_client(relevo, user="alice"):
@@ -187,13 +187,7 @@ def test_message_without_exactly_one_from_is_550_5_6_0(relevo, mode, case):
         msg = make_message(extra_headers=["From: <alice@example.com>"])
     else:
         msg = b""
-    with relevo.client(mode) as c:
-        if mode == "relay":
-            c.ehlo()
-        else:
-            c.login("alice")
-        expect(c.cmd("MAIL FROM:<alice@example.com>"), 250)
-        expect(c.cmd("RCPT TO:<rcpt@example.net>"), 250)
+    with open_transaction(relevo, mode, data=False) as c:
         if case == "empty":
             c.send(b"BDAT 0 LAST\r\n")        # the empty message that went out signed
             r = c.reply()
@@ -336,11 +330,7 @@ def test_soft_descriptor_limit_is_raised_to_the_hard_one(make_relevo):
     if hard != resource.RLIM_INFINITY and hard <= 1024:
         pytest.skip("hard limit %d leaves nothing to raise" % hard)
     relevo = make_relevo(start=False)
-    resource.setrlimit(resource.RLIMIT_NOFILE, (1024, hard))
-    try:
-        relevo.start()
-    finally:
-        resource.setrlimit(resource.RLIMIT_NOFILE, (soft, hard))
+    start_with_nofile(relevo, 1024)
     got_soft, got_hard = _nofile_limits(relevo.proc.pid)
     assert got_soft == got_hard, (got_soft, got_hard)
     assert "event=fd_limit_raised from=1024" in relevo.stderr()

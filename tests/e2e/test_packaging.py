@@ -324,6 +324,9 @@ def deb(tmp_path_factory):
     return path
 
 
+# Both deb tests share one build of the package (the module's `deb` fixture): under
+# xdist they run in one group, on one worker, so the package is built once.
+@pytest.mark.xdist_group("deb")
 def test_deb_is_lintian_clean_and_versioned_from_the_build(deb):
     assert os.path.basename(deb).startswith("relevo_%s_" % version())
     fields = run(["dpkg-deb", "-f", deb, "Package", "Version", "Depends"]).stdout
@@ -379,6 +382,7 @@ IN
 
 
 @needs_root
+@pytest.mark.xdist_group("deb")
 def test_deb_installs_into_a_scratch_root(deb, tmp_path, tls_ca):
     scratch = tmp_path / "scratch"
     scratch.mkdir()

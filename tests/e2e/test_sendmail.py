@@ -15,9 +15,9 @@ import subprocess
 import pytest
 
 from conftest import RELEVO_BIN, sanitizer_env, sanitizer_findings
-from fakes import delivering_relevo, log_events, wait_event, wait_for
+from fakes import log_events, wait_event, wait_for
 from fakes import dns, mxs  # noqa: F401  (fixtures)
-from test_dkim import publish, verify_all, zone_records
+from signing import dest_mx, signing_relevo, verify_all
 
 MAPPED = "www-data"        # -> alice (example.com)
 UNMAPPED = "nobody"
@@ -68,15 +68,9 @@ def start(r):
 @pytest.fixture
 def signing(make_relevo, dns, mxs):
     """A delivering, signing relevo with local submission; (relevo, mx, records)."""
-    mx = mxs.add("mx1.dest.test")
-    dns.mx("dest.test", mx.name)
-    dns.a(mx.name, mx.addr)
-    r = delivering_relevo(make_relevo, dns, mxs, start=False)
-    r.config["dkim"] = {"missing_key": "tempfail"}
+    mx = dest_mx(dns, mxs)
+    r, recs = signing_relevo(make_relevo, dns, mxs, start=False)
     local_submit(r)
-    r.cli_ok(["domain", "add", "example.com"])
-    recs = zone_records(r, "example.com")
-    publish(dns, recs)
     start(r)
     return r, mx, recs
 

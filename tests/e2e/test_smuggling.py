@@ -12,7 +12,7 @@ STARTTLS in the same packet must be discarded, not executed inside TLS.
 
 import pytest
 
-from conftest import expect, make_message, USERS
+from conftest import expect, make_message, open_transaction, USERS
 
 SMUGGLED_SENDER = "smuggled@example.com"
 SMUGGLED_RCPT = "victim@example.net"
@@ -37,18 +37,6 @@ def smuggling_payload(fake_end):
                 make_message(sender=SMUGGLED_SENDER, to=SMUGGLED_RCPT,
                              subject="smuggled", body=b"smuggled body\r\n"))
     return first + fake_end + smuggled, first
-
-
-def open_transaction(relevo, mode):
-    c = relevo.client(mode)
-    if mode == "relay":
-        c.ehlo()
-    else:
-        c.login("alice")
-    expect(c.cmd("MAIL FROM:<alice@example.com>"), 250)
-    expect(c.cmd("RCPT TO:<rcpt@example.net>"), 250)
-    expect(c.cmd("DATA"), 354)
-    return c
 
 
 def assert_nothing_smuggled(relevo):
@@ -177,10 +165,7 @@ def test_starttls_pipelined_data_discarded(relevo, injected):
 def test_bdat_with_bare_lf_is_refused(relevo, name):
     payload, _ = smuggling_payload(FAKE_ENDS[name])
     payload += b"\r\n"
-    with relevo.client("submissions") as c:
-        c.login("alice")
-        expect(c.cmd("MAIL FROM:<alice@example.com>"), 250)
-        expect(c.cmd("RCPT TO:<rcpt@example.net>"), 250)
+    with open_transaction(relevo, data=False) as c:
         c.send(b"BDAT %d LAST\r\n" % len(payload) + payload)
         r = c.reply()
         assert r.code == 550 and r.enh == "5.6.0", r
