@@ -7,7 +7,7 @@ set -eu
 PKGS="build-essential cmake pkg-config clang \
 libevent-dev libssl-dev libunbound-dev libsqlite3-dev libyaml-dev libsodium-dev \
 libjansson-dev libcmocka-dev libcrypt-dev libcurl4-openssl-dev curl \
-openssl swaks libnet-ssleay-perl libio-socket-ssl-perl libauthen-sasl-perl python3 python3-pytest python3-aiosmtpd python3-dnslib python3-dkim \
+openssl swaks libnet-ssleay-perl libio-socket-ssl-perl libauthen-sasl-perl python3 python3-pytest python3-pytest-xdist python3-aiosmtpd python3-dnslib python3-dkim \
 python3-yaml systemd dpkg-dev lintian man-db groff-base adduser python3-prometheus-client"
 
 missing=""
