@@ -167,20 +167,23 @@ static json_t *json_time(int64_t ms)
 	return json_string(t);
 }
 
-/* last_reply_json - the stored "status=X remote=H reply=\"T\"" as an object
- * {status, remote, reply}; another text is the reply alone. */
+/* last_reply_json - a stored outcome (outcome_parse) as an object {status,
+ * remote, reply}; another text is the reply alone. */
 static json_t *last_reply_json(const char *s)
 {
-	const char *q = strstr(s, " remote="), *r = strstr(s, " reply=\"");
-	size_t n = strlen(s);
-	if (strncmp(s, "status=", 7) != 0 || q == NULL || r == NULL || r < q || s[n - 1] != '"' ||
-	    r + 8 > s + n - 1)
-		return json_pack("{s:n,s:n,s:o}", "status", "remote", "reply", json_text(s, n));
-	size_t rlen = (size_t)(r - q - 8);
-	bool no_remote = rlen == 1 && q[8] == '-';
-	return json_pack("{s:o,s:o,s:o}", "status", json_text(s + 7, (size_t)(q - s - 7)),
-			 "remote", no_remote ? json_null() : json_text(q + 8, rlen), "reply",
-			 json_text(r + 8, (size_t)(s + n - 1 - (r + 8))));
+	struct outcome *o = xmalloc(sizeof *o);
+	json_t *j;
+	if (outcome_parse(s, o)) {
+		char remote[OUTCOME_HOST_MAX + OUTCOME_ADDR_MAX + 2];
+		outcome_remote(o, remote, sizeof remote);
+		j = json_pack("{s:o,s:o,s:o}", "status", json_text(o->status, strlen(o->status)),
+			      "remote", remote[0] ? json_text(remote, strlen(remote)) : json_null(),
+			      "reply", json_text(o->reply, strlen(o->reply)));
+	} else {
+		j = json_pack("{s:n,s:n,s:o}", "status", "remote", "reply", json_text(s, strlen(s)));
+	}
+	free(o);
+	return j;
 }
 
 static json_t *list_rcpt_json(const struct spool_rcpt *r)

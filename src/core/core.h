@@ -94,6 +94,8 @@ enum rc file_mkdir_p(const char *path, mode_t mode);
  * Fault injection seam (STYLE.md "Tests"): RELEVO_FAULT="fsync:3,write:10" makes
  * the Nth call of that operation fail. fault_hit() returns true when the caller
  * must pretend the operation failed (it then sets errno to EIO or ENOSPC).
+ * "evlog_slow:1+" is a delay, not a failure: the event sink waits a second
+ * before storing each batch (a store lagging behind the spool).
  */
 bool fault_hit(const char *op);
 
@@ -224,6 +226,7 @@ enum metrics_counter {
 	METRICS_WEBHOOK_OK,		/* webhook POSTs answered 2xx */
 	METRICS_WEBHOOK_HTTP_ERROR,	/* answered, not 2xx */
 	METRICS_WEBHOOK_TRANSPORT_ERROR, /* no answer (connect, TLS, timeout) */
+	METRICS_SPOOL_ENV_COPIES,	/* envelopes deep-copied out of the spool (spool_get) */
 	METRICS_C__COUNT
 };
 enum metrics_gauge {
@@ -305,5 +308,79 @@ int64_t health_beat_age_ms(enum health_subsys s);
 /* health_mark_started / health_started - when the daemon started (unix ms). */
 void health_mark_started(void);
 int64_t health_started(void);
+
+/*
+ * Delivery outcomes (core_outcome.c): what became of one recipient in one
+ * attempt. The delivery engine fills one in from the SMTP client's reply (or
+ * its own reason) and hands the struct on to the spool update, the bounce, the
+ * log line and the event; it becomes text only at those edges. The spool keeps
+ * it as the recipient's last_reply, "status=X remote=H reply=\"...\""
+ * (outcome_format), which the bounce, the API and `queue show` read back with
+ * outcome_parse: that text is a storage format, parsed in this one place.
+ */
+#define OUTCOME_STATUS_MAX 16		/* "5.1.1" (RFC 3463: at most 3.3.3 digits) */
+#define OUTCOME_HOST_MAX 256		/* a DNS name, or an address literal */
+#define OUTCOME_ADDR_MAX 48		/* an IPv6 address as text */
+#define OUTCOME_REPLY_MAX 2112		/* a whole reply (mta.h MTA_REPLY_TEXT_MAX + code) */
+#define OUTCOME_TEXT_MAX 1024		/* the stored form, reply cut to fit (the spool
+					 * keeps a last_reply of at most this) */
+
+enum outcome_class {
+	OUTCOME_DELIVERED = 0,		/* accepted by the next hop */
+	OUTCOME_DEFERRED,		/* temporary failure: tried again later */
+	OUTCOME_BOUNCED,		/* permanent failure: bounce due */
+	OUTCOME_EXPIRED,		/* temporary failures until the queue lifetime ran out */
+	OUTCOME__COUNT
+};
+/* outcome_class_name - "delivered", "deferred", "bounced", "expired" (the event
+ * and log names). */
+const char *outcome_class_name(enum outcome_class c);
+
+/* What decided it. */
+enum outcome_cause {
+	OUTCOME_BY_REPLY = 0,		/* the server's reply to the transaction (or one made
+					 * up for it: connection lost, message refused
+					 * before sending) */
+	OUTCOME_BY_ROUTE,		/* where to deliver: DNS, null MX, internal address */
+	OUTCOME_BY_CONNECT,		/* no server of the route took a connection */
+	OUTCOME_BY_EXPIRY,		/* the queue lifetime ran out before an attempt */
+	OUTCOME_BY_LOCAL,		/* our side: the spool could not be read */
+	OUTCOME_BY__COUNT
+};
+/* outcome_cause_name - "reply", "route", "connect", "expiry", "local". */
+const char *outcome_cause_name(enum outcome_cause c);
+
+struct outcome {
+	enum outcome_class cls;
+	enum outcome_cause cause;
+	char status[OUTCOME_STATUS_MAX];	/* enhanced status, "2.0.0", "5.1.1" */
+	int code;			/* the SMTP reply code; 0 when no reply decided it */
+	char host[OUTCOME_HOST_MAX];	/* the server's name (its address if it has none);
+					 * "" when no server was reached */
+	char addr[OUTCOME_ADDR_MAX];	/* its IP address, "" if none */
+	char reply[OUTCOME_REPLY_MAX];	/* "550 5.1.1 text" (a multi-line reply's lines
+					 * joined with "; ", control characters already
+					 * '?': mta_reply.c) or our reason */
+	unsigned attempts;		/* the recipient's attempts, this one included */
+};
+
+/* outcome_set_reply - o's code and reply text ("CODE ENH TEXT", or why when
+ * code is 0) from the parts given. */
+void outcome_set_reply(struct outcome *o, int code, const char *enh, const char *text,
+		       const char *why);
+/* outcome_set_remote - host and addr from "name[ip]" (or a bare name); NULL or
+ * "" clears them. */
+void outcome_set_remote(struct outcome *o, const char *remote);
+/* outcome_remote - "name[ip]", the name alone, or "" (logs, events, API). */
+void outcome_remote(const struct outcome *o, char *out, size_t outsz);
+/* outcome_format - the spool's last_reply and the log's tail: "status=X
+ * remote=H reply=\"T\"" (H "-" when no server was reached), T being the reply
+ * with '"' and control characters made '\'' and cut so that the whole fits
+ * outsz (at most OUTCOME_TEXT_MAX is stored). */
+void outcome_format(const struct outcome *o, char *out, size_t outsz);
+/* outcome_parse - a stored last_reply back into o (status, code, host, addr,
+ * reply; cls and cause are not stored: left as they were). false for text of
+ * any other form (then o holds the text as its reply and nothing else). */
+bool outcome_parse(const char *s, struct outcome *o);
 
 #endif

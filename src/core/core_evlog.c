@@ -126,6 +126,8 @@ static void *evlog_main(void *unused)
 		evl.q = NULL;
 		evl.n = evl.cap = 0;
 		pthread_mutex_unlock(&evl.lock);
+		if (fault_hit("evlog_slow"))	/* test seam: a store that lags a second */
+			nanosleep(&(struct timespec){1, 0}, NULL);
 		for (size_t i = 0; i < n; i += EVLOG_BATCH_MAX)
 			evl.sink(evl.ctx, batch + i, MIN(n - i, (size_t)EVLOG_BATCH_MAX));
 		for (size_t i = 0; i < n; i++)

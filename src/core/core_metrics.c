@@ -58,6 +58,9 @@ static const struct metrics_desc metrics_counters[] = {
                                     WEBHOOK_HELP},
     [METRICS_WEBHOOK_TRANSPORT_ERROR] = {"relevo_webhook_posts_total", "result=\"transport_error\"",
                                          WEBHOOK_HELP},
+    [METRICS_SPOOL_ENV_COPIES] = {"relevo_spool_envelope_copies_total", NULL,
+                                  "Envelopes copied out of the spool (per message and "
+                                  "attempt, never per recipient)."},
 };
 _Static_assert(ARRAY_LEN(metrics_counters) == METRICS_C__COUNT, "a row per counter");
 

@@ -470,6 +470,41 @@ static void msg_from_spool(json_t *m, const struct spool_env *env, struct msg_hi
 	}
 }
 
+/*
+ * msg_from_final - a message that has just finished: its events may still be on
+ * their way to the store (the sink stores them in batches, after the spool has
+ * made the outcome durable), so each recipient's state, attempts and last reply
+ * are those of the spool's final record, whatever the events say so far. The
+ * rest (status "finished", the members a finished message leaves null, times)
+ * is as the events alone would give once stored.
+ */
+static void msg_from_final(json_t *m, const struct spool_env *env, struct msg_history *mh)
+{
+	if (json_is_null(json_object_get(m, "sender")))
+		json_object_set_new(m, "sender", json_string(env->sender));
+	if (json_is_null(json_object_get(m, "created")))
+		json_object_set_new(m, "created", http_time_json(env->created));
+	json_object_set_new(m, "stream", json_string(evlog_stream_name(env->flags & SPOOL_F_BULK)));
+	json_object_set_new(m, "source", json_string((env->flags & SPOOL_F_API) ? "api" : "smtp"));
+	for (size_t i = 0; i < env->nrcpt; i++) {
+		const struct spool_rcpt *sr = &env->rcpt[i];
+		char *key = xstrdup(sr->addr);
+		str_lower(key);
+		json_t *r = json_object_get(mh->rcpts, key);
+		if (r == NULL) {
+			r = msg_rcpt_new(sr->addr);
+			json_object_set_new(mh->rcpts, key, r);
+			json_array_append_new(mh->order, json_string(key));
+		}
+		free(key);
+		json_t *reply = http_last_reply_stored(sr->last_reply);
+		json_object_set_new(r, "state", json_string(msg_spool_state(sr, reply)));
+		json_object_set_new(r, "attempts", json_integer(sr->attempts));
+		json_object_set_new(r, "next_attempt", json_null());
+		msg_rcpt_set_reply(r, reply);
+	}
+}
+
 /* msg_add_history - the recipients of mh (in first-seen order) not yet listed. */
 static void msg_add_history(json_t *m, struct msg_history *mh)
 {
@@ -504,7 +539,13 @@ void http_api_message_get(struct http_call *c)
 	if (queued)
 		msg_from_spool(mh.msg, env, &mh);
 	spool_env_free(env);
-	if (queued || (read && mh.nevents > 0)) {
+	env = NULL;
+	bool final = !queued && read && spool_get_final(c->h->spool, id, &env) == RC_OK &&
+		     env->user && strcmp(env->user, c->user->name) == 0;
+	if (final)
+		msg_from_final(mh.msg, env, &mh);
+	spool_env_free(env);
+	if (queued || final || (read && mh.nevents > 0)) {
 		msg_add_history(mh.msg, &mh);
 		http_reply_json(c->req, 200, json_incref(mh.msg));
 	} else if (!read) {

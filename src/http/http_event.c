@@ -11,9 +11,8 @@
  * 0.2; time says the same as RFC 3339).
  *
  * Also one recipient's last reply as the object GET /v1/messages/{id} shows, both
- * from an event's fields and from the outcome text the spool keeps
- * ("status=X remote=H reply=\"...\"", mta_outcome_format): the API never shows
- * that log-style text itself.
+ * from an event's fields and from the outcome the spool keeps (read back with
+ * outcome_parse, core_outcome.c): the API never shows the stored text itself.
  */
 #include "http/http_int.h"
 
@@ -90,27 +89,21 @@ struct json_t *http_last_reply(const char *status, const char *remote, const cha
 	return o;
 }
 
-/*
- * http_last_reply_stored - the object of a spool outcome, "status=X remote=H
- * reply=\"...\"" (remote "-" when there was none; the reply holds no '"'). Text
- * of any other form is the reply itself. A later change stores outcomes as
- * structs; until then this is the only place that reads the text.
- */
+/* http_last_reply_stored - the object of an outcome as the spool stores it
+ * (outcome_parse); text of any other form is the reply itself. */
 struct json_t *http_last_reply_stored(const char *stored)
 {
 	if (stored == NULL)
 		return json_null();
-	const char *st = stored + 7, *rm, *rp;
-	if (strncmp(stored, "status=", 7) != 0 || (rm = strstr(st, " remote=")) == NULL ||
-	    (rp = strstr(rm + 8, " reply=\"")) == NULL)
-		return http_last_reply(NULL, NULL, stored);
-	char *status = xstrndup(st, (size_t)(rm - st));
-	char *remote = xstrndup(rm + 8, (size_t)(rp - rm - 8));
-	size_t n = strlen(rp + 8);
-	char *reply = xstrndup(rp + 8, n > 0 && rp[8 + n - 1] == '"' ? n - 1 : n);
-	json_t *o = http_last_reply(status, strcmp(remote, "-") == 0 ? NULL : remote, reply);
-	free(status);
-	free(remote);
-	free(reply);
-	return o;
+	struct outcome *o = xmalloc(sizeof *o);
+	char remote[OUTCOME_HOST_MAX + OUTCOME_ADDR_MAX + 2];
+	json_t *j;
+	if (outcome_parse(stored, o)) {
+		outcome_remote(o, remote, sizeof remote);
+		j = http_last_reply(o->status, remote, o->reply);
+	} else {
+		j = http_last_reply(NULL, NULL, stored);
+	}
+	free(o);
+	return j;
 }

@@ -123,83 +123,99 @@ static struct spool_env *bounce_envelope(struct mta *m, const struct spool_env *
 	return de;
 }
 
-/* bounce_build - the DSN message for env's failed recipients. */
-static struct evbuffer *bounce_build(struct mta *m, const struct spool_env *env)
+/* bounce_dsn_rcpt - recipient r's part of a DSN: its outcome o (pointed to, so
+ * o must outlive the result) and action ("failed" or "delayed"). */
+static struct mta_dsn_rcpt bounce_dsn_rcpt(const struct spool_rcpt *r, const struct outcome *o,
+					   const char *action)
 {
-	size_t n = 0;
-	struct mta_dsn_rcpt *dr = xcalloc(env->nrcpt, sizeof *dr);
-	char(*fields)[3][1100] = xcalloc(env->nrcpt, sizeof *fields);
-	for (size_t i = 0; i < env->nrcpt; i++) {
-		const struct spool_rcpt *r = &env->rcpt[i];
-		if (r->state != SPOOL_RCPT_FAILED || !bounce_wanted(env, r))
-			continue;
-		char *status = fields[n][0], *remote = fields[n][1], *diag = fields[n][2];
-		mta_outcome_parse(r->last_reply, status, 32, remote, 300, diag, 1000);
-		remote[strcspn(remote, "[")] = '\0'; /* Remote-MTA: dns; is a name (RFC 3464 2.3.5) */
-		dr[n] = (struct mta_dsn_rcpt){
-			.addr = r->addr,
-			.orcpt = r->orcpt,
-			.status = status,
-			.action = "failed",
-			.remote_mta = remote[0] ? remote : NULL,
-			.diagnostic = diag[0] ? diag : NULL,
-			.last_attempt = time_now_ms(),
-		};
-		n++;
-	}
+	return (struct mta_dsn_rcpt){
+		.addr = r->addr,
+		.orcpt = r->orcpt,
+		.status = o->status[0] ? o->status : "5.0.0",
+		.action = action,
+		/* Remote-MTA: dns; is a name, without the address (RFC 3464 2.3.5) */
+		.remote_mta = o->host[0] ? o->host : NULL,
+		.diagnostic = o->reply[0] ? o->reply : NULL,
+		.last_attempt = time_now_ms(),
+	};
+}
+
+/* bounce_commit - the DSN (RFC 3464) about env for the n recipients dr, with
+ * the original (or its header, headers_only), committed from <> to env's
+ * sender; cb(m, cookie) when durable. */
+static void bounce_commit(struct mta *m, const struct spool_env *env,
+			  const struct mta_dsn_rcpt *dr, size_t n, bool headers_only,
+			  spool_done_cb cb, uint64_t cookie)
+{
 	struct evbuffer *orig = evbuffer_new(), *out = evbuffer_new();
 	spool_read_body(m->spool, env->id, orig);
-	size_t olen = evbuffer_get_length(orig);
 	struct mta_dsn d = {
 		.reporting_mta = m->conf->hostname,
 		.sender = env->sender,
 		.envid = env->envid,
 		.arrival = env->created,
-		.headers_only = (env->flags & SPOOL_F_RET_HDRS) != 0,
+		.headers_only = headers_only,
 		.nrcpt = n,
 		.rcpt = dr,
 		.original = (const char *)evbuffer_pullup(orig, -1),
-		.original_len = olen,
+		.original_len = evbuffer_get_length(orig),
 		.max_return = MTA_DSN_RETURN_MAX,
 	};
 	mta_dsn_build(&d, out);
 	evbuffer_free(orig);
-	free(fields);
-	free(dr);
-	return out;
+	struct spool_env *de = bounce_envelope(m, env, out);
+	spool_commit(m->spool, de, out, m->base, cb, m, cookie);
 }
 
-/* mta_maybe_bounce - if msgid has nothing queued and failed recipients, bounce. */
+/* bounce_failed - the DSN for env's failed recipients that asked for one (their
+ * outcomes read back from the spool's records). */
+static void bounce_failed(struct mta *m, const struct spool_env *env)
+{
+	size_t n = 0, want = 0;
+	for (size_t i = 0; i < env->nrcpt; i++)
+		want += env->rcpt[i].state == SPOOL_RCPT_FAILED && bounce_wanted(env, &env->rcpt[i]);
+	struct mta_dsn_rcpt *dr = xcalloc(want, sizeof *dr);
+	struct outcome *o = xcalloc(want, sizeof *o);
+	for (size_t i = 0; i < env->nrcpt && n < want; i++) {
+		const struct spool_rcpt *r = &env->rcpt[i];
+		if (r->state != SPOOL_RCPT_FAILED || !bounce_wanted(env, r))
+			continue;
+		outcome_parse(r->last_reply, &o[n]);	/* other text: the diagnostic */
+		dr[n] = bounce_dsn_rcpt(r, &o[n], "failed");
+		n++;
+	}
+	bounce_commit(m, env, dr, n, (env->flags & SPOOL_F_RET_HDRS) != 0, on_dsn_committed,
+		      env->id);
+	free(o);
+	free(dr);
+}
+
+/*
+ * mta_maybe_bounce - if msgid has nothing queued and failed recipients, bounce.
+ * Called after every recorded outcome: it looks at the spool's counts (O(1)) and
+ * copies the envelope only when the bounce is due, once per message.
+ */
 void mta_maybe_bounce(struct mta *m, uint64_t msgid)
 {
+	struct spool_tally t;
 	struct spool_env *env = NULL;
-	if (bounce_pending(m, msgid) || spool_get(m->spool, msgid, &env) != RC_OK)
+	if (bounce_pending(m, msgid) || spool_tally(m->spool, msgid, &t) != RC_OK ||
+	    t.queued > 0 || t.failed == 0 || spool_get(m->spool, msgid, &env) != RC_OK)
 		return;
-	bool queued = false, failed = false, wanted = false;
-	for (size_t i = 0; i < env->nrcpt; i++) {
-		const struct spool_rcpt *r = &env->rcpt[i];
-		queued |= r->state == SPOOL_RCPT_QUEUED;
-		if (r->state == SPOOL_RCPT_FAILED) {
-			failed = true;
-			wanted |= bounce_wanted(env, r);
-		}
-	}
-	if (queued || !failed) {
-		spool_env_free(env);
-		return;
-	}
+	bool wanted = false;
+	for (size_t i = 0; i < env->nrcpt; i++)
+		if (env->rcpt[i].state == SPOOL_RCPT_FAILED)
+			wanted |= bounce_wanted(env, &env->rcpt[i]);
 	if (!wanted) {
 		bounce_mark(m, env);
 		spool_env_free(env);
 		return;
 	}
-	struct evbuffer *dsn = bounce_build(m, env);
-	struct spool_env *de = bounce_envelope(m, env, dsn);
 	struct mta_bounce *b = xcalloc(1, sizeof *b);
 	b->msgid = msgid;
 	b->next = m->bouncing;
 	m->bouncing = b;
-	spool_commit(m->spool, de, dsn, m->base, on_dsn_committed, m, msgid);
+	bounce_failed(m, env);
 	spool_env_free(env);
 }
 
@@ -220,42 +236,13 @@ static void on_delay_committed(void *ctx, uint64_t msgid, enum rc rc, uint64_t d
  * the sender is not <> and NOTIFY asked for DELAY (or said nothing: RFC 3461 4.1
  * leaves the default to us). */
 void mta_delay_warn(struct mta *m, const struct spool_env *env, uint32_t idx,
-		    const char *outcome)
+		    const struct outcome *o)
 {
 	const struct spool_rcpt *r = &env->rcpt[idx];
 	if (env->sender[0] == '\0' || (r->notify != 0 && !(r->notify & SPOOL_NOTIFY_DELAY)))
 		return;
-	char status[32], remote[300], diag[1000];
-	mta_outcome_parse(outcome, status, sizeof status, remote, sizeof remote, diag,
-			  sizeof diag);
-	remote[strcspn(remote, "[")] = '\0';
-	struct mta_dsn_rcpt dr = {
-		.addr = r->addr,
-		.orcpt = r->orcpt,
-		.status = status,
-		.action = "delayed",
-		.remote_mta = remote[0] ? remote : NULL,
-		.diagnostic = diag[0] ? diag : NULL,
-		.last_attempt = time_now_ms(),
-	};
-	struct evbuffer *orig = evbuffer_new(), *out = evbuffer_new();
-	spool_read_body(m->spool, env->id, orig);
-	struct mta_dsn d = {
-		.reporting_mta = m->conf->hostname,
-		.sender = env->sender,
-		.envid = env->envid,
-		.arrival = env->created,
-		.headers_only = true,
-		.nrcpt = 1,
-		.rcpt = &dr,
-		.original = (const char *)evbuffer_pullup(orig, -1),
-		.original_len = evbuffer_get_length(orig),
-		.max_return = MTA_DSN_RETURN_MAX,
-	};
-	mta_dsn_build(&d, out);
-	evbuffer_free(orig);
-	struct spool_env *de = bounce_envelope(m, env, out);
-	spool_commit(m->spool, de, out, m->base, on_delay_committed, m, env->id);
+	struct mta_dsn_rcpt dr = bounce_dsn_rcpt(r, o, "delayed");
+	bounce_commit(m, env, &dr, 1, true, on_delay_committed, env->id);
 }
 
 /* mta_bounce_fini - forget pending bounces (their DSN commits still complete). */

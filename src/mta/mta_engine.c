@@ -63,49 +63,6 @@ void mta_rcpt_domain(const char *addr, char *out, size_t outsz)
 	str_lower(out);
 }
 
-/* reply_line - "550 5.1.1 text" of the remote reply, else why (or ""). */
-static void reply_line(char *out, size_t outsz, const struct mta_reply *r, const char *why)
-{
-	if (r && r->code)
-		snprintf(out, outsz, "%d %s%s%s", r->code, r->enh, r->enh[0] ? " " : "", r->text);
-	else
-		str_lcpy(out, why ? why : "", outsz);
-}
-
-/* mta_outcome_format - the last_reply kept in the spool: key=value, readable by
- * operators (queue show) and parsed back for bounces. */
-void mta_outcome_format(char *out, size_t outsz, const char *status, const char *remote,
-			const struct mta_reply *r, const char *why)
-{
-	char text[MTA_REPLY_TEXT_MAX + 32];
-	reply_line(text, sizeof text, r, why);
-	for (char *p = text; *p; p++)
-		if (*p == '"' || (unsigned char)*p < 0x20)
-			*p = '\'';
-	snprintf(out, outsz, "status=%s remote=%s reply=\"%s\"", status,
-		 remote && remote[0] ? remote : "-", text);
-}
-
-/* mta_outcome_parse - split a stored last_reply back into its fields. */
-void mta_outcome_parse(const char *s, char *status, size_t ssz, char *remote, size_t rsz,
-		       char *reply, size_t rpsz)
-{
-	str_lcpy(status, "5.0.0", ssz);
-	str_lcpy(remote, "", rsz);
-	str_lcpy(reply, s ? s : "", rpsz);
-	if (s == NULL)
-		return;
-	const char *p = strstr(s, "status="), *q = strstr(s, " remote="), *r = strstr(s, " reply=\"");
-	if (p == NULL || q == NULL || r == NULL)
-		return;
-	snprintf(status, ssz, "%.*s", (int)(q - p - 7), p + 7);
-	snprintf(remote, rsz, "%.*s", (int)(r - q - 8), q + 8);
-	if (strcmp(remote, "-") == 0)
-		remote[0] = '\0';
-	size_t n = strlen(r + 8);
-	snprintf(reply, rpsz, "%.*s", (int)(n > 0 ? n - 1 : 0), r + 8);
-}
-
 static const char *status_of(const struct mta_reply *r, const char *fallback_enh,
 			     enum rc rc)
 {
@@ -164,93 +121,148 @@ const char *mta_bounce_class(const char *status, int code)
 	return "soft";
 }
 
-/* mta_emit - the event of one recipient's outcome (for the store and webhooks). */
-static void mta_emit(const struct spool_env *env, uint32_t idx, enum evlog_type type,
-		     const char *status, const char *remote, const struct mta_reply *reply,
-		     const char *why, uint32_t attempts)
+/* mta_outcome_of - o from what decided it: the server's reply r, or (none) the
+ * enhanced status enh and reason why; remote is "name[ip]" or NULL. The class
+ * follows rc; mta_record turns a deferral that ran out of time into expired. */
+void mta_outcome_of(struct outcome *o, enum outcome_cause cause, enum rc rc,
+		    const struct mta_reply *r, const char *enh, const char *why, const char *remote)
 {
-	char text[MTA_REPLY_TEXT_MAX + 32];
-	reply_line(text, sizeof text, reply, why);
+	memset(o, 0, sizeof *o);
+	o->cause = cause;
+	o->cls = rc == RC_OK ? OUTCOME_DELIVERED : rc == RC_TEMPFAIL ? OUTCOME_DEFERRED
+								     : OUTCOME_BOUNCED;
+	str_lcpy(o->status, status_of(r, enh, rc), sizeof o->status);
+	if (r && r->code)
+		outcome_set_reply(o, r->code, r->enh, r->text, NULL);
+	else
+		outcome_set_reply(o, 0, NULL, NULL, why);
+	outcome_set_remote(o, remote);
+}
+
+static const enum evlog_type event_of[] = {
+	[OUTCOME_DELIVERED] = EVLOG_DELIVERED,
+	[OUTCOME_DEFERRED] = EVLOG_DEFERRED,
+	[OUTCOME_BOUNCED] = EVLOG_BOUNCED,
+	[OUTCOME_EXPIRED] = EVLOG_EXPIRED,
+};
+_Static_assert(ARRAY_LEN(event_of) == OUTCOME__COUNT, "an event per outcome class");
+
+/* mta_event_new - the event of one recipient's outcome (for the store and
+ * webhooks), owned by the caller until emitted. */
+static struct evlog_event *mta_event_new(const struct spool_env *env, uint32_t idx,
+					 const struct outcome *o)
+{
+	char remote[OUTCOME_HOST_MAX + OUTCOME_ADDR_MAX + 2];
+	outcome_remote(o, remote, sizeof remote);
 	struct evlog_event ev = {
-		.type = type,
+		.type = event_of[o->cls],
 		.msgid = env->id,
 		.recipient = env->rcpt[idx].addr,
 		.sender = env->sender,
 		.user = env->user,
 		.stream = evlog_stream_name(env->flags & SPOOL_F_BULK),
 		.source = (env->flags & SPOOL_F_API) ? "api" : "smtp",
-		.status = (char *)status,
-		.remote = (char *)remote,
-		.reply = text[0] ? text : NULL,
-		.attempts = attempts,
+		.status = (char *)o->status,
+		.remote = remote[0] ? remote : NULL,
+		.reply = o->reply[0] ? (char *)o->reply : NULL,
+		.attempts = o->attempts,
 	};
-	if (type == EVLOG_BOUNCED || type == EVLOG_DEFERRED || type == EVLOG_EXPIRED)
-		ev.bounce_class = type == EVLOG_BOUNCED
-				      ? mta_bounce_class(status, reply ? reply->code : 0)
-				      : "soft";
-	evlog_emit(&ev);
+	if (o->cls != OUTCOME_DELIVERED)
+		ev.bounce_class = o->cls == OUTCOME_BOUNCED ? mta_bounce_class(o->status, o->code)
+							    : "soft";
+	return evlog_event_dup(&ev);
 }
 
+/* One recorded outcome on its way to the disk: its event goes out once it is
+ * durable. Owned by the spool update's callback. */
+struct mta_recorded {
+	struct mta *m;
+	struct evlog_event *ev;
+};
+
+/* on_rcpt_recorded - the outcome is durable (or could not be made so): now its
+ * event, then a look at the whole message (a bounce may be due). */
 static void on_rcpt_recorded(void *ctx, uint64_t msgid, enum rc rc, uint64_t unused)
 {
-	struct mta *m = ctx;
-	if (rc != RC_OK)
+	struct mta_recorded *rec = ctx;
+	struct mta *m = rec->m;
+	if (rc == RC_OK)
+		evlog_emit(rec->ev);
+	else
 		log_err("event=spool_update_failed rc=%s", rc_name(rc));
+	evlog_event_free(rec->ev);
+	free(rec);
 	if (!m->stopping)
 		mta_maybe_bounce(m, msgid);
 }
 
+/* mta_class_of - deferred stays deferred until the next attempt (*next), or is
+ * expired when the retry schedule has run out (*next 0). */
+static void mta_class_of(struct mta *m, const struct spool_env *env, struct outcome *o,
+			 int64_t now, int64_t *next)
+{
+	*next = 0;
+	if (o->cls != OUTCOME_DEFERRED)
+		return;
+	*next = sched_next_attempt(&m->sc, env->created, o->attempts, now);
+	if (*next == 0) {
+		o->cls = OUTCOME_EXPIRED;
+		str_lcpy(o->status, "4.4.7", sizeof o->status);
+	}
+}
+
+static const enum spool_rcpt_state state_of[] = {
+	[OUTCOME_DELIVERED] = SPOOL_RCPT_DELIVERED,
+	[OUTCOME_DEFERRED] = SPOOL_RCPT_QUEUED,
+	[OUTCOME_BOUNCED] = SPOOL_RCPT_FAILED,
+	[OUTCOME_EXPIRED] = SPOOL_RCPT_FAILED,
+};
+_Static_assert(ARRAY_LEN(state_of) == OUTCOME__COUNT, "a state per outcome class");
+static const enum metrics_counter metric_of[] = {
+	[OUTCOME_DELIVERED] = METRICS_ATTEMPT_DELIVERED,
+	[OUTCOME_DEFERRED] = METRICS_ATTEMPT_DEFERRED,
+	[OUTCOME_BOUNCED] = METRICS_ATTEMPT_BOUNCED,
+	[OUTCOME_EXPIRED] = METRICS_ATTEMPT_EXPIRED,
+};
+_Static_assert(ARRAY_LEN(metric_of) == OUTCOME__COUNT, "a counter per outcome class");
+
 /*
- * mta_record - one recipient's outcome: delivered, deferred (rescheduled) or
- * failed (bounce due). Writes it to the spool; on_rcpt_recorded then looks at the
- * whole message.
+ * mta_record - one recipient's outcome (the class and attempts are completed
+ * here): delivered, deferred (rescheduled), bounced or expired (bounce due).
+ * Logs it and writes it to the spool; its event is emitted once that is durable
+ * (on_rcpt_recorded), which then looks at the whole message. O(1) in the
+ * message's recipients: nothing here or there copies the envelope.
  */
-void mta_record(struct mta *m, const struct spool_env *env, uint32_t idx, enum rc rc,
-		const struct mta_reply *reply, const char *enh, const char *why,
-		const char *remote, const char *dest, enum sched_stream stream)
+void mta_record(struct mta *m, const struct spool_env *env, uint32_t idx,
+		const struct outcome *given, const char *dest, enum sched_stream stream)
 {
 	const struct spool_rcpt *r = &env->rcpt[idx];
-	int64_t now = time_now_ms();
-	uint32_t attempts = r->attempts + 1;
-	enum spool_rcpt_state st = SPOOL_RCPT_DELIVERED;
-	int64_t next = 0;
-	const char *status = status_of(reply, enh, rc);
-	const char *event = "delivered";
-	char text[1400], idstr[ID_STR_LEN + 1];
-	if (rc == RC_TEMPFAIL) {
-		next = sched_next_attempt(&m->sc, env->created, attempts, now);
-		if (next == 0) {
-			st = SPOOL_RCPT_FAILED;
-			status = "4.4.7";
-			event = "expired";
-		} else {
-			st = SPOOL_RCPT_QUEUED;
-			event = "deferred";
-		}
-	} else if (rc != RC_OK) {
-		st = SPOOL_RCPT_FAILED;
-		event = "bounced";
-	}
-	mta_outcome_format(text, sizeof text, status, remote, reply, why);
-	metrics_inc(st == SPOOL_RCPT_DELIVERED ? METRICS_ATTEMPT_DELIVERED
-		    : st == SPOOL_RCPT_QUEUED  ? METRICS_ATTEMPT_DEFERRED
-		    : rc == RC_TEMPFAIL	       ? METRICS_ATTEMPT_EXPIRED
-					       : METRICS_ATTEMPT_BOUNCED);
+	int64_t now = time_now_ms(), next;
+	struct outcome o = *given;
+	o.attempts = r->attempts + 1;
+	mta_class_of(m, env, &o, now, &next);
+	enum spool_rcpt_state st = state_of[o.cls];
+	char text[OUTCOME_TEXT_MAX], idstr[ID_STR_LEN + 1];
+	outcome_format(&o, text, sizeof text);
+	metrics_inc(metric_of[o.cls]);
 	id_format(env->id, idstr);
-	log_info("id=%s event=%s rcpt=<%s> attempts=%u %s", idstr, event, r->addr, attempts, text);
-	mta_emit(env, idx,
-		 st == SPOOL_RCPT_DELIVERED ? EVLOG_DELIVERED
-		 : st == SPOOL_RCPT_QUEUED  ? EVLOG_DEFERRED
-		 : next == 0 && rc == RC_TEMPFAIL ? EVLOG_EXPIRED
-						  : EVLOG_BOUNCED,
-		 status, remote, reply, why, attempts);
-	if (spool_rcpt_update(m->spool, env->id, idx, st, attempts, next, text, m->base,
-			      on_rcpt_recorded, m, env->id) != RC_OK)
+	log_info("id=%s event=%s rcpt=<%s> attempts=%u %s", idstr, outcome_class_name(o.cls),
+		 r->addr, o.attempts, text);
+	struct mta_recorded *rec = xcalloc(1, sizeof *rec);
+	rec->m = m;
+	rec->ev = mta_event_new(env, idx, &o);
+	if (spool_rcpt_update(m->spool, env->id, idx, st, o.attempts, next, text, m->base,
+			      on_rcpt_recorded, rec, env->id) != RC_OK) {
+		/* deleted meanwhile: nothing to wait for, the outcome happened */
 		log_err("id=%s event=spool_update_refused rcpt=<%s>", idstr, r->addr);
+		evlog_emit(rec->ev);
+		evlog_event_free(rec->ev);
+		free(rec);
+	}
 	if (st == SPOOL_RCPT_QUEUED) {
 		sched_add(m->sched, stream, dest, env->id, idx, next);
 		if (mta_crosses_delay_warning(m, env, r, now))
-			mta_delay_warn(m, env, idx, text);
+			mta_delay_warn(m, env, idx, &o);
 	}
 }
 
@@ -278,14 +290,15 @@ static void attempt_free(struct mta_attempt *a)
 }
 
 /* attempt_fail_rest - every recipient not yet decided gets rc (no connection). */
-static void attempt_fail_rest(struct mta_attempt *a, enum rc rc, const struct mta_reply *reply,
-			      const char *enh, const char *why)
+static void attempt_fail_rest(struct mta_attempt *a, enum outcome_cause cause, enum rc rc,
+			      const struct mta_reply *reply, const char *enh, const char *why)
 {
+	struct outcome o;
+	mta_outcome_of(&o, cause, rc, reply, enh, why, a->last_host);
 	for (size_t i = a->next_msg; i < a->nmsgs; i++) {
 		struct mta_msgwork *w = &a->msgs[i];
 		for (size_t k = 0; k < w->nrcpt; k++)
-			mta_record(a->m, w->env, w->rcpt[k].idx, rc, reply, enh, why,
-				   a->last_host, a->dest, a->stream);
+			mta_record(a->m, w->env, w->rcpt[k].idx, &o, a->dest, a->stream);
 	}
 	a->next_msg = a->nmsgs;
 }
@@ -349,8 +362,10 @@ static bool attempt_load(struct mta_attempt *a, const struct sched_item *items, 
 			if (idx >= env->nrcpt || env->rcpt[idx].state != SPOOL_RCPT_QUEUED)
 				continue;
 			if (sched_is_expired(&m->sc, env->created, now)) {
-				mta_record(m, env, idx, RC_TEMPFAIL, NULL, "4.4.7",
-					   "message expired in the queue", NULL, a->dest, a->stream);
+				struct outcome o;
+				mta_outcome_of(&o, OUTCOME_BY_EXPIRY, RC_TEMPFAIL, NULL, "4.4.7",
+					       "message expired in the queue", NULL);
+				mta_record(m, env, idx, &o, a->dest, a->stream);
 				continue;
 			}
 			w->rcpt[w->nrcpt++] = (struct mta_txn_rcpt){
@@ -380,7 +395,7 @@ static void attempt_on_route(void *ctx, uint64_t cookie, const struct mta_route 
 		return;
 	metrics_observe(METRICS_H_DELIVERY_DNS, (uint64_t)(metrics_now_us() - a->resolve_us));
 	if (r->rc != RC_OK) {
-		attempt_fail_rest(a, r->rc, NULL, r->enh, r->why);
+		attempt_fail_rest(a, OUTCOME_BY_ROUTE, r->rc, NULL, r->enh, r->why);
 		attempt_end(a);
 		return;
 	}
@@ -390,7 +405,8 @@ static void attempt_on_route(void *ctx, uint64_t cookie, const struct mta_route 
 		id_format(a->msgs[0].env->id, idstr);
 		log_info("id=%s event=route_refused dest=%s why=\"%s\"", idstr, a->dest,
 			 a->route.why);
-		attempt_fail_rest(a, a->route.rc, NULL, a->route.enh, a->route.why);
+		attempt_fail_rest(a, OUTCOME_BY_ROUTE, a->route.rc, NULL, a->route.enh,
+				  a->route.why);
 		attempt_end(a);
 		return;
 	}
@@ -459,8 +475,8 @@ static void attempt_connect_next(struct mta_attempt *a)
 	}
 	if (a->host_i >= a->route.nhosts || m->stopping) {
 		const char *why = a->last_err.code ? NULL : "could not connect to any server";
-		attempt_fail_rest(a, RC_TEMPFAIL, a->last_err.code ? &a->last_err : NULL, "4.4.1",
-				  why);
+		attempt_fail_rest(a, OUTCOME_BY_CONNECT, RC_TEMPFAIL,
+				  a->last_err.code ? &a->last_err : NULL, "4.4.1", why);
 		attempt_end(a);
 		return;
 	}
@@ -514,7 +530,7 @@ static void attempt_on_ready(void *ctx, uint64_t cookie, struct mta_conn *c, enu
 		if (rc == RC_PERMFAIL && why && strcmp(why->enh, "5.4.6") == 0) {
 			/* The server is this relay: every other MX would only be a
 			 * slower way round the same loop (mta_client.c). */
-			attempt_fail_rest(a, RC_PERMFAIL, why, "5.4.6", NULL);
+			attempt_fail_rest(a, OUTCOME_BY_CONNECT, RC_PERMFAIL, why, "5.4.6", NULL);
 			attempt_end(a);
 			return;
 		}
@@ -576,7 +592,8 @@ static void attempt_send_next(struct mta_attempt *a)
 	if (w->body == NULL) {
 		w->body = evbuffer_new();
 		if (spool_read_body(m->spool, w->env->id, w->body) != RC_OK) {
-			attempt_fail_rest(a, RC_TEMPFAIL, NULL, "4.3.0", "could not read the spool");
+			attempt_fail_rest(a, OUTCOME_BY_LOCAL, RC_TEMPFAIL, NULL, "4.3.0",
+					  "could not read the spool");
 			attempt_end(a);
 			return;
 		}
@@ -617,8 +634,10 @@ static void attempt_on_done(void *ctx, uint64_t cookie, struct mta_conn *c, stru
 	struct mta_msgwork *w = &a->msgs[a->next_msg];
 	for (size_t k = 0; k < t->nrcpt; k++) {
 		a->healthy = a->healthy || t->rcpt[k].rc != RC_TEMPFAIL;
-		mta_record(m, w->env, t->rcpt[k].idx, t->rcpt[k].rc, &t->rcpt[k].reply, NULL, NULL,
-			   a->last_host, a->dest, a->stream);
+		struct outcome o;
+		mta_outcome_of(&o, OUTCOME_BY_REPLY, t->rcpt[k].rc, &t->rcpt[k].reply, NULL, NULL,
+			       a->last_host);
+		mta_record(m, w->env, t->rcpt[k].idx, &o, a->dest, a->stream);
 	}
 	evbuffer_free(w->body);
 	w->body = NULL;

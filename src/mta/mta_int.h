@@ -97,14 +97,12 @@ struct mta {
 
 /* mta_engine.c */
 enum sched_stream mta_stream_of(const struct spool_env *env);
-void mta_record(struct mta *m, const struct spool_env *env, uint32_t idx, enum rc rc,
-		const struct mta_reply *reply, const char *enh, const char *why,
-		const char *remote, const char *dest, enum sched_stream stream);
+void mta_outcome_of(struct outcome *o, enum outcome_cause cause, enum rc rc,
+		    const struct mta_reply *r, const char *enh, const char *why,
+		    const char *remote);
+void mta_record(struct mta *m, const struct spool_env *env, uint32_t idx,
+		const struct outcome *o, const char *dest, enum sched_stream stream);
 void mta_rcpt_domain(const char *addr, char *out, size_t outsz);
-void mta_outcome_format(char *out, size_t outsz, const char *status, const char *remote,
-			const struct mta_reply *r, const char *why);
-void mta_outcome_parse(const char *s, char *status, size_t ssz, char *remote, size_t rsz,
-		       char *reply, size_t rpsz);
 
 /* mta_pool.c: idle connections kept for the next attempt (see there). */
 void mta_pool_init(struct mta *m);
@@ -127,7 +125,7 @@ void mta_conf_conn_params(const struct conf *c, SSL_CTX *tls, struct mta_conn_pa
 void mta_maybe_bounce(struct mta *m, uint64_t msgid);
 void mta_bounce_fini(struct mta *m);
 void mta_delay_warn(struct mta *m, const struct spool_env *env, uint32_t idx,
-		    const char *outcome);
+		    const struct outcome *o);
 
 /* mta_sandbox.c */
 /* mta_sandbox_deliver - write the attempt's messages to data_dir/sandbox/ (only

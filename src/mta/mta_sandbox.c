@@ -69,9 +69,11 @@ void mta_sandbox_deliver(struct mta *m, struct mta_attempt *a, bool flagged_only
 		str_lcpy(r.enh, rc == RC_OK ? "2.0.0" : "4.3.0", sizeof r.enh);
 		snprintf(r.text, sizeof r.text, "%s %.1900s",
 			 rc == RC_OK ? "sandbox: written to" : "sandbox: could not write", path);
+		struct outcome o;
+		mta_outcome_of(&o, OUTCOME_BY_REPLY, rc == RC_OK ? RC_OK : RC_TEMPFAIL, &r, NULL,
+			       NULL, "sandbox");
 		for (size_t k = 0; k < w->nrcpt; k++)
-			mta_record(m, w->env, w->rcpt[k].idx, rc == RC_OK ? RC_OK : RC_TEMPFAIL, &r,
-				   NULL, NULL, "sandbox", a->dest, a->stream);
+			mta_record(m, w->env, w->rcpt[k].idx, &o, a->dest, a->stream);
 		spool_env_free(w->env);
 		if (w->body)
 			evbuffer_free(w->body);

@@ -156,8 +156,31 @@ enum rc spool_delete(struct spool *sp, uint64_t id);
 /* spool_hold - set or clear SPOOL_F_HELD. Durable before return. */
 enum rc spool_hold(struct spool *sp, uint64_t id, bool held);
 
-/* spool_get - deep copy of a live message's envelope, or RC_NOTFOUND. */
+/* spool_get - deep copy of a live message's envelope, or RC_NOTFOUND. Costs
+ * O(recipients): never once per recipient of the same message (each copy is
+ * counted in relevo_spool_envelope_copies_total). */
 enum rc spool_get(struct spool *sp, uint64_t id, struct spool_env **out);
+
+/* What a live message's recipients are, counted as records are applied. */
+struct spool_tally {
+	size_t nrcpt;
+	size_t queued;			/* SPOOL_RCPT_QUEUED */
+	size_t failed;			/* SPOOL_RCPT_FAILED: bounce due */
+	bool held;
+};
+/* spool_tally - a live message's counts in O(1), without copying it; RC_NOTFOUND
+ * when it is not live (finished or deleted). */
+enum rc spool_tally(struct spool *sp, uint64_t id, struct spool_tally *out);
+
+/*
+ * spool_get_final - deep copy of the last envelope of a message that finished
+ * (its last recipient became delivered or bounced) at most 10 s ago and among
+ * the last 64 to finish; RC_NOTFOUND otherwise (also for a deleted message).
+ * For readers that must not show a finished message older than the spool's
+ * final record while its events are still on their way to the store (GET
+ * /v1/messages/{id}). Kept in memory only, from spool_open on.
+ */
+enum rc spool_get_final(struct spool *sp, uint64_t id, struct spool_env **out);
 
 /* spool_read_body - the stored message bytes, appended to out. */
 enum rc spool_read_body(struct spool *sp, uint64_t id, struct evbuffer *out);

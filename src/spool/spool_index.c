@@ -193,6 +193,44 @@ static void idx_remove(struct spool *sp, uint64_t id)
 	msg_free(msg);
 }
 
+/* msg_count - one recipient state more (dir +1) or less (-1) in msg's tallies. */
+static void msg_count(struct spool_msg *msg, enum spool_rcpt_state st, int dir)
+{
+	if (st == SPOOL_RCPT_QUEUED)
+		msg->nqueued += (uint32_t)dir;
+	else if (st == SPOOL_RCPT_FAILED)
+		msg->nfailed += (uint32_t)dir;
+}
+
+/* finish - msg's last recipient is final: out of the index, its last envelope
+ * kept a little while for readers that learn of the finish before its events
+ * are stored (spool_get_final). */
+static void finish(struct spool *sp, uint64_t id)
+{
+	struct spool_msg *msg = spool_map_del(&sp->map, id);
+	seg_account(sp, msg, -1);
+	if (sp->keep_final) {
+		if (sp->final == NULL)
+			sp->final = xcalloc(SPOOL_FINAL_KEEP, sizeof *sp->final);
+		struct spool_final *f = &sp->final[sp->final_next];
+		spool_env_free(f->env);
+		f->env = msg->env;
+		f->finished = time_mono_ms();
+		msg->env = NULL;
+		sp->final_next = (sp->final_next + 1) % SPOOL_FINAL_KEEP;
+	}
+	msg_free(msg);
+}
+
+/* spool_final_fini - free the ring of finished envelopes. */
+void spool_final_fini(struct spool *sp)
+{
+	for (size_t i = 0; sp->final && i < SPOOL_FINAL_KEEP; i++)
+		spool_env_free(sp->final[i].env);
+	free(sp->final);
+	sp->final = NULL;
+}
+
 /* A full MSG record: a new message, or (compaction) a newer image of a known one. */
 static void apply_msg(struct spool *sp, uint64_t seq, struct spool_rec *r)
 {
@@ -208,10 +246,14 @@ static void apply_msg(struct spool *sp, uint64_t seq, struct spool_rec *r)
 	msg->seg = seq;
 	msg->rec_len = r->len;
 	msg->body_off = r->u.msg.body_off;
+	for (size_t i = 0; i < env->nrcpt; i++)
+		msg_count(msg, env->rcpt[i].state, +1);
 	seg_account(sp, msg, +1);
 	spool_map_put(&sp->map, msg);
 }
 
+/* apply_rcpt - one recipient's new state; O(1) whatever the recipients (the
+ * tallies say when the message is finished). */
 static void apply_rcpt(struct spool *sp, struct spool_rec *r)
 {
 	struct spool_rec_rcpt *u = &r->u.rcpt;
@@ -219,14 +261,16 @@ static void apply_rcpt(struct spool *sp, struct spool_rec *r)
 	if (msg == NULL || u->idx >= msg->env->nrcpt)
 		return; /* finished, deleted, or its segment reclaimed after compaction */
 	struct spool_rcpt *rc = &msg->env->rcpt[u->idx];
+	msg_count(msg, rc->state, -1);
+	msg_count(msg, u->state, +1);
 	rc->state = u->state;
 	rc->attempts = u->attempts;
 	rc->next_attempt = u->next_attempt;
 	free(rc->last_reply);
 	rc->last_reply = u->last_reply;
 	u->last_reply = NULL;
-	if (spool_env_is_finished(msg->env))
-		idx_remove(sp, u->id);
+	if (msg->nqueued == 0 && msg->nfailed == 0)
+		finish(sp, u->id);
 }
 
 /* spool_idx_apply - apply one durable record read from (or written to) segment seq. */
@@ -278,7 +322,40 @@ enum rc spool_get(struct spool *sp, uint64_t id, struct spool_env **out)
 	if (msg != NULL)
 		*out = spool_env_dup(msg->env);
 	pthread_mutex_unlock(&sp->lock);
+	if (msg != NULL)
+		metrics_inc(METRICS_SPOOL_ENV_COPIES);
 	return msg != NULL ? RC_OK : RC_NOTFOUND;
+}
+
+/* spool_tally - a live message's recipient counts, without copying it. */
+enum rc spool_tally(struct spool *sp, uint64_t id, struct spool_tally *out)
+{
+	pthread_mutex_lock(&sp->lock);
+	struct spool_msg *msg = spool_map_get(&sp->map, id);
+	if (msg != NULL)
+		*out = (struct spool_tally){.nrcpt = msg->env->nrcpt, .queued = msg->nqueued,
+					    .failed = msg->nfailed,
+					    .held = (msg->env->flags & SPOOL_F_HELD) != 0};
+	pthread_mutex_unlock(&sp->lock);
+	return msg != NULL ? RC_OK : RC_NOTFOUND;
+}
+
+/* spool_get_final - deep copy of the last envelope of a message that finished
+ * (every recipient delivered or bounced) in the last SPOOL_FINAL_KEEP_MS. */
+enum rc spool_get_final(struct spool *sp, uint64_t id, struct spool_env **out)
+{
+	enum rc rc = RC_NOTFOUND;
+	int64_t now = time_mono_ms();
+	pthread_mutex_lock(&sp->lock);
+	for (size_t i = 0; sp->final && i < SPOOL_FINAL_KEEP && rc != RC_OK; i++) {
+		const struct spool_final *f = &sp->final[i];
+		if (f->env && f->env->id == id && now - f->finished <= SPOOL_FINAL_KEEP_MS) {
+			*out = spool_env_dup(f->env);
+			rc = RC_OK;
+		}
+	}
+	pthread_mutex_unlock(&sp->lock);
+	return rc;
 }
 
 static int cmp_u64(const void *a, const void *b)

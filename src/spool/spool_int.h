@@ -53,6 +53,8 @@
 #define SPOOL_PAYLOAD_MAX (1u << 30)		/* any payload */
 #define SPOOL_SEG_MAX_DEFAULT (64ull << 20)	/* rotate beyond this */
 #define SPOOL_COMPACT_AGE_DEFAULT_MS 30000	/* spool_set_compact_age */
+#define SPOOL_FINAL_KEEP 64			/* finished envelopes kept (spool_get_final) */
+#define SPOOL_FINAL_KEEP_MS 10000		/* ... and for at most this long */
 
 enum spool_rec_type {
 	SPOOL_REC_SEG = 1,
@@ -187,6 +189,9 @@ enum rc spool_scan_first(const struct spool_src *src, struct spool_rec *r);
 /* One live message in the index. Owned by the index. */
 struct spool_msg {
 	struct spool_env *env;	/* current state */
+	uint32_t nqueued;	/* recipients QUEUED: kept by apply, so that finishing
+				 * one recipient costs O(1), not a walk of them all */
+	uint32_t nfailed;	/* recipients FAILED (bounce due) */
 	uint64_t seg;		/* segment holding its newest full MSG record */
 	uint64_t rec_len;	/* that record's length */
 	uint64_t body_off;	/* body offset in that segment (length env->body_size) */
@@ -237,6 +242,16 @@ struct spool {
 	void *observer_ctx;
 	void (*accept_hook)(void *ctx, const struct spool_env *env);
 	void *accept_hook_ctx;
+	bool keep_final;		/* keep finished envelopes (set once recovered) */
+	struct spool_final *final;	/* ring of SPOOL_FINAL_KEEP recently finished
+					 * envelopes (spool_get_final); under lock */
+	size_t final_next;
+};
+
+/* A message that finished: its last envelope, for a short while. Owned by the ring. */
+struct spool_final {
+	struct spool_env *env;
+	int64_t finished;	/* monotonic ms */
 };
 
 /* spool_index.c; every function below needs sp->lock held by the caller. */
@@ -251,6 +266,8 @@ void spool_seg_drop_oldest(struct spool *sp);
 void spool_idx_apply(struct spool *sp, uint64_t seq, struct spool_rec *r);
 /* spool_env_is_finished - every recipient delivered or bounced. */
 bool spool_env_is_finished(const struct spool_env *env);
+/* spool_final_fini - free the ring of finished envelopes. */
+void spool_final_fini(struct spool *sp);
 /* spool_idx_ids_in_seg - ids of live messages whose MSG is in seq (caller frees). */
 uint64_t *spool_idx_ids_in_seg(struct spool *sp, uint64_t seq, size_t *n);
 

@@ -307,6 +307,7 @@ static enum rc prepare_rdwr(struct spool *sp, const char *data_dir)
 static void spool_free(struct spool *sp)
 {
 	spool_map_fini(&sp->map);
+	spool_final_fini(sp);
 	free(sp->segs);
 	if (sp->lock_fd >= 0)
 		close(sp->lock_fd); /* releases the flock */
@@ -337,8 +338,10 @@ enum rc spool_open(const char *data_dir, enum spool_mode mode, struct spool **ou
 		rc = RC_OK; /* no spool yet: an empty queue */
 	if (rc == RC_OK)
 		id_bump(sp->max_id);
-	if (rc == RC_OK && mode == SPOOL_RDWR)
+	if (rc == RC_OK && mode == SPOOL_RDWR) {
+		sp->keep_final = true;	/* from now on a finish is news (spool_get_final) */
 		rc = spool_writer_start(sp, last_seq, last_end);
+	}
 	if (rc != RC_OK) {
 		if (rc != RC_EXISTS)
 			log_err("event=spool_open_failed dir=%s rc=%s", sp->dir, rc_name(rc));

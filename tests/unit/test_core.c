@@ -152,6 +152,53 @@ static void test_workq_bounded(void **state)
 	event_base_free(base);
 }
 
+/* The stored form of an outcome and back (core_outcome.c). */
+static void test_outcome_roundtrip(void **state)
+{
+	(void)state;
+	static const struct {
+		const char *label, *status, *remote, *reply;
+		int code;
+		const char *stored;
+	} cases[] = {
+		{"reply", "5.1.1", "mx.example.org[192.0.2.1]", "550 5.1.1 no such user", 550,
+		 "status=5.1.1 remote=mx.example.org[192.0.2.1] reply=\"550 5.1.1 no such user\""},
+		{"no server", "4.4.3", "", "DNS timeout", 0,
+		 "status=4.4.3 remote=- reply=\"DNS timeout\""},
+		{"quote and control", "5.7.1", "mx[2001:db8::1]", "550 say \"no\"\tnow", 550,
+		 "status=5.7.1 remote=mx[2001:db8::1] reply=\"550 say 'no''now\""},
+		{"bare name", "2.0.0", "sandbox", "250 2.0.0 sandbox: written", 250,
+		 "status=2.0.0 remote=sandbox reply=\"250 2.0.0 sandbox: written\""},
+	};
+	for (size_t i = 0; i < ARRAY_LEN(cases); i++) {
+		struct outcome o = {0}, back;
+		char text[OUTCOME_TEXT_MAX], remote[400];
+		str_lcpy(o.status, cases[i].status, sizeof o.status);
+		outcome_set_remote(&o, cases[i].remote);
+		str_lcpy(o.reply, cases[i].reply, sizeof o.reply);
+		outcome_format(&o, text, sizeof text);
+		if (strcmp(text, cases[i].stored) != 0)
+			fail_msg("%s: stored %s", cases[i].label, text);
+		assert_true(outcome_parse(text, &back));
+		outcome_remote(&back, remote, sizeof remote);
+		assert_string_equal(back.status, cases[i].status);
+		assert_string_equal(remote, cases[i].remote);
+		assert_int_equal(back.code, cases[i].code);
+	}
+	/* a long reply is cut, never its closing quote; other text is only a reply */
+	struct outcome o = {0};
+	char text[64];
+	str_lcpy(o.status, "5.0.0", sizeof o.status);
+	memset(o.reply, 'x', 200);
+	outcome_format(&o, text, sizeof text);
+	assert_int_equal(strlen(text), sizeof text - 1);
+	assert_int_equal(text[sizeof text - 2], '"');
+	assert_false(outcome_parse("connection refused", &o));
+	assert_string_equal(o.reply, "connection refused");
+	assert_string_equal(o.status, "");
+	assert_string_equal(outcome_class_name(OUTCOME_EXPIRED), "expired");
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -159,6 +206,7 @@ int main(void)
 		cmocka_unit_test(test_id_parse_rejects), cmocka_unit_test(test_str_to_u64),
 		cmocka_unit_test(test_str_lcpy),       cmocka_unit_test(test_rfc5322_date),
 		cmocka_unit_test(test_workq),          cmocka_unit_test(test_workq_bounded),
+		cmocka_unit_test(test_outcome_roundtrip),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -4,7 +4,7 @@
  * (http_last_reply) and from the outcome text the spool keeps
  * (http_last_reply_stored), which must be the same object for the same outcome.
  *
- * The stored texts are written here exactly as mta_outcome_format makes them
+ * The stored texts are written here exactly as outcome_format makes them
  * ("status=X remote=H reply=\"...\"", remote "-" when there was none, '"' in the
  * reply turned into '\''); test_mta_reply.c pins that format from the other side.
  */

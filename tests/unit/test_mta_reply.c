@@ -319,9 +319,9 @@ static void test_reply_set_format(void **state)
 	assert_string_equal(out, "550 no ");
 }
 
-/* The outcome text the spool keeps: its form is read by the API
- * (http_last_reply_stored, test_http_reply.c uses these same strings) and by
- * bounces (mta_outcome_parse). */
+/* The outcome text the spool keeps, from a client's reply: its form is read by
+ * the API (http_last_reply_stored, test_http_reply.c uses these same strings),
+ * queue show and bounces, all through outcome_parse. */
 static void test_outcome_format(void **state)
 {
 	(void)state;
@@ -341,16 +341,23 @@ static void test_outcome_format(void **state)
 	};
 	for (size_t i = 0; i < ARRAY_LEN(t); i++) {
 		struct mta_reply r;
-		char out[512], st[32], rm[300], rp[1000];
+		struct outcome o, back;
+		char out[512], rm[300];
 		if (t[i].code)
 			mta_reply_set(&r, t[i].code, t[i].enh, "%s", t[i].text);
-		mta_outcome_format(out, sizeof out, t[i].status, t[i].remote,
-				   t[i].code ? &r : NULL, t[i].why);
+		enum rc rc = t[i].status[0] == '2'   ? RC_OK
+			     : t[i].status[0] == '4' ? RC_TEMPFAIL
+						     : RC_PERMFAIL;
+		mta_outcome_of(&o, OUTCOME_BY_REPLY, rc, t[i].code ? &r : NULL, t[i].status,
+			       t[i].why, t[i].remote);
+		outcome_format(&o, out, sizeof out);
 		if (strcmp(out, t[i].want) != 0)
 			fail_msg("case '%s': %s", t[i].label, out);
-		mta_outcome_parse(out, st, sizeof st, rm, sizeof rm, rp, sizeof rp);
-		assert_string_equal(st, t[i].status);
+		assert_true(outcome_parse(out, &back));
+		outcome_remote(&back, rm, sizeof rm);
+		assert_string_equal(back.status, t[i].status);
 		assert_string_equal(rm, t[i].remote ? t[i].remote : "");
+		assert_int_equal(back.code, t[i].code);
 	}
 }
 

@@ -592,6 +592,46 @@ static void test_rcpt_update_reopen(void **state)
 	spool_close(sp);
 }
 
+/* The counts say when a message is finished or a bounce due, without a copy;
+ * the finished envelope stays readable a while (spool_get_final). */
+static void test_tally_and_final(void **state)
+{
+	struct fx *fx = *state;
+	struct spool *sp = open_rw(fx);
+	uint64_t id = 0;
+	const char *text = "Subject: tally\r\n\r\nbody\r\n";
+	assert_int_equal(commit_wait(fx, sp, env_new("s@example.org", 3), text, strlen(text), &id),
+	                 RC_OK);
+	struct spool_tally t;
+	struct spool_env *e = NULL;
+	assert_int_equal(spool_tally(sp, id + 1, &t), RC_NOTFOUND);
+	assert_int_equal(spool_tally(sp, id, &t), RC_OK);
+	assert_true(t.nrcpt == 3 && t.queued == 3 && t.failed == 0 && !t.held);
+	update_wait(fx, sp, id, 0, SPOOL_RCPT_DELIVERED, 1, 0, "250 ok");
+	update_wait(fx, sp, id, 1, SPOOL_RCPT_FAILED, 1, 0, "550 no");
+	update_wait(fx, sp, id, 1, SPOOL_RCPT_FAILED, 1, 0, "550 no"); /* same state again */
+	assert_int_equal(spool_tally(sp, id, &t), RC_OK);
+	assert_true(t.queued == 1 && t.failed == 1);
+	assert_int_equal(spool_get_final(sp, id, &e), RC_NOTFOUND);	/* still live */
+	update_wait(fx, sp, id, 2, SPOOL_RCPT_DELIVERED, 2, 0, "250 ok 2");
+	assert_int_equal(spool_tally(sp, id, &t), RC_OK);
+	assert_true(t.queued == 0 && t.failed == 1);	/* a bounce is due */
+	update_wait(fx, sp, id, 1, SPOOL_RCPT_BOUNCED, 1, 0, "550 no");
+	assert_int_equal(spool_tally(sp, id, &t), RC_NOTFOUND);	/* finished */
+	assert_int_equal(spool_get(sp, id, &e), RC_NOTFOUND);
+	assert_int_equal(spool_get_final(sp, id, &e), RC_OK);
+	assert_int_equal(e->rcpt[2].state, SPOOL_RCPT_DELIVERED);
+	assert_int_equal(e->rcpt[2].attempts, 2);
+	assert_string_equal(e->rcpt[2].last_reply, "250 ok 2");
+	assert_int_equal(e->rcpt[1].state, SPOOL_RCPT_BOUNCED);
+	spool_env_free(e);
+	/* a reopened spool has no news: the ring starts empty */
+	spool_close(sp);
+	sp = open_rw(fx);
+	assert_int_equal(spool_get_final(sp, id, &e), RC_NOTFOUND);
+	spool_close(sp);
+}
+
 static bool is_held(struct spool *sp, uint64_t id)
 {
 	struct spool_env *e = NULL;
@@ -1227,6 +1267,7 @@ int main(int argc, char **argv)
 	    cmocka_unit_test_setup_teardown(test_commit_refused, fx_setup, fx_teardown),
 	    cmocka_unit_test_setup_teardown(test_concurrent_commits, fx_setup, fx_teardown),
 	    cmocka_unit_test_setup_teardown(test_rcpt_update_reopen, fx_setup, fx_teardown),
+	    cmocka_unit_test_setup_teardown(test_tally_and_final, fx_setup, fx_teardown),
 	    cmocka_unit_test_setup_teardown(test_delete_hold_reopen, fx_setup, fx_teardown),
 	    cmocka_unit_test_setup_teardown(test_foreach_order, fx_setup, fx_teardown),
 	    cmocka_unit_test_setup_teardown(test_stats, fx_setup, fx_teardown),
