@@ -368,6 +368,21 @@ static void msg_rcpt_set_reply(json_t *r, json_t *reply)
 	json_object_set_new(r, "last_reply", reply);
 }
 
+/* msg_history_rcpt - mh's object for recipient addr (any case), made on first sight. */
+static json_t *msg_history_rcpt(struct msg_history *mh, const char *addr)
+{
+	char *key = xstrdup(addr);
+	str_lower(key);
+	json_t *r = json_object_get(mh->rcpts, key);
+	if (r == NULL) {
+		r = msg_rcpt_new(addr);
+		json_object_set_new(mh->rcpts, key, r);
+		json_array_append_new(mh->order, json_string(key));
+	}
+	free(key);
+	return r;
+}
+
 static bool msg_on_event(void *arg, const struct evlog_event *ev)
 {
 	struct msg_history *mh = arg;
@@ -388,15 +403,7 @@ static bool msg_on_event(void *arg, const struct evlog_event *ev)
 		json_object_set_new(mh->msg, "source", json_string(ev->source));
 	if (ev->recipient == NULL || ev->type == EVLOG_REJECTED)
 		return true;
-	char *key = xstrdup(ev->recipient);
-	str_lower(key);
-	json_t *r = json_object_get(mh->rcpts, key);
-	if (r == NULL) {
-		r = msg_rcpt_new(ev->recipient);
-		json_object_set_new(mh->rcpts, key, r);
-		json_array_append_new(mh->order, json_string(key));
-	}
-	free(key);
+	json_t *r = msg_history_rcpt(mh, ev->recipient);
 	json_object_set_new(r, "state", json_string(ev->type == EVLOG_ACCEPTED
 							? "queued" : evlog_type_name(ev->type)));
 	json_object_set_new(r, "time", http_time_json(ev->time));
@@ -488,15 +495,7 @@ static void msg_from_final(json_t *m, const struct spool_env *env, struct msg_hi
 	json_object_set_new(m, "source", json_string((env->flags & SPOOL_F_API) ? "api" : "smtp"));
 	for (size_t i = 0; i < env->nrcpt; i++) {
 		const struct spool_rcpt *sr = &env->rcpt[i];
-		char *key = xstrdup(sr->addr);
-		str_lower(key);
-		json_t *r = json_object_get(mh->rcpts, key);
-		if (r == NULL) {
-			r = msg_rcpt_new(sr->addr);
-			json_object_set_new(mh->rcpts, key, r);
-			json_array_append_new(mh->order, json_string(key));
-		}
-		free(key);
+		json_t *r = msg_history_rcpt(mh, sr->addr);
 		json_t *reply = http_last_reply_stored(sr->last_reply);
 		json_object_set_new(r, "state", json_string(msg_spool_state(sr, reply)));
 		json_object_set_new(r, "attempts", json_integer(sr->attempts));

@@ -299,9 +299,22 @@ static char *dsn_diagnostic(const char *diag, const char **text)
 	return v;
 }
 
-static void dsn_date(int64_t ms, char *buf, size_t size)
+/* dsn_field_date - "Name: <RFC 5322 date of ms>" (nothing when ms is 0). */
+static void dsn_field_date(struct evbuffer *p, const char *name, int64_t ms)
 {
-	time_rfc5322(ms / 1000, buf, size);
+	char date[64];
+	if (ms <= 0)
+		return;
+	time_rfc5322(ms / 1000, date, sizeof date);
+	dsn_field(p, name, date, false);
+}
+
+/* dsn_field_dns - "Name: dns; host" (RFC 3464 2.2.2, 2.3.5). */
+static void dsn_field_dns(struct evbuffer *p, const char *name, const char *host)
+{
+	char *v = xasprintf("dns; %s", host);
+	dsn_field(p, name, v, false);
+	free(v);
 }
 
 /* ---- the parts ---- */
@@ -356,43 +369,30 @@ static void dsn_human(const struct mta_dsn *d, struct evbuffer *p)
 
 static void dsn_status_rcpt(struct evbuffer *p, const struct mta_dsn_rcpt *r)
 {
-	char date[64];
 	evbuffer_add(p, "\r\n", 2);
 	if (r->orcpt != NULL)
 		dsn_put_orcpt(p, r->orcpt);
 	dsn_put_addr(p, "Final-Recipient", "rfc822", r->addr);
 	dsn_field(p, "Action", dsn_action(r), false);
 	dsn_field(p, "Status", dsn_status(r), false);
-	if (r->remote_mta != NULL && r->remote_mta[0] != '\0') {
-		char *v = xasprintf("dns; %s", r->remote_mta);
-		dsn_field(p, "Remote-MTA", v, false);
-		free(v);
-	}
+	if (r->remote_mta != NULL && r->remote_mta[0] != '\0')
+		dsn_field_dns(p, "Remote-MTA", r->remote_mta);
 	if (r->diagnostic != NULL && r->diagnostic[0] != '\0') {
 		const char *text;
 		char *v = dsn_diagnostic(r->diagnostic, &text);
 		dsn_field(p, "Diagnostic-Code", v, false);
 		free(v);
 	}
-	if (r->last_attempt > 0) {
-		dsn_date(r->last_attempt, date, sizeof date);
-		dsn_field(p, "Last-Attempt-Date", date, false);
-	}
+	dsn_field_date(p, "Last-Attempt-Date", r->last_attempt);
 }
 
 /* Part 2: message/delivery-status, per-message then per-recipient groups. */
 static void dsn_status_part(const struct mta_dsn *d, struct evbuffer *p)
 {
-	char date[64];
-	char *v = xasprintf("dns; %s", d->reporting_mta ? d->reporting_mta : "localhost");
-	dsn_field(p, "Reporting-MTA", v, false);
-	free(v);
+	dsn_field_dns(p, "Reporting-MTA", d->reporting_mta ? d->reporting_mta : "localhost");
 	if (d->envid != NULL)
 		dsn_field(p, "Original-Envelope-Id", d->envid, false);
-	if (d->arrival > 0) {
-		dsn_date(d->arrival, date, sizeof date);
-		dsn_field(p, "Arrival-Date", date, false);
-	}
+	dsn_field_date(p, "Arrival-Date", d->arrival);
 	for (size_t i = 0; i < d->nrcpt; i++)
 		dsn_status_rcpt(p, &d->rcpt[i]);
 }
@@ -481,7 +481,7 @@ static void dsn_boundary(char *out, size_t size, struct evbuffer *human, struct 
 static void dsn_headers(const struct mta_dsn *d, struct evbuffer *out, const char *boundary,
                         bool eightbit)
 {
-	char date[64], rnd[17];
+	char rnd[17];
 	char *host = dsn_clean(d->reporting_mta ? d->reporting_mta : "localhost", false);
 	char *sender = dsn_clean(d->sender, true);
 	evbuffer_add_printf(out, "From: \"Mail Delivery System\" <MAILER-DAEMON@%s>\r\n", host);
@@ -492,8 +492,7 @@ static void dsn_headers(const struct mta_dsn *d, struct evbuffer *out, const cha
 	                             : "Undelivered Mail Returned to Sender",
 	          false);
 	int64_t now = d->date ? d->date : time_now_ms();
-	dsn_date(now, date, sizeof date);
-	dsn_field(out, "Date", date, false);
+	dsn_field_date(out, "Date", now);
 	dsn_random_hex(rnd, 16);
 	evbuffer_add_printf(out, "Message-ID: <%llx.%s@%s>\r\n", (unsigned long long)now, rnd,
 	                    host);

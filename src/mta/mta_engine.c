@@ -139,13 +139,18 @@ void mta_outcome_of(struct outcome *o, enum outcome_cause cause, enum rc rc,
 	outcome_set_remote(o, remote);
 }
 
-static const enum evlog_type event_of[] = {
-	[OUTCOME_DELIVERED] = EVLOG_DELIVERED,
-	[OUTCOME_DEFERRED] = EVLOG_DEFERRED,
-	[OUTCOME_BOUNCED] = EVLOG_BOUNCED,
-	[OUTCOME_EXPIRED] = EVLOG_EXPIRED,
+/* What each class of outcome is in the spool, the events and the metrics. */
+static const struct {
+	enum spool_rcpt_state state;
+	enum evlog_type event;
+	enum metrics_counter metric;
+} class_of[] = {
+	[OUTCOME_DELIVERED] = {SPOOL_RCPT_DELIVERED, EVLOG_DELIVERED, METRICS_ATTEMPT_DELIVERED},
+	[OUTCOME_DEFERRED] = {SPOOL_RCPT_QUEUED, EVLOG_DEFERRED, METRICS_ATTEMPT_DEFERRED},
+	[OUTCOME_BOUNCED] = {SPOOL_RCPT_FAILED, EVLOG_BOUNCED, METRICS_ATTEMPT_BOUNCED},
+	[OUTCOME_EXPIRED] = {SPOOL_RCPT_FAILED, EVLOG_EXPIRED, METRICS_ATTEMPT_EXPIRED},
 };
-_Static_assert(ARRAY_LEN(event_of) == OUTCOME__COUNT, "an event per outcome class");
+_Static_assert(ARRAY_LEN(class_of) == OUTCOME__COUNT, "a row per outcome class");
 
 /* mta_event_new - the event of one recipient's outcome (for the store and
  * webhooks), owned by the caller until emitted. */
@@ -155,7 +160,7 @@ static struct evlog_event *mta_event_new(const struct spool_env *env, uint32_t i
 	char remote[OUTCOME_HOST_MAX + OUTCOME_ADDR_MAX + 2];
 	outcome_remote(o, remote, sizeof remote);
 	struct evlog_event ev = {
-		.type = event_of[o->cls],
+		.type = class_of[o->cls].event,
 		.msgid = env->id,
 		.recipient = env->rcpt[idx].addr,
 		.sender = env->sender,
@@ -211,21 +216,6 @@ static void mta_class_of(struct mta *m, const struct spool_env *env, struct outc
 	}
 }
 
-static const enum spool_rcpt_state state_of[] = {
-	[OUTCOME_DELIVERED] = SPOOL_RCPT_DELIVERED,
-	[OUTCOME_DEFERRED] = SPOOL_RCPT_QUEUED,
-	[OUTCOME_BOUNCED] = SPOOL_RCPT_FAILED,
-	[OUTCOME_EXPIRED] = SPOOL_RCPT_FAILED,
-};
-_Static_assert(ARRAY_LEN(state_of) == OUTCOME__COUNT, "a state per outcome class");
-static const enum metrics_counter metric_of[] = {
-	[OUTCOME_DELIVERED] = METRICS_ATTEMPT_DELIVERED,
-	[OUTCOME_DEFERRED] = METRICS_ATTEMPT_DEFERRED,
-	[OUTCOME_BOUNCED] = METRICS_ATTEMPT_BOUNCED,
-	[OUTCOME_EXPIRED] = METRICS_ATTEMPT_EXPIRED,
-};
-_Static_assert(ARRAY_LEN(metric_of) == OUTCOME__COUNT, "a counter per outcome class");
-
 /*
  * mta_record - one recipient's outcome (the class and attempts are completed
  * here): delivered, deferred (rescheduled), bounced or expired (bounce due).
@@ -241,10 +231,10 @@ void mta_record(struct mta *m, const struct spool_env *env, uint32_t idx,
 	struct outcome o = *given;
 	o.attempts = r->attempts + 1;
 	mta_class_of(m, env, &o, now, &next);
-	enum spool_rcpt_state st = state_of[o.cls];
+	enum spool_rcpt_state st = class_of[o.cls].state;
 	char text[OUTCOME_TEXT_MAX], idstr[ID_STR_LEN + 1];
 	outcome_format(&o, text, sizeof text);
-	metrics_inc(metric_of[o.cls]);
+	metrics_inc(class_of[o.cls].metric);
 	id_format(env->id, idstr);
 	log_info("id=%s event=%s rcpt=<%s> attempts=%u %s", idstr, outcome_class_name(o.cls),
 		 r->addr, o.attempts, text);
