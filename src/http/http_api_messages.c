@@ -1,15 +1,14 @@
 /*
  * http_api_messages.c - POST /v1/messages (send) and GET /v1/messages/{id}.
  *
- * Sending: the JSON becomes a MIME message (http_mime_build), the From domain
- * must be the key's account's, recipients on the account's suppression list are
- * left out (an EVLOG_SUPPRESSED event each, once the rest is durable), a
- * Received field is added, the message is DKIM-signed as its From domain (as
- * SMTP does, smtp_dkim.c) and queued with spool_commit. 202 is sent only from
- * the commit's completion with RC_OK: never before the message is durable. The
- * "accepted" events come from the spool's accept hook (as for SMTP). Refusals of
- * an authenticated request (400, 403, 413) are recorded as one EVLOG_REJECTED
- * event.
+ * Sending: the JSON becomes a MIME message (http_mime_build); a request that
+ * cannot (400, 413) is refused here with one EVLOG_REJECTED event. The message
+ * then goes through the intake (src/intake/: the From domain must be the
+ * account's, suppressed recipients are left out, the Received field, DKIM, the
+ * durable commit, the events), as SMTP's do. 202 is sent only from the
+ * intake's completion with RC_OK: never before the message is durable; its
+ * refusals are answered with intake_http_status (403, 400, 413, 503) and their
+ * reason as the error code.
  *
  * The completion finds its request by cookie (http_pending_take); if the client
  * has gone, the message is still queued and its events still recorded.
@@ -27,8 +26,7 @@
 
 #include <event2/buffer.h>
 
-#include "dkim/dkim.h"
-#include "policy/policy.h"
+#include "intake/intake.h"
 #include "spool/spool.h"
 #include "store/store.h"
 
@@ -64,216 +62,80 @@ static json_t *msg_list_json(char *const *list, size_t n)
 	return a;
 }
 
-/* msg_emit - one event (and its log line) per address of list. */
-static void msg_emit(const struct http_pending *p, enum evlog_type type, char *const *list,
-		     size_t n, int64_t when, const char *reply)
-{
-	char idstr[ID_STR_LEN + 1];
-	id_format(p->msgid, idstr);
-	for (size_t i = 0; i < n; i++) {
-		log_info("id=%s event=%s source=api rcpt=<%s> user=%s", idstr,
-			 evlog_type_name(type), list[i], p->user);
-		struct evlog_event ev = {
-			.time = when,
-			.type = type,
-			.msgid = p->msgid,
-			.recipient = list[i],
-			.sender = p->sender,
-			.user = p->user,
-			.stream = evlog_stream_name(p->bulk),
-			.source = "api",
-			.reply = (char *)reply,
-		};
-		evlog_emit(&ev);
-	}
-}
-
-static void msg_reply_accepted(struct evhttp_request *req, const struct http_pending *p)
+static void msg_reply_accepted(struct evhttp_request *req, const struct intake_result *res)
 {
 	char idstr[ID_STR_LEN + 1], loc[64];
-	id_format(p->msgid, idstr);
+	id_format(res->msgid, idstr);
 	snprintf(loc, sizeof loc, "/v1/messages/%s", idstr);
 	evhttp_add_header(evhttp_request_get_output_headers(req), "Location", loc);
 	http_reply_json(req, 202,
 			json_pack("{s:s,s:o,s:o}", "id", idstr, "accepted",
-				  msg_list_json(p->rcpt, p->nrcpt), "suppressed",
-				  msg_list_json(p->suppressed, p->nsuppressed)));
+				  msg_list_json(res->accepted, res->naccepted), "suppressed",
+				  msg_list_json(res->suppressed, res->nsuppressed)));
 }
 
-/* msg_on_commit - the spool's answer: 202 once durable, else 503. */
-static void msg_on_commit(void *ctx, uint64_t cookie, enum rc rc, uint64_t msgid)
+/* msg_on_intake - the intake's answer: 202 once durable (or nothing left to
+ * queue), else the refusal's status. */
+static void msg_on_intake(void *ctx, uint64_t cookie, const struct intake_result *res)
 {
 	struct http_server *h = ctx;
 	char idstr[ID_STR_LEN + 1];
-	id_format(msgid, idstr);
-	if (rc == RC_OK)
-		metrics_inc(METRICS_RECEIVED_API);
+	id_format(res->msgid, idstr);
 	struct http_pending *p = http_pending_take(h, cookie);
 	if (p == NULL) {
-		log_err("id=%s event=commit rc=%s note=unknown_cookie", idstr, rc_name(rc));
+		log_err("id=%s event=intake_done reason=%s note=unknown_cookie", idstr, res->reason);
 		return;
 	}
-	if (rc == RC_OK) {
-		/* The "accepted" events are the spool's accept hook's (cli_serve.c),
-		 * recorded before delivery can start; only the suppressed ones are
-		 * ours. */
-		msg_emit(p, EVLOG_SUPPRESSED, p->suppressed, p->nsuppressed, p->created,
-			 "the recipient is on the account's suppression list");
-		log_info("id=%s event=accepted source=api sender=<%s> nrcpt=%zu suppressed=%zu "
-			 "user=%s%s", idstr, p->sender, p->nrcpt, p->nsuppressed, p->user,
-			 p->req ? "" : " note=client_gone");
-		if (p->req)
-			msg_reply_accepted(p->req, p);
-	} else {
-		log_err("id=%s event=commit_failed source=api user=%s rc=%s", idstr, p->user,
-			rc_name(rc));
-		if (p->req && rc == RC_LIMIT)
-			http_error(p->req, 413, "too_large", "the message is too large to store");
-		else if (p->req)
-			http_error(p->req, 503, "unavailable",
-				   "temporary failure storing the message, try again");
-	}
+	if (p->req == NULL)
+		log_info("id=%s event=intake_done source=api reason=%s note=client_gone", idstr,
+			 res->reason);
+	else if (res->rc == RC_OK)
+		msg_reply_accepted(p->req, res);
+	else
+		http_error(p->req, intake_http_status(res), res->reason, "%s", res->text);
 	http_pending_free(p);
 	http_server_idle(h);
 }
 
-/* msg_add_trace - the Received field, as SMTP writes it (docs/decisions.md). */
-static void msg_add_trace(struct http_call *c, uint64_t id, const struct http_mime_msg *m)
-{
-	char idstr[ID_STR_LEN + 1], date[64];
-	id_format(id, idstr);
-	time_rfc5322(time_now_ms() / 1000, date, sizeof date);
-	struct evbuffer *t = evbuffer_new();
-	evbuffer_add_printf(t, "Received: from api ([%s])\r\n\tby %s (relevo) with HTTP id %s",
-			    c->client, c->h->conf->hostname, idstr);
-	if (m->nrcpt == 1)
-		evbuffer_add_printf(t, "\r\n\tfor <%s>", m->rcpt[0]);
-	evbuffer_add_printf(t, ";\r\n\t%s\r\n", date);
-	evbuffer_prepend_buffer(m->msg, t);
-	evbuffer_free(t);
-}
-
-/* msg_sign - DKIM-sign as the From domain; false after a 503. */
-static bool msg_sign(struct http_call *c, uint64_t id, const struct http_mime_msg *m)
-{
-	char *sig = NULL, idstr[ID_STR_LEN + 1];
-	id_format(id, idstr);
-	struct dkim_sign_status st;
-	enum rc rc = dkim_cache_sign(c->h->dkim, m->from_domain, m->msg, &sig, &st);
-	if (rc == RC_IO) {
-		log_err("id=%s event=dkim_unavailable domain=%s source=api reason=key_unreadable "
-			"action=tempfail", idstr, m->from_domain);
-		http_error(c->req, 503, "dkim_key_unreadable",
-			   "cannot sign mail for %s: its DKIM signing key cannot be read right "
-			   "now, try again later", m->from_domain);
-		return false;
-	}
-	if (rc == RC_NOTFOUND) {
-		bool send = c->h->conf->dkim.missing_key == CONF_DKIM_MISSING_SEND;
-		log_msg(send ? LOG_LV_WARN : LOG_LV_ERR,
-			"id=%s event=dkim_no_key domain=%s source=api action=%s hint=\"%s %s\"",
-			idstr, m->from_domain, send ? "sent_unsigned" : "tempfail",
-			st.registered ? "relevo domain activate" : "relevo domain add",
-			m->from_domain);
-		if (!send && st.registered)
-			http_error(c->req, 503, "dkim_key_missing",
-				   "cannot sign mail for %s: it has no active DKIM key yet (its new "
-				   "key waits for activation)", m->from_domain);
-		else if (!send)
-			http_error(c->req, 503, "dkim_key_missing",
-				   "cannot sign mail for %s: no DKIM key for the domain (the operator "
-				   "must run: relevo domain add %s)", m->from_domain, m->from_domain);
-		return send;
-	}
-	if (rc != RC_OK) {
-		log_err("id=%s event=dkim_sign_failed domain=%s source=api rc=%s", idstr,
-			m->from_domain, rc_name(rc));
-		http_error(c->req, 503, "dkim_failed",
-			   "cannot sign mail for %s right now, try again later", m->from_domain);
-		return false;
-	}
-	evbuffer_prepend(m->msg, sig, strlen(sig));
-	free(sig);
-	return true;
-}
-
-/* msg_suppress - split m's recipients into p's accepted and suppressed lists;
- * false after a 503. */
-static bool msg_suppress(struct http_call *c, const struct http_mime_msg *m,
-			 struct http_pending *p)
-{
-	p->rcpt = xcalloc(m->nrcpt, sizeof *p->rcpt);
-	p->suppressed = xcalloc(m->nrcpt, sizeof *p->suppressed);
-	for (size_t i = 0; i < m->nrcpt; i++) {
-		enum rc rc = store_suppression_check(c->h->store, c->user->name, m->rcpt[i]);
-		if (rc == RC_OK) {
-			p->suppressed[p->nsuppressed++] = xstrdup(m->rcpt[i]);
-		} else if (rc == RC_NOTFOUND) {
-			p->rcpt[p->nrcpt++] = xstrdup(m->rcpt[i]);
-		} else {
-			log_err("event=suppression_check_failed user=%s rc=%s", c->user->name,
-				rc_name(rc));
-			http_error(c->req, 503, "unavailable",
-				   "cannot check the suppression list right now, try again later");
-			return false;
-		}
-	}
-	return true;
-}
-
-static struct spool_env *msg_envelope(struct http_call *c, const struct http_pending *p,
-				      const struct http_mime_msg *m)
+/* msg_intake - the request as the intake takes it: every recipient, the MIME
+ * message built from the JSON (m's buffer is taken over). */
+static void msg_intake(struct http_call *c, struct http_mime_msg *m, uint64_t id,
+		       struct intake_msg *im)
 {
 	struct spool_env *env = xcalloc(1, sizeof *env);
-	env->id = p->msgid;
-	env->created = p->created;
+	env->id = id;
+	env->created = time_now_ms();
 	env->sender = xstrdup(m->from);
 	env->user = xstrdup(c->user->name);
 	env->client = xstrdup(c->client);
 	env->helo = xstrdup("api");
 	env->flags = SPOOL_F_API | (m->bulk ? SPOOL_F_BULK : 0) |
 		     (c->user->sandbox ? SPOOL_F_SANDBOX : 0);
-	env->nrcpt = p->nrcpt;
-	env->rcpt = xcalloc(p->nrcpt, sizeof *env->rcpt);
-	for (size_t i = 0; i < p->nrcpt; i++)
-		env->rcpt[i].addr = xstrdup(p->rcpt[i]);
-	env->body_size = evbuffer_get_length(m->msg);
-	return env;
-}
-
-/* msg_queue - everything after the checks: sign, commit; p is taken over. */
-static void msg_queue(struct http_call *c, struct http_mime_msg *m, struct http_pending *p)
-{
-	struct http_server *h = c->h;
-	char idstr[ID_STR_LEN + 1];
-	id_format(p->msgid, idstr);
-	if (p->nrcpt == 0) {
-		/* Nothing to send: answered at once, nothing is stored. */
-		msg_emit(p, EVLOG_SUPPRESSED, p->suppressed, p->nsuppressed, 0,
-			 "the recipient is on the account's suppression list");
-		log_info("id=%s event=all_suppressed source=api user=%s suppressed=%zu", idstr,
-			 p->user, p->nsuppressed);
-		msg_reply_accepted(c->req, p);
-		http_pending_free(p);
-		return;
-	}
-	msg_add_trace(c, p->msgid, m);
-	if (!msg_sign(c, p->msgid, m)) {
-		http_pending_free(p);
-		return;
-	}
-	struct spool_env *env = msg_envelope(c, p, m);
-	struct evbuffer *body = m->msg;
+	env->nrcpt = m->nrcpt;
+	env->rcpt = xcalloc(m->nrcpt, sizeof *env->rcpt);
+	for (size_t i = 0; i < m->nrcpt; i++)
+		env->rcpt[i].addr = xstrdup(m->rcpt[i]);
+	char from[HTTP_CLIENT_MAX + 8];
+	snprintf(from, sizeof from, "api ([%s])", c->client);
+	*im = (struct intake_msg){
+		.env = env,
+		.body = m->msg,
+		.source = "api",
+		.conf = c->h->conf,
+		.account = c->user,
+		.trace = {.from = xstrdup(from), .with = xstrdup("HTTP")},
+		/* http_mime_build wrote one From:, a Date: and a Message-ID: */
+		.has_date = true,
+		.has_message_id = true,
+		.from_fields = 1,
+		.nfrom = 1,
+	};
+	str_lcpy(im->from_domain[0], m->from_domain, sizeof im->from_domain[0]);
 	m->msg = NULL;
-	/* The info line is "accepted", once durable; this one is for debugging. */
-	log_debug("id=%s event=committing source=api sender=<%s> nrcpt=%zu size=%llu user=%s "
-		  "client=%s", idstr, env->sender, env->nrcpt, (unsigned long long)env->body_size,
-		  env->user, c->client);
-	uint64_t cookie = http_pending_add(h, p);
-	spool_commit(h->spool, env, body, h->base, msg_on_commit, h, cookie);
 }
 
-/* http_api_message_send - POST /v1/messages. */
+/* http_api_message_send - POST /v1/messages: the JSON becomes a MIME message,
+ * then the intake has it; answered from msg_on_intake. */
 void http_api_message_send(struct http_call *c)
 {
 	struct http_server *h = c->h;
@@ -293,32 +155,20 @@ void http_api_message_send(struct http_call *c)
 		.max_size = h->conf->smtp.max_message_size,
 	};
 	struct http_mime_msg m;
-	char err[HTTP_ERROR_TEXT_MAX], text[HTTP_ERROR_TEXT_MAX];
+	char err[HTTP_ERROR_TEXT_MAX];
 	enum rc rc = http_mime_build(json, len, &o, &m, err, sizeof err);
 	http_utf8_clean(err); /* it may quote the client, cut anywhere */
 	if (rc != RC_OK) {
 		msg_reject(c, rc == RC_LIMIT ? 413 : 400, m.error, err, NULL, false);
 		return;
 	}
-	if (!policy_user_owns(c->user, m.from_domain)) {
-		snprintf(text, sizeof text, "the From domain %s is not one of this account's "
-			 "sending domains", m.from_domain);
-		msg_reject(c, 403, "sender_domain_not_allowed", text, m.from, m.bulk);
-		http_mime_msg_fini(&m);
-		return;
-	}
+	struct intake_msg im;
+	msg_intake(c, &m, o.id, &im);
+	http_mime_msg_fini(&m);
 	struct http_pending *p = xcalloc(1, sizeof *p);
 	p->req = c->req;
-	p->msgid = o.id;
-	p->created = time_now_ms();
-	p->user = xstrdup(c->user->name);
-	p->sender = xstrdup(m.from);
-	p->bulk = m.bulk;
-	if (msg_suppress(c, &m, p))
-		msg_queue(c, &m, p);
-	else
-		http_pending_free(p);
-	http_mime_msg_fini(&m);
+	uint64_t cookie = http_pending_add(h, p);
+	intake_submit(h->intake, &im, h->base, msg_on_intake, h, cookie);
 }
 
 /* ---- GET /v1/messages/{id} ------------------------------------------------------ */

@@ -44,17 +44,8 @@ struct dkim_cache;
 /* A POST /v1/messages waiting for its spool commit. */
 struct http_pending {
 	uint64_t cookie;
-	uint64_t msgid;
-	int64_t created;		/* unix ms: when the request was accepted */
 	struct evhttp_request *req;	/* NULL once the client is gone */
 	struct evhttp_connection *evcon;
-	char *user;
-	char *sender;
-	bool bulk;
-	char **rcpt;			/* accepted recipients (the envelope) */
-	size_t nrcpt;
-	char **suppressed;		/* left out: on the user's suppression list */
-	size_t nsuppressed;
 };
 
 /* A reload for the API thread: the new conf and how to get to its listeners. */
@@ -78,6 +69,7 @@ struct http_server {
 	struct spool *spool;
 	struct store *store;
 	struct dkim_cache *dkim;
+	struct intake *intake;		/* owned: POST /v1/messages goes through it */
 	struct event_base *base;
 	struct evhttp *http;
 	struct evhttp_bound_socket **socks;	/* per conf->http.listen entry; NULL

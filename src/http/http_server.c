@@ -39,6 +39,7 @@
 #include <event2/keyvalq_struct.h>
 
 #include "dkim/dkim.h"
+#include "intake/intake.h"
 #include "policy/policy.h"
 #include "store/store.h"
 
@@ -430,14 +431,6 @@ void http_pending_free(struct http_pending *p)
 {
 	if (p == NULL)
 		return;
-	free(p->user);
-	free(p->sender);
-	for (size_t i = 0; i < p->nrcpt; i++)
-		free(p->rcpt[i]);
-	free(p->rcpt);
-	for (size_t i = 0; i < p->nsuppressed; i++)
-		free(p->suppressed[i]);
-	free(p->suppressed);
 	free(p);
 }
 
@@ -782,6 +775,7 @@ enum rc http_server_new(const struct conf *c, struct spool *sp, struct store *st
 	h->stop_ev = event_new(h->base, -1, 0, http_on_stop, h);
 	h->reload_ev = event_new(h->base, -1, 0, http_on_reload, h);
 	h->dkim = dkim_cache_new(policy_dkim_load, st);
+	h->intake = intake_new(st, sp, h->dkim);
 	evhttp_set_gencb(h->http, http_on_request, h);
 	http_apply_settings(h);
 	evhttp_set_max_headers_size(h->http, HTTP_HEADERS_SIZE_MAX);
@@ -846,6 +840,7 @@ void http_server_free(struct http_server *h)
 	pthread_mutex_destroy(&h->reload_lock);
 	conf_unref(h->conf);
 	conf_unref(h->listen_conf);
+	intake_free(h->intake);
 	dkim_cache_free(h->dkim);
 	event_base_free(h->base);
 	free(h);

@@ -171,6 +171,12 @@ enum rc store_suppression_del(struct store *st, const char *user, const char *ad
  * it does not wait behind the event writer's transactions. user NULL (mail
  * without an account) is always RC_NOTFOUND. */
 enum rc store_suppression_check(struct store *st, const char *user, const char *address);
+/* store_suppression_check_batch - out[i] (n entries) = whether user suppresses
+ * addrs[i], in one hold of the read connection (the intake's one lookup per
+ * message, off the loops). RC_OK, or a store error (then out is all false).
+ * user NULL: nothing is suppressed. */
+enum rc store_suppression_check_batch(struct store *st, const char *user,
+				      const char *const *addrs, size_t n, bool *out);
 /* store_suppression_get - the entry of address: its reason (a new string, to
  * free) and creation time (unix ms); RC_NOTFOUND if it is not on the list. */
 enum rc store_suppression_get(struct store *st, const char *user, const char *address,

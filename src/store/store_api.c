@@ -187,6 +187,8 @@ enum rc store_suppression_del(struct store *st, const char *user, const char *ad
 	               ARRAY_LEN(v), NULL);
 }
 
+#define SUPPRESSION_CHECK_SQL "SELECT 1 FROM suppressions WHERE username = ?1 AND address = ?2"
+
 /* store_suppression_check - RC_OK if user suppresses address, RC_NOTFOUND if not
  * (always for user NULL: mail without an account has no list). Read connection. */
 enum rc store_suppression_check(struct store *st, const char *user, const char *address)
@@ -199,12 +201,50 @@ enum rc store_suppression_check(struct store *st, const char *user, const char *
 	struct aq_val v[] = {AQ_T(user), AQ_T(addr)};
 	struct aq q;
 	enum rc rc = aq_ropen(&q, st, STORE_RST_SUPPRESSION_CHECK, "suppression_check",
-	                      "SELECT 1 FROM suppressions WHERE username = ?1 AND address = ?2", v,
-	                      ARRAY_LEN(v));
+	                      SUPPRESSION_CHECK_SQL, v, ARRAY_LEN(v));
 	if (rc != RC_OK)
 		return rc;
 	int src = sqlite3_step(q.s);
 	return aq_close(&q, src == SQLITE_ROW ? RC_OK : RC_NOTFOUND, src);
+}
+
+/* store_suppression_check_batch - out[i] = whether user suppresses addrs[i],
+ * all under one hold of the read connection's lock. An address the list cannot
+ * hold is not on it. Test seam: RELEVO_FAULT="suppression:N" fails the Nth batch. */
+enum rc store_suppression_check_batch(struct store *st, const char *user,
+                                      const char *const *addrs, size_t n, bool *out)
+{
+	char addr[API_ADDRESS_MAX + 1];
+	memset(out, 0, n * sizeof *out);
+	if (user == NULL || n == 0)
+		return RC_OK;
+	if (fault_hit("suppression"))
+		return store_fail_db(st, NULL, "suppression_check_batch", SQLITE_IOERR);
+	if (!store_is_user_name(user))
+		return RC_OK;
+	pthread_mutex_t *lock;
+	sqlite3 *db = store_rdb(st, &lock);
+	pthread_mutex_lock(lock);
+	sqlite3_stmt *s = store_rstmt(st, STORE_RST_SUPPRESSION_CHECK, SUPPRESSION_CHECK_SQL);
+	int src = s ? SQLITE_ROW : SQLITE_ERROR;
+	for (size_t i = 0; s && i < n && (src == SQLITE_ROW || src == SQLITE_DONE); i++) {
+		if (!api_address(addrs[i], addr))
+			continue;
+		src = sqlite3_bind_text(s, 1, user, -1, SQLITE_STATIC);
+		src = src ? src : sqlite3_bind_text(s, 2, addr, -1, SQLITE_STATIC);
+		src = src ? src : sqlite3_step(s);
+		out[i] = src == SQLITE_ROW;
+		sqlite3_reset(s);
+	}
+	enum rc rc = RC_OK;
+	if (s == NULL)
+		rc = RC_IO;
+	else if (src != SQLITE_ROW && src != SQLITE_DONE)
+		rc = store_fail_db(st, db, "suppression_check_batch", src);
+	pthread_mutex_unlock(lock);
+	if (rc != RC_OK)
+		memset(out, 0, n * sizeof *out);
+	return rc;
 }
 
 /* store_suppression_get - user's entry of address (lower-cased): its reason

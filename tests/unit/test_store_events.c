@@ -596,6 +596,32 @@ static void test_suppression_ops(void **state)
 	                 2);
 }
 
+/* The batched lookup answers as the point lookup does, address by address, in
+ * one call: case folded, other accounts' entries ignored, unusable addresses
+ * not on the list, no account no list. */
+static void test_suppression_check_batch(void **state)
+{
+	struct fixture *f = *state;
+	assert_int_equal(store_suppression_add(f->st, "alice", "gone@example.com", "manual"),
+	                 RC_OK);
+	assert_int_equal(store_suppression_add(f->st, "bob", "bobs@example.com", "manual"),
+	                 RC_OK);
+	const char *addrs[] = {"ok@example.com", "Gone@Example.com", "bobs@example.com", "",
+	                       "gone@example.com"};
+	const bool want[] = {false, true, false, false, true};
+	bool got[ARRAY_LEN(addrs)];
+	assert_int_equal(store_suppression_check_batch(f->st, "alice", addrs, ARRAY_LEN(addrs),
+	                                               got),
+	                 RC_OK);
+	for (size_t i = 0; i < ARRAY_LEN(addrs); i++)
+		if (got[i] != want[i])
+			fail_msg("address '%s': got %d, want %d", addrs[i], got[i], want[i]);
+	assert_int_equal(store_suppression_check_batch(f->st, NULL, addrs, ARRAY_LEN(addrs), got),
+	                 RC_OK);
+	for (size_t i = 0; i < ARRAY_LEN(addrs); i++)
+		assert_false(got[i]);
+}
+
 struct supp_acc {
 	size_t n;
 	char addr[128][64];
@@ -1112,7 +1138,7 @@ int main(void)
 	    T(test_events_fields),    T(test_events_filters),    T(test_events_paging),
 	    T(test_events_stats),     T(test_events_prune),      T(test_suppression_ops),
 	    T(test_suppression_list), T(test_suppression_get),   T(test_apikeys),
-	    T(test_webhooks),
+	    T(test_webhooks),          T(test_suppression_check_batch),
 	    T(test_webhook_jobs),     T(test_user_del_cascades), T(test_read_connection),
 	    T(test_schema),
 	};
