@@ -53,6 +53,7 @@ static const struct intake_stage intake_stages[] = {
 	 intake_split_suppressed},
 	{"fixups", NULL, NULL, intake_fix_submission},
 	{"trace", NULL, NULL, intake_add_trace},
+	{"keys", NULL, NULL, intake_find_keys},
 	{"sign", intake_sign_waits, intake_sign_make, intake_sign_dkim},
 	{"commit", NULL, NULL, intake_commit},
 };
@@ -114,6 +115,7 @@ static void intake_job_free(struct intake_job *j)
 	intake_strv_free(j->accepted, j->naccepted);
 	intake_strv_free(j->suppressed, j->nsuppressed);
 	free(j->sig);
+	dkim_keyset_unref(j->keys);
 	free(j);
 }
 
@@ -281,6 +283,13 @@ static void intake_run(struct intake_job *j)
 	intake_complete(j);
 }
 
+/* intake_resume - see intake_int.h. */
+void intake_resume(struct intake_job *j)
+{
+	j->stage++;
+	intake_run(j);
+}
+
 /* intake_submit - see intake.h. */
 void intake_submit(struct intake *in, struct intake_msg *m, struct event_base *base,
 		   intake_done_cb cb, void *ctx, uint64_t cookie)
@@ -374,7 +383,7 @@ static enum intake_verdict intake_commit(struct intake_job *j)
 		  env->client ? env->client : "-");
 	spool_commit(j->in->spool, env, body, j->base, intake_on_commit, j->in,
 		     (uint64_t)(uintptr_t)j);
-	return INTAKE_WAIT;
+	return INTAKE_WAIT; /* the commit's completion ends the job, no resume */
 }
 
 /* intake_http_status - see intake.h. */

@@ -14,6 +14,7 @@
  *   trace        the Received field, on top
  *                (later: the stream's headers, tracking rewrites, unsubscribe
  *                headers, filter hooks, each a stage of its own here)
+ *   keys         the signing keys, from the key cache's asynchronous lookup
  *   sign         DKIM, the last transformation; off the loop
  *   commit       spool_commit: the message is durable, or not
  *   events       "suppressed" events, only once the commit is durable ("accepted"

@@ -45,6 +45,8 @@ struct intake_job {
 	size_t naccepted, nsuppressed;
 	/* sign: the domain, and what the work queue made */
 	char sign_as[INTAKE_DOMAIN_MAX + 1];
+	struct dkim_keyset *keys;	/* a reference, from dkim_cache_lookup */
+	bool keys_waiting;		/* the lookup answers later: resume then */
 	char *sig;
 	enum rc sign_rc;
 	struct dkim_sign_status sign_st;
@@ -59,6 +61,8 @@ enum intake_verdict intake_refuse(struct intake_job *j, enum rc rc, int code, co
 	__attribute__((format(printf, 6, 7)));
 /* intake_log_sid - " sid=..." for j's log lines, or "" (buf holds it). */
 const char *intake_log_sid(const struct intake_job *j, char *buf, size_t bufsz);
+/* intake_resume - a stage that said INTAKE_WAIT is done: run the next ones. */
+void intake_resume(struct intake_job *j);
 /* intake_emit_suppressed - one "suppressed" event (and log line) a recipient
  * left out; when is the events' time (0: now). */
 void intake_emit_suppressed(struct intake_job *j, int64_t when);
@@ -74,6 +78,7 @@ enum intake_verdict intake_split_suppressed(struct intake_job *j);
 enum intake_verdict intake_fix_submission(struct intake_job *j);
 enum intake_verdict intake_add_trace(struct intake_job *j);
 void intake_sign_domain(struct intake_job *j);
+enum intake_verdict intake_find_keys(struct intake_job *j);
 bool intake_sign_waits(const struct intake_job *j);
 void intake_sign_make(struct intake_job *j);
 enum intake_verdict intake_sign_dkim(struct intake_job *j);

@@ -5,9 +5,11 @@
  * unchanged). It runs only for a message that will be queued (some recipient
  * is left after the suppression split).
  *
- * The signature is made on the intake's work queue (key loading may read the
- * store and PEM files; RSA signing costs CPU), so no loop waits for it; the
- * loop then decides what the outcome means (intake_sign_dkim).
+ * Two stages: the keys come from the key cache's asynchronous lookup
+ * (dkim_cache_lookup: a miss is loaded, from the store and the PEM files, on the
+ * cache's own thread), then the signature is made on the intake's work queue
+ * (RSA costs CPU); no loop waits for either, and the loop then decides what the
+ * outcome means (intake_sign_dkim).
  *
  * A domain without an active key is not sent unsigned by surprise: per
  * dkim.missing_key the message gets 451 4.7.5 (default) or goes out unsigned,
@@ -42,16 +44,42 @@ void intake_sign_domain(struct intake_job *j)
 	str_lower(j->sign_as);
 }
 
+/* intake_on_keys - the key cache's answer (at once on a hit, later on a miss;
+ * ks is borrowed). */
+static void intake_on_keys(void *arg, struct dkim_keyset *ks)
+{
+	struct intake_job *j = arg;
+	j->keys = dkim_keyset_ref(ks);
+	if (j->keys_waiting) {
+		j->keys_waiting = false;
+		intake_resume(j);
+	}
+}
+
+/* intake_find_keys - the signing keys of the domain, from the key cache without
+ * blocking (dkim_cache_lookup loads a missing domain on the cache's thread). */
+enum intake_verdict intake_find_keys(struct intake_job *j)
+{
+	if (j->sign_as[0] == '\0')
+		return INTAKE_NEXT;
+	dkim_cache_lookup(j->in->dkim, j->base, j->sign_as, intake_on_keys, j);
+	if (j->keys != NULL)
+		return INTAKE_NEXT;
+	j->keys_waiting = true;
+	return INTAKE_WAIT;
+}
+
 /* intake_sign_waits - a message with a domain to sign as is signed off the loop. */
 bool intake_sign_waits(const struct intake_job *j)
 {
 	return j->sign_as[0] != '\0';
 }
 
-/* intake_sign_make - on the work queue: the signatures (or why there are none). */
+/* intake_sign_make - on the work queue: the signatures (or why there are none);
+ * CPU only, the keys are in memory. */
 void intake_sign_make(struct intake_job *j)
 {
-	j->sign_rc = dkim_cache_sign(j->in->dkim, j->sign_as, j->m.body, &j->sig, &j->sign_st);
+	j->sign_rc = dkim_keyset_sign(j->keys, j->sign_as, j->m.body, &j->sig, &j->sign_st);
 }
 
 /*
