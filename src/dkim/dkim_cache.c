@@ -309,7 +309,10 @@ static void cache_load_job(void *arg)
 	pthread_mutex_lock(&c->lock);
 	entry_install(e, &fresh, gen, time_mono_ms());
 	e->loading = false;
-	for (struct dkim_lookup *w = e->waiters; w; w = w->next) {
+	for (struct dkim_lookup *w = e->waiters, *next; w; w = next) {
+		/* read before waking: once active, lookup_on_ready (on its loop,
+		 * without this lock) may free w */
+		next = w->next;
 		w->ks = dkim_keyset_ref(e->ks);
 		w->fired = true;
 		w->e = NULL;
