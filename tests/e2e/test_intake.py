@@ -24,7 +24,7 @@ from conftest import expect, expect_status, make_message
 from fakes import delivering_relevo, log_events, wait_event, wait_for
 from fakes import dns, mxs  # noqa: F401  (fixtures)
 from test_api import all_events, send
-from test_dkim import publish, zone_records
+from signing import publish, zone_records
 from test_hardening_helpers import FSYNC_AT_START, start_with_env
 from test_sendmail import EX_OK, EX_TEMPFAIL, local_submit, sendmail
 from test_status_metrics import scrape, val, with_metrics
