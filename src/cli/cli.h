@@ -77,10 +77,14 @@ struct evbuffer;
 /* cli_queue_usage - a "PREFIXqueue SUB ARGS" line per queue subcommand. */
 void cli_queue_usage(FILE *out, const char *prefix);
 /* cli_queue_ctl - the control socket's side of a changing queue command:
- * words[0] is the subcommand; runs it on the daemon's spool (telling mta),
- * writes the answer to out; returns the exit status. */
-int cli_queue_ctl(struct spool *sp, struct mta *mta, int nwords, char **words,
-		  struct evbuffer *out);
+ * words[0] is the subcommand; runs it on the daemon's spool (telling mta). Each
+ * spool record is written off the loop (spool_*_async): done(arg, status, out)
+ * runs on base once the last is durable (or at once, before this returns, when
+ * nothing is to be written), with the answer text in out (the callee's). */
+struct event_base;
+void cli_queue_ctl(struct spool *sp, struct mta *mta, struct event_base *base, int nwords,
+		   char **words, void (*done)(void *arg, int status, struct evbuffer *out),
+		   void *arg);
 
 /* cli_ctl_request - send one command line to the running daemon's control socket,
  * print its answer; returns the exit status */

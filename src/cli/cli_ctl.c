@@ -37,6 +37,12 @@
 #define CTL_LINE_MAX 24576		/* a command line: QUEUE_IDS_MAX ids fit */
 #define CTL_WORDS_MAX 1100		/* words of one command line */
 #define CTL_ANSWER_MAX (1 << 20)	/* bytes of an answer the client reads */
+#define CTL_LATER (-1)			/* a handler's status: it answers later itself */
+
+/* A client waiting for the records of its queue command to be durable. */
+struct ctl_pending {
+	struct bufferevent *bev;	/* owned; NULL once the client left */
+};
 
 /* A client waiting for the outcome of a reload. */
 struct ctl_waiter {
@@ -53,6 +59,8 @@ struct cli_ctl {
 	uint64_t (*reload)(void *arg);	/* starts a reload; its number (NULL: none) */
 	void *reload_arg;
 	struct ctl_waiter *waiters;
+	struct event_base *base;
+	struct bufferevent *cur;	/* the client of the command being run */
 	char path[sizeof(((struct sockaddr_un *)0)->sun_path)];
 };
 
@@ -61,6 +69,9 @@ static bool ctl_path(const char *data_dir, char *out, size_t outsz)
 	int n = snprintf(out, outsz, "%s/control.sock", data_dir);
 	return n > 0 && (size_t)n < outsz;
 }
+
+static void ctl_on_write(struct bufferevent *bev, void *arg);
+static void ctl_on_event(struct bufferevent *bev, short what, void *arg);
 
 /* ctl_ping - "ping": is the daemon there? */
 static int ctl_ping(struct cli_ctl *ctl, int nwords, char **words, struct evbuffer *out)
@@ -93,10 +104,40 @@ static int ctl_status(struct cli_ctl *ctl, int nwords, char **words, struct evbu
 	return cli_status_answer(ctl->spool, json, out);
 }
 
-/* ctl_queue - "queue SUB ARGS...": the queue command table (cli_queue.c). */
+/* ctl_on_pending_event - the client of a queue command left (or timed out)
+ * before its answer: the answer is dropped when it comes. */
+static void ctl_on_pending_event(struct bufferevent *bev, short what, void *arg)
+{
+	struct ctl_pending *p = arg;
+	(void)what;
+	bufferevent_free(bev);
+	p->bev = NULL;
+}
+
+/* ctl_queue_done - a queue command's records are durable: answer its client. */
+static void ctl_queue_done(void *arg, int status, struct evbuffer *text)
+{
+	struct ctl_pending *p = arg;
+	if (p->bev != NULL) {
+		struct evbuffer *out = bufferevent_get_output(p->bev);
+		evbuffer_add_buffer(out, text);
+		evbuffer_add_printf(out, "exit %d\n", status);
+		bufferevent_setcb(p->bev, NULL, ctl_on_write, ctl_on_event, NULL);
+	}
+	free(p);
+}
+
+/* ctl_queue - "queue SUB ARGS...": the queue command table (cli_queue.c); its
+ * spool records are written off this loop and the client is answered by
+ * ctl_queue_done once they are durable. */
 static int ctl_queue(struct cli_ctl *ctl, int nwords, char **words, struct evbuffer *out)
 {
-	return cli_queue_ctl(ctl->spool, ctl->mta, nwords - 1, words + 1, out);
+	(void)out;
+	struct ctl_pending *p = xcalloc(1, sizeof *p);
+	p->bev = ctl->cur;
+	bufferevent_setcb(p->bev, NULL, NULL, ctl_on_pending_event, p);
+	cli_queue_ctl(ctl->spool, ctl->mta, ctl->base, nwords - 1, words + 1, ctl_queue_done, p);
+	return CTL_LATER;
 }
 
 /* The commands: the first word of the line, and its handler (words[0] is it). */
@@ -238,9 +279,13 @@ static void ctl_on_read(struct bufferevent *bev, void *arg)
 		return;
 	}
 	struct evbuffer *out = bufferevent_get_output(bev);
+	ctl->cur = bev;
 	int status = ctl_run(ctl, line, out);
-	evbuffer_add_printf(out, "exit %d\n", status);
+	ctl->cur = NULL;
 	free(line);
+	if (status == CTL_LATER)
+		return; /* bev may be answered and freed already */
+	evbuffer_add_printf(out, "exit %d\n", status);
 	bufferevent_setcb(bev, NULL, ctl_on_write, ctl_on_event, ctl);
 }
 
@@ -266,6 +311,7 @@ struct cli_ctl *cli_ctl_start(struct event_base *base, const struct conf *c, str
 	struct cli_ctl *ctl = xcalloc(1, sizeof *ctl);
 	ctl->spool = sp;
 	ctl->mta = mta;
+	ctl->base = base;
 	struct sockaddr_un sun = {.sun_family = AF_UNIX};
 	if (!ctl_path(c->data_dir, ctl->path, sizeof ctl->path)) {
 		log_err("event=control_socket_failed error=\"path too long\"");

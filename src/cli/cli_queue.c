@@ -54,7 +54,11 @@ enum {
 	Q_NONE_IS_ALL = 1 << 6, /* no id and no --all: every message (flush) */
 };
 
-/* What a changing verb did to one message (written by its apply function). */
+/* A changing command's run over its messages, one at a time: each verb writes
+ * one spool record; offline it waits for it, online (the control socket, on the
+ * main loop) the record completes in queue_on_durable and the run goes on from
+ * there, so the loop never waits for a disk. Owned by its caller offline, by
+ * itself online (freed after finish ran). */
 struct queue_ctx {
 	struct spool *sp;
 	struct mta *mta;		/* the daemon's engine; NULL offline */
@@ -64,28 +68,42 @@ struct queue_ctx {
 	size_t nevs, evcap;
 	size_t done, missing, skipped;
 	const char *what;		/* what the verb did, for the --all summary */
+	const struct queue_cmd *cmd;
+	uint64_t *ids;			/* the messages, in order (owned) */
+	size_t nids, next;
+	bool all, quiet;
+	struct spool_env *env;		/* the message being changed (owned) */
+	uint64_t cur;			/* its id */
+	const char *cur_what;
+	bool waiting;			/* its record completes in queue_on_durable */
+	struct event_base *base;	/* online: where records complete */
+	void (*finish)(void *arg, int status, struct evbuffer *out);	/* online */
+	void *finish_arg;
+	int status;
 };
 
 static enum rc q_delete(struct queue_ctx *qc, const struct spool_env *env, const char **what);
 static enum rc q_hold(struct queue_ctx *qc, const struct spool_env *env, const char **what);
 static enum rc q_release(struct queue_ctx *qc, const struct spool_env *env, const char **what);
 static enum rc q_flush(struct queue_ctx *qc, const struct spool_env *env, const char **what);
+static void q_delete_then(struct queue_ctx *qc, const struct spool_env *env);
+static void q_hold_then(struct queue_ctx *qc, const struct spool_env *env);
 
 static const struct queue_cmd queue_cmds[] = {
 	{"list", "[--json] [FILTERS]",
 	 "the queue: arrival, size, state, sender, each recipient and its last deferral",
-	 Q_FILTERS | Q_JSON, NULL},
+	 Q_FILTERS | Q_JSON, NULL, NULL},
 	{"show", "ID [--body]", "the envelope, the recipients' states and the headers",
-	 Q_ONE_ID | Q_BODY, NULL},
+	 Q_ONE_ID | Q_BODY, NULL, NULL},
 	{"delete", "ID... | --all [FILTERS]",
 	 "remove messages; each waiting recipient gets a 'dropped' event", Q_WRITE | Q_IDS | Q_FILTERS,
-	 q_delete},
+	 q_delete, q_delete_then},
 	{"hold", "ID... | --all [FILTERS]", "keep messages from being attempted",
-	 Q_WRITE | Q_IDS | Q_FILTERS, q_hold},
+	 Q_WRITE | Q_IDS | Q_FILTERS, q_hold, q_hold_then},
 	{"release", "ID... | --all [FILTERS]", "let held messages be attempted again",
-	 Q_WRITE | Q_IDS | Q_FILTERS, q_release},
+	 Q_WRITE | Q_IDS | Q_FILTERS, q_release, q_hold_then},
 	{"flush", "[ID... | --all [FILTERS]]", "attempt messages now (all when none is named)",
-	 Q_WRITE | Q_IDS | Q_FILTERS | Q_NONE_IS_ALL, q_flush},
+	 Q_WRITE | Q_IDS | Q_FILTERS | Q_NONE_IS_ALL, q_flush, NULL},
 };
 
 static const char *const queue_filter_help =
@@ -350,14 +368,30 @@ static void queue_emit(struct queue_ctx *qc, const struct evlog_event *ev)
 	qc->evs[qc->nevs++] = c;
 }
 
-/* q_delete - remove the message, then a "dropped" event per waiting recipient
- * (the delivered, bounced and failed ones already have their final event). */
+static void queue_on_durable(void *ctx, uint64_t cookie, enum rc rc, uint64_t msgid);
+
+/* queue_started - online, rc of a spool_*_async: RC_OK means the record
+ * completes in queue_on_durable. */
+static enum rc queue_started(struct queue_ctx *qc, enum rc rc)
+{
+	qc->waiting = rc == RC_OK;
+	return rc;
+}
+
+/* q_delete - remove the message (q_delete_then follows once it is durable). */
 static enum rc q_delete(struct queue_ctx *qc, const struct spool_env *env, const char **what)
 {
-	enum rc rc = spool_delete(qc->sp, env->id);
 	*what = "deleted";
-	if (rc != RC_OK)
-		return rc;
+	if (!qc->online)
+		return spool_delete(qc->sp, env->id);
+	return queue_started(qc, spool_delete_async(qc->sp, env->id, qc->base, queue_on_durable,
+						    qc, 0));
+}
+
+/* q_delete_then - a "dropped" event per waiting recipient (the delivered,
+ * bounced and failed ones already have their final event). */
+static void q_delete_then(struct queue_ctx *qc, const struct spool_env *env)
+{
 	struct evlog_event ev = {
 		.type = EVLOG_DROPPED,
 		.msgid = env->id,
@@ -376,15 +410,21 @@ static enum rc q_delete(struct queue_ctx *qc, const struct spool_env *env, const
 	}
 	if (qc->mta)
 		mta_notify(qc->mta, env->id);
-	return RC_OK;
 }
 
 static enum rc q_hold_set(struct queue_ctx *qc, const struct spool_env *env, bool held)
 {
-	enum rc rc = spool_hold(qc->sp, env->id, held);
-	if (rc == RC_OK && qc->mta)
+	if (!qc->online)
+		return spool_hold(qc->sp, env->id, held);
+	return queue_started(qc, spool_hold_async(qc->sp, env->id, held, qc->base,
+						  queue_on_durable, qc, 0));
+}
+
+/* q_hold_then - hold or release is durable: the engine looks again. */
+static void q_hold_then(struct queue_ctx *qc, const struct spool_env *env)
+{
+	if (qc->mta)
 		mta_notify(qc->mta, env->id);
-	return rc;
 }
 
 static enum rc q_hold(struct queue_ctx *qc, const struct spool_env *env, const char **what)
@@ -423,87 +463,154 @@ static enum rc q_flush(struct queue_ctx *qc, const struct spool_env *env, const 
 	return RC_OK;
 }
 
-/* queue_apply_one - look id up and run cmd's verb on it, saying what happened. */
-static void queue_apply_one(struct queue_ctx *qc, const struct queue_cmd *cmd, uint64_t id,
-			    bool quiet)
+/* queue_report - what happened to the current message, in qc's answer. */
+static void queue_report(struct queue_ctx *qc, enum rc rc)
 {
 	char ids[ID_STR_LEN + 1];
-	id_format(id, ids);
-	struct spool_env *env = NULL;
-	const char *what = cmd->name;
-	enum rc rc = spool_get(qc->sp, id, &env);
-	if (rc == RC_OK)
-		rc = cmd->apply(qc, env, &what);
-	spool_env_free(env);
+	id_format(qc->cur, ids);
 	if (rc == RC_OK) {
 		qc->done++;
-		qc->what = what;
-		if (!quiet)
-			evbuffer_add_printf(qc->out, "%s %s\n", ids, what);
+		qc->what = qc->cur_what;
+		if (!qc->quiet)
+			evbuffer_add_printf(qc->out, "%s %s\n", ids, qc->cur_what);
 		if (qc->online)
-			log_info("id=%s event=queue_%s via=control", ids, cmd->name);
+			log_info("id=%s event=queue_%s via=control", ids, qc->cmd->name);
 	} else if (rc == RC_NOTFOUND) {
 		qc->missing++;
 		evbuffer_add_printf(qc->err, "relevo: no message %s in the queue\n", ids);
 	} else if (rc == RC_AGAIN) {
 		qc->skipped++;
-		evbuffer_add_printf(quiet ? qc->out : qc->err, "%s %s\n", ids, what);
+		evbuffer_add_printf(qc->quiet ? qc->out : qc->err, "%s %s\n", ids, qc->cur_what);
 	} else {
 		qc->missing++;
-		evbuffer_add_printf(qc->err, "relevo: %s %s failed: %s\n", cmd->name, ids,
+		evbuffer_add_printf(qc->err, "relevo: %s %s failed: %s\n", qc->cmd->name, ids,
 				    rc_name(rc));
 	}
 }
 
-/* queue_apply - run a changing verb on sel; the exit status. */
-static int queue_apply(struct queue_ctx *qc, const struct queue_cmd *cmd,
-		       const struct queue_sel *sel)
+/* queue_item_end - the current message's record is durable (or failed): its
+ * effects, then its line. */
+static void queue_item_end(struct queue_ctx *qc, enum rc rc)
 {
-	if (!sel->all) {
-		for (size_t i = 0; i < sel->nids; i++)
-			queue_apply_one(qc, cmd, sel->ids[i], false);
-		return qc->missing || qc->skipped ? 1 : 0;
-	}
-	struct queue_collect col = {.sel = sel, .now = time_now_ms()};
-	spool_foreach(qc->sp, queue_collect_one, &col);
-	for (size_t i = 0; i < col.n; i++)
-		queue_apply_one(qc, cmd, col.ids[i], col.n > 20);
-	free(col.ids);
-	if (col.n == 0)
+	if (rc == RC_OK && qc->cmd->then)
+		qc->cmd->then(qc, qc->env);
+	spool_env_free(qc->env);
+	qc->env = NULL;
+	queue_report(qc, rc);
+}
+
+/* queue_item_start - look id up and run the verb on it; true when its record
+ * completes later (queue_on_durable). */
+static bool queue_item_start(struct queue_ctx *qc, uint64_t id)
+{
+	qc->cur = id;
+	qc->cur_what = qc->cmd->name;
+	enum rc rc = spool_get(qc->sp, id, &qc->env);
+	if (rc == RC_OK)
+		rc = qc->cmd->apply(qc, qc->env, &qc->cur_what);
+	if (qc->waiting)
+		return true;
+	queue_item_end(qc, rc);
+	return false;
+}
+
+/* queue_end - every message was done: the summary, the exit status, and online
+ * the answer (qc is freed then). */
+static void queue_end(struct queue_ctx *qc)
+{
+	if (qc->all && qc->nids == 0)
 		evbuffer_add_printf(qc->out, "no message matches\n");
-	else
+	else if (qc->all)
 		evbuffer_add_printf(qc->out, "%zu message%s %s%s", qc->done, qc->done == 1 ? "" : "s",
-				    qc->what ? qc->what : cmd->name, qc->skipped ? "" : "\n");
-	if (qc->skipped)
+				    qc->what ? qc->what : qc->cmd->name, qc->skipped ? "" : "\n");
+	if (qc->all && qc->skipped)
 		evbuffer_add_printf(qc->out, ", %zu held message%s not attempted\n", qc->skipped,
 				    qc->skipped == 1 ? "" : "s");
 	/* held messages skipped by a flush --all are expected: not a failure */
-	return qc->missing ? 1 : 0;
+	qc->status = qc->missing || (!qc->all && qc->skipped) ? 1 : 0;
+	if (qc->mta)
+		mta_batch_end(qc->mta);
+	if (qc->finish == NULL)
+		return;
+	qc->finish(qc->finish_arg, qc->status, qc->out);
+	free(qc->ids);
+	evbuffer_free(qc->out);
+	free(qc);
+}
+
+/* queue_run - go on with the next messages until one waits for its record. */
+static void queue_run(struct queue_ctx *qc)
+{
+	while (qc->next < qc->nids)
+		if (queue_item_start(qc, qc->ids[qc->next++]))
+			return;
+	queue_end(qc);
+}
+
+/* queue_on_durable - online: the current message's record is on disk (or
+ * failed); on the loop that asked. */
+static void queue_on_durable(void *ctx, uint64_t cookie, enum rc rc, uint64_t msgid)
+{
+	struct queue_ctx *qc = ctx;
+	(void)cookie;
+	(void)msgid;
+	qc->waiting = false;
+	queue_item_end(qc, rc);
+	queue_run(qc);
+}
+
+/* queue_apply - run a changing verb on sel: the ids named, or those matching
+ * (collected first: spool_foreach must not call back into the spool). Offline
+ * it is over on return (qc->status); online qc->finish answers. */
+static void queue_apply(struct queue_ctx *qc, const struct queue_cmd *cmd,
+			const struct queue_sel *sel)
+{
+	qc->cmd = cmd;
+	qc->all = sel->all;
+	if (!sel->all) {
+		qc->ids = xcalloc(sel->nids ? sel->nids : 1, sizeof *qc->ids);
+		memcpy(qc->ids, sel->ids, sel->nids * sizeof *qc->ids);
+		qc->nids = sel->nids;
+	} else {
+		struct queue_collect col = {.sel = sel, .now = time_now_ms()};
+		spool_foreach(qc->sp, queue_collect_one, &col);
+		qc->ids = col.ids;
+		qc->nids = col.n;
+		qc->quiet = col.n > 20;
+	}
+	if (qc->mta)
+		mta_batch_begin(qc->mta);
+	queue_run(qc);
 }
 
 /* cli_queue_ctl - the daemon's side: run the argument words of a changing
- * queue command (words[0] is the subcommand) online; the exit status. */
-int cli_queue_ctl(struct spool *sp, struct mta *mta, int nwords, char **words,
-		  struct evbuffer *out)
+ * queue command (words[0] is the subcommand) online; done answers on base. */
+void cli_queue_ctl(struct spool *sp, struct mta *mta, struct event_base *base, int nwords,
+		   char **words, void (*done)(void *arg, int status, struct evbuffer *out),
+		   void *arg)
 {
 	const struct queue_cmd *cmd = nwords > 0 ? cli_queue_cmd_find(words[0]) : NULL;
+	struct evbuffer *out = evbuffer_new();
 	if (cmd == NULL || !(cmd->flags & Q_WRITE)) {
 		evbuffer_add_printf(out, "relevo: unknown queue command '%s'\n",
 				    nwords > 0 ? words[0] : "");
-		return 2;
+		done(arg, 2, out);
+		evbuffer_free(out);
+		return;
 	}
 	struct queue_sel sel;
 	int status = queue_parse(cmd, nwords, words, &sel, out);
-	if (status == 0) {
-		struct queue_ctx qc = {.sp = sp, .mta = mta, .online = true, .out = out, .err = out};
-		if (mta)
-			mta_batch_begin(mta);
-		status = queue_apply(&qc, cmd, &sel);
-		if (mta)
-			mta_batch_end(mta);
+	if (status != 0) {
+		done(arg, status, out);
+		evbuffer_free(out);
+	} else {
+		struct queue_ctx *qc = xcalloc(1, sizeof *qc);
+		*qc = (struct queue_ctx){.sp = sp, .mta = mta, .online = true, .out = out,
+					 .err = out, .base = base, .finish = done,
+					 .finish_arg = arg};
+		queue_apply(qc, cmd, &sel);
 	}
 	queue_sel_fini(&sel);
-	return status;
 }
 
 /* ==== the offline path ================================================== */
@@ -537,7 +644,9 @@ static int queue_change_offline(const struct conf *c, struct spool *sp,
 				const struct queue_cmd *cmd, const struct queue_sel *sel)
 {
 	struct queue_ctx qc = {.sp = sp, .out = evbuffer_new(), .err = evbuffer_new()};
-	int status = queue_apply(&qc, cmd, sel);
+	queue_apply(&qc, cmd, sel);
+	int status = qc.status;
+	free(qc.ids);
 	spool_close(sp); /* drains the updates */
 	queue_store_events(c, &qc);
 	queue_print(qc.out, stdout);

@@ -29,11 +29,13 @@ struct queue_sel {
 struct queue_ctx;
 
 /* One queue subcommand: its usage, and for a changing verb what it does to
- * one message (*what: the words printed after the id). */
+ * one message: apply writes its spool record (*what: the words printed after
+ * the id), then (may be NULL) follows once that record is durable. */
 struct queue_cmd {
 	const char *name, *args, *help;
 	unsigned flags;
 	enum rc (*apply)(struct queue_ctx *qc, const struct spool_env *env, const char **what);
+	void (*then)(struct queue_ctx *qc, const struct spool_env *env);
 };
 
 /* queue_sel_fini - free what queue_parse allocated. */

@@ -96,6 +96,8 @@ enum rc file_mkdir_p(const char *path, mode_t mode);
  * must pretend the operation failed (it then sets errno to EIO or ENOSPC).
  * "evlog_slow:1+" is a delay, not a failure: the event sink waits a second
  * before storing each batch (a store lagging behind the spool).
+ * "slow_fsync:N" is a delay, not a failure: the spool writer's Nth group commit
+ * takes 3 s longer (a slow disk).
  */
 bool fault_hit(const char *op);
 

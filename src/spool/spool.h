@@ -156,6 +156,15 @@ enum rc spool_delete(struct spool *sp, uint64_t id);
 /* spool_hold - set or clear SPOOL_F_HELD. Durable before return. */
 enum rc spool_hold(struct spool *sp, uint64_t id, bool held);
 
+/* spool_delete_async, spool_hold_async - the same without waiting, for an event
+ * loop: RC_NOTFOUND or RC_INVALID at once (cb never runs), else RC_OK and cb
+ * runs on base with the outcome once the record is durable (a hold that changes
+ * nothing writes nothing: cb still runs, on base, with RC_OK). */
+enum rc spool_delete_async(struct spool *sp, uint64_t id, struct event_base *base,
+			   spool_done_cb cb, void *ctx, uint64_t cookie);
+enum rc spool_hold_async(struct spool *sp, uint64_t id, bool held, struct event_base *base,
+			 spool_done_cb cb, void *ctx, uint64_t cookie);
+
 /* spool_get - deep copy of a live message's envelope, or RC_NOTFOUND. Costs
  * O(recipients): never once per recipient of the same message (each copy is
  * counted in relevo_spool_envelope_copies_total). */

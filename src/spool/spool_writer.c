@@ -6,8 +6,10 @@
  * a struct spool_op. The writer thread takes every queued op at once, appends
  * them with pwritev at the end of the current segment, calls fdatasync once,
  * applies them to the index, and only then completes each caller: an event
- * activated on the caller's event_base (async ops) or a condition variable
- * (spool_delete and spool_hold, which wait). Nothing is reported OK before its
+ * activated on the caller's event_base (async ops, spool_delete_async and
+ * spool_hold_async among them: the control socket's way, so that the main loop
+ * never waits for a disk) or a condition variable (spool_delete and
+ * spool_hold, which wait: the offline CLI). Nothing is reported OK before its
  * fdatasync returned.
  *
  * Failure model: if the write or the fdatasync fails, every op of the batch
@@ -88,6 +90,11 @@ static void op_free(struct spool_op *op)
 /* Tell the op's caller rc (event on its base, or wake the waiter), then free op. */
 static void op_complete(struct spool_op *op, enum rc rc)
 {
+	if (op->rec.type == SPOOL_REC_DONE && op->rec.u.done.reason == SPOOL_DONE_DELETED) {
+		char ids[ID_STR_LEN + 1];
+		id_format(op->id, ids);
+		log_info("%s event=spool_delete rc=%s", ids, rc_name(rc));
+	}
 	if (op->wait != NULL) {
 		pthread_mutex_lock(&op->wait->m);
 		op->wait->rc = rc;
@@ -178,6 +185,8 @@ enum rc spool_writer_append(struct spool *sp, struct iovec *iov, size_t niov, ui
 	}
 	*off = sp->cur_size;
 	enum rc rc = write_iov(sp->fd, iov, niov, *off, total);
+	if (rc == RC_OK && fault_hit("slow_fsync"))
+		sleep(3); /* test seam: a slow disk (RELEVO_FAULT=slow_fsync:N+) */
 	if (rc == RC_OK && (fault_hit("fsync") || fdatasync(sp->fd) != 0))
 		rc = RC_IO;
 	if (rc != RC_OK) {
@@ -423,8 +432,8 @@ static enum rc run_sync(struct spool *sp, struct spool_op *op)
 	return w.rc;
 }
 
-/* spool_delete - remove a message for good (DONE record), durable before return. */
-enum rc spool_delete(struct spool *sp, uint64_t id)
+/* delete_op - the DONE record that deletes id; RC_NOTFOUND / RC_INVALID. */
+static enum rc delete_op(struct spool *sp, uint64_t id, struct spool_op **out)
 {
 	if (sp->mode != SPOOL_RDWR)
 		return RC_INVALID;
@@ -433,17 +442,16 @@ enum rc spool_delete(struct spool *sp, uint64_t id)
 	struct spool_rec r = {.type = SPOOL_REC_DONE};
 	r.u.done.id = id;
 	r.u.done.reason = SPOOL_DONE_DELETED;
-	enum rc rc = run_sync(sp, small_op(&r));
-	char ids[ID_STR_LEN + 1];
-	id_format(id, ids);
-	log_info("%s event=spool_delete rc=%s", ids, rc_name(rc));
-	return rc;
+	*out = small_op(&r);
+	return RC_OK;
 }
 
-/* spool_hold - set or clear the operator hold, durable before return. */
-enum rc spool_hold(struct spool *sp, uint64_t id, bool held)
+/* hold_op - the HOLD record that sets held on id; NULL in *out when id already
+ * is in that state. RC_NOTFOUND / RC_INVALID. */
+static enum rc hold_op(struct spool *sp, uint64_t id, bool held, struct spool_op **out)
 {
 	uint32_t flags = 0;
+	*out = NULL;
 	if (sp->mode != SPOOL_RDWR)
 		return RC_INVALID;
 	if (!is_live(sp, id, 0, &flags))
@@ -453,7 +461,65 @@ enum rc spool_hold(struct spool *sp, uint64_t id, bool held)
 	struct spool_rec r = {.type = SPOOL_REC_HOLD};
 	r.u.hold.id = id;
 	r.u.hold.held = held;
-	return run_sync(sp, small_op(&r));
+	*out = small_op(&r);
+	return RC_OK;
+}
+
+/* spool_delete - remove a message for good (DONE record), durable before return. */
+enum rc spool_delete(struct spool *sp, uint64_t id)
+{
+	struct spool_op *op;
+	enum rc rc = delete_op(sp, id, &op);
+	return rc == RC_OK ? run_sync(sp, op) : rc;
+}
+
+/* spool_hold - set or clear the operator hold, durable before return. */
+enum rc spool_hold(struct spool *sp, uint64_t id, bool held)
+{
+	struct spool_op *op;
+	enum rc rc = hold_op(sp, id, held, &op);
+	return rc == RC_OK && op ? run_sync(sp, op) : rc;
+}
+
+/* run_async - queue op (or, NULL, nothing to write: answer RC_OK at once) and
+ * tell cb on base when it is durable. */
+static void run_async(struct spool *sp, struct spool_op *op, uint64_t id,
+		      struct event_base *base, spool_done_cb cb, void *ctx, uint64_t cookie)
+{
+	bool write = op != NULL;
+	if (!write)
+		op = xcalloc(1, sizeof *op);
+	op->id = id;
+	op->base = base;
+	op->cb = cb;
+	op->ctx = ctx;
+	op->cookie = cookie;
+	if (write)
+		enqueue(sp, op);
+	else
+		op_complete(op, RC_OK);
+}
+
+/* spool_delete_async - spool_delete, answered on base once durable. */
+enum rc spool_delete_async(struct spool *sp, uint64_t id, struct event_base *base,
+			   spool_done_cb cb, void *ctx, uint64_t cookie)
+{
+	struct spool_op *op;
+	enum rc rc = delete_op(sp, id, &op);
+	if (rc == RC_OK)
+		run_async(sp, op, id, base, cb, ctx, cookie);
+	return rc;
+}
+
+/* spool_hold_async - spool_hold, answered on base once durable. */
+enum rc spool_hold_async(struct spool *sp, uint64_t id, bool held, struct event_base *base,
+			 spool_done_cb cb, void *ctx, uint64_t cookie)
+{
+	struct spool_op *op;
+	enum rc rc = hold_op(sp, id, held, &op);
+	if (rc == RC_OK)
+		run_async(sp, op, id, base, cb, ctx, cookie);
+	return rc;
 }
 
 /* spool_set_accept_hook - fn(ctx, env) runs on the writer thread for each new

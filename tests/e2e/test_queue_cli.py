@@ -12,13 +12,16 @@ opened directly).
 """
 
 import json
+import os
 import re
+import socket
 import time
 import urllib.parse
 
 import pytest
 
 from conftest import make_message, parse_queue_list, poll, submit, ID_RE, expect_status
+from test_hardening_helpers import start_with_env
 
 
 def submit_three(relevo):
@@ -433,3 +436,48 @@ def test_queue_delete_records_dropped_events(make_relevo, make_api_relevo, runni
         assert all(x["state"] != "dropped" for x in m2["recipients"]), m2
     finally:
         rec.close()
+
+
+def ctl_send(relevo, line):
+    """A connected control socket with line sent (the daemon's protocol)."""
+    s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    s.settimeout(30)
+    s.connect(os.path.join(relevo.data_dir, "control.sock"))
+    s.sendall(line.encode() + b"\r\n")
+    return s
+
+
+def ctl_answer(s):
+    data = b""
+    while True:
+        chunk = s.recv(4096)
+        if not chunk:
+            break
+        data += chunk
+    s.close()
+    return data.decode()
+
+
+def test_queue_hold_waits_for_the_disk_not_the_main_loop(make_relevo):
+    """A hold through the control socket is answered once its record is durable,
+    and the main loop serves other clients meanwhile (issue 13: the fdatasync runs
+    on the spool writer's thread, never on the main loop). Every group commit is
+    made 3 s slower (RELEVO_FAULT=slow_fsync): while the hold waits, a ping on the
+    same socket is answered at once; the hold's answer is the usual one, and the
+    message is held."""
+    relevo = make_relevo(start=False)
+    start_with_env(relevo, {"RELEVO_FAULT": "slow_fsync:1+"})
+    qid, _ = submit(relevo, rcpts=("a@example.net",))
+    t0 = time.monotonic()
+    hold = ctl_send(relevo, "queue hold %s" % qid)
+    time.sleep(0.3)  # the daemon has read the hold and queued its record
+    t1 = time.monotonic()
+    pong = ctl_answer(ctl_send(relevo, "ping"))
+    ping_s = time.monotonic() - t1
+    answer = ctl_answer(hold)
+    hold_s = time.monotonic() - t0
+    assert pong == "pong\nexit 0\n", pong
+    assert answer.upper() == ("%s held\nexit 0\n" % qid).upper(), answer
+    assert hold_s >= 2.5, "the slow disk did not slow the hold (%.1f s)" % hold_s
+    assert ping_s < 1.5, "the main loop waited for the disk: ping took %.1f s" % ping_s
+    assert [e.state for e in relevo.queue_list() if e.id.upper() == qid] == ["held"]
