@@ -667,6 +667,41 @@ static void test_delete_hold_reopen(void **state)
 	spool_close(sp);
 }
 
+/* The asynchronous delete and hold: unknown ids are refused at once, the
+ * callback runs on the base (never before the caller returns to its loop), a
+ * hold that changes nothing still calls back, and what they did survives a
+ * reopen. */
+static void test_delete_hold_async(void **state)
+{
+	struct fx *fx = *state;
+	struct spool *sp = open_rw(fx);
+	uint64_t a = commit_text(fx, sp, "A\r\n"), b = commit_text(fx, sp, "B\r\n");
+	struct waiter w = {0};
+	assert_int_equal(spool_hold_async(sp, a, true, fx->base, on_commit, &w, 1), RC_OK);
+	assert_int_equal(w.done, 0); /* answered on the loop, not inside the call */
+	wait_for(fx->base, &w, 1);
+	assert_int_equal(w.last, RC_OK);
+	assert_int_equal(w.last_id, a);
+	assert_true(is_held(sp, a));
+	assert_int_equal(spool_hold_async(sp, a, true, fx->base, on_commit, &w, 2), RC_OK);
+	assert_int_equal(w.done, 1);
+	wait_for(fx->base, &w, 2);
+	assert_int_equal(w.last, RC_OK);
+	assert_int_equal(spool_delete_async(sp, b, fx->base, on_commit, &w, 3), RC_OK);
+	wait_for(fx->base, &w, 3);
+	assert_int_equal(w.last, RC_OK);
+	assert_int_equal(spool_delete_async(sp, b, fx->base, on_commit, &w, 4), RC_NOTFOUND);
+	assert_int_equal(spool_hold_async(sp, b, true, fx->base, on_commit, &w, 5), RC_NOTFOUND);
+	event_base_loop(fx->base, EVLOOP_NONBLOCK);
+	assert_int_equal(w.done, 3);
+	spool_close(sp);
+	sp = open_ro(fx);
+	assert_int_equal(spool_count(sp), 1);
+	assert_true(is_held(sp, a));
+	assert_int_equal(spool_delete_async(sp, a, fx->base, on_commit, &w, 6), RC_INVALID);
+	spool_close(sp);
+}
+
 /* commit_to - a message from sender to the given recipients; its id. */
 static uint64_t commit_to(struct fx *fx, struct spool *sp, uint32_t flags, const char *const *rcpts,
                           size_t n)
@@ -1269,6 +1304,7 @@ int main(int argc, char **argv)
 	    cmocka_unit_test_setup_teardown(test_rcpt_update_reopen, fx_setup, fx_teardown),
 	    cmocka_unit_test_setup_teardown(test_tally_and_final, fx_setup, fx_teardown),
 	    cmocka_unit_test_setup_teardown(test_delete_hold_reopen, fx_setup, fx_teardown),
+	    cmocka_unit_test_setup_teardown(test_delete_hold_async, fx_setup, fx_teardown),
 	    cmocka_unit_test_setup_teardown(test_foreach_order, fx_setup, fx_teardown),
 	    cmocka_unit_test_setup_teardown(test_stats, fx_setup, fx_teardown),
 	    cmocka_unit_test_setup_teardown(test_stats_top_ten, fx_setup, fx_teardown),
