@@ -981,6 +981,17 @@ static const struct conf_key conf_http_keys[] = {
     KEY("max_request_size", conf_t_u64, CF(http.max_request_size), .def = 41943040,
         .min = 1024, .max = (uint64_t)1 << 32),
     KEY("timeout", conf_t_uint, CF(http.timeout), .def = 30, .min = 1, .max = 3600),
+    KEY("timeout_headers", conf_t_uint, CF(http.timeout_headers), .def = 10, .min = 1,
+        .max = 3600),
+    KEY("timeout_body", conf_t_uint, CF(http.timeout_body), .def = 120, .min = 1,
+        .max = 86400),
+    KEY("idle_timeout", conf_t_uint, CF(http.idle_timeout), .def = 15, .min = 1, .max = 3600),
+    KEY("max_connections", conf_t_uint, CF(http.max_connections), .def = 512, .min = 1,
+        .max = 1000000),
+    KEY("max_connections_per_ip", conf_t_uint, CF(http.max_connections_per_ip), .def = 32,
+        .min = 1, .max = 1000000),
+    KEY("memory_budget", conf_t_u64, CF(http.memory_budget), .def = 268435456, .min = 1,
+        .max = UINT64_MAX),
     KEY("webhooks_allow_private", conf_t_bool, CF(http.webhooks_allow_private), .def = false),
     KEY("metrics_listen", conf_t_metrics_listen, CF(http.metrics_listen),
         .def_str = "127.0.0.1:9025"),
@@ -1155,6 +1166,10 @@ static void conf_check_memory_budget(struct conf_ctx *ctx, const struct conf *c)
 	    !conf_has_err(ctx, "smtp.max_message_size"))
 		conf_err(ctx, "smtp.memory_budget", "must be at least smtp.max_message_size (%llu)",
 		         (unsigned long long)c->smtp.max_message_size);
+	if (c->http.memory_budget < c->http.max_request_size &&
+	    !conf_has_err(ctx, "http.max_request_size"))
+		conf_err(ctx, "http.memory_budget", "must be at least http.max_request_size (%llu)",
+		         (unsigned long long)c->http.max_request_size);
 }
 
 /* clang-format off */

@@ -221,7 +221,17 @@ struct conf {
 						 * unused); none = no HTTP API */
 		size_t nlisten;
 		uint64_t max_request_size;	/* bytes, default 40 MiB (base64 inflates) */
-		unsigned timeout;		/* seconds per request, default 30 */
+		unsigned timeout;		/* seconds per read or write, default 30 */
+		unsigned timeout_headers;	/* seconds for a whole request head, from
+						 * its first byte; default 10 */
+		unsigned timeout_body;		/* seconds for a whole request body, from
+						 * the end of its head; default 120 */
+		unsigned idle_timeout;		/* seconds a connection may wait for its
+						 * next request; default 15 */
+		unsigned max_connections;	/* API connections in total, default 512 */
+		unsigned max_connections_per_ip; /* from one client address, default 32 */
+		uint64_t memory_budget;		/* bytes of request bodies in flight
+						 * together, default 256 MiB */
 		bool webhooks_allow_private;	/* accounts' webhooks may reach private
 						 * and loopback addresses; default false */
 		char *metrics_listen;		/* http.metrics_listen: GET /metrics here;

@@ -35,11 +35,20 @@
 #define HTTP_ERROR_TEXT_MAX 512
 #define HTTP_ACCEPT_PAUSE_MS 250	/* accept() failed for want of descriptors: pause */
 #define HTTP_ACCEPT_LOG_MS 10000	/* and say so at most this often */
+#define HTTP_ANON_BODY_MAX 8192		/* a body sent without a valid key: larger is
+					 * refused (401) before it is read */
+#define HTTP_ANSWER_MS 10000		/* the guard's own answer must be written
+					 * within this, or the connection is cut */
+#define HTTP_LINGER_MS 2000		/* after the guard's answer, read and discard
+					 * what the client still sends, at most this */
+#define HTTP_HEAD_AUTH_MAX 512		/* an Authorization value we look at */
 
 struct spool;
 struct store;
 struct store_user;
 struct dkim_cache;
+struct bufferevent;
+struct http_conn;
 
 /* A POST /v1/messages waiting for its spool commit. */
 struct http_pending {
@@ -82,6 +91,10 @@ struct http_server {
 	struct http_pending **pending;	/* open addressing by cookie */
 	size_t pending_size, npending;
 	uint64_t next_cookie;
+	struct http_conn *conns;	/* every client connection (http_guard.c) */
+	size_t nconns;
+	uint64_t body_bytes;		/* request bodies in flight, as announced by
+					 * their Content-Length (http.memory_budget) */
 };
 
 /* One request being handled. */
@@ -99,6 +112,13 @@ struct http_call {
 
 /* http_reply_json - send body (a reference is taken over) with status. */
 void http_reply_json(struct evhttp_request *req, int status, json_t *body);
+/* http_reason_phrase - the reason phrase of status ("Unknown" if not listed). */
+const char *http_reason_phrase(int status);
+/* http_error_json - the text of {"error": {"status", "code", "message"}}
+ * (message cleaned of what is not UTF-8), for free(). */
+char *http_error_json(int status, const char *code, const char *msg);
+/* http_bearer_key - the key of an Authorization value "Bearer KEY", or NULL. */
+const char *http_bearer_key(const char *authorization);
 /* http_error - {"error": {"status", "code", "message"}} with status. */
 void http_error(struct evhttp_request *req, int status, const char *code, const char *fmt, ...)
 	__attribute__((format(printf, 4, 5)));
@@ -138,6 +158,35 @@ void http_pending_free(struct http_pending *p);
 void http_server_idle(struct http_server *h);
 
 /* ---- in front of evhttp (http_guard.c) ---------------------------------------- */
+
+/* http_guard_bev - evhttp's bufferevent callback (evhttp_set_bevcb, arg: the
+ * server): every connection goes through a filter that enforces the limits of
+ * issue 12 (connections per address and in total, head and body deadlines, the
+ * idle limit, the key before a large body, the memory budget). */
+struct bufferevent *http_guard_bev(struct event_base *base, void *arg);
+/* http_guard_request - a request reached the dispatcher: its connection is busy
+ * until the answer is written. */
+void http_guard_request(struct http_server *h, struct evhttp_request *req);
+/* http_guard_fini - free what is left of the connections (after evhttp_free and
+ * a last turn of the loop). */
+void http_guard_fini(struct http_server *h);
+
+/* A request head as the guard reads it (http_head.c). */
+struct http_head {
+	char method[16];
+	bool has_length;
+	uint64_t length;		/* Content-Length */
+	bool has_te;			/* a Transfer-Encoding field */
+	bool has_auth;
+	char auth[HTTP_HEAD_AUTH_MAX];	/* the Authorization value, trimmed ("" when
+					 * too long to be a key) */
+	const char *error;		/* after RC_PROTO: a sentence for the client */
+};
+/* http_head_end - where the head in p[0..n) ends (its length), 0: not yet;
+ * *scanned carries the position between calls (0 at first). */
+size_t http_head_end(const char *p, size_t n, size_t *scanned);
+/* http_head_parse - the fields of a complete head; RC_PROTO when malformed. */
+enum rc http_head_parse(const char *p, size_t n, struct http_head *hd);
 
 /* http_guard_listen - give evhttp a listener on fd (bound to l by the caller,
  * taken over) that pauses on EMFILE; NULL (logged, fd closed) on failure. */

@@ -78,7 +78,8 @@ static const struct http_route http_routes[] = {
 
 /* ---- replies ------------------------------------------------------------------ */
 
-static const char *http_reason(int status)
+/* http_reason_phrase - see http_int.h. */
+const char *http_reason_phrase(int status)
 {
 	static const struct {
 		int status;
@@ -92,7 +93,10 @@ static const char *http_reason(int status)
 		{403, "Forbidden"},
 		{404, "Not Found"},
 		{405, "Method Not Allowed"},
+		{408, "Request Timeout"},
+		{411, "Length Required"},
 		{413, "Payload Too Large"},
+		{431, "Request Header Fields Too Large"},
 		{500, "Internal Server Error"},
 		{503, "Service Unavailable"},
 	};
@@ -112,7 +116,7 @@ void http_reply_text(struct evhttp_request *req, int status, char *json)
 	struct evkeyvalq *out = evhttp_request_get_output_headers(req);
 	evhttp_add_header(out, "Content-Type", "application/json");
 	evhttp_add_header(out, "Cache-Control", "no-store");
-	evhttp_send_reply(req, status, http_reason(status), buf);
+	evhttp_send_reply(req, status, http_reason_phrase(status), buf);
 	evbuffer_free(buf);
 }
 
@@ -172,6 +176,24 @@ void http_utf8_clean(char *s)
 	}
 }
 
+/* http_error_json - the JSON error document as text. */
+char *http_error_json(int status, const char *code, const char *msg)
+{
+	char clean[HTTP_ERROR_TEXT_MAX];
+	str_lcpy(clean, msg, sizeof clean);
+	http_utf8_clean(clean);
+	json_t *e = json_pack("{s:{s:i,s:s,s:s}}", "error", "status", status, "code", code,
+			      "message", clean);
+	if (e == NULL) /* overlong forms and the like: say less */
+		e = json_pack("{s:{s:i,s:s,s:s}}", "error", "status", status, "code", code,
+			      "message", http_reason_phrase(status));
+	char *s = json_dumps(e, JSON_COMPACT | JSON_ENSURE_ASCII);
+	json_decref(e);
+	if (s == NULL)
+		fatal("event=json_dumps_failed");
+	return s;
+}
+
 /* http_error - the JSON error document. */
 void http_error(struct evhttp_request *req, int status, const char *code, const char *fmt, ...)
 {
@@ -180,13 +202,7 @@ void http_error(struct evhttp_request *req, int status, const char *code, const 
 	va_start(ap, fmt);
 	vsnprintf(msg, sizeof msg, fmt, ap);
 	va_end(ap);
-	http_utf8_clean(msg);
-	json_t *e = json_pack("{s:{s:i,s:s,s:s}}", "error", "status", status, "code", code,
-			      "message", msg);
-	if (e == NULL) /* overlong forms and the like: say less */
-		e = json_pack("{s:{s:i,s:s,s:s}}", "error", "status", status, "code", code,
-			      "message", http_reason(status));
-	http_reply_json(req, status, e);
+	http_reply_text(req, status, http_error_json(status, code, msg));
 }
 
 /* ---- query strings and bodies ----------------------------------------------------- */
@@ -492,17 +508,23 @@ static void http_method_not_allowed(struct http_call *c, unsigned allowed)
 	http_error(c->req, 405, "method_not_allowed", "this path allows %s", allow);
 }
 
+/* http_bearer_key - see http_int.h. */
+const char *http_bearer_key(const char *a)
+{
+	if (a == NULL || !str_has_prefix_ci(a, "Bearer "))
+		return NULL;
+	const char *key = a + 7;
+	while (*key == ' ')
+		key++;
+	return key;
+}
+
 /* http_authenticate - the account of "Authorization: Bearer KEY", or a 401/503. */
 static bool http_authenticate(struct http_call *c)
 {
 	const char *a = evhttp_find_header(evhttp_request_get_input_headers(c->req),
 					   "Authorization");
-	const char *key = NULL;
-	if (a != NULL && str_has_prefix_ci(a, "Bearer ")) {
-		key = a + 7;
-		while (*key == ' ')
-			key++;
-	}
+	const char *key = http_bearer_key(a);
 	enum rc rc = key ? policy_apikey_check(c->h->store, key, &c->user) : RC_PERMFAIL;
 	if (rc == RC_OK)
 		return true;
@@ -571,6 +593,7 @@ static void http_on_request(struct evhttp_request *req, void *arg)
 {
 	struct http_call c = {.h = arg, .req = req, .method = evhttp_request_get_command(req)};
 	TAILQ_INIT(&c.query);
+	http_guard_request(c.h, req);
 	http_client_address(&c);
 	const struct evhttp_uri *uri = evhttp_request_get_evhttp_uri(req);
 	const char *path = uri ? evhttp_uri_get_path(uri) : NULL;
@@ -777,6 +800,7 @@ enum rc http_server_new(const struct conf *c, struct spool *sp, struct store *st
 	h->dkim = dkim_cache_new(policy_dkim_load, st);
 	h->intake = intake_new(st, sp, h->dkim);
 	evhttp_set_gencb(h->http, http_on_request, h);
+	evhttp_set_bevcb(h->http, http_guard_bev, h);
 	http_apply_settings(h);
 	evhttp_set_max_headers_size(h->http, HTTP_HEADERS_SIZE_MAX);
 	evhttp_set_allowed_methods(h->http, EVHTTP_REQ_GET | EVHTTP_REQ_POST | EVHTTP_REQ_HEAD |
@@ -828,6 +852,11 @@ void http_server_free(struct http_server *h)
 	http_server_stop(h);
 	if (h->http)
 		evhttp_free(h->http);
+	/* evhttp_free freed the connections' filters; their finalizers and the
+	 * guard's last callbacks run on the loop: let them, then free the rest. */
+	for (int i = 0; h->base && i < 3; i++)
+		event_base_loop(h->base, EVLOOP_NONBLOCK);
+	http_guard_fini(h);
 	for (size_t i = 0; i < h->pending_size; i++)
 		http_pending_free(h->pending[i]);
 	free(h->pending);
