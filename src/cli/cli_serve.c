@@ -213,7 +213,7 @@ static void serve_on_hup(evutil_socket_t sig, short what, void *arg)
  * gives 1024 soft) and warn when the configured connection limits do not fit
  * under it (issue 12): past it accept() fails with EMFILE, and a spool segment
  * or a DKIM key file may fail to open mid-session. The HTTP API's connections
- * come on top and are not counted here.
+ * (http.max_connections, when it listens) count too.
  */
 static void serve_fd_limit(const struct conf *c)
 {
@@ -229,14 +229,15 @@ static void serve_fd_limit(const struct conf *c)
 		else if (getrlimit(RLIMIT_NOFILE, &rl) != 0)
 			return;
 	}
-	uint64_t need = (uint64_t)c->smtp.max_connections + c->delivery.max_connections +
+	unsigned http = c->http.nlisten > 0 ? c->http.max_connections : 0;
+	uint64_t need = (uint64_t)c->smtp.max_connections + c->delivery.max_connections + http +
 			SERVE_FD_RESERVE;
 	if (rl.rlim_cur != RLIM_INFINITY && need > (uint64_t)rl.rlim_cur)
 		log_warn("event=fd_limit_low limit=%llu needed=%llu smtp_max_connections=%u "
-			 "delivery_max_connections=%u hint=\"raise LimitNOFILE (ulimit -n) or lower "
-			 "smtp.max_connections\"",
+			 "delivery_max_connections=%u http_max_connections=%u hint=\"raise "
+			 "LimitNOFILE (ulimit -n) or lower smtp.max_connections\"",
 			 (unsigned long long)rl.rlim_cur, (unsigned long long)need,
-			 c->smtp.max_connections, c->delivery.max_connections);
+			 c->smtp.max_connections, c->delivery.max_connections, http);
 }
 
 int cli_serve(int argc, char **argv, const char *conf_path)

@@ -3,7 +3,8 @@
  *
  * The client asks over the control socket ("status" or "status --json"); the
  * daemon answers from its own memory (cli_status_answer, on the main loop):
- * version, uptime, listeners and their open sessions, the queue by state and its
+ * version, uptime, listeners and their open sessions (the HTTP API's with its
+ * open connections, and the metrics endpoint), the queue by state and its
  * ten largest destinations, the oldest message, deliveries in the last minute,
  * and the last error each subsystem logged. Nothing is read from disk, so the
  * answer is quick and works under run_as. The queue summary walks the index
@@ -53,6 +54,20 @@ static uint64_t status_state_total(const struct spool_stats *st, enum spool_stat
 	return st->rcpts[s][0] + st->rcpts[s][1];
 }
 
+/* status_http_json - {"listeners": [...], "connections": N} of the API
+ * (connections only for it), or of the metrics endpoint. */
+static json_t *status_http_json(enum health_listener_kind kind)
+{
+	json_t *l = json_array();
+	char addr[128];
+	for (int i = 0; health_listener(kind, i, addr, sizeof addr); i++)
+		json_array_append_new(l, json_string(addr));
+	json_t *o = json_pack("{s:o}", "listeners", l);
+	if (kind == HEALTH_LISTENER_API)
+		json_object_set_new(o, "connections", json_integer(health_api_connections()));
+	return o;
+}
+
 /* status_json - the answer as one JSON document. */
 static char *status_json(const struct spool_stats *st, int64_t now)
 {
@@ -92,6 +107,8 @@ static char *status_json(const struct spool_stats *st, int64_t now)
 	              (json_int_t)metrics_delivered_recent(), "last_errors", errors);
 	if (doc == NULL)
 		fatal("event=json_pack_failed where=status");
+	json_object_set_new(doc, "api", status_http_json(HEALTH_LISTENER_API));
+	json_object_set_new(doc, "metrics", status_http_json(HEALTH_LISTENER_METRICS));
 	char *s = json_dumps(doc, JSON_INDENT(2) | JSON_ENSURE_ASCII);
 	json_decref(doc);
 	return s;
@@ -109,7 +126,15 @@ static void status_text(const struct spool_stats *st, int64_t now, struct evbuff
 	for (int i = 0; metrics_listener_name(i) != NULL; i++)
 		evbuffer_add_printf(out, "  %-40s %lld sessions\n", metrics_listener_name(i),
 		                    (long long)metrics_sessions_open(i));
+	char addr[128];
+	for (int i = 0; health_listener(HEALTH_LISTENER_API, i, addr, sizeof addr); i++)
+		evbuffer_add_printf(out, "  %-40s http api\n", addr);
+	for (int i = 0; health_listener(HEALTH_LISTENER_METRICS, i, addr, sizeof addr); i++)
+		evbuffer_add_printf(out, "  %-40s metrics\n", addr);
 	evbuffer_add_printf(out, "sessions: %lld open\n", (long long)metrics_sessions_open(-1));
+	if (health_listener(HEALTH_LISTENER_API, 0, addr, sizeof addr))
+		evbuffer_add_printf(out, "api connections: %lld open\n",
+		                    (long long)health_api_connections());
 	evbuffer_add_printf(out,
 	                    "queue: %zu messages; recipients: %llu active, %llu deferred, "
 	                    "%llu held\n",

@@ -385,4 +385,17 @@ void outcome_format(const struct outcome *o, char *out, size_t outsz);
  * any other form (then o holds the text as its reply and nothing else). */
 bool outcome_parse(const char *s, struct outcome *o);
 
+/* The HTTP listeners being served, for `relevo status` (the SMTP ones are the
+ * metrics registry's): the API's and the metrics endpoint's. */
+enum health_listener_kind { HEALTH_LISTENER_API = 0, HEALTH_LISTENER_METRICS };
+#define HEALTH_LISTENERS_MAX 32
+/* health_listening - address (of kind) is served (on) or no longer (!on). */
+void health_listening(enum health_listener_kind kind, const char *address, bool on);
+/* health_listener - the i-th served listener of kind, copied to out; false past
+ * the last. */
+bool health_listener(enum health_listener_kind kind, int i, char *out, size_t outsz);
+/* health_api_connections - the API's open client connections (add: +1/-1). */
+void health_api_connections_add(int d);
+int64_t health_api_connections(void);
+
 #endif

@@ -12,6 +12,10 @@
  *
  * Heartbeats and the start time are atomics; the error slots take a mutex
  * (errors are rare, and a slot is a 256-byte copy).
+ *
+ * It also keeps the HTTP listeners being served (the API's, noted by its thread
+ * as it binds and closes them at start and reload, and the metrics endpoint's)
+ * and the API's open connections, for `relevo status`.
  */
 #include "core/core.h"
 
@@ -46,6 +50,62 @@ static struct {
 } H = {.lock = PTHREAD_MUTEX_INITIALIZER};
 
 static _Thread_local enum health_subsys health_thread = HEALTH_SMTP;
+
+#define HEALTH_ADDRESS_MAX 128
+
+/* The served HTTP listeners (guarded by lock) and the API's connections. */
+static struct {
+	pthread_mutex_t lock;
+	struct {
+		enum health_listener_kind kind;
+		char address[HEALTH_ADDRESS_MAX];
+	} l[HEALTH_LISTENERS_MAX];
+	size_t n;
+	_Atomic int64_t api_connections;
+} HL = {.lock = PTHREAD_MUTEX_INITIALIZER};
+
+/* health_listening - see core.h. */
+void health_listening(enum health_listener_kind kind, const char *address, bool on)
+{
+	pthread_mutex_lock(&HL.lock);
+	size_t i;
+	for (i = 0; i < HL.n; i++)
+		if (HL.l[i].kind == kind && strcmp(HL.l[i].address, address) == 0)
+			break;
+	if (!on && i < HL.n) {
+		memmove(&HL.l[i], &HL.l[i + 1], (HL.n - i - 1) * sizeof HL.l[0]);
+		HL.n--;
+	} else if (on && i == HL.n && HL.n < HEALTH_LISTENERS_MAX) {
+		HL.l[HL.n].kind = kind;
+		str_lcpy(HL.l[HL.n].address, address, sizeof HL.l[HL.n].address);
+		HL.n++;
+	}
+	pthread_mutex_unlock(&HL.lock);
+}
+
+/* health_listener - see core.h. */
+bool health_listener(enum health_listener_kind kind, int i, char *out, size_t outsz)
+{
+	bool found = false;
+	pthread_mutex_lock(&HL.lock);
+	for (size_t j = 0; j < HL.n && !found; j++)
+		if (HL.l[j].kind == kind && i-- == 0) {
+			str_lcpy(out, HL.l[j].address, outsz);
+			found = true;
+		}
+	pthread_mutex_unlock(&HL.lock);
+	return found;
+}
+
+void health_api_connections_add(int d)
+{
+	atomic_fetch_add(&HL.api_connections, d);
+}
+
+int64_t health_api_connections(void)
+{
+	return atomic_load(&HL.api_connections);
+}
 
 /* health_subsys_name - "smtp", "spool", ... */
 const char *health_subsys_name(enum health_subsys s)

@@ -339,12 +339,14 @@ static enum bufferevent_filter_result http_conn_in(struct evbuffer *src, struct 
 			size_t n = MIN(len, (size_t)HTTP_HEADERS_SIZE_MAX + 1);
 			const char *p = (const char *)evbuffer_pullup(src, (ev_ssize_t)n);
 			size_t end = http_head_end(p, n, &g->scanned);
-			if (end == 0 && n > HTTP_HEADERS_SIZE_MAX)
+			if (end == 0 && n <= HTTP_HEADERS_SIZE_MAX)
+				break; /* wait for more */
+			if (end == 0)
 				http_conn_refuse(g, 431, "headers_too_large", true, NULL,
 						 "the request head is larger than %d bytes",
 						 HTTP_HEADERS_SIZE_MAX);
 			if (end == 0 || !http_conn_decide(g, p, end))
-				continue; /* more bytes, or CLOSING: discard */
+				continue; /* CLOSING: discard the rest */
 			evbuffer_remove_buffer(src, dst, end);
 			moved = true;
 			if (g->body_left > 0)
@@ -519,6 +521,7 @@ static void http_conn_free(struct http_conn *g)
 	if (g->next)
 		g->next->prev = g->prev;
 	h->nconns--;
+	health_api_connections_add(-1);
 	if (g->fd >= 0)
 		close(g->fd);
 	event_free(g->timer);
@@ -607,6 +610,7 @@ struct bufferevent *http_guard_bev(struct event_base *base, void *arg)
 		h->conns->prev = g;
 	h->conns = g;
 	h->nconns++;
+	health_api_connections_add(1);
 	http_conn_enter(g, HTTP_CONN_IDLE, h->conf->http.idle_timeout);
 	event_active(g->kick, 0, 0);
 	return g->bev;

@@ -9,6 +9,11 @@
  * HEALTH_DELIVERY_STALL_MS (it beats every 5 s from a timer on its own loop; a
  * loop stuck in a callback stops beating). 200 {"status":"ok",...} when all
  * pass, else 503 with "status":"fail" and one line per problem.
+ *
+ * The spool and store checks do I/O, and the endpoint needs no key: their
+ * results are kept for HEALTH_CACHE_MS, so that a flood of requests costs at
+ * most one probe a second (a monitor asking every few seconds sees fresh
+ * results). The cache is the API thread's (every request runs there).
  */
 #include "http/http_int.h"
 
@@ -18,6 +23,14 @@
 #include "store/store.h"
 
 #define HEALTH_DELIVERY_STALL_MS 60000
+#define HEALTH_CACHE_MS 1000
+
+/* The last spool and store results (API thread only). */
+static struct {
+	int64_t at;		/* time_mono_ms of the probe; 0: none yet */
+	bool spool_failed, store_failed;
+	char spool[256], store[128];
+} health_cache;
 
 /* health_check_spool - NULL, or what is wrong (in buf). */
 static const char *health_check_spool(struct http_server *h, char *buf, size_t bufsz)
@@ -54,16 +67,32 @@ static const char *health_check_delivery(char *buf, size_t bufsz)
 	return buf;
 }
 
+/* health_probe - run the spool and store checks unless the last run is recent;
+ * true when they ran. */
+static bool health_probe(struct http_server *h)
+{
+	int64_t now = time_mono_ms();
+	if (health_cache.at != 0 && now - health_cache.at < HEALTH_CACHE_MS)
+		return false;
+	health_cache.at = now;
+	health_cache.spool_failed =
+	    health_check_spool(h, health_cache.spool, sizeof health_cache.spool) != NULL;
+	health_cache.store_failed =
+	    health_check_store(h, health_cache.store, sizeof health_cache.store) != NULL;
+	return true;
+}
+
 /* http_api_health - GET /v1/health. */
 void http_api_health(struct http_call *c)
 {
-	char spool[256], store[128], delivery[128];
+	char delivery[128];
+	bool fresh = health_probe(c->h); /* log problems once per probe, not per request */
 	const struct {
 		const char *name;
 		const char *problem;
 	} checks[] = {
-	    {"spool", health_check_spool(c->h, spool, sizeof spool)},
-	    {"store", health_check_store(c->h, store, sizeof store)},
+	    {"spool", health_cache.spool_failed ? health_cache.spool : NULL},
+	    {"store", health_cache.store_failed ? health_cache.store : NULL},
 	    {"delivery", health_check_delivery(delivery, sizeof delivery)},
 	};
 	json_t *js = json_object(), *problems = json_array();
@@ -74,7 +103,8 @@ void http_api_health(struct http_call *c)
 		if (checks[i].problem) {
 			ok = false;
 			json_array_append_new(problems, json_string(checks[i].problem));
-			log_warn("event=health_failed problem=\"%s\"", checks[i].problem);
+			if (fresh)
+				log_warn("event=health_failed problem=\"%s\"", checks[i].problem);
 		}
 	}
 	int64_t up = (time_now_ms() - health_started()) / 1000;

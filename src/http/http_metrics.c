@@ -133,6 +133,7 @@ enum rc http_metrics_new(struct event_base *base, const struct conf *c, struct s
 		return RC_OK;
 	}
 	log_info("event=listening address=%s mode=metrics", c->http.metrics_listen);
+	health_listening(HEALTH_LISTENER_METRICS, c->http.metrics_listen, true);
 	*out = hm;
 	return RC_OK;
 }

@@ -619,9 +619,12 @@ static void http_on_stop(evutil_socket_t fd, short what, void *arg)
 {
 	struct http_server *h = arg;
 	h->stopping = true;
-	for (size_t i = 0; i < h->nsocks; i++)
-		if (h->socks[i])
-			evhttp_del_accept_socket(h->http, h->socks[i]);
+	for (size_t i = 0; i < h->nsocks; i++) {
+		if (h->socks[i] == NULL)
+			continue;
+		evhttp_del_accept_socket(h->http, h->socks[i]);
+		health_listening(HEALTH_LISTENER_API, h->conf->http.listen[i].address, false);
+	}
 	h->nsocks = 0;
 	log_info("event=http_stopping commits_in_flight=%zu", h->npending);
 	http_server_idle(h);
@@ -657,6 +660,7 @@ static struct evhttp_bound_socket *http_serve_fd(struct http_server *h,
 	if (s == NULL)
 		return NULL;
 	log_info("event=listening address=%s mode=http", l->address);
+	health_listening(HEALTH_LISTENER_API, l->address, true);
 	return s;
 }
 
@@ -712,6 +716,7 @@ static void http_on_reload(evutil_socket_t fd, short what, void *arg)
 			continue;
 		log_info("event=listener_closed address=%s mode=http",
 			 h->conf->http.listen[i].address);
+		health_listening(HEALTH_LISTENER_API, h->conf->http.listen[i].address, false);
 		evhttp_del_accept_socket(h->http, h->socks[i]);
 	}
 	free(h->socks);

@@ -15,6 +15,7 @@ import os
 import shutil
 import socket
 import subprocess
+import time
 
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
@@ -240,6 +241,9 @@ def test_status_shows_the_spools_last_error(make_relevo):
     assert json.loads(r.cli_ok(["status", "--json"]).out)["last_errors"]["mta"] is None
 
 
+HEALTH_CACHE_S = 1.2     # /v1/health keeps its spool and store results for 1 s
+
+
 def immutable(path, on):
     """chattr +i / -i path: even root cannot create files in it. False if impossible."""
     if shutil.which("chattr") is None:
@@ -272,6 +276,7 @@ def test_health_ok_then_503_when_the_spool_cannot_be_written(make_relevo):
     if not immutable(spool, True):
         pytest.skip("chattr +i is not available here")
     try:
+        time.sleep(HEALTH_CACHE_S)      # the last probe's result is kept this long
         status, _, body = http_get(port, "/v1/health")
     finally:
         immutable(spool, False)
@@ -280,5 +285,6 @@ def test_health_ok_then_503_when_the_spool_cannot_be_written(make_relevo):
     assert j["status"] == "fail" and j["checks"]["spool"] == "fail", j
     assert j["problems"] == ["spool: not writable: Operation not permitted"], j
     # Fixed: healthy again.
+    time.sleep(HEALTH_CACHE_S)
     status, _, body = http_get(port, "/v1/health")
     assert status == 200, body
