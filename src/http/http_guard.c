@@ -7,7 +7,8 @@
  * bufferevent) sees each request's bytes before evhttp does. It holds a head
  * until it is complete (http_head_end), reads it (http_head_parse) and then
  * passes it on, or answers itself with the API's JSON error and closes:
- *   400 a malformed head, 411 a Transfer-Encoding (a body needs Content-Length),
+ *   400 a malformed head (or a body on HEAD or TRACE), 501 a method evhttp does
+ *   not know (or CONNECT), 411 a Transfer-Encoding (a body needs Content-Length),
  *   413 a Content-Length over http.max_request_size, 431 a head over
  *   HTTP_HEADERS_SIZE_MAX, 401 a body over HTTP_ANON_BODY_MAX without a valid
  *   key (checked before the body is read), 503 when the body would take the
@@ -269,6 +270,17 @@ static bool http_conn_key_ok(struct http_conn *g, const struct http_head *hd)
 	return false;
 }
 
+/* http_conn_method_known - a method evhttp parses (CONNECT aside: not a proxy). */
+static bool http_conn_method_known(const char *m)
+{
+	static const char *const known[] = {"GET",     "HEAD",  "POST",  "PUT",
+					    "DELETE",  "OPTIONS", "TRACE", "PATCH"};
+	for (size_t i = 0; i < ARRAY_LEN(known); i++)
+		if (strcmp(m, known[i]) == 0)
+			return true;
+	return false;
+}
+
 /* http_conn_decide - a complete head: pass it on (true) or refuse it. */
 static bool http_conn_decide(struct http_conn *g, const char *p, size_t n)
 {
@@ -276,6 +288,16 @@ static bool http_conn_decide(struct http_conn *g, const char *p, size_t n)
 	struct http_head hd;
 	if (http_head_parse(p, n, &hd) != RC_OK) {
 		http_conn_refuse(g, 400, "bad_request", true, NULL, "%s", hd.error);
+		return false;
+	}
+	if (!http_conn_method_known(hd.method)) {
+		http_conn_refuse(g, 501, "not_implemented", true, NULL,
+				 "the method %s is not implemented here", hd.method);
+		return false;
+	}
+	if (hd.length > 0 && (strcmp(hd.method, "HEAD") == 0 || strcmp(hd.method, "TRACE") == 0)) {
+		http_conn_refuse(g, 400, "bad_request", true, NULL, "a %s request has no body",
+				 hd.method);
 		return false;
 	}
 	if (hd.has_te) {

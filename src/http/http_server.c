@@ -98,6 +98,7 @@ const char *http_reason_phrase(int status)
 		{413, "Payload Too Large"},
 		{431, "Request Header Fields Too Large"},
 		{500, "Internal Server Error"},
+		{501, "Not Implemented"},
 		{503, "Service Unavailable"},
 	};
 	for (size_t i = 0; i < ARRAY_LEN(reasons); i++)

@@ -318,6 +318,10 @@ REFUSALS = [
      400, "bad_request"),
     ("two Content-Lengths", b"POST /v1/messages HTTP/1.1\r\nContent-Length: 5\r\n"
      b"Content-Length: 6\r\n\r\nhello", 400, "bad_request"),
+    ("an unknown method", b"BREW /v1/health HTTP/1.1\r\n\r\n", 501, "not_implemented"),
+    ("CONNECT", b"CONNECT example.org:443 HTTP/1.1\r\n\r\n", 501, "not_implemented"),
+    ("a HEAD with a body", b"HEAD /v1/health HTTP/1.1\r\nContent-Length: 20\r\n\r\n"
+     b"GET /v1/ HTTP/1.1\r\n\r\n", 400, "bad_request"),
     ("chunked", b"POST /v1/messages HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n"
      b"5\r\nhello\r\n0\r\n\r\n", 411, "length_required"),
     ("a head over 64 KiB", b"GET /v1/health HTTP/1.1\r\nX-Big: " + b"a" * 70000 +
