@@ -6,8 +6,8 @@
 # missing, so edits to it are kept (delete it to get a fresh one). A demo account,
 # its API key and its DKIM keys are created once. The ports of a new
 # run/relevo.yaml come from RELEVO_DEMO_SUBMISSION_PORT (2587),
-# RELEVO_DEMO_SUBMISSIONS_PORT (2465), RELEVO_DEMO_RELAY_PORT (2525) and
-# RELEVO_DEMO_HTTP_PORT (8025).
+# RELEVO_DEMO_SUBMISSIONS_PORT (2465), RELEVO_DEMO_RELAY_PORT (2525),
+# RELEVO_DEMO_HTTP_PORT (8025) and RELEVO_DEMO_METRICS_PORT (9025).
 #
 # The daemon runs in the foreground (its log on stderr); the banner, built from the
 # listeners it reports, is printed once it has started (event=started), never for
@@ -25,6 +25,7 @@ SUB_PORT=${RELEVO_DEMO_SUBMISSION_PORT:-2587}
 SUBS_PORT=${RELEVO_DEMO_SUBMISSIONS_PORT:-2465}
 RELAY_PORT=${RELEVO_DEMO_RELAY_PORT:-2525}
 HTTP_PORT=${RELEVO_DEMO_HTTP_PORT:-8025}
+METRICS_PORT=${RELEVO_DEMO_METRICS_PORT:-9025}
 
 if [ ! -f "$RUN/cert.pem" ]; then
 	openssl req -x509 -newkey rsa:2048 -nodes -days 825 -subj "/CN=relay.localhost" \
@@ -59,6 +60,7 @@ delivery:
   mode: sandbox            # outgoing mail is written to run/data/sandbox/, never sent
 http:
   listen: [127.0.0.1:$HTTP_PORT]   # the JSON API (/v1)
+  metrics_listen: 127.0.0.1:$METRICS_PORT   # Prometheus /metrics
 YAML
 fi
 

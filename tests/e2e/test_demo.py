@@ -86,7 +86,7 @@ def demos(workdir):
 
 
 def demo_ports():
-    return dict(zip(["submission", "submissions", "relay", "http"], pick_ports(4)))
+    return dict(zip(["submission", "submissions", "relay", "http", "metrics"], pick_ports(5)))
 
 
 def greeting(port):
