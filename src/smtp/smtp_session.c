@@ -94,7 +94,6 @@ static void session_free(struct smtp_session *s)
 	event_free(s->defer_ev);
 	event_free(s->deadline_ev);
 	smtp_tx_fini(s);
-	evbuffer_free(s->chunk);
 	store_user_free(s->user);
 	explicit_bzero(s->line, sizeof s->line);
 	if (s->tls_ctx)
@@ -602,7 +601,6 @@ void smtp_session_start(struct smtp_worker *w, struct smtp_pending *p)
 	metrics_session(lst->address, 1);
 	memcpy(&s->sa, sa, sizeof s->sa);
 	session_peer_text(s);
-	s->chunk = evbuffer_new();
 	s->tx.body = evbuffer_new();
 	s->defer_ev = evtimer_new(w->base, session_on_defer, s);
 	s->deadline_ev = evtimer_new(w->base, session_on_deadline, s);

@@ -119,7 +119,6 @@ struct smtp_session {
 	char auth_user[SMTP_AUTH_USER_MAX + 1];
 
 	struct smtp_tx tx;		/* the transaction */
-	struct evbuffer *chunk;		/* owned; scratch between reader and tx.body */
 
 	char line[SMTP_AUTH_LINE_MAX + 1];
 	char text[1536];		/* reply texts built by handlers (paths are up to 1025 bytes) */

@@ -225,50 +225,53 @@ static void tx_mem_refuse(struct smtp_session *s)
 	tx_mem_drop(s);
 }
 
-/*
- * tx_keep - append s->chunk's bytes to the body by copying, never by moving
- * its blocks: a block holding a few octets costs a kilobyte or more, so moved
- * blocks of tiny BDAT chunks (or of a DATA trickled a byte per packet) made the
- * memory held many times what smtp.memory_budget counted (issue 12). Copied,
- * the body is a run of full blocks and the count is the memory within a block.
- */
-static void tx_keep(struct smtp_session *s)
+/* tx_keeping - are content octets still kept? Once the message is too big, a
+ * BDAT chunk failed or the memory budget is spent, they are checked and dropped. */
+static bool tx_keeping(const struct smtp_session *s)
 {
-	struct evbuffer_iovec v;
-	while (evbuffer_peek(s->chunk, -1, NULL, &v, 1) >= 1 && v.iov_len > 0) {
-		if (evbuffer_add(s->tx.body, v.iov_base, v.iov_len) != 0)
-			fatal("event=evbuffer_add_failed where=tx_keep");
-		evbuffer_drain(s->chunk, v.iov_len);
+	return !s->tx.mc.too_big && !s->tx.bdat_failed && !s->tx.mem_refused;
+}
+
+/*
+ * tx_kept - n content octets were just appended to the body (kept: they were
+ * kept, see tx_keeping): count them against smtp.memory_budget, or drop the body
+ * once the message is too big or the budget cannot hold them. They were appended
+ * by copying (evbuffer_add), never by moving the reader's blocks: a block holding
+ * a few octets costs a kilobyte or more, so moved blocks of tiny BDAT chunks (or
+ * of a DATA trickled a byte per packet) made the memory held many times what the
+ * budget counted (issue 12). Copied, the body is a run of full blocks and the
+ * count is the memory within a block. Past the budget there is at most the one
+ * read just appended, and only until this call.
+ */
+static void tx_kept(struct smtp_session *s, bool kept, size_t n)
+{
+	if (!kept)
+		return;
+	if (s->tx.mc.too_big) {
+		evbuffer_drain(s->tx.body, evbuffer_get_length(s->tx.body));
+		tx_mem_drop(s);
+	} else if (n > 0 && !tx_mem_take(s, n)) {
+		tx_mem_refuse(s);
 	}
 }
 
-/* tx_intake - content bytes in s->chunk: check them, keep them if in bounds. */
-static void tx_intake(struct smtp_session *s)
+/* tx_take_octets - n octets of a BDAT chunk from the front of in: checked, and
+ * appended to the body while kept, one read's block at a time. */
+static void tx_take_octets(struct smtp_session *s, struct evbuffer *in, size_t n)
 {
-	/* Walk the chunk's extents without allocating: this runs for every read. */
-	struct evbuffer_ptr pos;
-	struct evbuffer_iovec v[8];
-	evbuffer_ptr_set(s->chunk, &pos, 0, EVBUFFER_PTR_SET);
-	for (;;) {
-		int n = evbuffer_peek(s->chunk, -1, &pos, v, (int)ARRAY_LEN(v));
-		int got = MIN(n, (int)ARRAY_LEN(v));
-		size_t done = 0;
-		for (int i = 0; i < got; i++) {
-			smtp_msg_check_feed(&s->tx.mc, v[i].iov_base, v[i].iov_len);
-			done += v[i].iov_len;
-		}
-		if (n <= (int)ARRAY_LEN(v) ||
-		    evbuffer_ptr_set(s->chunk, &pos, done, EVBUFFER_PTR_ADD) != 0)
-			break;
+	while (n > 0) {
+		struct evbuffer_iovec v;
+		if (evbuffer_peek(in, -1, NULL, &v, 1) < 1)
+			fatal("event=bdat_short_input where=tx_take_octets");
+		size_t m = MIN(n, v.iov_len);
+		bool keep = tx_keeping(s);
+		smtp_msg_check_feed(&s->tx.mc, v.iov_base, m);
+		if (keep && evbuffer_add(s->tx.body, v.iov_base, m) != 0)
+			fatal("event=evbuffer_add_failed where=tx_take_octets");
+		evbuffer_drain(in, m);
+		tx_kept(s, keep, m);
+		n -= m;
 	}
-	size_t n = evbuffer_get_length(s->chunk);
-	if (!s->tx.mc.too_big && !s->tx.bdat_failed && !s->tx.mem_refused && n > 0 &&
-	    !tx_mem_take(s, n))
-		tx_mem_refuse(s);
-	if (s->tx.mc.too_big || s->tx.bdat_failed || s->tx.mem_refused)
-		evbuffer_drain(s->chunk, n);
-	else
-		tx_keep(s);
 }
 
 /* smtp_tx_data - DATA: read the content up to CRLF.CRLF. */
@@ -371,9 +374,13 @@ bool smtp_tx_read_data(struct smtp_session *s, struct evbuffer *in)
 		if (evbuffer_peek(in, -1, NULL, &v, 1) < 1)
 			break;
 		size_t used = 0;
-		enum rc rc = smtp_data_feed(&s->tx.dr, v.iov_base, v.iov_len, &used, s->chunk);
+		uint64_t before = s->tx.mc.size;
+		bool keep = tx_keeping(s);
+		/* Unstuffed, checked and appended to the body in one pass over the read. */
+		enum rc rc = smtp_data_feed_check(&s->tx.dr, v.iov_base, v.iov_len, &used,
+						  &s->tx.mc, keep ? s->tx.body : NULL);
 		evbuffer_drain(in, used);
-		tx_intake(s);
+		tx_kept(s, keep, (size_t)(s->tx.mc.size - before));
 		if (rc == RC_OK) {
 			smtp_submit_message(s);
 			return true;
@@ -386,12 +393,11 @@ bool smtp_tx_read_data(struct smtp_session *s, struct evbuffer *in)
 bool smtp_tx_read_bdat(struct smtp_session *s, struct evbuffer *in)
 {
 	size_t n = (size_t)MIN((uint64_t)evbuffer_get_length(in), s->tx.bdat_remaining);
-	evbuffer_remove_buffer(in, s->chunk, n);
 	s->tx.bdat_remaining -= n;
 	if (s->tx.bdat_refused)
-		evbuffer_drain(s->chunk, evbuffer_get_length(s->chunk));
+		evbuffer_drain(in, n);
 	else
-		tx_intake(s);
+		tx_take_octets(s, in, n);
 	if (s->tx.bdat_remaining > 0)
 		return false;
 	smtp_session_set_timeout(s, s->conf->smtp.timeout_command);
