@@ -316,6 +316,12 @@ bool conf_is_trusted(const struct conf *c, const struct sockaddr *sa);
  * and IPv4 embedded in IPv6 as mapped or compatible forms): nowhere mail for
  * the internet should go. */
 bool conf_addr_is_internal(const struct sockaddr *sa);
+/* conf_addr_is_private - the part of those that is the operator's own network:
+ * loopback, private (RFC 1918, RFC 4193), link-local, CGNAT, unspecified,
+ * multicast and reserved, in any of those forms; not the documentation,
+ * benchmarking and protocol-assignment blocks. What an account's webhook must
+ * not reach (SSRF). */
+bool conf_addr_is_private(const struct sockaddr *sa);
 /* conf_delivery_allows - may MX delivery connect to sa? Not internal, or inside
  * delivery.allow_networks. */
 bool conf_delivery_allows(const struct conf *c, const struct sockaddr *sa);

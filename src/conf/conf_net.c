@@ -190,53 +190,59 @@ bool conf_is_trusted(const struct conf *c, const struct sockaddr *sa)
 	return net_list_has(c->trusted, c->ntrusted, &p);
 }
 
-/* A block of addresses no mail for the internet goes to. */
+/* A block of addresses no mail for the internet goes to. own: also the
+ * operator's own network (private, loopback, link-local...), which an
+ * account's webhook must not reach; the others (documentation, benchmarking,
+ * protocol assignments) are only unfit for mail. */
 struct net_block {
 	int family;
 	uint8_t addr[16];
 	unsigned prefix;
+	bool own;
 };
 
 /* IPv4: RFC 6890's special-purpose registry, less the globally reachable ones. */
 static const struct net_block net_internal4[] = {
-    {AF_INET, {0}, 8},             /* "this network", 0.0.0.0 */
-    {AF_INET, {10}, 8},            /* RFC 1918 */
-    {AF_INET, {100, 64}, 10},      /* CGNAT, RFC 6598 */
-    {AF_INET, {127}, 8},           /* loopback */
-    {AF_INET, {169, 254}, 16},     /* link-local */
-    {AF_INET, {172, 16}, 12},      /* RFC 1918 */
-    {AF_INET, {192, 0, 0}, 24},    /* IETF protocol assignments */
-    {AF_INET, {192, 0, 2}, 24},    /* documentation, RFC 5737 */
-    {AF_INET, {192, 168}, 16},     /* RFC 1918 */
-    {AF_INET, {198, 18}, 15},      /* benchmarking, RFC 2544 */
-    {AF_INET, {198, 51, 100}, 24}, /* documentation */
-    {AF_INET, {203, 0, 113}, 24},  /* documentation */
-    {AF_INET, {224}, 4},           /* multicast */
-    {AF_INET, {240}, 4},           /* reserved, and 255.255.255.255 */
+    {AF_INET, {0}, 8, true},              /* "this network", 0.0.0.0 */
+    {AF_INET, {10}, 8, true},             /* RFC 1918 */
+    {AF_INET, {100, 64}, 10, true},       /* CGNAT, RFC 6598 */
+    {AF_INET, {127}, 8, true},            /* loopback */
+    {AF_INET, {169, 254}, 16, true},      /* link-local */
+    {AF_INET, {172, 16}, 12, true},       /* RFC 1918 */
+    {AF_INET, {192, 0, 0}, 24, false},    /* IETF protocol assignments */
+    {AF_INET, {192, 0, 2}, 24, false},    /* documentation, RFC 5737 */
+    {AF_INET, {192, 168}, 16, true},      /* RFC 1918 */
+    {AF_INET, {198, 18}, 15, false},      /* benchmarking, RFC 2544 */
+    {AF_INET, {198, 51, 100}, 24, false}, /* documentation */
+    {AF_INET, {203, 0, 113}, 24, false},  /* documentation */
+    {AF_INET, {224}, 4, true},            /* multicast */
+    {AF_INET, {240}, 4, true},            /* reserved, and 255.255.255.255 */
 };
 
 /* IPv6 (the IPv4 forms, ::ffff:0:0/96 and ::/96, are checked as IPv4). */
 static const struct net_block net_internal6[] = {
-    {AF_INET6, {0}, 128},                     /* unspecified */
-    {AF_INET6, {[15] = 1}, 128},              /* loopback */
-    {AF_INET6, {0x01, 0x00}, 64},             /* discard-only, RFC 6666 */
-    {AF_INET6, {0x20, 0x01, 0x0d, 0xb8}, 32}, /* documentation, RFC 3849 */
-    {AF_INET6, {0xfc}, 7},                    /* unique local, RFC 4193 */
-    {AF_INET6, {0xfe, 0x80}, 10},             /* link-local */
-    {AF_INET6, {0xfe, 0xc0}, 10},             /* site-local (deprecated) */
-    {AF_INET6, {0xff}, 8},                    /* multicast */
+    {AF_INET6, {0}, 128, true},                      /* unspecified */
+    {AF_INET6, {[15] = 1}, 128, true},               /* loopback */
+    {AF_INET6, {0x01, 0x00}, 64, false},             /* discard-only, RFC 6666 */
+    {AF_INET6, {0x20, 0x01, 0x0d, 0xb8}, 32, false}, /* documentation, RFC 3849 */
+    {AF_INET6, {0xfc}, 7, true},                     /* unique local, RFC 4193 */
+    {AF_INET6, {0xfe, 0x80}, 10, true},              /* link-local */
+    {AF_INET6, {0xfe, 0xc0}, 10, false},             /* site-local (deprecated) */
+    {AF_INET6, {0xff}, 8, true},                     /* multicast */
 };
 
-static bool net_in_blocks(const struct net_block *b, size_t n, const uint8_t *a)
+/* Is a in one of the n blocks b (only the operator's own ones when own_only)? */
+static bool net_in_blocks(const struct net_block *b, size_t n, const uint8_t *a, bool own_only)
 {
 	for (size_t i = 0; i < n; i++)
-		if (net_prefix_eq(b[i].addr, a, b[i].prefix))
+		if ((b[i].own || !own_only) && net_prefix_eq(b[i].addr, a, b[i].prefix))
 			return true;
 	return false;
 }
 
-/* conf_addr_is_internal - see conf.h. Unknown families count as internal. */
-bool conf_addr_is_internal(const struct sockaddr *sa)
+/* net_is_special - sa in the blocks above (the own ones only when own_only).
+ * Unknown families count as inside. */
+static bool net_is_special(const struct sockaddr *sa, bool own_only)
 {
 	static const uint8_t zero12[12] = {0};
 	struct net_peer p;
@@ -244,13 +250,26 @@ bool conf_addr_is_internal(const struct sockaddr *sa)
 		return true;
 	/* ::a.b.c.d (IPv4-compatible, deprecated) carries an IPv4 address too;
 	 * :: and ::1 themselves are in the IPv6 table. */
-	if (!p.has4 && memcmp(p.a6, zero12, 12) == 0 && !net_in_blocks(net_internal6, 2, p.a6)) {
+	if (!p.has4 && memcmp(p.a6, zero12, 12) == 0 &&
+	    !net_in_blocks(net_internal6, 2, p.a6, false)) {
 		memcpy(p.a4, p.a6 + 12, 4);
 		p.has4 = true;
 	}
 	if (p.has4)
-		return net_in_blocks(net_internal4, ARRAY_LEN(net_internal4), p.a4);
-	return net_in_blocks(net_internal6, ARRAY_LEN(net_internal6), p.a6);
+		return net_in_blocks(net_internal4, ARRAY_LEN(net_internal4), p.a4, own_only);
+	return net_in_blocks(net_internal6, ARRAY_LEN(net_internal6), p.a6, own_only);
+}
+
+/* conf_addr_is_internal - see conf.h. */
+bool conf_addr_is_internal(const struct sockaddr *sa)
+{
+	return net_is_special(sa, false);
+}
+
+/* conf_addr_is_private - see conf.h. */
+bool conf_addr_is_private(const struct sockaddr *sa)
+{
+	return net_is_special(sa, true);
 }
 
 /* conf_delivery_allows - see conf.h. */

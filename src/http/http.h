@@ -159,9 +159,6 @@ void http_webhooks_reload(struct http_webhooks *w, const struct conf *c);
  * NULL is a no-op. */
 void http_webhooks_stop(struct http_webhooks *w);
 struct sockaddr;
-/* http_addr_is_private - loopback, private, link-local, CGNAT, unspecified or
- * multicast (also IPv4-mapped): where an account's webhook may not connect. */
-bool http_addr_is_private(const struct sockaddr *sa);
 /* http_webhook_url_private - does url name localhost or a private address
  * literal? (The check that counts is made on the address connected to.) */
 bool http_webhook_url_private(const char *url);

@@ -399,33 +399,6 @@ static struct curl_slist *hook_req_headers(const struct hook_req *r)
 	return h;
 }
 
-/*
- * http_addr_is_private - loopback, private (RFC 1918, RFC 4193), link-local,
- * CGNAT, unspecified, multicast or IPv4-mapped forms of these: the operator's
- * own network, which an account's webhook must not be able to reach (SSRF).
- */
-bool http_addr_is_private(const struct sockaddr *sa)
-{
-	if (sa->sa_family == AF_INET) {
-		uint32_t a = ntohl(((const struct sockaddr_in *)(const void *)sa)->sin_addr.s_addr);
-		return (a >> 24) == 0 || (a >> 24) == 10 || (a >> 24) == 127 ||
-		       (a >> 16) == 0xa9fe || (a >> 20) == 0xac1 || (a >> 16) == 0xc0a8 ||
-		       (a >> 22) == (100u << 2 | 1) || (a >> 28) >= 0xe;
-	}
-	if (sa->sa_family == AF_INET6) {
-		const struct in6_addr *a = &((const struct sockaddr_in6 *)(const void *)sa)->sin6_addr;
-		if (IN6_IS_ADDR_V4MAPPED(a)) {
-			struct sockaddr_in v4 = {.sin_family = AF_INET};
-			memcpy(&v4.sin_addr, a->s6_addr + 12, 4);
-			return http_addr_is_private((const struct sockaddr *)&v4);
-		}
-		return IN6_IS_ADDR_UNSPECIFIED(a) || IN6_IS_ADDR_LOOPBACK(a) ||
-		       IN6_IS_ADDR_LINKLOCAL(a) || IN6_IS_ADDR_MULTICAST(a) ||
-		       (a->s6_addr[0] & 0xfe) == 0xfc;
-	}
-	return true;
-}
-
 bool http_webhook_url_private(const char *url)
 {
 	const char *h = strstr(url, "://");
@@ -452,9 +425,9 @@ bool http_webhook_url_private(const char *url)
 	struct sockaddr_in v4 = {.sin_family = AF_INET};
 	struct sockaddr_in6 v6 = {.sin6_family = AF_INET6};
 	if (inet_pton(AF_INET, host, &v4.sin_addr) == 1)
-		return http_addr_is_private((const struct sockaddr *)&v4);
+		return conf_addr_is_private((const struct sockaddr *)&v4);
 	if (inet_pton(AF_INET6, host, &v6.sin6_addr) == 1)
-		return http_addr_is_private((const struct sockaddr *)&v6);
+		return conf_addr_is_private((const struct sockaddr *)&v6);
 	return false;
 }
 
@@ -465,7 +438,7 @@ static curl_socket_t hook_open_socket(void *arg, curlsocktype purpose,
                                       struct curl_sockaddr *a)
 {
 	struct hook_req *r = arg;
-	if (purpose == CURLSOCKTYPE_IPCXN && http_addr_is_private(&a->addr)) {
+	if (purpose == CURLSOCKTYPE_IPCXN && conf_addr_is_private(&a->addr)) {
 		r->blocked = true;
 		return CURL_SOCKET_BAD;
 	}

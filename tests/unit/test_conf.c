@@ -1757,6 +1757,10 @@ static void test_delivery_allows(void **state)
 	    {"::ffff:10.0.0.1", true, false}, {"::ffff:8.8.8.8", false, true},
 	    {"::10.0.0.1", true, false},      {"::127.0.0.1", true, false},
 	};
+	/* internal, but not the operator's own network */
+	static const char *const not_own[] = {"192.0.2.1",  "198.51.100.1", "203.0.113.1",
+	                                      "198.18.0.1", "192.0.0.1",    "fec0::1",
+	                                      "2001:db8::1", "100::1"};
 	struct conf *c;
 	char *errs = NULL;
 	if (load(HOST "listen: [{address: 127.0.0.1:25, mode: relay}]\n"
@@ -1769,6 +1773,14 @@ static void test_delivery_allows(void **state)
 		peer_of(cases[i].peer, &ss);
 		if (conf_addr_is_internal((struct sockaddr *)&ss) != cases[i].internal)
 			fail_msg("%s: internal should be %d", cases[i].peer, cases[i].internal);
+		/* private (webhooks' SSRF guard): internal but for the blocks that
+		 * are only unfit for mail */
+		bool only_mail = false;
+		for (size_t j = 0; j < ARRAY_LEN(not_own); j++)
+			only_mail |= strcmp(cases[i].peer, not_own[j]) == 0;
+		if (conf_addr_is_private((struct sockaddr *)&ss) != (cases[i].internal && !only_mail))
+			fail_msg("%s: private should be %d", cases[i].peer,
+			         cases[i].internal && !only_mail);
 		if (conf_delivery_allows(c, (struct sockaddr *)&ss) != cases[i].allowed)
 			fail_msg("%s: allowed should be %d", cases[i].peer, cases[i].allowed);
 		if (conf_delivery_allows(NULL, (struct sockaddr *)&ss) != !cases[i].internal)
