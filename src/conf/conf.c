@@ -224,27 +224,10 @@ static bool conf_valid_abs_path(const char *s)
 	return s[0] == '/';
 }
 
-/* conf_is_hostname - RFC 1123 host name: dot-separated labels of letters, digits
- * and inner hyphens. */
+/* conf_is_hostname - a host name (str_is_hostname, at most 253 octets). */
 bool conf_is_hostname(const char *s)
 {
-	size_t len = strlen(s), label = 0;
-	if (len == 0 || len > 253)
-		return false;
-	for (size_t i = 0; i <= len; i++) {
-		char ch = s[i];
-		if (ch == '.' || ch == '\0') {
-			if (label == 0 || label > 63 || s[i - 1] == '-')
-				return false;
-			label = 0;
-		} else if ((ch >= 'a' && ch <= 'z') || (ch >= 'A' && ch <= 'Z') ||
-		           (ch >= '0' && ch <= '9') || (ch == '-' && label > 0)) {
-			label++;
-		} else {
-			return false;
-		}
-	}
-	return true;
+	return str_is_hostname(s, STR_DOMAIN_MAX);
 }
 
 /* "IP" or "IP@port", IPv4 or IPv6, numeric. */

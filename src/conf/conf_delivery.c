@@ -47,15 +47,6 @@ static bool conf_route_port(const char *s, uint16_t *port)
 	return true;
 }
 
-/* Does the last label of a name consist of digits only ("10.0.0.256", "2001")?
- * RFC 1123 2.1: such a name would be taken for an address; refuse it. */
-static bool conf_route_is_numeric_tld(const char *name)
-{
-	const char *dot = strrchr(name, '.');
-	const char *tld = dot ? dot + 1 : name;
-	return strspn(tld, "0123456789") == strlen(tld);
-}
-
 /* "[192.0.2.1]", "[IPv6:2001:db8::1]" or "[2001:db8::1]" up to the ']' in
  * close: the canonical literal (inet_ntop form, IPv6 tagged) into host. */
 static bool conf_route_literal(const char *s, const char *close, char *host, size_t hostsz)
@@ -99,7 +90,7 @@ static bool conf_route_name(const char *s, size_t len, char *host, size_t hostsz
 		snprintf(host, hostsz, "[%u.%u.%u.%u]", addr[0], addr[1], addr[2], addr[3]);
 		return true;
 	}
-	if (!conf_is_hostname(name) || conf_route_is_numeric_tld(name))
+	if (!conf_is_hostname(name) || str_has_numeric_tld(name))
 		return false;
 	str_lower(name);
 	str_lcpy(host, name, hostsz);

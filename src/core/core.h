@@ -80,6 +80,39 @@ void str_lower(char *s);
 /* str_to_u64 - parse a whole decimal string; false on junk, overflow or empty. */
 bool str_to_u64(const char *s, uint64_t *out);
 
+/* Host and domain names (core_text.c). */
+#define STR_DOMAIN_MAX 253	/* RFC 1035 2.3.4, without the trailing dot */
+/* str_is_hostname - RFC 1123 host name of 1..max octets: dot-separated labels of
+ * 1-63 letters, digits and hyphens, no hyphen first or last in a label, no
+ * empty label (so no leading or trailing dot). A-labels ("xn--") pass, U-labels
+ * do not. One label is enough. */
+bool str_is_hostname(const char *s, size_t max);
+/* str_has_numeric_tld - is the last label all digits (a dotted IPv4 address,
+ * not a name: RFC 3696 2)? */
+bool str_has_numeric_tld(const char *s);
+/* str_is_domain - RFC 5321 4.1.2 Domain: a host name of at most STR_DOMAIN_MAX
+ * octets, at least two labels, the last not all digits. NULL is not one. */
+bool str_is_domain(const char *s);
+
+/* Base64, RFC 4648 (core_text.c). */
+/* b64_value - the 6-bit value of base64 character c, -1 if c is not one. */
+int b64_value(unsigned char c);
+/* b64_decode - strict base64 (padding required, no whitespace, "=" only at the
+ * end, unused bits zero). "" decodes to nothing. RC_INVALID on bad input,
+ * RC_LIMIT if the result would exceed outsz (nothing is written then). */
+enum rc b64_decode(const char *in, size_t len, uint8_t *out, size_t outsz, size_t *outlen);
+/* b64_encode - out must hold 4*ceil(len/3)+1 bytes; NUL-terminated; returns
+ * the length written (without the NUL). */
+size_t b64_encode(const uint8_t *in, size_t len, char *out);
+
+/* UTF-8, RFC 3629 (core_text.c). */
+/* utf8_char - decode one well-formed character at s[0..len) (no overlong form,
+ * no surrogate, at most U+10FFFF) into *cp; its length, 0 if there is none. */
+size_t utf8_char(const char *s, size_t len, uint32_t *cp);
+/* utf8_cut - len, backed up to the start of the sequence s[len] continues, so
+ * that s[0..len) does not end inside a character. s[len] must be readable. */
+size_t utf8_cut(const char *s, size_t len);
+
 /* Files. */
 /* file_fsync_dir - fsync the directory containing path (after create/rename/unlink). */
 enum rc file_fsync_dir(const char *dir);

@@ -198,7 +198,7 @@ enum rc dkim_key_load(const char *path, EVP_PKEY **out, enum dkim_alg *alg)
 static char *b64(const unsigned char *p, size_t n)
 {
 	char *s = xmalloc(4 * ((n + 2) / 3) + 1);
-	EVP_EncodeBlock((unsigned char *)s, p, (int)n);
+	b64_encode(p, n, s);
 	return s;
 }
 

@@ -81,34 +81,11 @@ static void sb_put(struct sbuf *b, const char *s, size_t n)
 	b->p[b->len] = '\0';
 }
 
-static bool is_alnum(unsigned char ch)
-{
-	return (ch >= 'a' && ch <= 'z') || (ch >= 'A' && ch <= 'Z') || (ch >= '0' && ch <= '9');
-}
-
-/* Dot-separated labels of letters, digits and hyphens (RFC 5321 sub-domain). */
+/* A host name (str_is_hostname) of at most max octets; with need_dot, of two
+ * labels or more. */
 static bool is_dns_name(const char *s, size_t max, bool need_dot)
 {
-	size_t len = strlen(s), label = 0;
-	bool dot = false;
-
-	if (len == 0 || len > max)
-		return false;
-	for (size_t i = 0; i < len; i++) {
-		unsigned char ch = (unsigned char)s[i];
-		if (ch == '.') {
-			if (label == 0 || s[i - 1] == '-')
-				return false;
-			label = 0;
-			dot = true;
-		} else if (is_alnum(ch) || (ch == '-' && label > 0)) {
-			if (++label > 63)
-				return false;
-		} else {
-			return false;
-		}
-	}
-	return label > 0 && s[len - 1] != '-' && (dot || !need_dot);
+	return str_is_hostname(s, max) && (!need_dot || strchr(s, '.') != NULL);
 }
 
 /* i= is [local-part] "@" domain, the domain d= or below it (RFC 6376 3.5). No
@@ -567,7 +544,7 @@ static enum rc sign_one(const struct sign_ctx *c, const struct signer_key *k, st
 		hash_headers(c, &field, &h);
 		if (hsink_sign(&h, k, sig, &siglen)) {
 			char *b64 = xmalloc(4 * ((siglen + 2) / 3) + 1);
-			int n = EVP_EncodeBlock((unsigned char *)b64, sig, (int)siglen);
+			size_t n = b64_encode(sig, siglen, b64);
 			struct fold f = {&field, 0};
 			/* the column after "b=": the prefix's last line */
 			const char *nl = strrchr(field.p, '\n');
@@ -597,7 +574,7 @@ static enum rc sign_ctx_init(struct sign_ctx *c, struct dkim_signer *s)
 	c->s = s;
 	if ((rc = dkim_bodyhash_final(&s->bh, bh)) != RC_OK)
 		return rc;
-	EVP_EncodeBlock((unsigned char *)c->bh, bh, DKIM_HASH_LEN);
+	b64_encode(bh, DKIM_HASH_LEN, c->bh);
 	c->fields = fields_split(s->hdr ? s->hdr : "", s->hlen, &c->nfields);
 	if (s->names == NULL)
 		return names_default(c->fields, c->nfields, &c->names, &c->nnames);

@@ -42,6 +42,7 @@
 					 * "Subject: " and one word fit in 78 */
 #define MIME_QP_COLS 76			/* RFC 2045 6.7 (5) */
 #define MIME_B64_COLS 76		/* RFC 2045 6.8 */
+#define MIME_B64_MAXIN (MIME_B64_COLS / 4 * 3)	/* bytes base64-encoded at once */
 #define MIME_TEXT_7BIT_COLS 78		/* a text part goes 7bit only with lines this short */
 #define MIME_BOUNDARY_LEN 30
 #define MIME_BOUNDARY_TRIES 8
@@ -298,23 +299,13 @@ static bool mime_fold(struct evbuffer *out, const char *line, size_t n)
 	return ok;
 }
 
-static const char mime_b64[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
-
+/* mime_b64_encode - base64 of p[0..n) appended to out (n <= MIME_B64_MAXIN). */
 static void mime_b64_encode(struct evbuffer *out, const unsigned char *p, size_t n)
 {
-	char q[4];
-	for (size_t i = 0; i < n; i += 3) {
-		unsigned v = (unsigned)p[i] << 16;
-		if (i + 1 < n)
-			v |= (unsigned)p[i + 1] << 8;
-		if (i + 2 < n)
-			v |= p[i + 2];
-		q[0] = mime_b64[(v >> 18) & 63];
-		q[1] = mime_b64[(v >> 12) & 63];
-		q[2] = i + 1 < n ? mime_b64[(v >> 6) & 63] : '=';
-		q[3] = i + 2 < n ? mime_b64[v & 63] : '=';
-		evbuffer_add(out, q, 4);
-	}
+	char q[MIME_B64_MAXIN / 3 * 4 + 5];
+	if (n > MIME_B64_MAXIN)
+		fatal("event=bug where=mime_b64_encode n=%zu", n);
+	evbuffer_add(out, q, b64_encode(p, n, q));
 }
 
 /* mime_utf8_cut - the longest prefix of s[0..n) of at most max bytes that ends on a
@@ -323,9 +314,7 @@ static size_t mime_utf8_cut(const char *s, size_t n, size_t max)
 {
 	if (n <= max)
 		return n;
-	size_t k = max;
-	while (k > 0 && ((unsigned char)s[k] & 0xc0) == 0x80)
-		k--;
+	size_t k = utf8_cut(s, max);
 	if (k == 0) { /* cannot happen with valid UTF-8 and max >= 4 */
 		k = 1;
 		while (k < n && ((unsigned char)s[k] & 0xc0) == 0x80)
@@ -590,12 +579,6 @@ static void mime_text_part(struct mime_part *p, const char *subtype, const char 
 	evbuffer_free(lines);
 }
 
-static int mime_b64_value(char c)
-{
-	const char *p = c ? strchr(mime_b64, c) : NULL;
-	return p ? (int)(p - mime_b64) : -1;
-}
-
 /* mime_b64_decode - strict base64 (whitespace between groups is skipped); false
  * on a bad character, bad padding or a truncated group. */
 static bool mime_b64_decode(const char *s, size_t n, struct evbuffer *out)
@@ -619,7 +602,7 @@ static bool mime_b64_decode(const char *s, size_t n, struct evbuffer *out)
 			}
 			continue;
 		}
-		int d = mime_b64_value(c);
+		int d = b64_value((unsigned char)c);
 		if (d < 0 || pad > 0)
 			return false;
 		v = (v << 6) | (unsigned)d;

@@ -298,7 +298,7 @@ static void auth_b64(const void *p, size_t n, char *out, size_t outsz)
 {
 	if (4 * ((n + 2) / 3) + 1 > outsz)
 		fatal("auth_b64: buffer too small");
-	EVP_EncodeBlock((unsigned char *)out, p, (int)n);
+	b64_encode(p, n, out);
 }
 
 /* auth_send_secret - one base64 line: the PLAIN response or a LOGIN field. */

@@ -117,8 +117,7 @@ static void text_append(struct mta_reply *r, const char *s, size_t len)
 	if (len > room) {
 		len = room;
 		/* Do not leave half a UTF-8 sequence: back up to a lead byte. */
-		while (len > 0 && ((unsigned char)s[len] & 0xc0) == 0x80)
-			len--;
+		len = utf8_cut(s, len);
 	}
 	for (size_t i = 0; i < len; i++) {
 		unsigned char c = (unsigned char)s[i];

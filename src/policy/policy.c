@@ -26,8 +26,6 @@
 
 #include "store/store.h"
 
-#define POLICY_DOMAIN_MAX 253 /* RFC 1035 2.3.4, without the trailing dot */
-#define POLICY_LABEL_MAX  63
 
 /* Verified when the user does not exist: same algorithm and limits as
  * policy_password_hash() produces; the password behind it was random and thrown
@@ -123,54 +121,12 @@ enum rc policy_auth_user(struct store *st, const char *name, const char *pass,
 	return RC_OK;
 }
 
-/* One RFC 1035 "LDH" label: letters, digits, hyphens, not starting or ending with
- * a hyphen, 1-63 characters. */
-static bool policy_is_label(const char *s, size_t n)
-{
-	if (n == 0 || n > POLICY_LABEL_MAX || s[0] == '-' || s[n - 1] == '-')
-		return false;
-	for (size_t i = 0; i < n; i++) {
-		unsigned char c = (unsigned char)s[i];
-		if (!((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
-		      c == '-'))
-			return false;
-	}
-	return true;
-}
-
-static bool policy_is_all_digits(const char *s, size_t n)
-{
-	for (size_t i = 0; i < n; i++)
-		if (s[i] < '0' || s[i] > '9')
-			return false;
-	return true;
-}
-
-/*
- * policy_domain_valid - RFC 5321 4.1.2 Domain: LDH labels of 1-63 characters,
- * at most 253 in all, at least two labels, no trailing dot. An all-numeric last
- * label is refused (RFC 3696 2: no top-level domain is numeric), so a dotted IPv4
- * address is not taken for a domain. A-labels ("xn--...") pass; U-labels do not.
- */
+/* policy_domain_valid - a sender domain is an RFC 5321 Domain (str_is_domain):
+ * LDH labels, at most 253 octets, two labels or more, no trailing dot, the last
+ * label not all digits (so a dotted IPv4 address is not taken for a domain). */
 bool policy_domain_valid(const char *d)
 {
-	if (d == NULL)
-		return false;
-	size_t len = strnlen(d, POLICY_DOMAIN_MAX + 1);
-	if (len == 0 || len > POLICY_DOMAIN_MAX)
-		return false;
-	size_t nlabels = 0, start = 0;
-	for (size_t i = 0; i <= len; i++) {
-		if (i < len && d[i] != '.')
-			continue;
-		if (!policy_is_label(d + start, i - start))
-			return false;
-		nlabels++;
-		if (i == len && policy_is_all_digits(d + start, i - start))
-			return false;
-		start = i + 1;
-	}
-	return nlabels >= 2;
+	return str_is_domain(d);
 }
 
 /*

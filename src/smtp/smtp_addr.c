@@ -71,41 +71,6 @@ static bool is_atext(unsigned char c)
 	return c != '\0' && strchr("!#$%&'*+-/=?^_`{|}~", c) != NULL;
 }
 
-/* smtp_utf8_char - length of the well-formed UTF-8 character at s, 0 if none. */
-size_t smtp_utf8_char(const char *s, size_t len, uint32_t *cp)
-{
-	const unsigned char *u = (const unsigned char *)s;
-	uint32_t c, min;
-	size_t n;
-
-	if (len == 0)
-		return 0;
-	c = u[0];
-	if (c < 0x80) {
-		*cp = c;
-		return 1;
-	} else if (c >= 0xc2 && c <= 0xdf) {
-		n = 2, c &= 0x1f, min = 0x80;
-	} else if (c >= 0xe0 && c <= 0xef) {
-		n = 3, c &= 0x0f, min = 0x800;
-	} else if (c >= 0xf0 && c <= 0xf4) {
-		n = 4, c &= 0x07, min = 0x10000;
-	} else {
-		return 0;	/* continuation byte, 0xc0/0xc1 (overlong), 0xf5.. */
-	}
-	if (len < n)
-		return 0;
-	for (size_t i = 1; i < n; i++) {
-		if ((u[i] & 0xc0) != 0x80)
-			return 0;
-		c = (c << 6) | (u[i] & 0x3f);
-	}
-	if (c < min || c > 0x10ffff || (c >= 0xd800 && c <= 0xdfff))
-		return 0;	/* overlong, beyond Unicode, surrogate */
-	*cp = c;
-	return n;
-}
-
 /*
  * A non-ASCII character in an address (RFC 6531 UTF8-non-ascii): well-formed
  * UTF-8 and not a C1 control. Returns its length, 0 if refused.
@@ -113,7 +78,7 @@ size_t smtp_utf8_char(const char *s, size_t len, uint32_t *cp)
 static size_t addr_utf8(const char *s)
 {
 	uint32_t cp;
-	size_t n = smtp_utf8_char(s, strnlen(s, 4), &cp);
+	size_t n = utf8_char(s, strnlen(s, 4), &cp);
 	if (n < 2 || cp < 0xa0)
 		return 0;
 	return n;
@@ -733,7 +698,7 @@ static bool orcpt_utf8_ok(const char *s, size_t len, bool utf8_ok)
 			i++;
 		} else if (c >= 0x80) {
 			uint32_t cp;
-			size_t n = smtp_utf8_char(s + i, len - i, &cp);
+			size_t n = utf8_char(s + i, len - i, &cp);
 			if (!utf8_ok || n < 2 || cp < 0xa0)
 				return false;
 			i += n;

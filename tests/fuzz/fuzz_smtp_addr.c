@@ -2,7 +2,7 @@
  * fuzz_smtp_addr.c - paths, MAIL/RCPT parameters and xtext. The input (made a
  * C string on the heap, as the server's line buffer is) goes through
  * smtp_path_parse with every flag combination, smtp_mail_parse and
- * smtp_rcpt_parse; the raw bytes through smtp_xtext_decode and smtp_utf8_char.
+ * smtp_rcpt_parse; the raw bytes through smtp_xtext_decode and utf8_char.
  * Asserts: accepted addresses respect the RFC 5321 limits and hold no control
  * characters (nor 8-bit octets without SMTPUTF8), decoded xtext holds no control
  * character, allowing UTF-8 never turns an accepted path into a refused one.
@@ -117,7 +117,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 
 	for (size_t i = 0; i < size;) {
 		uint32_t cp;
-		size_t n = smtp_utf8_char(raw + i, size - i, &cp);
+		size_t n = utf8_char(raw + i, size - i, &cp);
 		FUZZ_ASSERT(n <= 4 && n <= size - i);
 		if (n == 0) {
 			i++;

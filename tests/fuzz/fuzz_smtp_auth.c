@@ -40,18 +40,18 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	uint8_t *out = malloc(cap);
 	size_t outlen = 0;
 
-	enum rc rc = smtp_b64_decode(in, size, out, cap, &outlen);
+	enum rc rc = b64_decode(in, size, out, cap, &outlen);
 	if (rc == RC_OK) {
 		FUZZ_ASSERT(outlen <= cap);
 		char *enc = malloc(4 * ((outlen + 2) / 3) + 1);
-		smtp_b64_encode(out, outlen, enc);
+		b64_encode(out, outlen, enc);
 		FUZZ_ASSERT(strlen(enc) == size && memcmp(enc, in, size) == 0);
 		free(enc);
 		/* a buffer one byte short is refused without writing past it */
 		if (outlen > 0) {
 			uint8_t *tight = malloc(outlen - 1 ? outlen - 1 : 1);
 			size_t n2;
-			FUZZ_ASSERT(smtp_b64_decode(in, size, tight, outlen - 1, &n2) == RC_LIMIT);
+			FUZZ_ASSERT(b64_decode(in, size, tight, outlen - 1, &n2) == RC_LIMIT);
 			free(tight);
 		}
 		plain(out, outlen);
@@ -63,10 +63,10 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	/* PLAIN over the raw bytes, and encode/decode round trip of them */
 	plain(data, size);
 	char *enc = malloc(4 * ((size + 2) / 3) + 1);
-	smtp_b64_encode(data, size, enc);
+	b64_encode(data, size, enc);
 	uint8_t *back = malloc(size ? size : 1);
 	size_t blen;
-	FUZZ_ASSERT(smtp_b64_decode(enc, strlen(enc), back, size, &blen) == RC_OK);
+	FUZZ_ASSERT(b64_decode(enc, strlen(enc), back, size, &blen) == RC_OK);
 	FUZZ_ASSERT(blen == size && memcmp(back, data, size) == 0);
 	free(back);
 	free(enc);

@@ -199,12 +199,87 @@ static void test_outcome_roundtrip(void **state)
 	assert_string_equal(outcome_class_name(OUTCOME_EXPIRED), "expired");
 }
 
+/* core_text.c: the one host-name and domain check every module uses. */
+static void test_hostname_domain(void **state)
+{
+	static const struct {
+		const char *label, *s;
+		bool host, domain;
+	} cases[] = {
+	    {"two labels", "example.com", true, true},
+	    {"one label", "mailhub", true, false},
+	    {"upper case and digits", "MX1.Example.ORG", true, true},
+	    {"inner hyphen", "a-b.example", true, true},
+	    {"A-label", "xn--bcher-kva.example", true, true},
+	    {"leading hyphen", "-a.example", false, false},
+	    {"trailing hyphen in a label", "a-.example", false, false},
+	    {"empty label", "a..example", false, false},
+	    {"trailing dot", "example.com.", false, false},
+	    {"leading dot", ".example.com", false, false},
+	    {"underscore", "_dmarc.example", false, false},
+	    {"space", "a b.example", false, false},
+	    {"U-label", "b\xc3\xbc" "cher.example", false, false},
+	    {"numeric last label", "10.0.0.1", true, false},
+	    {"numeric label not last", "1.example", true, true},
+	    {"empty", "", false, false},
+	    {"63-octet label",
+	     "aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa.example", true, true},
+	    {"64-octet label",
+	     "aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa.example", false,
+	     false},
+	};
+	for (size_t i = 0; i < ARRAY_LEN(cases); i++) {
+		if (str_is_hostname(cases[i].s, STR_DOMAIN_MAX) != cases[i].host)
+			fail_msg("case '%s': hostname should be %d", cases[i].label, cases[i].host);
+		if (str_is_domain(cases[i].s) != cases[i].domain)
+			fail_msg("case '%s': domain should be %d", cases[i].label, cases[i].domain);
+	}
+	/* the length bound: 253 octets pass, 254 do not; max is honoured */
+	char name[300];
+	memset(name, 'a', sizeof name);
+	for (size_t i = 63; i < sizeof name; i += 64)
+		name[i] = '.';
+	name[253] = '\0';
+	assert_true(str_is_domain(name));
+	name[253] = 'a';
+	name[254] = '\0';
+	assert_false(str_is_domain(name));
+	assert_false(str_is_hostname("abc.de", 5));
+	assert_true(str_is_hostname("abc.de", 6));
+	assert_false(str_is_domain(NULL));
+}
+
+/* utf8_cut backs up to the start of a character; b64_encode/decode round-trip. */
+static void test_utf8_b64(void **state)
+{
+	static const char s[] = "a\xc3\xa9\xe2\x82\xac!";	/* a, e-acute, euro, ! */
+	static const size_t want[] = {0, 1, 1, 3, 3, 3, 6};
+	for (size_t len = 0; len < ARRAY_LEN(want); len++)
+		if (utf8_cut(s, len) != want[len])
+			fail_msg("utf8_cut(%zu) = %zu, want %zu", len, utf8_cut(s, len), want[len]);
+	uint32_t cp = 0;
+	assert_int_equal(utf8_char(s + 3, 4, &cp), 3);
+	assert_int_equal(cp, 0x20ac);
+	assert_int_equal(utf8_char("\xc0\x80", 2, &cp), 0);	/* overlong */
+	char enc[16];
+	uint8_t dec[16];
+	size_t n = 0;
+	assert_int_equal(b64_encode((const uint8_t *)"fooba", 5, enc), 8);
+	assert_string_equal(enc, "Zm9vYmE=");
+	assert_int_equal(b64_decode(enc, 8, dec, sizeof dec, &n), RC_OK);
+	assert_int_equal(n, 5);
+	assert_memory_equal(dec, "fooba", 5);
+	assert_int_equal(b64_value('/'), 63);
+	assert_int_equal(b64_value('='), -1);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_id_roundtrip),   cmocka_unit_test(test_id_bump),
 		cmocka_unit_test(test_id_parse_rejects), cmocka_unit_test(test_str_to_u64),
 		cmocka_unit_test(test_str_lcpy),       cmocka_unit_test(test_rfc5322_date),
+		cmocka_unit_test(test_hostname_domain), cmocka_unit_test(test_utf8_b64),
 		cmocka_unit_test(test_workq),          cmocka_unit_test(test_workq_bounded),
 		cmocka_unit_test(test_outcome_roundtrip),
 	};

@@ -656,7 +656,7 @@ static void test_rcpt_orcpt_limit(void **state)
 	assert_int_not_equal(smtp_rcpt_parse(arg, false, &path, &p, &err), RC_OK);
 }
 
-/* ---- smtp_xtext_decode, smtp_utf8_char ------------------------------------ */
+/* ---- smtp_xtext_decode, utf8_char ------------------------------------ */
 
 static void test_xtext_decode(void **state)
 {
@@ -734,7 +734,7 @@ static void test_utf8_char(void **state)
 	};
 	for (size_t i = 0; i < ARRAY_LEN(cases); i++) {
 		uint32_t cp = 0;
-		size_t n = smtp_utf8_char(cases[i].in, cases[i].len, &cp);
+		size_t n = utf8_char(cases[i].in, cases[i].len, &cp);
 		CHECK(cases[i].label, n == cases[i].n);
 		if (n > 0)
 			CHECK(cases[i].label, cp == cases[i].cp);

@@ -81,7 +81,7 @@ static void test_b64_decode(void **state)
 		char *in = malloc(b64_cases[i].len + 1);
 		memcpy(in, b64_cases[i].in, b64_cases[i].len);
 		memset(out, 0xee, sizeof out);
-		enum rc rc = smtp_b64_decode(in, b64_cases[i].len, out, b64_cases[i].outsz, &outlen);
+		enum rc rc = b64_decode(in, b64_cases[i].len, out, b64_cases[i].outsz, &outlen);
 		CHECK(label, rc == b64_cases[i].rc);
 		if (rc == RC_OK) {
 			CHECK(label, outlen == b64_cases[i].outlen);
@@ -105,18 +105,18 @@ static void test_b64_roundtrip(void **state)
 			x = x * 1103515245u + 12345u;
 			in[k] = (uint8_t)(x >> 16);
 		}
-		smtp_b64_encode(in, len, enc);
+		b64_encode(in, len, enc);
 		assert_int_equal(strlen(enc), 4 * ((len + 2) / 3));
 		size_t outlen;
-		assert_int_equal(smtp_b64_decode(enc, strlen(enc), back, len, &outlen), RC_OK);
+		assert_int_equal(b64_decode(enc, strlen(enc), back, len, &outlen), RC_OK);
 		assert_int_equal(outlen, len);
 		assert_memory_equal(in, back, len);
 	}
-	smtp_b64_encode((const uint8_t *)"foobar", 6, enc);
+	b64_encode((const uint8_t *)"foobar", 6, enc);
 	assert_string_equal(enc, "Zm9vYmFy");
-	smtp_b64_encode((const uint8_t *)"fooba", 5, enc);
+	b64_encode((const uint8_t *)"fooba", 5, enc);
 	assert_string_equal(enc, "Zm9vYmE=");
-	smtp_b64_encode((const uint8_t *)"", 0, enc);
+	b64_encode((const uint8_t *)"", 0, enc);
 	assert_string_equal(enc, "");
 }
 
@@ -216,12 +216,12 @@ static void test_plain_from_wire(void **state)
 	size_t n;
 	char user[SMTP_AUTH_USER_MAX + 1], pass[SMTP_AUTH_PASS_MAX + 1];
 
-	assert_int_equal(smtp_b64_decode(S("AGFsaWNlAHNlY3JldA=="), buf, sizeof buf, &n), RC_OK);
+	assert_int_equal(b64_decode(S("AGFsaWNlAHNlY3JldA=="), buf, sizeof buf, &n), RC_OK);
 	assert_int_equal(smtp_auth_plain_decode(buf, n, user, pass), RC_OK);
 	assert_string_equal(user, "alice");
 	assert_string_equal(pass, "secret");
 	/* "bob\0alice\0secret": trying to act as another user */
-	assert_int_equal(smtp_b64_decode(S("Ym9iAGFsaWNlAHNlY3JldA=="), buf, sizeof buf, &n), RC_OK);
+	assert_int_equal(b64_decode(S("Ym9iAGFsaWNlAHNlY3JldA=="), buf, sizeof buf, &n), RC_OK);
 	assert_int_equal(smtp_auth_plain_decode(buf, n, user, pass), RC_PERMFAIL);
 }
 
