@@ -26,14 +26,6 @@
 #include "dkim/dkim.h"
 #include "unit_util.h"
 
-#define S(lit) lit, sizeof(lit) - 1
-
-#define CHECK(label, cond)                                                     \
-	do {                                                                   \
-		if (!(cond))                                                   \
-			fail_msg("case '%s': %s", (label), #cond);             \
-	} while (0)
-
 /* ---- helpers ---------------------------------------------------------- */
 
 /* Collected output of a canonicaliser. */

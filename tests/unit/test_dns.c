@@ -35,12 +35,7 @@
 
 #include "dns/dns.h"
 #include "fake_dns.h"
-
-#define CHECK(label, cond)                                                                         \
-	do {                                                                                       \
-		if (!(cond))                                                                       \
-			fail_msg("case '%s': %s", (label), #cond);                                 \
-	} while (0)
+#include "unit_util.h"
 
 /* ==== packet builder (more in fake_dns.h) ============================== */
 

@@ -43,12 +43,7 @@
 
 #include "dns/dns.h"
 #include "fake_dns.h"
-
-#define CHECK(label, cond)                                                                         \
-	do {                                                                                       \
-		if (!(cond))                                                                       \
-			fail_msg("case '%s': %s", (label), #cond);                                 \
-	} while (0)
+#include "unit_util.h"
 
 #define T_PTR 12
 

@@ -21,12 +21,7 @@
 #include <event2/buffer.h>
 
 #include "http/http.h"
-
-#define CHECK(label, cond)                                                                         \
-	do {                                                                                       \
-		if (!(cond))                                                                       \
-			fail_msg("case '%s': %s", (label), #cond);                                 \
-	} while (0)
+#include "unit_util.h"
 
 static const struct http_mime_opts opts = {
 	.hostname = "relay.test",

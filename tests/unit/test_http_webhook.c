@@ -73,8 +73,8 @@ static void test_signature(void **state)
 
 /* ---- the retry schedule --------------------------------------------------------- */
 
-#define S  1000LL
-#define H  (3600 * S)
+#define SEC 1000LL
+#define H  (3600 * SEC)
 #define T0 1795698339000LL /* a job's creation, unix ms */
 
 static const struct {
@@ -84,16 +84,16 @@ static const struct {
 	int64_t fixed;
 	int64_t want; /* 0: give up */
 } retry_cases[] = {
-    {"first failure: 30 s", 1, T0, 0, T0 + 30 * S},
-    {"second: 1 min", 2, T0 + 30 * S, 0, T0 + 90 * S},
-    {"third: 2 min", 3, T0 + 100 * S, 0, T0 + 220 * S},
-    {"fourth: 5 min", 4, T0 + 400 * S, 0, T0 + 700 * S},
-    {"fifth: 10 min", 5, T0 + 1000 * S, 0, T0 + 1600 * S},
-    {"sixth: 30 min", 6, T0 + 2000 * S, 0, T0 + 3800 * S},
-    {"seventh: 1 h", 7, T0 + 4000 * S, 0, T0 + 4000 * S + H},
+    {"first failure: 30 s", 1, T0, 0, T0 + 30 * SEC},
+    {"second: 1 min", 2, T0 + 30 * SEC, 0, T0 + 90 * SEC},
+    {"third: 2 min", 3, T0 + 100 * SEC, 0, T0 + 220 * SEC},
+    {"fourth: 5 min", 4, T0 + 400 * SEC, 0, T0 + 700 * SEC},
+    {"fifth: 10 min", 5, T0 + 1000 * SEC, 0, T0 + 1600 * SEC},
+    {"sixth: 30 min", 6, T0 + 2000 * SEC, 0, T0 + 3800 * SEC},
+    {"seventh: 1 h", 7, T0 + 4000 * SEC, 0, T0 + 4000 * SEC + H},
     {"eighth: 2 h", 8, T0 + 2 * H, 0, T0 + 4 * H},
     {"later ones: still 2 h", 15, T0 + 10 * H, 0, T0 + 12 * H},
-    {"attempts 0 is treated as the first", 0, T0, 0, T0 + 30 * S},
+    {"attempts 0 is treated as the first", 0, T0, 0, T0 + 30 * SEC},
     {"never past the day: last try at 24 h", 12, T0 + 23 * H, 0, T0 + 24 * H},
     {"a day old: give up", 13, T0 + 24 * H, 0, 0},
     {"older: give up", 2, T0 + 25 * H, 0, 0},

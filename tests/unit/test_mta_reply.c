@@ -15,14 +15,7 @@
 
 #include "mta/mta.h"
 #include "mta/mta_int.h"
-
-#define S(lit) lit, sizeof(lit) - 1
-
-#define CHECK(label, cond)                                                     \
-	do {                                                                   \
-		if (!(cond))                                                   \
-			fail_msg("case '%s': %s", (label), #cond);             \
-	} while (0)
+#include "unit_util.h"
 
 #define MAXR 4
 

@@ -27,12 +27,7 @@
 #include "dns/dns.h"
 #include "fake_dns.h"
 #include "mta/mta.h"
-
-#define CHECK(label, cond)                                                                         \
-	do {                                                                                       \
-		if (!(cond))                                                                       \
-			fail_msg("case '%s': %s", (label), #cond);                                 \
-	} while (0)
+#include "unit_util.h"
 
 /* ==== rendering routes as text ============================================ */
 

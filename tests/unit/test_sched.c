@@ -16,12 +16,7 @@
 #include <cmocka.h>
 
 #include "sched/sched.h"
-
-#define CHECK(label, cond)                                                                         \
-	do {                                                                                       \
-		if (!(cond))                                                                       \
-			fail_msg("case '%s': %s", (label), #cond);                                 \
-	} while (0)
+#include "unit_util.h"
 
 #define TR SCHED_STREAM_TRANSACTIONAL
 #define BU SCHED_STREAM_BULK

@@ -14,12 +14,7 @@
 
 #include "smtp/smtp.h"
 #include "spool/spool.h"
-
-#define CHECK(label, cond)                                                     \
-	do {                                                                   \
-		if (!(cond))                                                   \
-			fail_msg("case '%s': %s", (label), #cond);             \
-	} while (0)
+#include "unit_util.h"
 
 /* Compare a reply with the expected code and enhanced code. */
 static void check_err(const char *label, const struct smtp_reply *err, int code, const char *enh)

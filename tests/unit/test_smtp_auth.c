@@ -12,14 +12,7 @@
 #include <cmocka.h>
 
 #include "smtp/smtp.h"
-
-#define S(lit) lit, sizeof(lit) - 1
-
-#define CHECK(label, cond)                                                     \
-	do {                                                                   \
-		if (!(cond))                                                   \
-			fail_msg("case '%s': %s", (label), #cond);             \
-	} while (0)
+#include "unit_util.h"
 
 static const struct {
 	const char *label;

@@ -16,14 +16,7 @@
 
 #include "smtp/smtp.h"
 #include "ref_data_reader.h"
-
-#define S(lit) lit, sizeof(lit) - 1
-
-#define CHECK(label, cond)                                                     \
-	do {                                                                   \
-		if (!(cond))                                                   \
-			fail_msg("case '%s': %s", (label), #cond);             \
-	} while (0)
+#include "unit_util.h"
 
 /* What one run of the reader produced. */
 struct run {

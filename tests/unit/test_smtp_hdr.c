@@ -13,12 +13,7 @@
 #include <cmocka.h>
 
 #include "smtp/smtp.h"
-
-#define CHECK(label, cond)                                                     \
-	do {                                                                   \
-		if (!(cond))                                                   \
-			fail_msg("case '%s': %s", (label), #cond);             \
-	} while (0)
+#include "unit_util.h"
 
 /* The recorded domains joined with ",". */
 static void joined_domains(const struct smtp_hdr_info *info, char *out, size_t outsz)

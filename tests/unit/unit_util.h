@@ -1,5 +1,6 @@
 /*
- * unit_util.h - helpers shared by the unit tests: temporary directories.
+ * unit_util.h - helpers shared by the unit tests: the case-check macros and
+ * temporary directories. Include it after <cmocka.h>.
  */
 #ifndef RELEVO_UNIT_UTIL_H
 #define RELEVO_UNIT_UTIL_H
@@ -7,6 +8,16 @@
 #include <ftw.h>
 #include <stdio.h>
 #include <sys/stat.h>
+
+/* S - a string literal and its length, for (const char *, size_t) parameters. */
+#define S(lit) lit, sizeof(lit) - 1
+
+/* CHECK - fail the test naming the table case (label) whose condition failed. */
+#define CHECK(label, cond)                                                                         \
+	do {                                                                                       \
+		if (!(cond))                                                                       \
+			fail_msg("case '%s': %s", (label), #cond);                                 \
+	} while (0)
 
 static int unit_rm_entry(const char *path, const struct stat *sb, int flag, struct FTW *ftw)
 {
