@@ -286,8 +286,7 @@ struct fixture {
 static int setup(void **state)
 {
 	struct fixture *f = calloc(1, sizeof *f);
-	snprintf(f->root, sizeof f->root, "/tmp/relevo-test-webhook-XXXXXX");
-	if (mkdtemp(f->root) == NULL || store_open(f->root, &f->st) != RC_OK)
+	if (unit_store_open("webhook", "", f->root, sizeof f->root, &f->st) != 0)
 		return -1;
 	setenv("RELEVO_WEBHOOK_RETRY_MS", "100", 1);
 	*state = f;
@@ -297,8 +296,7 @@ static int setup(void **state)
 static int teardown(void **state)
 {
 	struct fixture *f = *state;
-	store_close(f->st);
-	int r = unit_rm_tree(f->root);
+	int r = unit_store_close(f->root, f->st);
 	free(f);
 	return r;
 }

@@ -162,8 +162,7 @@ static int setup_store(void **state)
 {
 	struct fixture *f = calloc(1, sizeof *f);
 	char *hash = NULL;
-	snprintf(f->root, sizeof f->root, "/tmp/relevo-test-policy-XXXXXX");
-	if (mkdtemp(f->root) == NULL || store_open(f->root, &f->st) != RC_OK)
+	if (unit_store_open("policy", "", f->root, sizeof f->root, &f->st) != 0)
 		return -1;
 	*state = f;
 	const char *d[] = {"example.com"};
@@ -179,8 +178,7 @@ static int setup_store(void **state)
 static int teardown_store(void **state)
 {
 	struct fixture *f = *state;
-	store_close(f->st);
-	int r = unit_rm_tree(f->root);
+	int r = unit_store_close(f->root, f->st);
 	free(f);
 	return r;
 }

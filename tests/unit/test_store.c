@@ -35,13 +35,10 @@ struct fixture {
 static int setup(void **state)
 {
 	struct fixture *f = calloc(1, sizeof *f);
-	snprintf(f->root, sizeof f->root, "/tmp/relevo-test-store-XXXXXX");
-	if (mkdtemp(f->root) == NULL)
+	if (unit_store_open("store", "var/data", f->root, sizeof f->root, &f->st) != 0)
 		return -1;
 	snprintf(f->data_dir, sizeof f->data_dir, "%s/var/data", f->root);
 	snprintf(f->db_path, sizeof f->db_path, "%s/relevo.db", f->data_dir);
-	if (store_open(f->data_dir, &f->st) != RC_OK)
-		return -1;
 	*state = f;
 	return 0;
 }
@@ -49,8 +46,7 @@ static int setup(void **state)
 static int teardown(void **state)
 {
 	struct fixture *f = *state;
-	store_close(f->st);
-	int r = unit_rm_tree(f->root);
+	int r = unit_store_close(f->root, f->st);
 	free(f);
 	return r;
 }

@@ -45,13 +45,10 @@ struct fixture {
 static int setup(void **state)
 {
 	struct fixture *f = calloc(1, sizeof *f);
-	snprintf(f->root, sizeof f->root, "/tmp/relevo-test-store-ev-XXXXXX");
-	if (mkdtemp(f->root) == NULL)
+	if (unit_store_open("store-ev", "data", f->root, sizeof f->root, &f->st) != 0)
 		return -1;
 	snprintf(f->data_dir, sizeof f->data_dir, "%s/data", f->root);
 	snprintf(f->db_path, sizeof f->db_path, "%s/relevo.db", f->data_dir);
-	if (store_open(f->data_dir, &f->st) != RC_OK)
-		return -1;
 	const char *d[] = {"example.com"};
 	if (store_user_add(f->st, "alice", HASH_A, d, 1) != RC_OK ||
 	    store_user_add(f->st, "bob", HASH_A, d, 1) != RC_OK)
@@ -63,8 +60,7 @@ static int setup(void **state)
 static int teardown(void **state)
 {
 	struct fixture *f = *state;
-	store_close(f->st);
-	int r = unit_rm_tree(f->root);
+	int r = unit_store_close(f->root, f->st);
 	free(f);
 	return r;
 }

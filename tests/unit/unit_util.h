@@ -7,6 +7,7 @@
 
 #include <ftw.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <sys/stat.h>
 
 /* S - a string literal and its length, for (const char *, size_t) parameters. */
@@ -32,5 +33,27 @@ static inline int unit_rm_tree(const char *dir)
 {
 	return nftw(dir, unit_rm_entry, 16, FTW_DEPTH | FTW_PHYS);
 }
+
+#ifdef RELEVO_STORE_H
+/* unit_store_open - a new temporary directory root (/tmp/relevo-test-TAG-XXXXXX)
+ * and a store in root/sub (sub "": root itself); 0 or -1. */
+static inline int unit_store_open(const char *tag, const char *sub, char *root, size_t rootsz,
+                                  struct store **st)
+{
+	char dir[256];
+	snprintf(root, rootsz, "/tmp/relevo-test-%s-XXXXXX", tag);
+	if (mkdtemp(root) == NULL)
+		return -1;
+	snprintf(dir, sizeof dir, "%s%s%s", root, *sub ? "/" : "", sub);
+	return store_open(dir, st) == RC_OK ? 0 : -1;
+}
+
+/* unit_store_close - close st and remove root; 0 on success. */
+static inline int unit_store_close(const char *root, struct store *st)
+{
+	store_close(st);
+	return unit_rm_tree(root);
+}
+#endif
 
 #endif
