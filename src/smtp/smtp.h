@@ -251,14 +251,6 @@ size_t smtp_hdr_strip_auth(const char *hdrs, size_t len, const char *own_id, str
 
 /* ---- AUTH (RFC 4954, 4616) ----------------------------------------------- */
 
-/* smtp_b64_decode - b64_decode (core.h), under the name smtp_session.c still
- * calls it by; to go when that file calls b64_decode itself. */
-static inline enum rc smtp_b64_decode(const char *in, size_t len, uint8_t *out, size_t outsz,
-				      size_t *outlen)
-{
-	return b64_decode(in, len, out, outsz, outlen);
-}
-
 #define SMTP_AUTH_USER_MAX 255
 #define SMTP_AUTH_PASS_MAX 255
 /* smtp_auth_plain_decode - "authzid NUL authcid NUL passwd" (RFC 4616): exactly

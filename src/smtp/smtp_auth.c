@@ -200,7 +200,7 @@ static void auth_plain(struct smtp_session *s, const char *b64, struct smtp_repl
 	uint8_t buf[SMTP_AUTH_USER_MAX * 2 + SMTP_AUTH_PASS_MAX + 3];
 	size_t n;
 	char user[SMTP_AUTH_USER_MAX + 1], pass[SMTP_AUTH_PASS_MAX + 1];
-	enum rc rc = smtp_b64_decode(b64, strlen(b64), buf, sizeof buf, &n);
+	enum rc rc = b64_decode(b64, strlen(b64), buf, sizeof buf, &n);
 	if (rc == RC_OK)
 		rc = smtp_auth_plain_decode(buf, n, user, pass);
 	explicit_bzero(buf, sizeof buf);
@@ -224,7 +224,7 @@ static void auth_plain(struct smtp_session *s, const char *b64, struct smtp_repl
 static bool auth_b64_field(const char *b64, char *out, size_t outsz)
 {
 	size_t n;
-	if (smtp_b64_decode(b64, strlen(b64), (uint8_t *)out, outsz - 1, &n) != RC_OK)
+	if (b64_decode(b64, strlen(b64), (uint8_t *)out, outsz - 1, &n) != RC_OK)
 		return false;
 	out[n] = '\0';
 	return n > 0 && memchr(out, '\0', n) == NULL;
