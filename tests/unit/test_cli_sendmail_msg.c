@@ -17,12 +17,7 @@
 #include <cmocka.h>
 
 #include "cli/cli_sendmail.h"
-
-#define CHECK(label, cond)                                                                         \
-	do {                                                                                       \
-		if (!(cond))                                                                       \
-			fail_msg("case '%s': %s", (label), #cond);                                 \
-	} while (0)
+#include "unit_util.h"
 
 /* Input -> what sm_msg_render sends after DATA. */
 static const struct {

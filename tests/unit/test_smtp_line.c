@@ -13,15 +13,7 @@
 #include <cmocka.h>
 
 #include "smtp/smtp.h"
-
-/* A string literal with its length (it may hold NULs). */
-#define S(lit) lit, sizeof(lit) - 1
-
-#define CHECK(label, cond)                                                     \
-	do {                                                                   \
-		if (!(cond))                                                   \
-			fail_msg("case '%s': %s", (label), #cond);             \
-	} while (0)
+#include "unit_util.h"
 
 /* ---- smtp_line_scan ------------------------------------------------------ */
 
