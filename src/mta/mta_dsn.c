@@ -43,15 +43,6 @@ static bool dsn_is_ctl(unsigned char c)
 	return c < 0x20 || c == 0x7f;
 }
 
-/* Cut len so that it does not end inside a UTF-8 sequence. */
-static size_t dsn_utf8_cut(const char *s, size_t len)
-{
-	size_t i = len;
-	while (i > 0 && ((unsigned char)s[i] & 0xc0) == 0x80)
-		i--;
-	return i;
-}
-
 /*
  * dsn_clean - a heap copy of s that is safe for one header line: control
  * characters become spaces, runs of spaces collapse, no leading or trailing
@@ -73,7 +64,7 @@ static char *dsn_clean(const char *s, bool keep8)
 		o[n++] = (char)c;
 	}
 	if (i < len) {
-		n = keep8 ? dsn_utf8_cut(o, n) : n;
+		n = keep8 ? utf8_cut(o, n) : n;
 		memcpy(o + n, "...", 3);
 		n += 3;
 	}
@@ -100,7 +91,7 @@ static size_t dsn_put_word(struct evbuffer *out, size_t col, const char *w, size
 {
 	while (col + len > DSN_SPLIT_COL) {
 		size_t room = DSN_SPLIT_COL > col ? DSN_SPLIT_COL - col : 1;
-		size_t cut = dsn_utf8_cut(w, room);
+		size_t cut = utf8_cut(w, room);
 		if (cut == 0)
 			cut = room;
 		evbuffer_add(out, w, cut);
